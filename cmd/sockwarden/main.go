@@ -1,0 +1,155 @@
+// Command sockwarden reads TCP socket state, says whether a connection
+// problem is the application's or the kernel's, and, only when it is the
+// kernel's, changes the right sysctl under guard.
+//
+// This package is the CLI and the agent's wiring, nothing else: each
+// subcommand lives in its own file and calls the packages that do the work.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/config"
+)
+
+// Exit codes, documented in the README and `sockwarden --help`.
+const (
+	exitOK       = 0
+	exitFindings = 1 // diagnose found something worth a look
+	exitUsage    = 2 // bad flags, bad config, unreadable input
+	exitFailed   = 3 // an operation ran and failed (refused, rolled back)
+)
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+// usageErr marks an error as the caller's (exit 2).
+func usageErr(format string, a ...any) error {
+	return withCode(exitUsage, fmt.Errorf(format, a...))
+}
+
+// app holds what every subcommand needs: the loaded config and a logger.
+type app struct {
+	cfgFile  string
+	logLevel string
+	netns    string
+	stateDir string
+
+	cfg config.Config
+	log *zap.Logger
+}
+
+var version = "dev" // set with -ldflags "-X main.version=..."
+
+func newRootCmd() *cobra.Command {
+	a := &app{}
+	root := &cobra.Command{
+		Use:   "sockwarden",
+		Short: "Read TCP socket state, blame the app or the kernel, fix the kernel under guard",
+		Long: `sockwarden reads TCP socket state the way an SRE reads ss: listeners and
+their accept queues, state piles, ephemeral ports per destination, the drop
+counters and the sysctls behind them. It says whether a connection problem
+(refused, timeouts, resets, "running out of connections") is the
+application's fault or the kernel's, and only when it is the kernel's does
+it propose, and under guard apply, the right sysctl change.
+
+Start with:
+  sockwarden diagnose            read this host and print the verdict
+  sockwarden sample              the raw census (states, listeners, counters)
+  sockwarden collect b.tar.gz    capture a bundle to diagnose elsewhere
+
+Configuration: ` + config.DefaultPath + ` (YAML, optional), environment
+SOCKWARDEN_<SECTION>_<KEY>, then flags. Exit status: 0 healthy or done,
+1 findings, 2 usage or input error, 3 operation refused or failed.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.load(cmd)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.cfgFile, "config", "", "config file (default "+config.DefaultPath+", absent is fine)")
+	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config: info)")
+	pf.StringVar(&a.netns, "netns", "", "network namespace to work on: a file such as /run/netns/NAME or /proc/PID/ns/net")
+	pf.StringVar(&a.stateDir, "state-dir", "", "state directory for approvals and the change journal (default /var/lib/sockwarden)")
+	config.BindFlag(pf, "log-level", "log_level")
+	config.BindFlag(pf, "netns", "netns")
+	config.BindFlag(pf, "state-dir", "state_dir")
+
+	root.AddCommand(newVersionCmd())
+	for _, add := range subcommands {
+		root.AddCommand(add(a))
+	}
+	return root
+}
+
+// subcommands is filled by each subcommand's file in an init function, so
+// that files do not have to touch this one.
+var subcommands []func(*app) *cobra.Command
+
+func (a *app) load(cmd *cobra.Command) error {
+	cfg, err := config.Load(config.Options{File: a.cfgFile, Flags: flagSet(cmd)})
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	a.cfg = cfg
+	log, err := newLogger(cfg, cmd.ErrOrStderr())
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	a.log = log
+	return nil
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "sockwarden %s\n", version)
+			return nil
+		},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(os.Stderr, "sockwarden:", ee.err)
+		}
+		return ee.code
+	}
+	// cobra's own errors (unknown flag, bad args) are usage errors.
+	fmt.Fprintln(os.Stderr, "sockwarden:", err)
+	return exitUsage
+}

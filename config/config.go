@@ -1,0 +1,302 @@
+// Package config loads sockwarden's typed configuration. It is the only
+// package that imports viper: everyone else receives a Config.
+//
+// Sources, lowest precedence first: built-in defaults (Defaults), the YAML
+// file (default /etc/sockwarden/config.yaml; absent is fine unless named
+// explicitly), environment variables SOCKWARDEN_<SECTION>_<KEY> (for example
+// SOCKWARDEN_DIAGNOSE_INTERVAL=2s), then command-line flags bound by the
+// caller. An unknown key or a bad value is an error that names the key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// DefaultPath is where the config file is looked for when none is named.
+const DefaultPath = "/etc/sockwarden/config.yaml"
+
+// ErrConfig wraps every configuration error.
+var ErrConfig = errors.New("config")
+
+// Config is the whole typed configuration. Each section lives in its own
+// file with its defaults and validation.
+type Config struct {
+	// LogLevel: debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+	// LogFormat: auto (journald under systemd, console on a terminal,
+	// JSON otherwise), console, json or journald.
+	LogFormat string `mapstructure:"log_format"`
+	// StateDir holds the approvals store and the change journal.
+	StateDir string `mapstructure:"state_dir"`
+	// Netns is the network namespace path to work on ("" = our own).
+	Netns string `mapstructure:"netns"`
+
+	Sample    Sample    `mapstructure:"sample"`
+	Diagnose  Diagnose  `mapstructure:"diagnose"`
+	Remediate Remediate `mapstructure:"remediate"`
+	Verify    Verify    `mapstructure:"verify"`
+	Agent     Agent     `mapstructure:"agent"`
+	Metrics   Metrics   `mapstructure:"metrics"`
+
+	// File is the config file actually read ("" when none).
+	File string `mapstructure:"-"`
+}
+
+// Defaults returns the built-in configuration.
+func Defaults() Config {
+	return Config{
+		LogLevel:  "info",
+		LogFormat: "auto",
+		StateDir:  "/var/lib/sockwarden",
+		Sample:    defaultSample(),
+		Diagnose:  defaultDiagnose(),
+		Remediate: defaultRemediate(),
+		Verify:    defaultVerify(),
+		Agent:     defaultAgent(),
+		Metrics:   defaultMetrics(),
+	}
+}
+
+// Options says where Load looks.
+type Options struct {
+	// File is the config file; "" means DefaultPath, which may be absent.
+	File string
+	// Flags, when set, override file and environment. Each flag is bound
+	// to the config key in its annotation "config" (see BindFlag), or to
+	// its own name when that is a known key.
+	Flags *pflag.FlagSet
+	// Env is the environment to read ("" keys ignored); nil means
+	// os.Environ().
+	Env []string
+}
+
+// BindFlag marks flag name of fs as setting config key.
+func BindFlag(fs *pflag.FlagSet, name, key string) {
+	if err := fs.SetAnnotation(name, "config", []string{key}); err != nil {
+		panic(err) // programming error: the flag does not exist
+	}
+}
+
+// Load reads the configuration.
+func Load(opts Options) (Config, error) {
+	v := viper.New()
+	def := Defaults()
+	keys := leafKeys(reflect.TypeOf(def), "")
+	setDefaults(v, reflect.ValueOf(def), "")
+
+	file := opts.File
+	explicit := file != ""
+	if !explicit {
+		file = DefaultPath
+	}
+	cfgFile := ""
+	if b, err := os.ReadFile(file); err == nil {
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(strings.NewReader(string(b))); err != nil {
+			return Config{}, fmt.Errorf("%w: %s: %w", ErrConfig, file, err)
+		}
+		cfgFile = file
+	} else if explicit || !errors.Is(err, fs.ErrNotExist) {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+
+	// Environment: only known keys, SOCKWARDEN_ + key with dots as _.
+	env := opts.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	envKeys := map[string]string{}
+	for _, k := range keys {
+		envKeys["SOCKWARDEN_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = k
+	}
+	for _, kv := range env {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "SOCKWARDEN_") {
+			continue
+		}
+		k, known := envKeys[name]
+		if !known {
+			return Config{}, fmt.Errorf("%w: environment variable %s is not a sockwarden setting", ErrConfig, name)
+		}
+		v.Set(k, val)
+	}
+
+	if opts.Flags != nil {
+		known := map[string]bool{}
+		for _, k := range keys {
+			known[k] = true
+		}
+		opts.Flags.Visit(func(f *pflag.Flag) {
+			key := f.Name
+			if a := f.Annotations["config"]; len(a) == 1 {
+				key = a[0]
+			} else if !known[key] {
+				return
+			}
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				v.Set(key, sv.GetSlice())
+				return
+			}
+			v.Set(key, f.Value.String())
+		})
+	}
+
+	var c Config
+	dc := &mapstructure.DecoderConfig{
+		Result:           &c,
+		ErrorUnused:      true,
+		WeaklyTypedInput: true,
+		TagName:          "mapstructure",
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+	}
+	dec, err := mapstructure.NewDecoder(dc)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := dec.Decode(v.AllSettings()); err != nil {
+		return Config{}, fmt.Errorf("%w: %s: %w", ErrConfig, nameOr(cfgFile, "settings"), cleanDecodeErr(err))
+	}
+	c.File = cfgFile
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%w: %s: %w", ErrConfig, nameOr(cfgFile, "settings"), err)
+	}
+	return c, nil
+}
+
+func nameOr(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
+}
+
+// cleanDecodeErr turns mapstructure's report into one line per problem, each
+// naming the key the way users write it ("diagnose.interval").
+func cleanDecodeErr(err error) error {
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "decoding failed") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "* ")
+		// "'diagnose' has invalid keys: intervall" -> "diagnose.intervall: unknown key"
+		if sec, rest, ok := strings.Cut(line, " has invalid key"); ok {
+			sec = strings.Trim(sec, "'")
+			keys := strings.TrimPrefix(strings.TrimPrefix(rest, "s"), ": ")
+			for _, k := range strings.Split(keys, ", ") {
+				if sec != "config.Config" && sec != "" {
+					k = sec + "." + k
+				}
+				out = append(out, k+": unknown key")
+			}
+			continue
+		}
+		// "'diagnose.interval' time: invalid duration" -> "diagnose.interval: time: invalid duration"
+		if strings.HasPrefix(line, "'") {
+			if end := strings.Index(line[1:], "'"); end >= 0 {
+				line = line[1:end+1] + ":" + line[end+2:]
+			}
+		}
+		out = append(out, line)
+	}
+	if len(out) == 0 {
+		return err
+	}
+	return errors.New(strings.Join(out, "; "))
+}
+
+// Validate checks every section; the error names the key.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "auto", "console", "json", "journald":
+	default:
+		errs = append(errs, fmt.Errorf("log_format: %q is not one of auto, console, json, journald", c.LogFormat))
+	}
+	if c.StateDir == "" || !strings.HasPrefix(c.StateDir, "/") {
+		errs = append(errs, fmt.Errorf("state_dir: %q must be an absolute path", c.StateDir))
+	}
+	errs = append(errs,
+		c.Sample.validate(), c.Diagnose.validate(), c.Remediate.validate(),
+		c.Verify.validate(), c.Agent.validate(), c.Metrics.validate())
+	return errors.Join(errs...)
+}
+
+// Keys lists every configuration key in dotted form, sorted.
+func Keys() []string {
+	k := leafKeys(reflect.TypeOf(Config{}), "")
+	sort.Strings(k)
+	return k
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func leafKeys(t reflect.Type, prefix string) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("mapstructure")
+		if tag == "-" || tag == "" {
+			continue
+		}
+		key := prefix + tag
+		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+			out = append(out, leafKeys(f.Type, key+".")...)
+			continue
+		}
+		out = append(out, key)
+	}
+	return out
+}
+
+func setDefaults(v *viper.Viper, val reflect.Value, prefix string) {
+	t := val.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("mapstructure")
+		if tag == "-" || tag == "" {
+			continue
+		}
+		key := prefix + tag
+		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+			setDefaults(v, val.Field(i), key+".")
+			continue
+		}
+		v.SetDefault(key, val.Field(i).Interface())
+	}
+}
+
+// positive is a small helper for validators.
+func positive(key string, n int) error {
+	if n <= 0 {
+		return fmt.Errorf("%s: must be positive, got %d", key, n)
+	}
+	return nil
+}
+
+func positiveDur(key string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s: must be a positive duration, got %s", key, d)
+	}
+	return nil
+}

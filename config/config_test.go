@@ -1,0 +1,102 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsWhenFileAbsent(t *testing.T) {
+	c, err := Load(Options{File: "", Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Defaults()
+	if diff := cmp.Diff(want, c); diff != "" && c.File == "" {
+		t.Fatalf("(-want +got)\n%s", diff)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	p := write(t, "diagnose:\n  interval: 2s\n  samples: 3\nagent:\n  mode: observe\n")
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	fs.Int("samples", 0, "")
+	BindFlag(fs, "samples", "diagnose.samples")
+	if err := fs.Parse([]string{"--samples=4"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(Options{File: p, Flags: fs, Env: []string{"SOCKWARDEN_AGENT_MODE=auto", "PATH=/bin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Diagnose.Interval != 2*time.Second {
+		t.Errorf("interval from file: got %s", c.Diagnose.Interval)
+	}
+	if c.Diagnose.Samples != 4 {
+		t.Errorf("samples from flag: got %d", c.Diagnose.Samples)
+	}
+	if c.Agent.Mode != "auto" {
+		t.Errorf("mode from env: got %q", c.Agent.Mode)
+	}
+	if c.File != p {
+		t.Errorf("File = %q", c.File)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		env        []string
+		want       string
+	}{
+		{"unknown key", "diagnose:\n  intervall: 2s\n", nil, "intervall"},
+		{"unknown section", "bogus: 1\n", nil, "bogus"},
+		{"bad duration", "diagnose:\n  interval: soon\n", nil, "interval"},
+		{"bad mode", "agent:\n  mode: yolo\n", nil, "agent.mode"},
+		{"bad ratio", "diagnose:\n  port_use_ratio: 2\n", nil, "diagnose.port_use_ratio"},
+		{"bad yaml", "diagnose: [\n", nil, "config.yaml"},
+		{"unknown env", "", []string{"SOCKWARDEN_NOPE=1"}, "SOCKWARDEN_NOPE"},
+		{"bad env value", "", []string{"SOCKWARDEN_VERIFY_WINDOW=-1s"}, "verify.window"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := tc.env
+			if env == nil {
+				env = []string{}
+			}
+			_, err := Load(Options{File: write(t, tc.yaml), Env: env})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error naming %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestExplicitMissingFile(t *testing.T) {
+	_, err := Load(Options{File: "/nonexistent/sw.yaml", Env: []string{}})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/sw.yaml") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestKeysCoverSections(t *testing.T) {
+	keys := strings.Join(Keys(), " ")
+	for _, k := range []string{"diagnose.interval", "agent.mode", "remediate.allowlist", "metrics.listen", "state_dir"} {
+		if !strings.Contains(keys, k) {
+			t.Errorf("Keys() lacks %s", k)
+		}
+	}
+}

@@ -1,0 +1,222 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Sample configures the census.
+type Sample struct {
+	// TopDestinations bounds the destination groups kept per sample.
+	TopDestinations int `mapstructure:"top_destinations"`
+	// TopProcesses bounds the per-process table kept per sample.
+	TopProcesses int `mapstructure:"top_processes"`
+	// Owners maps sockets to processes through /proc/PID/fd (as ss -p).
+	Owners bool `mapstructure:"owners"`
+	// WatchInterval is the poll period of the listener-only watch taken
+	// between two samples (0 disables it).
+	WatchInterval time.Duration `mapstructure:"watch_interval"`
+}
+
+func defaultSample() Sample {
+	return Sample{TopDestinations: 20, TopProcesses: 20, Owners: true, WatchInterval: 20 * time.Millisecond}
+}
+
+func (s Sample) validate() error {
+	var errs []error
+	errs = append(errs, positive("sample.top_destinations", s.TopDestinations), positive("sample.top_processes", s.TopProcesses))
+	if s.WatchInterval < 0 {
+		errs = append(errs, fmt.Errorf("sample.watch_interval: must not be negative, got %s", s.WatchInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Diagnose holds the thresholds of the rules (see docs/rules.md).
+type Diagnose struct {
+	// Samples and Interval: how many samples diagnose takes, how far apart.
+	Samples  int           `mapstructure:"samples"`
+	Interval time.Duration `mapstructure:"interval"`
+	// MinArrivalsPerSec is the load floor: below it (passive + active
+	// opens per second) a host is idle and drop counters are not acted on.
+	MinArrivalsPerSec float64 `mapstructure:"min_arrivals_per_sec"`
+	// MinDropsPerSec: drop rates at or below this are noise.
+	MinDropsPerSec float64 `mapstructure:"min_drops_per_sec"`
+	// CloseWaitMin: a process with at least this many CLOSE-WAIT sockets
+	// is a pile.
+	CloseWaitMin int `mapstructure:"close_wait_min"`
+	// FinWait2Min, TimeWaitMin, SynRecvMin: pile sizes for those states.
+	FinWait2Min int `mapstructure:"fin_wait2_min"`
+	TimeWaitMin int `mapstructure:"time_wait_min"`
+	SynRecvMin  int `mapstructure:"syn_recv_min"`
+	// PortUseRatio: a destination using this share of the usable
+	// ephemeral ports is near exhaustion.
+	PortUseRatio float64 `mapstructure:"port_use_ratio"`
+	// FDUseRatio: a process or the system at this share of its
+	// descriptor limit is near exhaustion.
+	FDUseRatio float64 `mapstructure:"fd_use_ratio"`
+	// SomaxconnCap caps proposed somaxconn values.
+	SomaxconnCap int `mapstructure:"somaxconn_cap"`
+	// SynBacklogCap caps proposed tcp_max_syn_backlog values.
+	SynBacklogCap int `mapstructure:"syn_backlog_cap"`
+}
+
+func defaultDiagnose() Diagnose {
+	return Diagnose{
+		Samples: 2, Interval: 5 * time.Second,
+		MinArrivalsPerSec: 5, MinDropsPerSec: 0,
+		CloseWaitMin: 100, FinWait2Min: 500, TimeWaitMin: 5000, SynRecvMin: 100,
+		PortUseRatio: 0.8, FDUseRatio: 0.9,
+		SomaxconnCap: 65535, SynBacklogCap: 65536,
+	}
+}
+
+func ratio(key string, r float64) error {
+	if r <= 0 || r > 1 {
+		return fmt.Errorf("%s: must be in (0, 1], got %g", key, r)
+	}
+	return nil
+}
+
+func (d Diagnose) validate() error {
+	var errs []error
+	if d.Samples < 1 {
+		errs = append(errs, fmt.Errorf("diagnose.samples: must be at least 1, got %d", d.Samples))
+	}
+	errs = append(errs, positiveDur("diagnose.interval", d.Interval),
+		ratio("diagnose.port_use_ratio", d.PortUseRatio), ratio("diagnose.fd_use_ratio", d.FDUseRatio),
+		positive("diagnose.close_wait_min", d.CloseWaitMin), positive("diagnose.fin_wait2_min", d.FinWait2Min),
+		positive("diagnose.time_wait_min", d.TimeWaitMin), positive("diagnose.syn_recv_min", d.SynRecvMin))
+	if d.MinArrivalsPerSec < 0 {
+		errs = append(errs, fmt.Errorf("diagnose.min_arrivals_per_sec: must not be negative"))
+	}
+	if d.MinDropsPerSec < 0 {
+		errs = append(errs, fmt.Errorf("diagnose.min_drops_per_sec: must not be negative"))
+	}
+	if d.SomaxconnCap < 128 || d.SomaxconnCap > 1<<31-1 {
+		errs = append(errs, fmt.Errorf("diagnose.somaxconn_cap: must be between 128 and 2147483647, got %d", d.SomaxconnCap))
+	}
+	if d.SynBacklogCap < 128 {
+		errs = append(errs, fmt.Errorf("diagnose.syn_backlog_cap: must be at least 128, got %d", d.SynBacklogCap))
+	}
+	return errors.Join(errs...)
+}
+
+// Remediate configures the guarded apply.
+type Remediate struct {
+	// Allowlist: the only sysctls that may ever be written.
+	Allowlist []string `mapstructure:"allowlist"`
+	// ApprovalTTL is the default lifetime of an approval.
+	ApprovalTTL time.Duration `mapstructure:"approval_ttl"`
+	// OnRestart: what to do with a change found applied or verifying at
+	// start-up: "rollback" (default) or "resume".
+	OnRestart string `mapstructure:"on_restart"`
+	// RestartUnit allows restarting the listener's systemd unit so that
+	// it listens again after a somaxconn change (only when the approval
+	// says so too).
+	RestartUnit bool `mapstructure:"restart_unit"`
+	// Persist writes verified changes to /etc/sysctl.d/ as well.
+	Persist    bool   `mapstructure:"persist"`
+	PersistDir string `mapstructure:"persist_dir"`
+	// Standing holds standing approval rules, "KEY<=MAX" ("net.core.somaxconn<=16384"),
+	// empty (the default) for none.
+	Standing []string `mapstructure:"standing"`
+}
+
+func defaultRemediate() Remediate {
+	return Remediate{
+		Allowlist: []string{
+			"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.ip_local_port_range",
+			"net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_tw_reuse",
+		},
+		ApprovalTTL: time.Hour,
+		OnRestart:   "rollback",
+		PersistDir:  "/etc/sysctl.d",
+		Standing:    []string{},
+	}
+}
+
+func (r Remediate) validate() error {
+	var errs []error
+	errs = append(errs, positiveDur("remediate.approval_ttl", r.ApprovalTTL))
+	if r.OnRestart != "rollback" && r.OnRestart != "resume" {
+		errs = append(errs, fmt.Errorf("remediate.on_restart: %q is not rollback or resume", r.OnRestart))
+	}
+	return errors.Join(errs...)
+}
+
+// Verify configures the post-change judgement.
+type Verify struct {
+	Window   time.Duration `mapstructure:"window"`
+	Interval time.Duration `mapstructure:"interval"`
+	// MaxDropsPerSec: the symptom has stopped when drops fall to this.
+	MaxDropsPerSec float64 `mapstructure:"max_drops_per_sec"`
+	// Inconclusive: "rollback" (default) or "keep".
+	Inconclusive string `mapstructure:"inconclusive"`
+}
+
+func defaultVerify() Verify {
+	return Verify{Window: 60 * time.Second, Interval: 5 * time.Second, MaxDropsPerSec: 0, Inconclusive: "rollback"}
+}
+
+func (v Verify) validate() error {
+	var errs []error
+	errs = append(errs, positiveDur("verify.window", v.Window), positiveDur("verify.interval", v.Interval))
+	if v.Interval > v.Window && v.Window > 0 {
+		errs = append(errs, fmt.Errorf("verify.interval: %s is longer than verify.window %s", v.Interval, v.Window))
+	}
+	if v.Inconclusive != "rollback" && v.Inconclusive != "keep" {
+		errs = append(errs, fmt.Errorf("verify.inconclusive: %q is not rollback or keep", v.Inconclusive))
+	}
+	if v.MaxDropsPerSec < 0 {
+		errs = append(errs, fmt.Errorf("verify.max_drops_per_sec: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Agent configures `sockwarden agent`.
+type Agent struct {
+	// Mode: observe, propose (default) or auto.
+	Mode string `mapstructure:"mode"`
+	// Tick is the cheap-sample period; FullEvery takes a full census
+	// every N ticks even when nothing moves.
+	Tick      time.Duration `mapstructure:"tick"`
+	FullEvery int           `mapstructure:"full_every"`
+	// Netns lists namespace paths to watch besides the agent's own.
+	Netns []string `mapstructure:"netns"`
+	// ControlSocket is the Unix socket `sockwarden status` talks to.
+	ControlSocket string `mapstructure:"control_socket"`
+}
+
+func defaultAgent() Agent {
+	return Agent{Mode: "propose", Tick: 10 * time.Second, FullEvery: 30, Netns: []string{}, ControlSocket: "/run/sockwarden/control.sock"}
+}
+
+func (a Agent) validate() error {
+	var errs []error
+	switch a.Mode {
+	case "observe", "propose", "auto":
+	default:
+		errs = append(errs, fmt.Errorf("agent.mode: %q is not one of observe, propose, auto", a.Mode))
+	}
+	errs = append(errs, positiveDur("agent.tick", a.Tick), positive("agent.full_every", a.FullEvery))
+	return errors.Join(errs...)
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Enabled bool   `mapstructure:"enabled"`
+	Listen  string `mapstructure:"listen"`
+}
+
+func defaultMetrics() Metrics {
+	return Metrics{Enabled: false, Listen: "127.0.0.1:9872"}
+}
+
+func (m Metrics) validate() error {
+	if _, _, err := net.SplitHostPort(m.Listen); err != nil {
+		return fmt.Errorf("metrics.listen: %q: %w", m.Listen, err)
+	}
+	return nil
+}
