@@ -60,6 +60,21 @@ type Diagnose struct {
 	SomaxconnCap int `mapstructure:"somaxconn_cap"`
 	// SynBacklogCap caps proposed tcp_max_syn_backlog values.
 	SynBacklogCap int `mapstructure:"syn_backlog_cap"`
+	// SaturatedRatio: a listener at its limit in at least this share of
+	// the watch polls, never draining, is a saturated (slow) acceptor
+	// rather than a burst.
+	SaturatedRatio float64 `mapstructure:"saturated_ratio"`
+	// OrphanUseRatio: orphans at this share of net.ipv4.tcp_max_orphans
+	// are orphan pressure.
+	OrphanUseRatio float64 `mapstructure:"orphan_use_ratio"`
+	// PortRangeFloor: a widened ip_local_port_range never starts below
+	// this port (nor below net.ipv4.ip_unprivileged_port_start): ports
+	// under it are where services listen.
+	PortRangeFloor int `mapstructure:"port_range_floor"`
+	// KeepSyncookiesOff: the operator keeps net.ipv4.tcp_syncookies=0 on
+	// purpose; a SYN-queue overflow then gets a tcp_max_syn_backlog
+	// proposal instead of tcp_syncookies=1.
+	KeepSyncookiesOff bool `mapstructure:"keep_syncookies_off"`
 }
 
 func defaultDiagnose() Diagnose {
@@ -69,6 +84,7 @@ func defaultDiagnose() Diagnose {
 		CloseWaitMin: 100, FinWait2Min: 500, TimeWaitMin: 5000, SynRecvMin: 100,
 		PortUseRatio: 0.8, FDUseRatio: 0.9,
 		SomaxconnCap: 65535, SynBacklogCap: 65536,
+		SaturatedRatio: 0.9, OrphanUseRatio: 0.8, PortRangeFloor: 10000,
 	}
 }
 
@@ -96,6 +112,10 @@ func (d Diagnose) validate() error {
 	}
 	if d.SomaxconnCap < 128 || d.SomaxconnCap > 1<<31-1 {
 		errs = append(errs, fmt.Errorf("diagnose.somaxconn_cap: must be between 128 and 2147483647, got %d", d.SomaxconnCap))
+	}
+	errs = append(errs, ratio("diagnose.saturated_ratio", d.SaturatedRatio), ratio("diagnose.orphan_use_ratio", d.OrphanUseRatio))
+	if d.PortRangeFloor < 1 || d.PortRangeFloor > 65535 {
+		errs = append(errs, fmt.Errorf("diagnose.port_range_floor: must be between 1 and 65535, got %d", d.PortRangeFloor))
 	}
 	if d.SynBacklogCap < 128 {
 		errs = append(errs, fmt.Errorf("diagnose.syn_backlog_cap: must be at least 128, got %d", d.SynBacklogCap))

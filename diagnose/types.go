@@ -14,6 +14,10 @@ const (
 	SideKernel Side = "kernel" // a kernel limit is the cap; a sysctl change helps
 	SidePeer   Side = "peer"   // the remote side or the network (e.g. a SYN flood)
 	SideNone   Side = "none"   // normal behaviour, nothing to fix
+	// SideUnknown: the symptom is real but the samples cannot tie it to a
+	// cause (for example overflow counters rising while no listener was
+	// seen at its limit). Never carries a change.
+	SideUnknown Side = "unknown"
 )
 
 // Severity of a finding.
@@ -60,6 +64,9 @@ type Finding struct {
 	Evidence []string `json:"evidence"`
 	// AppActions are the application-side fixes, first choice first.
 	AppActions []string `json:"app_actions,omitempty"`
+	// Counter is the counter (nstat name) whose rate per interval shows
+	// the symptom, "" for state piles; Report.Rates holds its values.
+	Counter string `json:"counter,omitempty"`
 }
 
 // Change is one sysctl change.
