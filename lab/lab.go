@@ -1,0 +1,352 @@
+// Package lab makes real TCP pathologies in throwaway network namespaces, so
+// that every verdict of diagnose and every guard of remediate is proven on
+// the running kernel rather than on fixtures.
+//
+// Each scenario gets a namespace of its own (internal/netns.New, pinned at
+// /run/netns/sw-lab-...), sets its sysctls and firewall rules inside that
+// namespace only, and starts the "application" as a child process inside
+// it: the sockwarden binary (or the test binary) re-executed with a role in
+// the SOCKWARDEN_LAB_CHILD environment variable. The child names itself
+// (comm "backlog-app", "leaky-app" ...) so that owners show up in `ss -p`
+// and in samples, may lower its own RLIMIT_NOFILE, generates its own load on
+// 127.0.0.1 inside the namespace and exits by itself at its deadline.
+//
+// A scenario stops when its Duration ends, when the context given to Start
+// is done, or when Stop is called, whichever comes first; stopping kills the
+// child and removes the namespace, and with it every socket, sysctl and
+// iptables rule the scenario made. Nothing is changed outside the namespace.
+package lab
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/internal/netns"
+)
+
+// Sentinel errors.
+var (
+	// ErrUnknownScenario: the name is not one of Scenarios().
+	ErrUnknownScenario = errors.New("unknown lab scenario")
+	// ErrLab wraps failures to build a scenario.
+	ErrLab = errors.New("lab")
+)
+
+// DefaultDuration bounds a scenario whose Options.Duration is zero.
+const DefaultDuration = 10 * time.Minute
+
+// ListenAddr is where every scenario's application listens, inside its own
+// namespace.
+const ListenAddr = "127.0.0.1:8080"
+
+// Options tune a scenario run.
+type Options struct {
+	// Duration bounds the scenario's life: it stops by itself after it
+	// (DefaultDuration when zero).
+	Duration time.Duration
+	// Relisten makes the lab application call listen() again on its
+	// listening socket when the namespace's net.core.somaxconn changes,
+	// as a reload would, so that a somaxconn change can take effect.
+	Relisten bool
+	// Log receives progress and the child's stderr (debug). Nil: none.
+	Log *zap.Logger
+}
+
+// Env is a running scenario.
+type Env struct {
+	// Name is the namespace name (`ss -N NAME`, `ip netns exec NAME`).
+	Name string
+	// Netns is the namespace path, usable as --netns.
+	Netns string
+	// Scenario is the scenario's name.
+	Scenario string
+	// Listen is the application's listening address inside the namespace.
+	Listen string
+	// PID is the lab application's process id; Comm its process name.
+	PID  int
+	Comm string
+
+	log     *zap.Logger
+	release func() error
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the child has been reaped
+	waitErr error         // the child's exit status (valid after exited)
+	stderr  *tailBuffer
+
+	stopOnce sync.Once
+	stopErr  error
+	done     chan struct{}
+	early    atomic.Pointer[error] // why the scenario ended before Stop/Duration
+}
+
+var seq atomic.Uint64
+
+// Start builds the scenario in a fresh namespace and returns once its
+// application is listening and its load has begun. The scenario runs until
+// opts.Duration ends, ctx is done or Stop is called.
+func Start(ctx context.Context, name string, opts Options) (*Env, error) {
+	sc, ok := lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q (known: %s)", ErrUnknownScenario, name, strings.Join(Names(), ", "))
+	}
+	if opts.Duration <= 0 {
+		opts.Duration = DefaultDuration
+	}
+	log := opts.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("lab").With(zap.String("scenario", name))
+
+	nsName := fmt.Sprintf("sw-lab-%d-%d", os.Getpid(), seq.Add(1))
+	path, release, err := netns.New(nsName)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrLab, name, err)
+	}
+	e := &Env{
+		Name: nsName, Netns: path, Scenario: name, Listen: ListenAddr, Comm: sc.app.Comm,
+		log: log.With(zap.String("netns", path)), release: release,
+		exited: make(chan struct{}), done: make(chan struct{}), stderr: &tailBuffer{max: 4096},
+	}
+	close(e.exited) // no child yet; replaced by startChild
+	if err := e.build(sc, opts); err != nil {
+		e.Stop()
+		return nil, fmt.Errorf("%w: %s: %w", ErrLab, name, err)
+	}
+	e.log.Info("scenario started", zap.Int("pid", e.PID), zap.String("comm", e.Comm),
+		zap.Duration("duration", opts.Duration), zap.Bool("relisten", opts.Relisten))
+	go e.supervise(ctx, opts.Duration)
+	return e, nil
+}
+
+func (e *Env) build(sc Scenario, opts Options) error {
+	if err := setSysctls(e.Netns, sc.Sysctls); err != nil {
+		return err
+	}
+	for _, rule := range sc.Firewall {
+		if err := iptables(e.Netns, rule); err != nil {
+			return err
+		}
+	}
+	spec := sc.app
+	spec.Addr = ListenAddr
+	spec.Relisten = opts.Relisten
+	// The child outlives the parent's timer by a little only, and dies
+	// with its parent (Pdeathsig) if the parent is killed.
+	spec.Deadline = time.Now().Add(opts.Duration + 5*time.Second)
+	return e.startChild(spec)
+}
+
+// supervise stops the scenario when its time is up, ctx is done, or the
+// application dies on its own.
+func (e *Env) supervise(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		e.log.Info("scenario duration over")
+	case <-e.exited:
+		err := fmt.Errorf("%w: %s: application %s exited early: %v: %s", ErrLab, e.Scenario, e.Comm, e.waitErr, e.stderr.String())
+		e.early.Store(&err)
+		e.log.Warn("application exited early", zap.Error(err))
+	case <-e.done:
+	}
+	e.Stop()
+}
+
+// Stop kills the scenario's application and removes its namespace. It is
+// safe to call more than once and from several goroutines.
+func (e *Env) Stop() error {
+	e.stopOnce.Do(func() {
+		var errs []error
+		if e.cmd != nil && e.cmd.Process != nil {
+			_ = e.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-e.exited:
+			case <-time.After(2 * time.Second):
+				_ = e.cmd.Process.Kill()
+				<-e.exited
+			}
+		}
+		if e.release != nil {
+			if err := e.release(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		e.stopErr = errors.Join(errs...)
+		e.log.Info("scenario stopped")
+		close(e.done)
+	})
+	<-e.done
+	return e.stopErr
+}
+
+// Done is closed once the scenario has stopped and its namespace is gone.
+func (e *Env) Done() <-chan struct{} { return e.done }
+
+// Err says why the scenario ended on its own before its time (the
+// application died), nil otherwise.
+func (e *Env) Err() error {
+	if p := e.early.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Do runs fn on a thread inside the scenario's namespace (see netns.Do).
+func (e *Env) Do(fn func() error) error { return netns.Do(e.Netns, fn) }
+
+// startChild re-executes this binary as the scenario's application inside
+// the namespace and waits for it to report ready.
+func (e *Env) startChild(spec appSpec) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe)
+	cmd.Args = []string{spec.Comm}
+	cmd.Env = append(os.Environ(), childEnv+"="+string(b))
+	cmd.Dir = "/"
+	cmd.Stdin = nil
+	// Pdeathsig: the child dies with us even if we are SIGKILLed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	// A process forked from a thread inside the namespace starts inside it.
+	if err := netns.Do(e.Netns, cmd.Start); err != nil {
+		return fmt.Errorf("start application %s: %w", spec.Comm, err)
+	}
+	e.cmd = cmd
+	e.PID = cmd.Process.Pid
+	e.exited = make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			e.stderr.WriteLine(sc.Text())
+			e.log.Debug("application", zap.String("comm", spec.Comm), zap.String("line", sc.Text()))
+		}
+	}()
+	ready := make(chan error, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			ready <- fmt.Errorf("application %s did not report ready: %w", spec.Comm, err)
+			return
+		}
+		if strings.TrimSpace(line) != "ready" {
+			ready <- fmt.Errorf("application %s said %q, want ready", spec.Comm, line)
+			return
+		}
+		ready <- nil
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	go func() {
+		e.waitErr = cmd.Wait()
+		close(e.exited)
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			_ = cmd.Process.Kill()
+			<-e.exited
+			return fmt.Errorf("%w: %v: %s", err, e.waitErr, e.stderr.String())
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("application %s not ready after 30s: %s", spec.Comm, e.stderr.String())
+	}
+}
+
+// setSysctls writes sysctls inside the namespace (never the host's) and
+// reads each back.
+func setSysctls(path string, kv []Sysctl) error {
+	if len(kv) == 0 {
+		return nil
+	}
+	return netns.Do(path, func() error {
+		for _, s := range kv {
+			file := filepath.Join("/proc/sys", strings.ReplaceAll(s.Key, ".", "/"))
+			if err := os.WriteFile(file, []byte(s.Value+"\n"), 0); err != nil {
+				return fmt.Errorf("set %s=%q in namespace: %w", s.Key, s.Value, err)
+			}
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return fmt.Errorf("read back %s: %w", s.Key, err)
+			}
+			if got := strings.Join(strings.Fields(string(b)), " "); got != s.Value {
+				return fmt.Errorf("set %s=%q in namespace: reads back %q", s.Key, s.Value, got)
+			}
+		}
+		return nil
+	})
+}
+
+// iptables adds one iptables-legacy rule inside the namespace; the rule
+// disappears with the namespace.
+func iptables(path string, rule []string) error {
+	bin, err := exec.LookPath("iptables-legacy")
+	if err != nil {
+		return fmt.Errorf("this scenario needs iptables-legacy (apt-get install -y iptables): %w", err)
+	}
+	args := append([]string{"-w", "5"}, rule...)
+	var out []byte
+	err = netns.Do(path, func() error {
+		var err error
+		out, err = exec.Command(bin, args...).CombinedOutput()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("iptables-legacy %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// tailBuffer keeps the last lines a child wrote to stderr, for errors.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) WriteLine(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, s...)
+	t.b = append(t.b, '\n')
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}
