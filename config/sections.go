@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -203,6 +204,9 @@ type Agent struct {
 	// every N ticks even when nothing moves.
 	Tick      time.Duration `mapstructure:"tick"`
 	FullEvery int           `mapstructure:"full_every"`
+	// SockstatRise: a sockstat TIME-WAIT or orphan count this share above
+	// the last full census (0.2 = 20 %) triggers a full census.
+	SockstatRise float64 `mapstructure:"sockstat_rise"`
 	// Netns lists namespace paths to watch besides the agent's own.
 	Netns []string `mapstructure:"netns"`
 	// ControlSocket is the Unix socket `sockwarden status` talks to.
@@ -210,7 +214,7 @@ type Agent struct {
 }
 
 func defaultAgent() Agent {
-	return Agent{Mode: "propose", Tick: 10 * time.Second, FullEvery: 30, Netns: []string{}, ControlSocket: "/run/sockwarden/control.sock"}
+	return Agent{Mode: "propose", Tick: 10 * time.Second, FullEvery: 30, SockstatRise: 0.2, Netns: []string{}, ControlSocket: "/run/sockwarden/control.sock"}
 }
 
 func (a Agent) validate() error {
@@ -221,6 +225,17 @@ func (a Agent) validate() error {
 		errs = append(errs, fmt.Errorf("agent.mode: %q is not one of observe, propose, auto", a.Mode))
 	}
 	errs = append(errs, positiveDur("agent.tick", a.Tick), positive("agent.full_every", a.FullEvery))
+	if a.SockstatRise <= 0 {
+		errs = append(errs, fmt.Errorf("agent.sockstat_rise: must be positive, got %g", a.SockstatRise))
+	}
+	for i, p := range a.Netns {
+		if !strings.HasPrefix(p, "/") {
+			errs = append(errs, fmt.Errorf("agent.netns[%d]: %q must be an absolute path", i, p))
+		}
+	}
+	if !strings.HasPrefix(a.ControlSocket, "/") {
+		errs = append(errs, fmt.Errorf("agent.control_socket: %q must be an absolute path", a.ControlSocket))
+	}
 	return errors.Join(errs...)
 }
 
