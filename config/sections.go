@@ -164,6 +164,14 @@ func (r Remediate) validate() error {
 	if r.OnRestart != "rollback" && r.OnRestart != "resume" {
 		errs = append(errs, fmt.Errorf("remediate.on_restart: %q is not rollback or resume", r.OnRestart))
 	}
+	for _, st := range r.Standing {
+		if k, m, ok := strings.Cut(st, "<="); !ok || strings.TrimSpace(k) == "" || strings.TrimSpace(m) == "" {
+			errs = append(errs, fmt.Errorf("remediate.standing: %q is not KEY<=MAX (e.g. net.core.somaxconn<=16384)", st))
+		}
+	}
+	if r.Persist && !strings.HasPrefix(r.PersistDir, "/") {
+		errs = append(errs, fmt.Errorf("remediate.persist_dir: %q must be an absolute path", r.PersistDir))
+	}
 	return errors.Join(errs...)
 }
 
@@ -175,10 +183,14 @@ type Verify struct {
 	MaxDropsPerSec float64 `mapstructure:"max_drops_per_sec"`
 	// Inconclusive: "rollback" (default) or "keep".
 	Inconclusive string `mapstructure:"inconclusive"`
+	// MinCleanIntervals: how many intervals under load, after the change
+	// took effect, must be clean (drops at or below MaxDropsPerSec) for
+	// the change to be verified.
+	MinCleanIntervals int `mapstructure:"min_clean_intervals"`
 }
 
 func defaultVerify() Verify {
-	return Verify{Window: 60 * time.Second, Interval: 5 * time.Second, MaxDropsPerSec: 0, Inconclusive: "rollback"}
+	return Verify{Window: 60 * time.Second, Interval: 5 * time.Second, MaxDropsPerSec: 0, Inconclusive: "rollback", MinCleanIntervals: 2}
 }
 
 func (v Verify) validate() error {
@@ -193,6 +205,7 @@ func (v Verify) validate() error {
 	if v.MaxDropsPerSec < 0 {
 		errs = append(errs, fmt.Errorf("verify.max_drops_per_sec: must not be negative"))
 	}
+	errs = append(errs, positive("verify.min_clean_intervals", v.MinCleanIntervals))
 	return errors.Join(errs...)
 }
 
