@@ -80,9 +80,14 @@ const (
 	FDLimitSlack  = 4
 )
 
-// dropSynAck makes every handshake half-open: the server's SYN-ACKs never
-// leave the namespace's loopback.
-var dropSynAck = []string{"-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "DROP"}
+// dropSynAck makes every handshake half-open: the server's SYN-ACKs are sent
+// but never reach the client, as with a client that vanished or a spoofed
+// source. The drop is on INPUT, not OUTPUT: when OUTPUT drops a
+// retransmitted SYN-ACK the send fails, and the kernel then drops the
+// request at its first retransmit (about 1s, reqsk_timer_handler), so the
+// SYN queue would never fill at a modest SYN rate. Dropped on INPUT, each
+// request lives through its tcp_synack_retries (about 63s), as in the wild.
+var dropSynAck = []string{"-A", "INPUT", "-p", "tcp", "--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "DROP"}
 
 var scenarios = []Scenario{
 	{
@@ -136,7 +141,7 @@ var scenarios = []Scenario{
 	},
 	{
 		Name:     SynRecvCookies,
-		Summary:  "outgoing SYN-ACKs dropped by iptables-legacy in the namespace, tcp_syncookies 1, listen(fd, 256), 200 SYNs a second: a SYN-RECV pile and cookies sent",
+		Summary:  "SYN-ACKs dropped before they reach the client (iptables-legacy in the namespace), tcp_syncookies 1, listen(fd, 256), 200 SYNs a second: a SYN-RECV pile and cookies sent",
 		Expect:   "syn-queue-overflow/syn-flood on 127.0.0.1:8080 with syncookies already on (TCPReqQFullDoCookies rising): no tcp_max_syn_backlog change (it does nothing with cookies on)",
 		Sysctls:  []Sysctl{{"net.ipv4.tcp_syncookies", "1"}},
 		Firewall: [][]string{dropSynAck},
