@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sockwarden/sockwarden/lab"
+)
+
+func init() { subcommands = append(subcommands, newLabCmd) }
+
+func newLabCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Build real TCP pathologies in throwaway network namespaces (root)",
+		Long: `The lab builds each pathology sockwarden diagnoses, for real, in a network
+namespace of its own (/run/netns/sw-lab-...): its sysctls and firewall rules
+are set inside that namespace only, its application and load run inside it
+on 127.0.0.1, and everything goes away when it stops. Nothing on the host
+changes. See docs/lab.md.`,
+	}
+	cmd.AddCommand(newLabListCmd(), newLabRunCmd(a))
+	return cmd
+}
+
+func newLabListCmd() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the scenarios and what a correct diagnosis says about each",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := cmd.OutOrStdout()
+			if verbose {
+				for _, s := range lab.Scenarios() {
+					fmt.Fprintf(w, "%s\n  builds: %s\n  expect: %s\n", s.Name, s.Summary, s.Expect)
+					for _, kv := range s.Sysctls {
+						fmt.Fprintf(w, "  sysctl (namespace only): %s = %s\n", kv.Key, kv.Value)
+					}
+					fmt.Fprintln(w)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "SCENARIO\tBUILDS")
+			for _, s := range lab.Scenarios() {
+				fmt.Fprintf(tw, "%s\t%s\n", s.Name, s.Summary)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the expected verdict and the namespace's sysctls")
+	return cmd
+}
+
+func newLabRunCmd(a *app) *cobra.Command {
+	var (
+		duration time.Duration
+		relisten bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run SCENARIO",
+		Short: "Build a scenario and keep it up until interrupted or --duration ends",
+		Example: `  sockwarden lab run somaxconn-capped --relisten --duration 5m
+  # in another terminal:
+  ss -N sw-lab-1234-1 -tln
+  sockwarden diagnose --netns /run/netns/sw-lab-1234-1`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if duration <= 0 {
+				return usageErr("--duration: must be positive, got %s", duration)
+			}
+			if os.Geteuid() != 0 {
+				return withCode(exitFailed, errors.New("lab run needs root (it creates a network namespace)"))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			env, err := lab.Start(ctx, args[0], lab.Options{Duration: duration, Relisten: relisten, Log: a.log})
+			if errors.Is(err, lab.ErrUnknownScenario) {
+				return withCode(exitUsage, fmt.Errorf("%w (see sockwarden lab list)", err))
+			}
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			var expect string
+			for _, s := range lab.Scenarios() {
+				if s.Name == env.Scenario {
+					expect = s.Expect
+				}
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "scenario %s running in network namespace %s\n", env.Scenario, env.Netns)
+			fmt.Fprintf(w, "application: %s (pid %d), listening on %s inside the namespace\n", env.Comm, env.PID, env.Listen)
+			fmt.Fprintf(w, "expect: %s\n\nlook at it:\n", expect)
+			fmt.Fprintf(w, "  ss -N %s -tln\n", env.Name)
+			fmt.Fprintf(w, "  ss -N %s -tanp\n", env.Name)
+			fmt.Fprintf(w, "  ip netns exec %s nstat -az TcpExtListenOverflows TcpExtTCPReqQFullDrop\n", env.Name)
+			fmt.Fprintf(w, "  sockwarden diagnose --netns %s\n", env.Netns)
+			fmt.Fprintf(w, "\nstops by itself in %s, or on Ctrl-C\n", duration)
+			<-env.Done()
+			if err := errors.Join(env.Err(), env.Stop()); err != nil {
+				return withCode(exitFailed, err)
+			}
+			fmt.Fprintf(w, "scenario %s stopped, namespace %s removed\n", env.Scenario, env.Name)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&duration, "duration", lab.DefaultDuration, "how long the scenario stays up")
+	cmd.Flags().BoolVar(&relisten, "relisten", false, "the application calls listen() again when the namespace's somaxconn changes, as a reload would")
+	return cmd
+}
