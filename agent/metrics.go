@@ -1,0 +1,269 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// NetnsLabel is the netns label of the agent's own namespace.
+const NetnsLabel = "host"
+
+// dropCounters are the kernel counters exported as Prometheus counters:
+// nstat name -> metric name (docs/agent.md lists their meaning).
+var dropCounters = []struct{ nstat, metric, help string }{
+	{"TcpExtListenOverflows", "sockwarden_tcp_listen_overflows_total", "Connections dropped because a listener's accept queue was full (TcpExt ListenOverflows)."},
+	{"TcpExtListenDrops", "sockwarden_tcp_listen_drops_total", "Every drop on a listener, overflows included (TcpExt ListenDrops)."},
+	{"TcpExtTCPReqQFullDrop", "sockwarden_tcp_syn_queue_full_drops_total", "SYNs dropped because the SYN queue was full and cookies were off (TcpExt TCPReqQFullDrop)."},
+	{"TcpExtTCPReqQFullDoCookies", "sockwarden_tcp_syn_queue_full_cookies_total", "SYN cookies sent because the SYN queue was full (TcpExt TCPReqQFullDoCookies)."},
+	{"TcpExtSyncookiesSent", "sockwarden_tcp_syncookies_sent_total", "SYN cookies sent (TcpExt SyncookiesSent)."},
+	{"TcpExtSyncookiesRecv", "sockwarden_tcp_syncookies_received_total", "Valid SYN cookies received (TcpExt SyncookiesRecv)."},
+	{"TcpExtSyncookiesFailed", "sockwarden_tcp_syncookies_failed_total", "Invalid SYN cookies received (TcpExt SyncookiesFailed)."},
+	{"TcpExtTCPAbortOnMemory", "sockwarden_tcp_abort_on_memory_total", "Connections aborted for lack of TCP memory or too many orphans (TcpExt TCPAbortOnMemory)."},
+	{"TcpExtTCPTimeWaitOverflow", "sockwarden_tcp_timewait_overflow_total", "TIME-WAIT sockets not created because tcp_max_tw_buckets was reached (TcpExt TCPTimeWaitOverflow)."},
+	{"TcpAttemptFails", "sockwarden_tcp_attempt_fails_total", "Connection attempts that failed (Tcp AttemptFails)."},
+	{"TcpPassiveOpens", "sockwarden_tcp_passive_opens_total", "Connections accepted (Tcp PassiveOpens): the load that makes drops meaningful."},
+	{"TcpActiveOpens", "sockwarden_tcp_active_opens_total", "Connections initiated (Tcp ActiveOpens)."},
+}
+
+// Metrics is the agent's Prometheus side. Values come from the loop: it
+// calls Observe after each sample and diagnosis; a scrape reads the last
+// values and never touches the kernel.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	sampleDur *prometheus.HistogramVec
+	samples   *prometheus.CounterVec
+	errors    *prometheus.CounterVec
+	changes   *prometheus.CounterVec
+
+	mu        sync.Mutex
+	ns        map[string]*nsSnapshot
+	proposals map[string]int
+
+	descs map[string]*prometheus.Desc
+}
+
+type nsSnapshot struct {
+	states    map[string]int // from the last full census
+	listeners []sample.Listener
+	counters  map[string]uint64
+	sockstat  sample.Sockstat
+	findings  []diagnose.Finding
+	last      time.Time
+}
+
+// NewMetrics builds the collectors on a registry of their own (with the
+// process and Go collectors, so the agent's own cost is visible too).
+func NewMetrics(version, mode string) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		sampleDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sockwarden_sample_duration_seconds",
+			Help:    "Time taken by one sample, by tier (cheap: counters, sockstat, listeners; full: the whole census).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"tier"}),
+		samples: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockwarden_samples_total", Help: "Samples taken, by namespace and tier.",
+		}, []string{"netns", "tier"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockwarden_sample_errors_total", Help: "Samples that failed, by namespace.",
+		}, []string{"netns"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockwarden_changes_total",
+			Help: "Kernel changes by outcome (applied, verified, rolled_back, failed) and sysctl key.",
+		}, []string{"netns", "key", "state"}),
+		ns:        map[string]*nsSnapshot{},
+		proposals: map[string]int{},
+		descs:     map[string]*prometheus.Desc{},
+	}
+	d := func(name, help string, labels ...string) {
+		m.descs[name] = prometheus.NewDesc(name, help, labels, nil)
+	}
+	d("sockwarden_tcp_sockets", "TCP sockets by state (ss names), from the last full census.", "netns", "state")
+	d("sockwarden_listener_queue_length", "A listener's accept-queue length (ss Recv-Q).", "netns", "local")
+	d("sockwarden_listener_queue_limit", "A listener's accept-queue limit (ss Send-Q): min(listen backlog, somaxconn at listen time).", "netns", "local")
+	d("sockwarden_sockstat_tcp", "TCP socket counts and memory from /proc/net/sockstat (inuse, orphan, tw, alloc, mem_pages).", "netns", "kind")
+	d("sockwarden_findings", "Findings of the last diagnosis by kind, side (app, kernel, peer, none), severity and whether confirmed.", "netns", "kind", "side", "severity", "confirmed")
+	d("sockwarden_proposals", "Proposals known to the agent by state (pending, approved, applied, verifying, ...).", "state")
+	d("sockwarden_last_sample_timestamp_seconds", "When the namespace was last sampled successfully.", "netns")
+	for _, c := range dropCounters {
+		d(c.metric, c.help, "netns")
+	}
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sockwarden_agent_info", Help: "The agent's version and mode (value 1).",
+		ConstLabels: prometheus.Labels{"version": version, "mode": mode},
+	})
+	info.Set(1)
+	m.reg.MustRegister(m.sampleDur, m.samples, m.errors, m.changes, info, (*snapshotCollector)(m),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	return m
+}
+
+// Registry is the registry the HTTP handler serves (tests gather from it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+func nsLabel(netns string) string {
+	if netns == "" {
+		return NetnsLabel
+	}
+	return netns
+}
+
+// ObserveSample records one sample of a namespace. A full census (Partial
+// false) also replaces the socket-state counts.
+func (m *Metrics) ObserveSample(netns, tier string, s *sample.Sample) {
+	lbl := nsLabel(netns)
+	m.sampleDur.WithLabelValues(tier).Observe(s.Duration.Seconds())
+	m.samples.WithLabelValues(lbl, tier).Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	snap := m.snap(lbl)
+	if tier == TierFull && s.States != nil {
+		snap.states = s.States
+	}
+	snap.listeners = s.Listeners
+	snap.counters = s.Counters
+	snap.sockstat = s.Sockstat
+	snap.last = s.Time
+}
+
+// ObserveError counts a failed sample.
+func (m *Metrics) ObserveError(netns string) { m.errors.WithLabelValues(nsLabel(netns)).Inc() }
+
+// ObserveFindings replaces a namespace's findings with the last diagnosis.
+func (m *Metrics) ObserveFindings(netns string, fs []diagnose.Finding) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snap(nsLabel(netns)).findings = fs
+}
+
+// SetProposals replaces the count of proposals by state.
+func (m *Metrics) SetProposals(byState map[string]int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.proposals = byState
+}
+
+// ChangeOutcome counts one change reaching a state.
+func (m *Metrics) ChangeOutcome(netns, key, state string) {
+	m.changes.WithLabelValues(nsLabel(netns), key, state).Inc()
+}
+
+func (m *Metrics) snap(lbl string) *nsSnapshot {
+	s := m.ns[lbl]
+	if s == nil {
+		s = &nsSnapshot{}
+		m.ns[lbl] = s
+	}
+	return s
+}
+
+// snapshotCollector emits the last observed values at scrape time.
+type snapshotCollector Metrics
+
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	m := (*Metrics)(c)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	gauge := func(name string, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(m.descs[name], prometheus.GaugeValue, v, labels...)
+	}
+	for lbl, s := range m.ns {
+		for state, n := range s.states {
+			gauge("sockwarden_tcp_sockets", float64(n), lbl, state)
+		}
+		seen := map[string]bool{}
+		for _, l := range s.listeners {
+			if seen[l.Local] { // SO_REUSEPORT groups: one series per address
+				continue
+			}
+			seen[l.Local] = true
+			gauge("sockwarden_listener_queue_length", float64(l.RecvQ), lbl, l.Local)
+			gauge("sockwarden_listener_queue_limit", float64(l.SendQ), lbl, l.Local)
+		}
+		if !s.last.IsZero() {
+			ss := s.sockstat
+			for kind, v := range map[string]int{"inuse": ss.TCPInUse, "orphan": ss.TCPOrphan, "tw": ss.TCPTimeWait, "alloc": ss.TCPAlloc, "mem_pages": ss.TCPMemPages} {
+				gauge("sockwarden_sockstat_tcp", float64(v), lbl, kind)
+			}
+			gauge("sockwarden_last_sample_timestamp_seconds", float64(s.last.UnixNano())/1e9, lbl)
+		}
+		for _, dc := range dropCounters {
+			if v, ok := s.counters[dc.nstat]; ok {
+				ch <- prometheus.MustNewConstMetric(m.descs[dc.metric], prometheus.CounterValue, float64(v), lbl)
+			}
+		}
+		type fkey struct{ kind, side, sev, conf string }
+		counts := map[fkey]int{}
+		for _, f := range s.findings {
+			counts[fkey{f.Kind, string(f.Side), string(f.Severity), fmt.Sprint(f.Confirmed)}]++
+		}
+		for k, n := range counts {
+			gauge("sockwarden_findings", float64(n), lbl, k.kind, k.side, k.sev, k.conf)
+		}
+	}
+	states := make([]string, 0, len(m.proposals))
+	for st := range m.proposals {
+		states = append(states, st)
+	}
+	sort.Strings(states)
+	for _, st := range states {
+		gauge("sockwarden_proposals", float64(m.proposals[st]), st)
+	}
+}
+
+// ServeMetrics serves /metrics on addr until ctx is done. A non-loopback
+// address is allowed (the operator asked for it) but logged.
+func ServeMetrics(ctx context.Context, addr string, m *Metrics, log *zap.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("metrics.listen %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		log.Warn("metrics endpoint is reachable from the network", zap.String("listen", addr))
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics.listen %q: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("metrics endpoint up", zap.String("listen", ln.Addr().String()))
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
+
+// Sampling tiers.
+const (
+	TierCheap = "cheap"
+	TierFull  = "full"
+)

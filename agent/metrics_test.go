@@ -1,0 +1,129 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+func TestMetricsExposition(t *testing.T) {
+	m := NewMetrics("test", "propose")
+	full := &sample.Sample{
+		Time:      time.Unix(1700000000, 0),
+		Duration:  30 * time.Millisecond,
+		States:    map[string]int{"ESTAB": 3, "LISTEN": 1},
+		Listeners: []sample.Listener{{Local: "0.0.0.0:8080", RecvQ: 129, SendQ: 128}},
+		Counters:  map[string]uint64{"TcpExtListenOverflows": 42, "TcpPassiveOpens": 1000, "TcpExtSomethingElse": 7},
+		Sockstat:  sample.Sockstat{TCPInUse: 4, TCPTimeWait: 2},
+	}
+	m.ObserveSample("", TierFull, full)
+	// A cheap sample afterwards updates the queues and counters but keeps
+	// the states of the last census.
+	cheap := *full
+	cheap.States = nil
+	cheap.Listeners = []sample.Listener{{Local: "0.0.0.0:8080", RecvQ: 5, SendQ: 128}}
+	cheap.Counters = map[string]uint64{"TcpExtListenOverflows": 50, "TcpPassiveOpens": 1100}
+	m.ObserveSample("", TierCheap, &cheap)
+	m.ObserveFindings("", []diagnose.Finding{
+		{Kind: diagnose.KindAcceptQueueOverflow, Side: diagnose.SideKernel, Severity: diagnose.SevCritical, Confirmed: true},
+		{Kind: diagnose.KindCloseWaitPile, Side: diagnose.SideApp, Severity: diagnose.SevWarning, Confirmed: true},
+		{Kind: diagnose.KindCloseWaitPile, Side: diagnose.SideApp, Severity: diagnose.SevWarning, Confirmed: true},
+	})
+	m.SetProposals(map[string]int{"pending": 1})
+	m.ChangeOutcome("", "net.core.somaxconn", "verified")
+
+	want := `
+# HELP sockwarden_tcp_sockets TCP sockets by state (ss names), from the last full census.
+# TYPE sockwarden_tcp_sockets gauge
+sockwarden_tcp_sockets{netns="host",state="ESTAB"} 3
+sockwarden_tcp_sockets{netns="host",state="LISTEN"} 1
+# HELP sockwarden_listener_queue_length A listener's accept-queue length (ss Recv-Q).
+# TYPE sockwarden_listener_queue_length gauge
+sockwarden_listener_queue_length{local="0.0.0.0:8080",netns="host"} 5
+# HELP sockwarden_listener_queue_limit A listener's accept-queue limit (ss Send-Q): min(listen backlog, somaxconn at listen time).
+# TYPE sockwarden_listener_queue_limit gauge
+sockwarden_listener_queue_limit{local="0.0.0.0:8080",netns="host"} 128
+# HELP sockwarden_tcp_listen_overflows_total Connections dropped because a listener's accept queue was full (TcpExt ListenOverflows).
+# TYPE sockwarden_tcp_listen_overflows_total counter
+sockwarden_tcp_listen_overflows_total{netns="host"} 50
+# HELP sockwarden_findings Findings of the last diagnosis by kind, side (app, kernel, peer, none), severity and whether confirmed.
+# TYPE sockwarden_findings gauge
+sockwarden_findings{confirmed="true",kind="accept-queue-overflow",netns="host",severity="critical",side="kernel"} 1
+sockwarden_findings{confirmed="true",kind="close-wait-pile",netns="host",severity="warning",side="app"} 2
+# HELP sockwarden_proposals Proposals known to the agent by state (pending, approved, applied, verifying, ...).
+# TYPE sockwarden_proposals gauge
+sockwarden_proposals{state="pending"} 1
+# HELP sockwarden_changes_total Kernel changes by outcome (applied, verified, rolled_back, failed) and sysctl key.
+# TYPE sockwarden_changes_total counter
+sockwarden_changes_total{key="net.core.somaxconn",netns="host",state="verified"} 1
+# HELP sockwarden_samples_total Samples taken, by namespace and tier.
+# TYPE sockwarden_samples_total counter
+sockwarden_samples_total{netns="host",tier="cheap"} 1
+sockwarden_samples_total{netns="host",tier="full"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
+		"sockwarden_tcp_sockets", "sockwarden_listener_queue_length", "sockwarden_listener_queue_limit",
+		"sockwarden_tcp_listen_overflows_total", "sockwarden_findings", "sockwarden_proposals",
+		"sockwarden_changes_total", "sockwarden_samples_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(m.sampleDur); n != 2 {
+		t.Errorf("sample duration series = %d, want 2 (cheap, full)", n)
+	}
+}
+
+// Every metric name passes promlint (Prometheus naming conventions).
+func TestMetricsLint(t *testing.T) {
+	m := NewMetrics("test", "propose")
+	m.ObserveSample("", TierFull, &sample.Sample{Time: time.Now(), States: map[string]int{"ESTAB": 1},
+		Listeners: []sample.Listener{{Local: "[::]:22"}}, Counters: map[string]uint64{"TcpExtListenOverflows": 1}})
+	m.ObserveFindings("", []diagnose.Finding{{Kind: "x", Side: "app"}})
+	m.SetProposals(map[string]int{"pending": 1})
+	problems, err := testutil.GatherAndLint(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "sockwarden_") {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+func TestServeMetricsHTTP(t *testing.T) {
+	m := NewMetrics("test", "observe")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeMetrics(ctx, addr, m, zap.NewNop()) }()
+	defer func() { cancel(); <-done }()
+	var body string
+	for i := 0; i < 50; i++ {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(body, `sockwarden_agent_info{mode="observe",version="test"} 1`) {
+		t.Errorf("scrape lacks sockwarden_agent_info:\n%.500s", body)
+	}
+}

@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"fmt"
+
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// risingCounters are the cheap signals of trouble: any of them rising
+// between two ticks above diagnose.min_drops_per_sec takes the full census.
+var risingCounters = []string{
+	"TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPReqQFullDrop", "TcpExtTCPReqQFullDoCookies",
+	"TcpExtTCPAbortOnMemory", "TcpExtTCPTimeWaitOverflow",
+}
+
+// Floors under which a sockstat rise is noise, whatever the ratio.
+const (
+	timeWaitRiseFloor = 200
+	orphanRiseFloor   = 20
+)
+
+// tierInput is what the tier decision looks at.
+type tierInput struct {
+	// prev is the previous tick's sample (cheap or full), lastFull the
+	// last full census; both nil at start.
+	prev, lastFull *sample.Sample
+	// cur is this tick's cheap sample.
+	cur *sample.Sample
+	// ticksSinceFull counts ticks since the last full census.
+	ticksSinceFull int
+	// open is true while the last diagnosis had findings above info: the
+	// agent keeps taking full censuses until they clear or are confirmed.
+	open bool
+}
+
+// fullReason decides whether this tick takes the full census, and says
+// why ("" = stay cheap). It is pure: docs/agent.md describes the tiers.
+func fullReason(in tierInput, cfg config.Config) string {
+	switch {
+	case in.lastFull == nil:
+		return "first census"
+	case in.open:
+		return "findings open"
+	case in.ticksSinceFull >= cfg.Agent.FullEvery:
+		return fmt.Sprintf("every %d ticks", cfg.Agent.FullEvery)
+	}
+	if in.prev != nil {
+		d := sample.Diff(in.prev, in.cur)
+		for _, c := range risingCounters {
+			if n := d.Counters[c]; n > 0 {
+				if r, ok := d.Rate(c); !ok || r > cfg.Diagnose.MinDropsPerSec {
+					return fmt.Sprintf("%s +%d", c, n)
+				}
+			}
+		}
+	}
+	for _, l := range in.cur.Listeners {
+		// Half full at an instant is a queue that is not being drained
+		// as fast as it fills; the watch in the full census tells a
+		// burst from saturation.
+		if l.SendQ > 0 && 2*l.RecvQ >= l.SendQ {
+			return fmt.Sprintf("listener %s filling (%d/%d)", l.Local, l.RecvQ, l.SendQ)
+		}
+	}
+	if len(in.cur.Kernel) > 0 {
+		return "kernel log: " + in.cur.Kernel[0].Kind
+	}
+	base := in.lastFull.Sockstat
+	now := in.cur.Sockstat
+	if rose(base.TCPTimeWait, now.TCPTimeWait, cfg.Agent.SockstatRise, timeWaitRiseFloor) {
+		return fmt.Sprintf("TIME-WAIT %d -> %d", base.TCPTimeWait, now.TCPTimeWait)
+	}
+	if rose(base.TCPOrphan, now.TCPOrphan, cfg.Agent.SockstatRise, orphanRiseFloor) {
+		return fmt.Sprintf("orphans %d -> %d", base.TCPOrphan, now.TCPOrphan)
+	}
+	return ""
+}
+
+func rose(from, to int, ratio float64, floor int) bool {
+	return to-from >= floor && float64(to) > float64(from)*(1+ratio)
+}
