@@ -1,0 +1,265 @@
+package remediate
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// The guards, in the order they are checked. A refusal names one of them.
+const (
+	GuardKernelSide = "1-kernel-side"
+	GuardAllowed    = "2-allowlist-bounds"
+	GuardSamples    = "3-fresh-samples"
+	GuardApproval   = "4-approval"
+	GuardLiveValue  = "5-live-value"
+)
+
+// ErrRefused is wrapped by every *Refusal.
+var ErrRefused = errors.New("refused")
+
+// Refusal is a guard stopping an apply. Nothing was written.
+type Refusal struct {
+	Guard  string
+	Reason string
+}
+
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("refused by guard %s: %s", r.Guard, r.Reason)
+}
+
+func (r *Refusal) Unwrap() error { return ErrRefused }
+
+func refuse(guard, format string, a ...any) *Refusal {
+	return &Refusal{Guard: guard, Reason: fmt.Sprintf(format, a...)}
+}
+
+// checkSide is guard 1: only a kernel-side finding may change the kernel.
+func checkSide(side diagnose.Side, what string) *Refusal {
+	if side != diagnose.SideKernel {
+		return refuse(GuardKernelSide, "%s is %q-side, not kernel-side: no sysctl change is made for it, approved or not", what, orStr(string(side), "unknown"))
+	}
+	return nil
+}
+
+// checkStatic is the part of guard 2 that needs no live data: the key is
+// valid and allowlisted, the value well-formed and within bounds.
+func checkStatic(p diagnose.Proposal, cfg config.Config) *Refusal {
+	if len(p.Changes) == 0 {
+		return refuse(GuardAllowed, "proposal %s changes nothing", p.ID)
+	}
+	seen := map[string]bool{}
+	for _, c := range p.Changes {
+		if err := ValidKey(c.Key); err != nil {
+			return refuse(GuardAllowed, "%v", err)
+		}
+		if seen[c.Key] {
+			return refuse(GuardAllowed, "%s appears twice in the proposal", c.Key)
+		}
+		seen[c.Key] = true
+		if !slices.Contains(cfg.Remediate.Allowlist, c.Key) {
+			return refuse(GuardAllowed, "%s is not on the allowlist (remediate.allowlist: %s)", c.Key, strings.Join(cfg.Remediate.Allowlist, ", "))
+		}
+		if Fold(c.Current) == Fold(c.Proposed) {
+			return refuse(GuardAllowed, "%s: proposed value %q equals the current one", c.Key, c.Proposed)
+		}
+		if err := checkBounds(c.Key, Fold(c.Proposed), cfg); err != nil {
+			return refuse(GuardAllowed, "%s = %q: %v", c.Key, c.Proposed, err)
+		}
+	}
+	return nil
+}
+
+func checkBounds(key, v string, cfg config.Config) error {
+	switch key {
+	case "net.core.somaxconn":
+		return intIn(v, 128, int64(cfg.Diagnose.SomaxconnCap), "diagnose.somaxconn_cap")
+	case "net.ipv4.tcp_max_syn_backlog":
+		return intIn(v, 128, int64(cfg.Diagnose.SynBacklogCap), "diagnose.syn_backlog_cap")
+	case "net.ipv4.tcp_syncookies", "net.ipv4.tcp_tw_reuse":
+		return intIn(v, 0, 2, "")
+	case "net.ipv4.ip_local_port_range":
+		_, _, err := parseRange(v)
+		return err
+	case "net.ipv4.ip_local_reserved_ports":
+		_, err := parsePortSet(v)
+		return err
+	}
+	if v == "" {
+		return errors.New("empty value")
+	}
+	return nil
+}
+
+func intIn(v string, lo, hi int64, key string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("not an integer")
+	}
+	if n < lo || n > hi {
+		if key != "" {
+			return fmt.Errorf("outside [%d, %d] (%s)", lo, hi, key)
+		}
+		return fmt.Errorf("outside [%d, %d]", lo, hi)
+	}
+	return nil
+}
+
+// parseRange parses "low high" with 1 <= low < high <= 65535.
+func parseRange(v string) (lo, hi int, err error) {
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("want two ports \"low high\"")
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 {
+		return 0, 0, fmt.Errorf("ports must be integers in [1, 65535]")
+	}
+	if lo >= hi {
+		return 0, 0, fmt.Errorf("low %d must be below high %d", lo, hi)
+	}
+	return lo, hi, nil
+}
+
+// parsePortSet parses ip_local_reserved_ports syntax: "8080,9000-9010" or
+// "" (none).
+func parsePortSet(v string) (func(int) bool, error) {
+	type span struct{ lo, hi int }
+	var spans []span
+	for _, part := range strings.Split(strings.ReplaceAll(v, " ", ""), ",") {
+		if part == "" {
+			continue
+		}
+		a, b, isRange := strings.Cut(part, "-")
+		lo, err1 := strconv.Atoi(a)
+		hi := lo
+		var err2 error
+		if isRange {
+			hi, err2 = strconv.Atoi(b)
+		}
+		if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+			return nil, fmt.Errorf("bad port or range %q", part)
+		}
+		spans = append(spans, span{lo, hi})
+	}
+	return func(p int) bool {
+		for _, s := range spans {
+			if p >= s.lo && p <= s.hi {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// checkKernelRules is the live part of guard 2: the kernel's own rules
+// (KERNEL-NOTES.md), judged with the values and listeners of the fresh
+// sample and the live sysctls.
+func checkKernelRules(p diagnose.Proposal, live func(string) (string, error), last *sample.Sample) *Refusal {
+	proposed := map[string]string{}
+	for _, c := range p.Changes {
+		proposed[c.Key] = Fold(c.Proposed)
+	}
+	value := func(key string) (string, error) {
+		if v, ok := proposed[key]; ok {
+			return v, nil
+		}
+		return live(key)
+	}
+	for _, c := range p.Changes {
+		switch c.Key {
+		case "net.ipv4.ip_local_port_range":
+			lo, hi, err := parseRange(Fold(c.Proposed))
+			if err != nil {
+				return refuse(GuardAllowed, "%s = %q: %v", c.Key, c.Proposed, err)
+			}
+			start, err := live("net.ipv4.ip_unprivileged_port_start")
+			if err == nil {
+				if s, err := strconv.Atoi(start); err == nil && lo < s {
+					return refuse(GuardAllowed, "%s = %q: low end %d is below net.ipv4.ip_unprivileged_port_start %d (the kernel refuses it)", c.Key, c.Proposed, lo, s)
+				}
+			}
+			rv, err := value("net.ipv4.ip_local_reserved_ports")
+			if err != nil {
+				rv = ""
+			}
+			reserved, err := parsePortSet(rv)
+			if err != nil {
+				return refuse(GuardAllowed, "net.ipv4.ip_local_reserved_ports = %q: %v", rv, err)
+			}
+			if last != nil {
+				for _, l := range last.Listeners {
+					port := int(l.Port)
+					if port >= lo && port <= hi && !reserved(port) {
+						return refuse(GuardAllowed, "%s = %q would cover listening port %d (%s), which is not in net.ipv4.ip_local_reserved_ports", c.Key, c.Proposed, port, l.Local)
+					}
+				}
+			}
+		case "net.ipv4.tcp_max_syn_backlog":
+			sc, err := value("net.ipv4.tcp_syncookies")
+			if err == nil && sc != "0" {
+				return refuse(GuardAllowed, "%s is consulted only when net.ipv4.tcp_syncookies=0; it is %s here, so raising it changes nothing", c.Key, sc)
+			}
+		}
+	}
+	return nil
+}
+
+// Standing is one standing approval rule from config: KEY<=MAX.
+type Standing struct {
+	Rule string
+	Key  string
+	Max  int64
+}
+
+// ParseStanding parses remediate.standing entries ("net.core.somaxconn<=16384").
+func ParseStanding(rules []string) ([]Standing, error) {
+	var out []Standing
+	for _, r := range rules {
+		k, m, ok := strings.Cut(strings.ReplaceAll(r, " ", ""), "<=")
+		if !ok {
+			return nil, fmt.Errorf("remediate.standing: %q: want KEY<=MAX", r)
+		}
+		if err := ValidKey(k); err != nil {
+			return nil, fmt.Errorf("remediate.standing: %q: %w", r, err)
+		}
+		n, err := strconv.ParseInt(m, 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("remediate.standing: %q: MAX must be a non-negative integer", r)
+		}
+		out = append(out, Standing{Rule: k + "<=" + m, Key: k, Max: n})
+	}
+	return out, nil
+}
+
+// standingFor returns the rules covering every change of p (each change a
+// raise of an integer value up to the rule's MAX), or nil.
+func standingFor(p diagnose.Proposal, rules []Standing) []Standing {
+	var used []Standing
+	for _, c := range p.Changes {
+		cur, err1 := strconv.ParseInt(Fold(c.Current), 10, 64)
+		want, err2 := strconv.ParseInt(Fold(c.Proposed), 10, 64)
+		if err1 != nil || err2 != nil || want <= cur {
+			return nil
+		}
+		found := false
+		for _, r := range rules {
+			if r.Key == c.Key && want <= r.Max {
+				used = append(used, r)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	return used
+}
