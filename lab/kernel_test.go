@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -91,11 +92,11 @@ func ss(t *testing.T, env *Env, state string, filter ...string) []ssSock {
 func listener(t *testing.T, env *Env) ssSock {
 	t.Helper()
 	for _, s := range ss(t, env, "LISTEN") {
-		if s.Local == ListenAddr {
+		if s.Local == env.Listen {
 			return s
 		}
 	}
-	t.Fatalf("no listener on %s in %s", ListenAddr, env.Name)
+	t.Fatalf("no listener on %s in %s", env.Listen, env.Name)
 	return ssSock{}
 }
 
@@ -289,9 +290,9 @@ func TestNetnsKernelPiles(t *testing.T) {
 			}
 		}},
 		{EphemeralPorts, func(t *testing.T, env *Env) {
-			tw := ss(t, env, "TIME-WAIT", "dst", ListenAddr)
+			tw := ss(t, env, "TIME-WAIT", "dst", env.Listen)
 			if len(tw) < 950 {
-				t.Errorf("%d TIME-WAIT to %s, want nearly the 1000 ports of %s", len(tw), ListenAddr, PortRange)
+				t.Errorf("%d TIME-WAIT to %s, want nearly the 1000 ports of %s", len(tw), env.Listen, PortRange)
 			}
 			for _, s := range tw {
 				p, _ := strconv.Atoi(s.Local[strings.LastIndexByte(s.Local, ':')+1:])
@@ -300,7 +301,7 @@ func TestNetnsKernelPiles(t *testing.T) {
 				}
 			}
 			if err := connectOnce(env); !errors.Is(err, unix.EADDRNOTAVAIL) {
-				t.Errorf("connect to %s: %v, want EADDRNOTAVAIL", ListenAddr, err)
+				t.Errorf("connect to %s: %v, want EADDRNOTAVAIL", env.Listen, err)
 			}
 		}},
 		{SynRecvCookies, func(t *testing.T, env *Env) {
@@ -383,7 +384,8 @@ func connectOnce(env *Env) error {
 		defer unix.Close(fd)
 		tv := unix.Timeval{Sec: 1}
 		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-		return unix.Connect(fd, &unix.SockaddrInet4{Port: 8080, Addr: [4]byte{127, 0, 0, 1}})
+		ap := netip.MustParseAddrPort(env.Listen)
+		return unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
 	})
 }
 

@@ -49,9 +49,11 @@ var (
 // DefaultDuration bounds a scenario whose Options.Duration is zero.
 const DefaultDuration = 10 * time.Minute
 
-// ListenAddr is where every scenario's application listens, inside its own
-// namespace.
-const ListenAddr = "127.0.0.1:8080"
+// ListenIP is where every scenario's application listens, inside its own
+// namespace, each scenario on a port of its own (Scenario.Port): the kernel
+// log is shared by all namespaces, and a distinct port keeps a SYN-flooding
+// line of one scenario from being read as another's.
+const ListenIP = "127.0.0.1"
 
 // Options tune a scenario run.
 type Options struct {
@@ -118,7 +120,7 @@ func Start(ctx context.Context, name string, opts Options) (*Env, error) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrLab, name, err)
 	}
 	e := &Env{
-		Name: nsName, Netns: path, Scenario: name, Listen: ListenAddr, Comm: sc.app.Comm,
+		Name: nsName, Netns: path, Scenario: name, Listen: fmt.Sprintf("%s:%d", ListenIP, sc.Port), Comm: sc.app.Comm,
 		log: log.With(zap.String("netns", path)), release: release,
 		exited: make(chan struct{}), done: make(chan struct{}), stderr: &tailBuffer{max: 4096},
 	}
@@ -143,7 +145,7 @@ func (e *Env) build(sc Scenario, opts Options) error {
 		}
 	}
 	spec := sc.app
-	spec.Addr = ListenAddr
+	spec.Addr = e.Listen
 	spec.Relisten = opts.Relisten
 	// The child outlives the parent's timer by a little only, and dies
 	// with its parent (Pdeathsig) if the parent is killed.

@@ -9,6 +9,9 @@ import (
 type Scenario struct {
 	// Name is stable: tests, docs and `sockwarden lab run` use it.
 	Name string
+	// Port is the application's listening port on 127.0.0.1, distinct
+	// per scenario.
+	Port uint16
 	// Summary says what the scenario builds, in one line.
 	Summary string
 	// Expect is what a correct diagnosis says about it.
@@ -68,7 +71,7 @@ const (
 	TimeWaitStart = 6000
 	TimeWaitEvery = 8 * time.Millisecond
 	// PortRange is ephemeral-ports' narrowed ip_local_port_range (start
-	// and end of different parity, ListenAddr's port outside).
+	// and end of different parity, every scenario's port outside).
 	PortRange = "40000 40999"
 	// FinWait2Start orphaned FIN-WAIT-2 sockets are made at start, then
 	// one every FinWait2Every.
@@ -92,16 +95,18 @@ var dropSynAck = []string{"-A", "INPUT", "-p", "tcp", "--tcp-flags", "SYN,ACK", 
 var scenarios = []Scenario{
 	{
 		Name:    BacklogCapped,
+		Port:    8081,
 		Summary: "bursts of 96 connects every 500ms against a listener with listen(fd, 32); somaxconn stays 4096; the acceptor drains every 100ms",
-		Expect:  "accept-queue-overflow on 127.0.0.1:8080, side app (Send-Q 32 < somaxconn 4096): raise the application's backlog; no sysctl change",
+		Expect:  "accept-queue-overflow on 127.0.0.1:8081, side app (Send-Q 32 < somaxconn 4096): raise the application's backlog; no sysctl change",
 		app: appSpec{Role: roleListen, Comm: "backlog-app", Backlog: AppBacklogSmall,
 			DrainEvery: 100 * time.Millisecond, Burst: BurstSize, BurstEvery: BurstEvery,
 			DialTimeout: 300 * time.Millisecond, Hold: 200 * time.Millisecond},
 	},
 	{
 		Name:    SomaxconnCapped,
+		Port:    8082,
 		Summary: "bursts of 96 connects every 500ms against listen(fd, 4096) with net.core.somaxconn 64 in the namespace; the acceptor drains every 100ms",
-		Expect:  "accept-queue-overflow on 127.0.0.1:8080, side kernel (Send-Q 64 == somaxconn): raise net.core.somaxconn (64 -> 128 or more) and listen() again; with --relisten the app does, and overflows stop",
+		Expect:  "accept-queue-overflow on 127.0.0.1:8082, side kernel (Send-Q 64 == somaxconn): raise net.core.somaxconn (64 -> 128 or more) and listen() again; with --relisten the app does, and overflows stop",
 		Sysctls: []Sysctl{{"net.core.somaxconn", "64"}},
 		app: appSpec{Role: roleListen, Comm: "somaxconn-app", Backlog: AppBacklogLarge,
 			DrainEvery: 100 * time.Millisecond, Burst: BurstSize, BurstEvery: BurstEvery,
@@ -109,8 +114,9 @@ var scenarios = []Scenario{
 	},
 	{
 		Name:    SlowAcceptor,
+		Port:    8083,
 		Summary: "250 connects/s against an application that accepts 50/s; listen(fd, 4096) capped by somaxconn 128, so the queue stays full",
-		Expect:  "accept-queue-overflow on 127.0.0.1:8080, side app (the queue is full in every poll: slow accept), no sysctl change even though Send-Q == somaxconn",
+		Expect:  "accept-queue-overflow on 127.0.0.1:8083, side app (the queue is full in every poll: slow accept), no sysctl change even though Send-Q == somaxconn",
 		Sysctls: []Sysctl{{"net.core.somaxconn", "128"}},
 		app: appSpec{Role: roleListen, Comm: "slow-app", Backlog: AppBacklogLarge,
 			AcceptEvery: 20 * time.Millisecond, ConnectEvery: 4 * time.Millisecond,
@@ -118,6 +124,7 @@ var scenarios = []Scenario{
 	},
 	{
 		Name:    CloseWait,
+		Port:    8084,
 		Summary: "an application (leaky-app) that accepts and never close()s: 300 CLOSE-WAIT at start, 20 more a second (up to 5000); tcp_fin_timeout 1 so the peers' FIN-WAIT-2 go away",
 		Expect:  "close-wait-pile, side app, naming leaky-app and its count; no sysctl change",
 		Sysctls: []Sysctl{{"net.ipv4.tcp_fin_timeout", "1"}},
@@ -126,6 +133,7 @@ var scenarios = []Scenario{
 	},
 	{
 		Name:    TimeWait,
+		Port:    8085,
 		Summary: "a client (tw-client) that opens and closes first 6000 short connections at start, then 125 a second: a TIME-WAIT pile with plenty of ports",
 		Expect:  "time-wait-pile, side none (normal for a busy client, ports plentiful); no proposal",
 		app: appSpec{Role: roleShort, Comm: "tw-client", Count: TimeWaitStart,
@@ -133,16 +141,18 @@ var scenarios = []Scenario{
 	},
 	{
 		Name:    EphemeralPorts,
-		Summary: "ip_local_port_range 40000 40999 and tcp_tw_reuse 0 in the namespace; a client (port-hammer) connects to 127.0.0.1:8080 and closes first until connect() fails with EADDRNOTAVAIL, and keeps trying",
-		Expect:  "ephemeral-port-exhaustion for 127.0.0.1:8080, side kernel: app fix (pooling, keep-alive) first, then widen net.ipv4.ip_local_port_range (kept above ip_unprivileged_port_start, 8080 kept out or reserved) and tcp_tw_reuse=1",
+		Port:    8086,
+		Summary: "ip_local_port_range 40000 40999 and tcp_tw_reuse 0 in the namespace; a client (port-hammer) connects to 127.0.0.1:8086 and closes first until connect() fails with EADDRNOTAVAIL, and keeps trying",
+		Expect:  "ephemeral-port-exhaustion for 127.0.0.1:8086, side kernel: app fix (pooling, keep-alive) first, then widen net.ipv4.ip_local_port_range (kept above ip_unprivileged_port_start, 8086 kept out or reserved) and tcp_tw_reuse=1",
 		Sysctls: []Sysctl{{"net.ipv4.ip_local_port_range", PortRange}, {"net.ipv4.tcp_tw_reuse", "0"}},
 		app: appSpec{Role: roleShort, Comm: "port-hammer", Count: 1100,
 			ConnectEvery: 5 * time.Millisecond, DialTimeout: time.Second},
 	},
 	{
 		Name:     SynRecvCookies,
+		Port:     8087,
 		Summary:  "SYN-ACKs dropped before they reach the client (iptables-legacy in the namespace), tcp_syncookies 1, listen(fd, 256), 200 SYNs a second: a SYN-RECV pile and cookies sent",
-		Expect:   "syn-queue-overflow/syn-flood on 127.0.0.1:8080 with syncookies already on (TCPReqQFullDoCookies rising): no tcp_max_syn_backlog change (it does nothing with cookies on)",
+		Expect:   "syn-queue-overflow/syn-flood on 127.0.0.1:8087 with syncookies already on (TCPReqQFullDoCookies rising): no tcp_max_syn_backlog change (it does nothing with cookies on)",
 		Sysctls:  []Sysctl{{"net.ipv4.tcp_syncookies", "1"}},
 		Firewall: [][]string{dropSynAck},
 		app: appSpec{Role: roleSyn, Comm: "syn-server", Backlog: SynBacklog,
@@ -150,8 +160,9 @@ var scenarios = []Scenario{
 	},
 	{
 		Name:     SynRecvNoCookies,
+		Port:     8088,
 		Summary:  "as syn-recv-cookies with tcp_syncookies 0: the full SYN queue drops (TCPReqQFullDrop rising)",
-		Expect:   "syn-queue-overflow on 127.0.0.1:8080, side kernel: propose net.ipv4.tcp_syncookies 0 -> 1",
+		Expect:   "syn-queue-overflow on 127.0.0.1:8088, side kernel: propose net.ipv4.tcp_syncookies 0 -> 1",
 		Sysctls:  []Sysctl{{"net.ipv4.tcp_syncookies", "0"}},
 		Firewall: [][]string{dropSynAck},
 		app: appSpec{Role: roleSyn, Comm: "syn-server", Backlog: SynBacklog,
@@ -159,6 +170,7 @@ var scenarios = []Scenario{
 	},
 	{
 		Name:    FinWait2,
+		Port:    8089,
 		Summary: "a client closes 600 connections (then 10 a second) to a peer (stuck-peer) that never closes its end: orphaned FIN-WAIT-2 on our side, CLOSE-WAIT on the peer's",
 		Expect:  "fin-wait-2-pile, side peer (orphaned: the peer has not closed), no sysctl; the local peer's CLOSE-WAIT shows as close-wait-pile (app) for stuck-peer",
 		app: appSpec{Role: roleHold, Comm: "stuck-peer", Count: FinWait2Start,
@@ -166,6 +178,7 @@ var scenarios = []Scenario{
 	},
 	{
 		Name:    FDLimit,
+		Port:    8090,
 		Summary: "an application (fd-hog) with RLIMIT_NOFILE 256 holding all but 4 of them in TCP connections to itself, churning 10 a second",
 		Expect:  "fd-exhaustion for fd-hog, side app: raise the unit's LimitNOFILE= (or the process limit), not a TCP sysctl",
 		app: appSpec{Role: roleFDHog, Comm: "fd-hog", FDLimit: FDLimitNofile, Slack: FDLimitSlack,
