@@ -1,0 +1,388 @@
+package diagnose
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteJSON writes the report as JSON ("schema": "sockwarden.report/v1",
+// documented field by field in docs/report-schema.md).
+func WriteJSON(w io.Writer, r Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(r)
+}
+
+// WriteText writes the report for a terminal, in the four sections a
+// person reads in order: (a) the read, (b) the verdict with its evidence,
+// (c) the change, current -> proposed, (d) how to verify it.
+func WriteText(w io.Writer, r Report) error {
+	b := bufio.NewWriter(w)
+	fmt.Fprintf(b, "sockwarden diagnose: %s\n", header(r))
+	fmt.Fprintf(b, "%s\n\n", verdictLine(r))
+
+	fmt.Fprintln(b, "(a) Read")
+	for _, s := range r.Summary {
+		writeWrapped(b, "  ", "    ", s)
+	}
+
+	fmt.Fprintln(b, "\n(b) Verdict and evidence")
+	if len(r.Findings) == 0 {
+		fmt.Fprintln(b, "  Nothing wrong: no rule fired.")
+	}
+	for i, f := range r.Findings {
+		fmt.Fprintf(b, "  %d. [%s] %s on %s: side %s, %s\n", i+1, f.Severity, f.Kind, f.Subject, f.Side, confirmedWord(f))
+		writeWrapped(b, "     ", "     ", f.Title+".")
+		writeWrapped(b, "     ", "     ", f.Explanation)
+		if f.NotConfirmedReason != "" {
+			writeWrapped(b, "     Not confirmed: ", "       ", f.NotConfirmedReason+".")
+		}
+		if s := sparkFor(r, f); s != "" {
+			fmt.Fprintf(b, "     %s per interval: %s\n", f.Counter, s)
+		}
+		fmt.Fprintln(b, "     Evidence:")
+		for _, e := range f.Evidence {
+			writeWrapped(b, "       - ", "         ", e)
+		}
+		if len(f.AppActions) > 0 {
+			fmt.Fprintln(b, "     Application side:")
+			for j, a := range f.AppActions {
+				writeWrapped(b, fmt.Sprintf("       %d. ", j+1), "          ", a)
+			}
+		}
+	}
+
+	fmt.Fprintln(b, "\n(c) Change: current -> proposed")
+	if len(r.Proposals) == 0 {
+		fmt.Fprintln(b, "  No kernel change proposed: "+noChangeWhy(r))
+	}
+	for _, p := range r.Proposals {
+		fmt.Fprintf(b, "  Proposal %s for %s on %s: %s\n", p.ID, p.Finding, p.Subject, readyWord(p))
+		for _, c := range p.Changes {
+			fmt.Fprintf(b, "    %s: %s -> %s\n", c.Key, shown(c.Current), shown(c.Proposed))
+		}
+		writeWrapped(b, "    Why: ", "      ", p.Reason+".")
+		for _, a := range p.AppActions {
+			writeWrapped(b, "    Then: ", "      ", a)
+		}
+		for _, n := range p.Notes {
+			writeWrapped(b, "    Note: ", "      ", n)
+		}
+		fmt.Fprintf(b, "    Apply with approval: sockwarden approve %s && sockwarden apply %s\n", p.ID, p.ID)
+	}
+
+	fmt.Fprintln(b, "\n(d) Verification")
+	writeVerification(b, r, func(cmd string) string { return "  $ " + cmd }, "  ")
+	return b.Flush()
+}
+
+// WriteMarkdown writes the report for a change ticket: the same four
+// sections, a current -> proposed table, the `sysctl -w` lines and their
+// rollback, and a sparkline of the drop rate per interval.
+func WriteMarkdown(w io.Writer, r Report) error {
+	b := bufio.NewWriter(w)
+	fmt.Fprintf(b, "# sockwarden diagnosis: %s\n\n", mdHost(r))
+	fmt.Fprintf(b, "**%s**\n\n", verdictLine(r))
+	fmt.Fprintf(b, "Source: `%s`, %s.\n\n", r.Source, samplesPhrase(r))
+
+	fmt.Fprintln(b, "## (a) Read")
+	fmt.Fprintln(b)
+	for _, s := range r.Summary {
+		fmt.Fprintf(b, "- %s\n", s)
+	}
+
+	fmt.Fprintln(b, "\n## (b) Verdict and evidence")
+	fmt.Fprintln(b)
+	if len(r.Findings) == 0 {
+		fmt.Fprintln(b, "Nothing wrong: no rule fired.")
+	}
+	for _, f := range r.Findings {
+		fmt.Fprintf(b, "### `%s` on `%s`: side **%s**, %s, %s\n\n", f.Kind, f.Subject, f.Side, f.Severity, confirmedWord(f))
+		fmt.Fprintf(b, "**%s.** %s\n\n", f.Title, f.Explanation)
+		if f.NotConfirmedReason != "" {
+			fmt.Fprintf(b, "Not confirmed: %s.\n\n", f.NotConfirmedReason)
+		}
+		if s := sparkFor(r, f); s != "" {
+			fmt.Fprintf(b, "Drop rate per interval, `%s`: %s\n\n", f.Counter, s)
+		}
+		fmt.Fprintln(b, "Evidence:")
+		fmt.Fprintln(b)
+		for _, e := range f.Evidence {
+			fmt.Fprintf(b, "- %s\n", e)
+		}
+		if len(f.AppActions) > 0 {
+			fmt.Fprintln(b, "\nApplication side:")
+			fmt.Fprintln(b)
+			for j, a := range f.AppActions {
+				fmt.Fprintf(b, "%d. %s\n", j+1, a)
+			}
+		}
+		fmt.Fprintln(b)
+	}
+
+	fmt.Fprintln(b, "## (c) Change: current -> proposed")
+	fmt.Fprintln(b)
+	if len(r.Proposals) == 0 {
+		fmt.Fprintf(b, "No kernel change proposed: %s\n\n", noChangeWhy(r))
+	}
+	for _, p := range r.Proposals {
+		fmt.Fprintf(b, "### Proposal `%s`: `%s` on `%s`, %s\n\n", p.ID, p.Finding, p.Subject, readyWord(p))
+		fmt.Fprintln(b, "| key | current | proposed |")
+		fmt.Fprintln(b, "|---|---|---|")
+		for _, c := range p.Changes {
+			fmt.Fprintf(b, "| `%s` | `%s` | `%s` |\n", c.Key, c.Current, c.Proposed)
+		}
+		fmt.Fprintf(b, "\nWhy: %s.\n\n", p.Reason)
+		pre := nsPrefix(p.Netns)
+		fmt.Fprintln(b, "Apply (in this order):")
+		fmt.Fprintln(b)
+		fmt.Fprintln(b, "```sh")
+		for _, c := range p.Changes {
+			fmt.Fprintf(b, "%ssysctl -w %s=%s\n", pre, c.Key, shellValue(c.Proposed))
+		}
+		fmt.Fprintln(b, "```")
+		fmt.Fprintln(b, "\nRollback (in this order):")
+		fmt.Fprintln(b)
+		fmt.Fprintln(b, "```sh")
+		for i := len(p.Changes) - 1; i >= 0; i-- {
+			c := p.Changes[i]
+			fmt.Fprintf(b, "%ssysctl -w %s=%s\n", pre, c.Key, shellValue(c.Current))
+		}
+		fmt.Fprintln(b, "```")
+		if len(p.AppActions) > 0 {
+			fmt.Fprintln(b, "\nThen:")
+			fmt.Fprintln(b)
+			for _, a := range p.AppActions {
+				fmt.Fprintf(b, "- %s\n", a)
+			}
+		}
+		if len(p.Notes) > 0 {
+			fmt.Fprintln(b, "\nNotes:")
+			fmt.Fprintln(b)
+			for _, n := range p.Notes {
+				fmt.Fprintf(b, "- %s\n", n)
+			}
+		}
+		fmt.Fprintf(b, "\nWith sockwarden: `sockwarden approve %s`, then `sockwarden apply %s`.\n\n", p.ID, p.ID)
+	}
+
+	fmt.Fprintln(b, "## (d) Verification")
+	fmt.Fprintln(b)
+	writeVerification(b, r, func(cmd string) string { return "    " + cmd }, "")
+	return b.Flush()
+}
+
+// writeVerification writes section (d): for each proposal its commands and
+// what "fixed" looks like; for findings without a proposal, what to watch
+// after the application-side fix.
+func writeVerification(b *bufio.Writer, r Report, cmd func(string) string, indent string) {
+	hasProp := map[groupKey]bool{}
+	for _, p := range r.Proposals {
+		hasProp[groupKey{p.Finding, p.Subject}] = true
+		fmt.Fprintf(b, "%sProposal %s (%s on %s):\n\n", indent, p.ID, p.Finding, p.Subject)
+		for _, c := range p.Verify.Commands {
+			fmt.Fprintln(b, cmd(c))
+		}
+		fmt.Fprintln(b)
+		writeWrapped(b, indent+"Fixed when: ", indent+"  ", p.Verify.Fixed)
+		fmt.Fprintln(b)
+	}
+	n := 0
+	for _, f := range r.Findings {
+		if hasProp[groupKey{f.Kind, f.Subject}] || f.Side == SideNone {
+			continue
+		}
+		c, fixed := findingCheck(r, f)
+		if c == "" {
+			continue
+		}
+		n++
+		fmt.Fprintf(b, "%s%s on %s (after the %s-side fix):\n\n", indent, f.Kind, f.Subject, f.Side)
+		fmt.Fprintln(b, cmd(c))
+		fmt.Fprintln(b)
+		writeWrapped(b, indent+"Fixed when: ", indent+"  ", fixed)
+		fmt.Fprintln(b)
+	}
+	if len(r.Proposals) == 0 && n == 0 {
+		fmt.Fprintf(b, "%sNothing to verify. To watch the listen drops yourself:\n\n", indent)
+		fmt.Fprintln(b, cmd(nsPrefix(r.Netns)+fmt.Sprintf("watch -n1 'nstat -az %s %s'", cOverflows, cDrops)))
+		fmt.Fprintln(b)
+	}
+}
+
+// findingCheck is the command and the "fixed" numbers for a finding that
+// has no proposal.
+func findingCheck(r Report, f Finding) (string, string) {
+	pre := nsPrefix(r.Netns)
+	port := ""
+	if i := strings.LastIndex(f.Subject, ":"); i > 0 && !strings.Contains(f.Subject, " ") {
+		port = f.Subject[i+1:]
+	}
+	switch f.Kind {
+	case KindAcceptQueueOverflow, KindSynQueueOverflow:
+		c := pre + fmt.Sprintf("watch -n1 'nstat -az %s %s %s'", cOverflows, cDrops, cReqQDrop)
+		if port != "" {
+			c = pre + fmt.Sprintf("watch -n1 \"ss -tln '( sport = :%s )'; nstat -az %s %s\"", port, cOverflows, cDrops)
+		}
+		return c, fmt.Sprintf("%s stops rising (0/s) under the same arrivals, and Recv-Q of %s stays below Send-Q.", f.Counter, f.Subject)
+	case KindSynFlood:
+		return pre + fmt.Sprintf("watch -n1 'nstat -az %s %s %s'", cCookSent, cCookRecv, cCookFail), "SyncookiesSent falls back to 0/s once the flood is filtered."
+	case KindCloseWaitPile:
+		return pre + "ss -Htan state close-wait | wc -l", "the CLOSE-WAIT count stays near 0 instead of growing."
+	case KindFinWait2Pile:
+		return pre + "ss -Htan state fin-wait-2 | wc -l", "the FIN-WAIT-2 count stays well below the threshold."
+	case KindEphemeralPorts:
+		return pre + "ss -Htan state time-wait | wc -l", "sockets to the destination stay well below the usable port count."
+	case KindFDExhaustion:
+		if strings.HasPrefix(f.Subject, "pid ") {
+			pid := strings.Fields(f.Subject)[1]
+			return fmt.Sprintf("grep 'open files' /proc/%s/limits; ls /proc/%s/fd | wc -l", pid, pid), "the open descriptors stay below the configured share of the limit."
+		}
+		return "cat /proc/sys/fs/file-nr", "the first number stays well below the third."
+	case KindTCPMemoryPressure:
+		return pre + "cat /proc/net/sockstat", "TCP mem stays below the pressure value of net.ipv4.tcp_mem."
+	case KindOrphanPressure:
+		return pre + "cat /proc/net/sockstat", "orphan stays well below net.ipv4.tcp_max_orphans."
+	}
+	return "", ""
+}
+
+func header(r Report) string {
+	h := "host " + r.Host
+	if r.Netns != "" {
+		h += ", netns " + r.Netns
+	}
+	return h + ", source " + r.Source + ", " + samplesPhrase(r)
+}
+
+func mdHost(r Report) string {
+	h := "`" + r.Host + "`"
+	if r.Netns != "" {
+		h += ", netns `" + r.Netns + "`"
+	}
+	return h
+}
+
+func samplesPhrase(r Report) string {
+	if r.Samples == 1 {
+		return "1 sample"
+	}
+	return fmt.Sprintf("%d samples %.1fs apart", r.Samples, r.IntervalSeconds)
+}
+
+func verdictLine(r Report) string {
+	if r.Healthy {
+		if len(r.Findings) > 0 {
+			return "Healthy: nothing wrong (informational findings only)."
+		}
+		return "Healthy: nothing wrong."
+	}
+	n, conf := 0, 0
+	for _, f := range r.Findings {
+		if f.Severity != SevInfo {
+			n++
+			if f.Confirmed {
+				conf++
+			}
+		}
+	}
+	return fmt.Sprintf("Findings: %d (%d confirmed), %d kernel change(s) proposed.", n, conf, len(r.Proposals))
+}
+
+func noChangeWhy(r Report) string {
+	for _, f := range r.Findings {
+		if f.Side == SideKernel {
+			return "the kernel-side finding has no change within the configured bounds (see its explanation)."
+		}
+	}
+	if len(r.Findings) == 0 {
+		return "nothing to fix."
+	}
+	return "no finding is kernel-side; the fixes are in the application, the peers, or nowhere (see (b))."
+}
+
+func confirmedWord(f Finding) string {
+	if f.Confirmed {
+		return "confirmed"
+	}
+	return "not confirmed"
+}
+
+func readyWord(p Proposal) string {
+	if p.Ready {
+		return "ready"
+	}
+	return "not ready (" + p.NotReadyReason + ")"
+}
+
+func shown(v string) string {
+	if v == "" {
+		return `""`
+	}
+	return v
+}
+
+func shellValue(v string) string {
+	if v == "" || strings.ContainsAny(v, " \t,") {
+		return `"` + v + `"`
+	}
+	return v
+}
+
+// sparkFor is the sparkline of a finding's counter with its values.
+func sparkFor(r Report, f Finding) string {
+	vals := r.Rates[f.Counter]
+	if f.Counter == "" || len(vals) == 0 {
+		return ""
+	}
+	return "`" + Sparkline(vals) + "` " + joinRates(vals) + " /s"
+}
+
+// Sparkline draws values as unicode bars scaled to their maximum; zero is
+// the lowest bar.
+func Sparkline(vals []float64) string {
+	bars := []rune("▁▂▃▄▅▆▇█")
+	hi := 0.0
+	for _, v := range vals {
+		hi = max(hi, v)
+	}
+	var sb strings.Builder
+	for _, v := range vals {
+		i := 0
+		if hi > 0 && v > 0 {
+			i = 1 + int(v/hi*float64(len(bars)-2)+0.5)
+			i = min(i, len(bars)-1)
+		}
+		sb.WriteRune(bars[i])
+	}
+	return sb.String()
+}
+
+// writeWrapped writes s wrapped at 100 columns, first line after first,
+// the rest after rest.
+func writeWrapped(b *bufio.Writer, first, rest, s string) {
+	const width = 100
+	line := first
+	lead := len([]rune(first))
+	n := lead
+	for _, word := range strings.Fields(s) {
+		wl := len([]rune(word))
+		if n > lead && n+1+wl > width {
+			fmt.Fprintln(b, line)
+			line, n = rest+word, len([]rune(rest))+wl
+			lead = len([]rune(rest))
+			continue
+		}
+		if n > lead {
+			line += " "
+			n++
+		}
+		line += word
+		n += wl
+	}
+	fmt.Fprintln(b, line)
+}

@@ -1,0 +1,114 @@
+package diagnose
+
+import (
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// ConfirmMode says how a rule's finding is confirmed over a series.
+type ConfirmMode int
+
+const (
+	// ConfirmCounters: judged per interval from counter deltas; an
+	// interval counts when the drops rose in it and arrivals were above
+	// diagnose.min_arrivals_per_sec.
+	ConfirmCounters ConfirmMode = iota
+	// ConfirmPile: judged on each sample; an interval counts when the
+	// samples at both of its ends show the pile.
+	ConfirmPile
+)
+
+// Rule is one diagnosis rule: data with a name, a condition and an
+// explanation, in the manner of node-problem-detector's monitor rules.
+// docs/rules.md describes every rule in Rules; TestRulesDocumented keeps
+// the two in step.
+type Rule struct {
+	// Name is stable; Kinds are the finding kinds the rule can produce
+	// and Sides the sides it can give them.
+	Name  string
+	Kinds []string
+	Sides []Side
+	// Condition states in one line when the rule fires, naming the
+	// config keys of its thresholds.
+	Condition string
+	Confirm   ConfirmMode
+	// Exactly one of Counters (ConfirmCounters) and Pile (ConfirmPile)
+	// is set.
+	Counters func(w *window, cfg config.Diagnose) []Observation
+	Pile     func(s *sample.Sample, cfg config.Diagnose) []Observation
+}
+
+// Observation is what a rule saw in one window.
+type Observation struct {
+	Kind        string
+	Subject     string
+	Side        Side
+	Severity    Severity
+	Title       string
+	Explanation string
+	Evidence    []string
+	AppActions  []string
+	Counter     string
+	// Unconfirmed, when set, says why this window does not count toward
+	// confirmation (for example arrivals below the load floor).
+	Unconfirmed string
+	// Plan is the kernel change for a kernel-side observation.
+	Plan *Plan
+}
+
+// Plan is the change a kernel-side observation calls for.
+type Plan struct {
+	Changes    []Change
+	Reason     string
+	AppActions []string
+	Verify     Verification
+	Notes      []string
+}
+
+// Rules is the rule set, in the order the report lists kinds of equal
+// severity. Every rule reads only its arguments.
+var Rules = []Rule{
+	{
+		Name: "accept-queue", Kinds: []string{KindAcceptQueueOverflow},
+		Sides:     []Side{SideApp, SideKernel, SideUnknown},
+		Condition: "TcpExtListenOverflows rises faster than diagnose.min_drops_per_sec and a listener reached its limit (Recv-Q >= Send-Q in a sample, or at the limit in the listener watch)",
+		Confirm:   ConfirmCounters, Counters: checkAcceptQueue,
+	},
+	{
+		Name: "syn-queue", Kinds: []string{KindSynQueueOverflow, KindSynFlood},
+		Sides:     []Side{SideKernel, SideApp, SidePeer, SideUnknown},
+		Condition: "TcpExtTCPReqQFullDrop rises (syncookies off), or cookies are sent (TcpExtSyncookiesSent, TcpExtTCPReqQFullDoCookies) while the accept queue is not overflowing",
+		Confirm:   ConfirmCounters, Counters: checkSynQueue,
+	},
+	{
+		Name: "close-wait", Kinds: []string{KindCloseWaitPile}, Sides: []Side{SideApp},
+		Condition: "a process holds at least diagnose.close_wait_min CLOSE-WAIT sockets",
+		Confirm:   ConfirmPile, Pile: checkCloseWait,
+	},
+	{
+		Name: "ports", Kinds: []string{KindEphemeralPorts, KindTimeWaitPile},
+		Sides:     []Side{SideKernel, SideApp, SideNone},
+		Condition: "one destination holds at least diagnose.port_use_ratio of the usable ephemeral ports; otherwise at least diagnose.time_wait_min TIME-WAIT sockets",
+		Confirm:   ConfirmPile, Pile: checkPorts,
+	},
+	{
+		Name: "fin-wait-2", Kinds: []string{KindFinWait2Pile}, Sides: []Side{SidePeer, SideApp, SideUnknown},
+		Condition: "at least diagnose.fin_wait2_min FIN-WAIT-2 sockets orphaned, or held by one process",
+		Confirm:   ConfirmPile, Pile: checkFinWait2,
+	},
+	{
+		Name: "fd", Kinds: []string{KindFDExhaustion}, Sides: []Side{SideApp},
+		Condition: "a process at diagnose.fd_use_ratio of its RLIMIT_NOFILE, or fs.file-nr at that share of fs.file-max",
+		Confirm:   ConfirmPile, Pile: checkFDs,
+	},
+	{
+		Name: "tcp-memory", Kinds: []string{KindTCPMemoryPressure}, Sides: []Side{SideKernel},
+		Condition: "sockstat TCP mem at or above the pressure value of net.ipv4.tcp_mem, or a `TCP: out of memory` kernel line",
+		Confirm:   ConfirmPile, Pile: checkTCPMemory,
+	},
+	{
+		Name: "orphans", Kinds: []string{KindOrphanPressure}, Sides: []Side{SidePeer},
+		Condition: "sockstat orphans at diagnose.orphan_use_ratio of net.ipv4.tcp_max_orphans, or a `too many orphaned sockets` kernel line",
+		Confirm:   ConfirmPile, Pile: checkOrphans,
+	},
+}

@@ -1,0 +1,448 @@
+package diagnose
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+const (
+	kPortRange  = "net.ipv4.ip_local_port_range"
+	kReserved   = "net.ipv4.ip_local_reserved_ports"
+	kUnpriv     = "net.ipv4.ip_unprivileged_port_start"
+	kTwReuse    = "net.ipv4.tcp_tw_reuse"
+	kFinTimeout = "net.ipv4.tcp_fin_timeout"
+	kTCPMem     = "net.ipv4.tcp_mem"
+	kMaxOrphans = "net.ipv4.tcp_max_orphans"
+	kFileNr     = "fs.file-nr"
+)
+
+func checkCloseWait(s *sample.Sample, cfg config.Diagnose) []Observation {
+	total := s.States[sample.StateCloseWait]
+	var out []Observation
+	attributed := 0
+	for _, p := range s.Processes {
+		n := p.States[sample.StateCloseWait]
+		attributed += n
+		if n < cfg.CloseWaitMin {
+			continue
+		}
+		o := Observation{
+			Kind: KindCloseWaitPile, Subject: ownerName(p.Owner), Side: SideApp, Severity: SevWarning,
+			Title: fmt.Sprintf("CLOSE-WAIT pile: %s holds %d connections its peers closed", ownerLong(p.Owner), n),
+			Explanation: fmt.Sprintf("%d connections of %s are in CLOSE-WAIT: the peer closed them and the application has not called close(). Each holds a descriptor and memory until the process closes it or exits. Only the application can fix this; no sysctl helps.",
+				n, ownerLong(p.Owner)),
+			Evidence: []string{
+				fmt.Sprintf("%s: %d CLOSE-WAIT of its %d TCP sockets", ownerLong(p.Owner), n, p.Total),
+				fmt.Sprintf("%d CLOSE-WAIT sockets in the namespace", total),
+			},
+			AppActions: closeWaitActions(p.Owner),
+		}
+		if p.FDLimit > 0 {
+			o.Evidence = append(o.Evidence, fmt.Sprintf("%s has %d descriptors open of its limit %d", ownerName(p.Owner), p.FDs, p.FDLimit))
+			if float64(p.FDs) >= cfg.FDUseRatio*float64(p.FDLimit) {
+				o.Severity = SevCritical
+			}
+		}
+		out = append(out, o)
+	}
+	if total-attributed >= cfg.CloseWaitMin {
+		out = append(out, Observation{
+			Kind: KindCloseWaitPile, Subject: "owner unknown", Side: SideApp, Severity: SevWarning,
+			Title: fmt.Sprintf("CLOSE-WAIT pile: %d connections whose owner is unknown", total-attributed),
+			Explanation: fmt.Sprintf("%d connections are in CLOSE-WAIT: the peer closed them and the local application has not called close(). The sample has no owner for them (run as root, or capture `ss -tanp`), so the process is not named. Only the application can fix this; no sysctl helps.",
+				total-attributed),
+			Evidence:   []string{fmt.Sprintf("%d CLOSE-WAIT sockets in the namespace, %d attributed to a process", total, attributed)},
+			AppActions: closeWaitActions(sample.Owner{}),
+		})
+	}
+	return out
+}
+
+func closeWaitActions(o sample.Owner) []string {
+	who := "the owning process (`ss -tanp state close-wait`)"
+	if o.PID != 0 {
+		who = ownerLong(o)
+	}
+	acts := []string{
+		fmt.Sprintf("Fix %s so that it close()s a connection when read() returns 0 (EOF): look for a connection pool that does not drop closed connections, an error path that skips close(), an HTTP response body never closed (Go: resp.Body.Close()).", who),
+	}
+	if o.PID != 0 {
+		acts = append(acts, fmt.Sprintf("See where they point: `ss -tanp state close-wait | grep 'pid=%d,'`, `ls -l /proc/%d/fd | wc -l`.", o.PID, o.PID))
+	}
+	if o.Unit != "" {
+		acts = append(acts, fmt.Sprintf("As a stopgap, `systemctl restart %s` releases them (they come back until the code is fixed).", o.Unit))
+	}
+	return acts
+}
+
+func destSubject(d sample.Destination) string {
+	dst := d.Dst
+	if strings.Contains(dst, ":") {
+		dst = "[" + dst + "]"
+	}
+	return fmt.Sprintf("%s:%d from %s", dst, d.DstPort, d.Src)
+}
+
+func checkPorts(s *sample.Sample, cfg config.Diagnose) []Observation {
+	var out []Observation
+	rng, okR := sysInts(s, kPortRange, 2)
+	if okR && rng[0] <= rng[1] {
+		low, high := int(rng[0]), int(rng[1])
+		reserved := parsePortSet(s.Sysctls[kReserved])
+		usable := high - low + 1 - reserved.countIn(low, high)
+		for _, d := range s.Destinations {
+			if usable <= 0 || float64(d.Total) < cfg.PortUseRatio*float64(usable) {
+				continue
+			}
+			out = append(out, portsObservation(s, cfg, d, low, high, reserved, usable))
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	tw := s.States[sample.StateTimeWait]
+	if tw < cfg.TimeWaitMin {
+		return nil
+	}
+	ev := []string{fmt.Sprintf("%d TIME-WAIT sockets of %d TCP sockets", tw, s.Total)}
+	if okR {
+		ev = append(ev, fmt.Sprintf("%s = %d %d", kPortRange, rng[0], rng[1]))
+	}
+	if len(s.Destinations) > 0 {
+		d := s.Destinations[0]
+		ev = append(ev, fmt.Sprintf("busiest destination %s holds %d ports", destSubject(d), d.Total))
+	}
+	return []Observation{{
+		Kind: KindTimeWaitPile, Subject: "host", Side: SideNone, Severity: SevInfo,
+		Title:       fmt.Sprintf("%d TIME-WAIT sockets: normal for a busy client", tw),
+		Explanation: "The side that closes a connection first keeps it in TIME-WAIT for 60 seconds (fixed in the kernel; tcp_fin_timeout does not change it). TIME-WAIT sockets hold no descriptor and little memory. They matter only when, with the other sockets to one destination, they near the ephemeral port range; no destination does, so nothing needs fixing.",
+		Evidence:    ev,
+	}}
+}
+
+func portsObservation(s *sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved portSet, usable int) Observation {
+	share := float64(d.Total) / float64(usable)
+	tw := d.States[sample.StateTimeWait]
+	o := Observation{
+		Kind: KindEphemeralPorts, Subject: destSubject(d), Severity: SevWarning,
+		Evidence: []string{
+			fmt.Sprintf("%s holds %d ports (%s) of %d usable (%.0f%%)", destSubject(d), d.Total, statesLine(d.States), usable, 100*share),
+			fmt.Sprintf("%s = %d %d, %d of them reserved (%s = %q)", kPortRange, low, high, reserved.countIn(low, high), kReserved, s.Sysctls[kReserved]),
+		},
+		AppActions: []string{
+			fmt.Sprintf("Reuse connections to %s:%d: a connection pool with keep-alive (HTTP keep-alive, a database pool) instead of a new connection per request. This is the real fix; a wider range only moves the wall.", d.Dst, d.DstPort),
+			"If the client bind()s before connect(), set IP_BIND_ADDRESS_NO_PORT so the port is chosen per destination; spread load over more destination addresses or ports.",
+		},
+	}
+	if share >= 0.98 {
+		o.Severity = SevCritical
+	}
+	o.Explanation = fmt.Sprintf("Connections to %s:%d from %s hold %d of the %d usable ephemeral ports. A source port must be unique per (source, destination, port), so this destination is close to running out: connect() then fails with EADDRNOTAVAIL.", d.Dst, d.DstPort, d.Src, d.Total, usable)
+	if tw*2 >= d.Total {
+		o.Explanation += fmt.Sprintf(" Most of them (%d) are TIME-WAIT: the client opens and closes a connection per request.", tw)
+	}
+	plan := portsPlan(s, cfg, d, low, high, reserved)
+	if plan == nil {
+		o.Side = SideApp
+		o.Explanation += " The port range cannot be widened further within its bounds (diagnose.port_range_floor, ip_unprivileged_port_start, 65535) and tcp_tw_reuse does not apply: only the application can fix it."
+		return o
+	}
+	o.Side = SideKernel
+	o.Explanation += " The application fix comes first; the kernel change below buys headroom."
+	o.Plan = plan
+	return o
+}
+
+// portsPlan widens the range (high end first, then the low end down to
+// the floor), keeps listening ports out of it by reserving them in the same
+// proposal, prefers a start and end of different parity, and turns on
+// tcp_tw_reuse when TIME-WAIT dominates. nil when nothing can change.
+func portsPlan(s *sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved portSet) *Plan {
+	unpriv := 1024
+	if v, ok := sysInt(s, kUnpriv); ok {
+		unpriv = int(v)
+	}
+	floor := max(unpriv, cfg.PortRangeFloor)
+	if low < floor {
+		floor = low // never narrow the range
+	}
+	size := high - low + 1
+	target := max(2*size, 2*d.Total)
+	newLow, newHigh := low, max(high, min(65535, low+target-1))
+	if newHigh-newLow+1 < target {
+		newLow = max(floor, newHigh-target+1)
+	}
+	if newLow%2 == newHigh%2 && (newLow != low || newHigh != high) {
+		switch {
+		case newHigh < 65535:
+			newHigh++
+		case newLow > floor:
+			newLow--
+		case newHigh > high:
+			newHigh--
+		}
+	}
+
+	var changes []Change
+	var notes []string
+	if newLow != low || newHigh != high {
+		// Listening ports inside the new range must be reserved, in the
+		// same proposal and before the range is widened.
+		var listen []int
+		seen := map[int]bool{}
+		for _, l := range s.Listeners {
+			p := int(l.Port)
+			if p >= newLow && p <= newHigh && !reserved[p] && !seen[p] {
+				seen[p] = true
+				listen = append(listen, p)
+			}
+		}
+		if len(listen) > 0 {
+			sort.Ints(listen)
+			nr := portSet{}
+			for p := range reserved {
+				nr[p] = true
+			}
+			for _, p := range listen {
+				nr[p] = true
+			}
+			changes = append(changes, Change{Key: kReserved, Current: s.Sysctls[kReserved], Proposed: nr.String()})
+			notes = append(notes, fmt.Sprintf("Listening ports %s fall inside the new range and are reserved first, so connect() never takes them.", joinInts(listen)))
+		}
+		changes = append(changes, Change{Key: kPortRange, Current: fmt.Sprintf("%d %d", low, high), Proposed: fmt.Sprintf("%d %d", newLow, newHigh)})
+		notes = append(notes, fmt.Sprintf("A service that starts later on a port inside %d-%d may fail to bind: reserve its port in %s.", newLow, newHigh, kReserved))
+	}
+	tw := d.States[sample.StateTimeWait]
+	if tw*2 >= d.Total {
+		reuse, ok := sysInt(s, kTwReuse)
+		loop := false
+		if a, err := netip.ParseAddr(d.Dst); err == nil {
+			loop = a.IsLoopback()
+		}
+		if ok && reuse != 1 && !(reuse == 2 && loop) {
+			changes = append(changes, Change{Key: kTwReuse, Current: fmt.Sprint(reuse), Proposed: "1"})
+			notes = append(notes, "tcp_tw_reuse affects outgoing connections only and needs TCP timestamps (net.ipv4.tcp_timestamps=1) on both ends.")
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	pre := nsPrefix(s.Netns)
+	newUsable := newHigh - newLow + 1 - reserved.countIn(newLow, newHigh)
+	return &Plan{
+		Changes: changes,
+		Reason: fmt.Sprintf("%s holds %d of the usable ephemeral ports; policy: at least double the range (high end first, low end not below %d), reserve listening ports inside it, different parity for start and end, tcp_tw_reuse=1 when TIME-WAIT dominates outgoing connections",
+			destSubject(d), d.Total, floor),
+		AppActions: []string{fmt.Sprintf("Pool and keep alive the connections to %s:%d first.", d.Dst, d.DstPort)},
+		Notes:      notes,
+		Verify: Verification{
+			Commands: []string{
+				pre + fmt.Sprintf("ss -Htan dst %s '( dport = :%d )' | wc -l", d.Dst, d.DstPort),
+				pre + "sysctl " + kPortRange + " " + kReserved,
+			},
+			Fixed: fmt.Sprintf("sockets to %s:%d stay below %d%% of the %d usable ports of the new range (now %.0f%% of %d), and connect() no longer fails with EADDRNOTAVAIL.",
+				d.Dst, d.DstPort, int(100*cfg.PortUseRatio), newUsable, 100*float64(d.Total)/float64(max(newUsable, 1)), newUsable),
+		},
+	}
+}
+
+func joinInts(xs []int) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, fmt.Sprint(x))
+	}
+	return strings.Join(s, ", ")
+}
+
+// statesLine is "120 TIME-WAIT, 8 ESTAB" (largest first, zeros left out).
+func statesLine(m map[string]int) string {
+	type kv struct {
+		k string
+		v int
+	}
+	var kvs []kv
+	for k, v := range m {
+		if v > 0 {
+			kvs = append(kvs, kv{k, v})
+		}
+	}
+	sort.Slice(kvs, func(i, j int) bool {
+		if kvs[i].v != kvs[j].v {
+			return kvs[i].v > kvs[j].v
+		}
+		return kvs[i].k < kvs[j].k
+	})
+	var parts []string
+	for _, x := range kvs {
+		parts = append(parts, fmt.Sprintf("%d %s", x.v, x.k))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func checkFinWait2(s *sample.Sample, cfg config.Diagnose) []Observation {
+	total := s.States[sample.StateFinWait2]
+	if total < cfg.FinWait2Min {
+		return nil
+	}
+	timeout := "?"
+	if v, ok := s.Sysctls[kFinTimeout]; ok {
+		timeout = v
+	}
+	var out []Observation
+	owned := 0
+	for _, p := range s.Processes {
+		n := p.States[sample.StateFinWait2]
+		owned += n
+		if n < cfg.FinWait2Min {
+			continue
+		}
+		out = append(out, Observation{
+			Kind: KindFinWait2Pile, Subject: ownerName(p.Owner), Side: SideApp, Severity: SevWarning,
+			Title: fmt.Sprintf("FIN-WAIT-2 pile held open by %s", ownerLong(p.Owner)),
+			Explanation: fmt.Sprintf("%d connections of %s are in FIN-WAIT-2 and still have a descriptor: the application called shutdown() but not close(), and the peer has not closed its side. They last until the application closes them; tcp_fin_timeout does not apply to them. No sysctl helps.",
+				n, ownerLong(p.Owner)),
+			Evidence:   []string{fmt.Sprintf("%s: %d FIN-WAIT-2 of its %d TCP sockets", ownerLong(p.Owner), n, p.Total), fmt.Sprintf("%d FIN-WAIT-2 sockets in the namespace", total)},
+			AppActions: []string{fmt.Sprintf("Make %s close() connections after shutdown(), with a deadline for peers that never close their side.", ownerLong(p.Owner))},
+		})
+	}
+	orphans, haveOrphans := s.Orphans[sample.StateFinWait2]
+	switch {
+	case haveOrphans && orphans >= cfg.FinWait2Min:
+		out = append(out, Observation{
+			Kind: KindFinWait2Pile, Subject: "orphaned", Side: SidePeer, Severity: SevWarning,
+			Title:       fmt.Sprintf("%d orphaned FIN-WAIT-2 sockets: peers do not close", orphans),
+			Explanation: fmt.Sprintf("We closed these connections and the peers acknowledged but never closed their side. They have no owner any more and the kernel drops them after net.ipv4.tcp_fin_timeout (%s s). Peer-side behaviour (clients that keep half-open connections, a middlebox eating FINs), not a kernel limit; no sysctl change is proposed.", timeout),
+			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets, %d of them orphaned", total, orphans), fmt.Sprintf("%s = %s", kFinTimeout, timeout)},
+			AppActions:  []string{"Find the peers (`ss -tan state fin-wait-2`) and why they do not close: a client library that keeps sockets half-open, a proxy or firewall dropping FINs."},
+		})
+	case !haveOrphans && len(s.Processes) == 0:
+		out = append(out, Observation{
+			Kind: KindFinWait2Pile, Subject: "host", Side: SideUnknown, Severity: SevWarning,
+			Title:       fmt.Sprintf("%d FIN-WAIT-2 sockets, owners unknown", total),
+			Explanation: "We closed these connections and the peers have not closed theirs. Without owner data (capture `ss -tanep` or run as root) the samples cannot say whether they are orphaned (peer side, gone after tcp_fin_timeout) or held by an application that called shutdown() without close(). No sysctl helps either way.",
+			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets", total), fmt.Sprintf("%s = %s", kFinTimeout, timeout)},
+		})
+	}
+	return out
+}
+
+func checkFDs(s *sample.Sample, cfg config.Diagnose) []Observation {
+	var out []Observation
+	seen := map[int]bool{}
+	var owners []sample.Owner
+	for _, p := range s.Processes {
+		owners = append(owners, p.Owner)
+	}
+	for _, l := range s.Listeners {
+		owners = append(owners, l.Owners...)
+	}
+	for _, o := range owners {
+		if seen[o.PID] || o.FDLimit == 0 || float64(o.FDs) < cfg.FDUseRatio*float64(o.FDLimit) {
+			continue
+		}
+		seen[o.PID] = true
+		fix := fmt.Sprintf("Raise the limit of %s: `prlimit --pid %d --nofile=N:N` now, and in its start-up (ulimit -n, or the container's nofile limit)", ownerLong(o), o.PID)
+		if o.Unit != "" {
+			fix = fmt.Sprintf("Raise LimitNOFILE= of %s (`systemctl edit %s`, [Service] LimitNOFILE=N, then restart it)", o.Unit, o.Unit)
+		}
+		sev := SevWarning
+		if o.FDs >= int(o.FDLimit) {
+			sev = SevCritical
+		}
+		out = append(out, Observation{
+			Kind: KindFDExhaustion, Subject: ownerName(o), Side: SideApp, Severity: sev,
+			Title: fmt.Sprintf("%s is near its open-file limit (%d of %d)", ownerLong(o), o.FDs, o.FDLimit),
+			Explanation: fmt.Sprintf("%s has %d descriptors open against a limit (RLIMIT_NOFILE) of %d. At the limit accept() and connect() fail with EMFILE: listeners stop accepting and their queues overflow. The limit belongs to the process (its unit's LimitNOFILE=), not to a TCP sysctl; first check that the count is legitimate and not a leak.",
+				ownerLong(o), o.FDs, o.FDLimit),
+			Evidence:   []string{fmt.Sprintf("%s: %d open descriptors, soft limit %d (%.0f%%)", ownerLong(o), o.FDs, o.FDLimit, 100*float64(o.FDs)/float64(o.FDLimit))},
+			AppActions: []string{fix + ".", fmt.Sprintf("Check for a descriptor leak first: `ls -l /proc/%d/fd | awk '{print $NF}' | sort | uniq -c | sort -rn | head`.", o.PID)},
+		})
+	}
+	if nr, ok := sysInts(s, kFileNr, 3); ok && nr[2] > 0 && float64(nr[0]) >= cfg.FDUseRatio*float64(nr[2]) {
+		ev := []string{fmt.Sprintf("%s = %d %d %d (allocated, unused, max): %.0f%% of fs.file-max", kFileNr, nr[0], nr[1], nr[2], 100*float64(nr[0])/float64(nr[2]))}
+		if len(s.Processes) > 0 {
+			p := s.Processes[0]
+			ev = append(ev, fmt.Sprintf("largest socket holder: %s with %d sockets, %d descriptors", ownerLong(p.Owner), p.Total, p.FDs))
+		}
+		out = append(out, Observation{
+			Kind: KindFDExhaustion, Subject: "host", Side: SideApp, Severity: SevCritical,
+			Title:       "the system is near fs.file-max",
+			Explanation: "The whole system has nearly as many open files as fs.file-max allows; at the limit every open(), socket() and accept() fails with ENFILE. fs.file-max is large by default on current kernels, so reaching it means a process leaks descriptors: find it and fix it (or cap it with its unit's LimitNOFILE=). This is not a TCP sysctl problem and no TCP change is proposed.",
+			Evidence:    ev,
+			AppActions:  []string{"Find the holder: `for p in /proc/[0-9]*; do echo $(ls $p/fd 2>/dev/null | wc -l) $p; done | sort -rn | head`, then fix its leak or bound it with LimitNOFILE=."},
+		})
+	}
+	return out
+}
+
+func checkTCPMemory(s *sample.Sample, cfg config.Diagnose) []Observation {
+	mem, okM := sysInts(s, kTCPMem, 3)
+	pages := s.Sockstat.TCPMemPages
+	var ev []string
+	sev := SevInfo
+	if okM && int64(pages) >= mem[1] {
+		sev = SevWarning
+		if int64(pages) >= mem[2] {
+			sev = SevCritical
+		}
+		ev = append(ev, fmt.Sprintf("sockstat TCP mem %d pages; %s = %d %d %d (low, pressure, high)", pages, kTCPMem, mem[0], mem[1], mem[2]))
+	}
+	for _, e := range s.Kernel {
+		if e.Kind == "tcp-oom" {
+			ev = append(ev, "kernel: "+e.Line)
+			sev = sevMax(sev, SevWarning)
+		}
+	}
+	if len(ev) == 0 {
+		return nil
+	}
+	return []Observation{{
+		Kind: KindTCPMemoryPressure, Subject: "host", Side: SideKernel, Severity: sev,
+		Title:       "TCP memory pressure",
+		Explanation: "TCP socket buffers use more pages than the pressure threshold of net.ipv4.tcp_mem: the kernel shrinks buffers, and at the high value it drops data and aborts connections (TCPAbortOnMemory). Either many sockets hold full queues (an application not reading, peers not reading) or tcp_mem is small for this machine's memory. tcp_mem is not on the remediation allowlist: check which sockets hold the memory (`ss -tmn`) before raising it by hand.",
+		Evidence:    ev,
+		AppActions:  []string{"Find sockets with large queues: `ss -tmn | sort -k2 -rn | head` (Recv-Q: the local application does not read; Send-Q: the peer does not)."},
+	}}
+}
+
+// sevMax returns the worse of two severities.
+func sevMax(a, b Severity) Severity {
+	if sevRank(b) > sevRank(a) {
+		return b
+	}
+	return a
+}
+
+func checkOrphans(s *sample.Sample, cfg config.Diagnose) []Observation {
+	var ev []string
+	orph := s.Sockstat.TCPOrphan
+	if mo, ok := sysInt(s, kMaxOrphans); ok && mo > 0 && float64(orph) >= cfg.OrphanUseRatio*float64(mo) {
+		ev = append(ev, fmt.Sprintf("sockstat orphans %d; %s = %d (%.0f%%)", orph, kMaxOrphans, mo, 100*float64(orph)/float64(mo)))
+	}
+	for _, e := range s.Kernel {
+		if e.Kind == "too-many-orphans" {
+			ev = append(ev, "kernel: "+e.Line)
+		}
+	}
+	if len(ev) == 0 {
+		return nil
+	}
+	if len(s.Orphans) > 0 {
+		ev = append(ev, "orphans by state: "+statesLine(s.Orphans))
+	}
+	return []Observation{{
+		Kind: KindOrphanPressure, Subject: "host", Side: SidePeer, Severity: SevWarning,
+		Title:       "orphaned sockets near net.ipv4.tcp_max_orphans",
+		Explanation: "Orphans are connections the application has closed that the kernel still finishes (FIN-WAIT-1, FIN-WAIT-2, LAST-ACK, CLOSING): peers that do not acknowledge or close. Past tcp_max_orphans the kernel resets new orphans at once (`too many orphaned sockets`). Raising the limit only spends more memory on peers that do not answer; find why they do not.",
+		Evidence:    ev,
+		AppActions:  []string{"See which peers hold them: `ss -tan state fin-wait-1 state last-ack state closing`."},
+	}}
+}

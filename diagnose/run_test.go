@@ -1,0 +1,462 @@
+package diagnose
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// verdict is what a test asserts of a finding.
+type verdict struct {
+	Kind, Subject string
+	Side          Side
+	Confirmed     bool
+}
+
+// change is what a test asserts of a proposal (nil: no proposal).
+type proposed struct {
+	Kind    string
+	Changes []Change
+	Ready   bool
+}
+
+type ruleCase struct {
+	name      string
+	n         int
+	mut       func(i int, s *sample.Sample)
+	cfg       func(*config.Diagnose)
+	want      []verdict
+	proposals []proposed
+	healthy   bool
+}
+
+// burst: a listener that overflows in bursts and drains between them.
+func burstListener(sendQ uint32, somax string) func(i int, s *sample.Sample) {
+	return func(i int, s *sample.Sample) {
+		s.Sysctls[kSomaxconn] = somax
+		load(s, i, 100, 100)
+		rise(s, i, cOverflows, 7000, 20)
+		rise(s, i, cDrops, 7000, 20)
+		s.Listeners = []sample.Listener{listener("0.0.0.0:8080", 8080, 0, sendQ, nginx), listener("0.0.0.0:22", 22, 0, 128, nil)}
+		s.States[sample.StateListen] = 2
+		s.States[sample.StateEstab] = 40
+		if i > 0 {
+			s.Watch = watch(
+				sample.ListenerPeak{Local: "0.0.0.0:8080", Port: 8080, SendQ: sendQ, PeakRecvQ: sendQ + 1, AtLimit: 12, Drained: 4, Polls: 250},
+				sample.ListenerPeak{Local: "0.0.0.0:22", Port: 22, SendQ: 128, Polls: 250},
+			)
+		}
+	}
+}
+
+func TestRules(t *testing.T) {
+	cases := []ruleCase{
+		{
+			name: "idle host is healthy", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateEstab] = 3
+				s.Listeners = []sample.Listener{listener("0.0.0.0:22", 22, 0, 128, nil)}
+			},
+			healthy: true,
+		},
+		{
+			name: "idle host with an old ListenOverflows value is not overflowing", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Counters[cOverflows], s.Counters[cDrops] = 123456, 123456
+				s.Listeners = []sample.Listener{listener("0.0.0.0:8080", 8080, 0, 128, nginx)}
+			},
+			healthy: true,
+		},
+		{
+			name: "backlog-capped burst is the application's", n: 2,
+			mut:  burstListener(128, "4096"),
+			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideApp, true}},
+		},
+		{
+			name: "somaxconn-capped burst is the kernel's", n: 3,
+			mut:  burstListener(128, "128"),
+			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
+			// 100 overflows in 4 bursts: demand 128+25 < 256 = 2*128.
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+		},
+		{
+			name: "somaxconn policy follows a peak demand above double", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				rise(s, i, cOverflows, 7000, 400) // 2000 per interval, 4 bursts: 500 each
+			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "1024"}}, true}},
+		},
+		{
+			name: "somaxconn proposal never exceeds the cap", n: 2,
+			mut:       burstListener(4096, "4096"),
+			cfg:       func(c *config.Diagnose) { c.SomaxconnCap = 5000 },
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "4096", "5000"}}, true}},
+		},
+		{
+			name: "somaxconn at the cap gives no proposal", n: 2,
+			mut:  burstListener(65535, "65535"),
+			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
+		},
+		{
+			name: "saturated acceptor is the application's even at somaxconn", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				s.Listeners[0].RecvQ = 129
+				if s.Watch != nil {
+					s.Watch.Peaks[0].AtLimit, s.Watch.Peaks[0].Drained = 250, 0
+				}
+			},
+			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideApp, true}},
+		},
+		{
+			name: "saturated without a watch: full in every sample", n: 3,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				s.Listeners[0].RecvQ = 129
+				s.Watch = nil
+			},
+			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideApp, true}},
+		},
+		{
+			name: "verdict that changes between intervals is not confirmed", n: 3,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				if i == 1 {
+					s.Watch.Peaks[0].AtLimit, s.Watch.Peaks[0].Drained = 250, 0
+				}
+			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+		},
+		{
+			name: "drops in one interval only are not confirmed", n: 3,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				if i == 2 {
+					s.Counters[cOverflows] = s.Counters[cOverflows] - 100
+					s.Watch.Peaks[0].AtLimit = 0
+				}
+			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+		},
+		{
+			name: "drops rising below the load floor are not confirmed", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				s.Counters["TcpPassiveOpens"], s.Counters["TcpActiveOpens"] = 1000+uint64(i), 1000
+			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+		},
+		{
+			name: "one sample gives unconfirmed findings and a proposal not ready", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				s.Listeners[0].RecvQ = 129
+			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+		},
+		{
+			name: "overflow with several listeners and none at the limit is unattributed", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				s.Watch = nil
+			},
+			want: []verdict{{KindAcceptQueueOverflow, "unattributed", SideUnknown, true}},
+		},
+		{
+			name: "the only listener takes the overflows", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				s.Listeners = s.Listeners[:1]
+				s.Watch = nil
+			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+		},
+		{
+			name: "SYN queue dropping with syncookies off: turn cookies on, not tcp_max_syn_backlog", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kSyncookies] = "0"
+				load(s, i, 0, 20)
+				rise(s, i, cReqQDrop, 10, 30)
+				s.States[sample.StateSynRecv] = 256
+				s.Listeners = []sample.Listener{listener("127.0.0.1:9000", 9000, 0, 256, nil)}
+			},
+			want:      []verdict{{KindSynQueueOverflow, "127.0.0.1:9000", SideKernel, true}},
+			proposals: []proposed{{KindSynQueueOverflow, []Change{{kSyncookies, "0", "1"}}, true}},
+		},
+		{
+			name: "SYN queue with cookies kept off by policy: tcp_max_syn_backlog", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kSyncookies] = "0"
+				load(s, i, 0, 20)
+				rise(s, i, cReqQDrop, 10, 30)
+				s.States[sample.StateSynRecv] = 900
+				s.Listeners = []sample.Listener{listener("127.0.0.1:9000", 9000, 0, 4096, nil)}
+			},
+			cfg:       func(c *config.Diagnose) { c.KeepSyncookiesOff = true },
+			want:      []verdict{{KindSynQueueOverflow, "127.0.0.1:9000", SideKernel, true}},
+			proposals: []proposed{{KindSynQueueOverflow, []Change{{kSynBacklog, "1024", "2048"}}, true}},
+		},
+		{
+			name: "spoofed SYNs: cookies sent, failed, none received is the peer", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				load(s, i, 0, 0)
+				rise(s, i, cCookSent, 0, 500)
+				rise(s, i, cReqQCook, 0, 500)
+				rise(s, i, cCookFail, 0, 50)
+				s.States[sample.StateSynRecv] = 128
+				s.Listeners = []sample.Listener{listener("0.0.0.0:443", 443, 0, 128, nil), listener("0.0.0.0:22", 22, 0, 128, nil)}
+				s.Kernel = []sample.KernelEvent{{Kind: "syn-flood", Addr: "0.0.0.0", Port: 443, Action: "cookies", Line: "TCP: request_sock_TCP: Possible SYN flooding on port 0.0.0.0:443. Sending cookies."}}
+			},
+			want: []verdict{{KindSynFlood, "0.0.0.0:443", SidePeer, true}},
+		},
+		{
+			name: "cookies answered on a backlog-capped listener is the application's", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				load(s, i, 50, 0)
+				rise(s, i, cCookSent, 0, 40)
+				rise(s, i, cReqQCook, 0, 40)
+				rise(s, i, cCookRecv, 0, 40)
+				s.Listeners = []sample.Listener{listener("0.0.0.0:8443", 8443, 0, 64, nginx)}
+			},
+			want: []verdict{{KindSynQueueOverflow, "0.0.0.0:8443", SideApp, true}},
+		},
+		{
+			name: "accept-queue overflow with cookies rising is reported once, as the accept queue", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				rise(s, i, cReqQCook, 0, 40)
+				rise(s, i, cCookSent, 0, 40)
+				rise(s, i, cCookRecv, 0, 40)
+			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+		},
+		{
+			name: "CLOSE-WAIT pile names the process", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateCloseWait] = 300 + i
+				s.Processes = []sample.Process{{Owner: sample.Owner{PID: 777, Comm: "java", Unit: "orders.service", FDs: 400, FDLimit: 4096}, Total: 320, States: map[string]int{sample.StateCloseWait: 300 + i, sample.StateEstab: 20}}}
+			},
+			want: []verdict{{KindCloseWaitPile, "pid 777 (java)", SideApp, true}},
+		},
+		{
+			name: "CLOSE-WAIT pile in one sample only is not confirmed", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				if i == 1 {
+					s.States[sample.StateCloseWait] = 300
+					s.Processes = []sample.Process{{Owner: sample.Owner{PID: 777, Comm: "java"}, Total: 300, States: map[string]int{sample.StateCloseWait: 300}}}
+				}
+			},
+		},
+		{
+			name: "TIME-WAIT pile with plenty of ports is normal", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				load(s, i, 0, 200)
+				s.States[sample.StateTimeWait] = 9000
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 5432, Total: 3000, States: map[string]int{sample.StateTimeWait: 3000}}}
+			},
+			want:    []verdict{{KindTimeWaitPile, "host", SideNone, true}},
+			healthy: true,
+		},
+		{
+			name: "one destination near its port pool: reserve listeners, widen, tw_reuse", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kPortRange] = "40000 40199"
+				s.Sysctls[kReserved] = "40150"
+				load(s, i, 0, 40)
+				s.States[sample.StateTimeWait] = 170
+				s.States[sample.StateEstab] = 10
+				s.Listeners = []sample.Listener{listener("0.0.0.0:40300", 40300, 0, 128, nil), listener("0.0.0.0:22", 22, 0, 128, nil)}
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 5432, Total: 180, States: map[string]int{sample.StateTimeWait: 170, sample.StateEstab: 10}}}
+			},
+			want: []verdict{{KindEphemeralPorts, "10.0.0.5:5432 from 10.0.0.1", SideKernel, true}},
+			proposals: []proposed{{KindEphemeralPorts, []Change{
+				{kReserved, "40150", "40150,40300"},
+				{kPortRange, "40000 40199", "40000 40399"},
+				{kTwReuse, "2", "1"},
+			}, true}},
+		},
+		{
+			name: "loopback destination with tw_reuse=2 already reuses", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kPortRange] = "40000 40199"
+				s.States[sample.StateTimeWait] = 190
+				s.Destinations = []sample.Destination{{Src: "127.0.0.1", Dst: "127.0.0.1", DstPort: 8080, Total: 190, States: map[string]int{sample.StateTimeWait: 190}}}
+			},
+			want:      []verdict{{KindEphemeralPorts, "127.0.0.1:8080 from 127.0.0.1", SideKernel, true}},
+			proposals: []proposed{{KindEphemeralPorts, []Change{{kPortRange, "40000 40199", "40000 40399"}}, true}},
+		},
+		{
+			name: "widening stops at the floor and keeps different parity", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kPortRange] = "50000 65535"
+				s.Sysctls[kTwReuse] = "1"
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 443, Total: 15000, States: map[string]int{sample.StateEstab: 15000}}}
+			},
+			want:      []verdict{{KindEphemeralPorts, "10.0.0.5:443 from 10.0.0.1", SideKernel, true}},
+			proposals: []proposed{{KindEphemeralPorts, []Change{{kPortRange, "50000 65535", "34464 65535"}}, true}},
+		},
+		{
+			name: "start and end of the same parity are moved apart", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kPortRange] = "30001 50000"
+				s.Sysctls[kTwReuse] = "1"
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 443, Total: 18000, States: map[string]int{sample.StateEstab: 18000}}}
+			},
+			cfg:       func(c *config.Diagnose) { c.PortRangeFloor = 30001 },
+			want:      []verdict{{KindEphemeralPorts, "10.0.0.5:443 from 10.0.0.1", SideKernel, true}},
+			proposals: []proposed{{KindEphemeralPorts, []Change{{kPortRange, "30001 50000", "30001 65534"}}, true}},
+		},
+		{
+			name: "a range below the floor is never narrowed", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kPortRange] = "2000 3000"
+				s.Sysctls[kTwReuse] = "1"
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 443, Total: 900, States: map[string]int{sample.StateEstab: 900}}}
+			},
+			want:      []verdict{{KindEphemeralPorts, "10.0.0.5:443 from 10.0.0.1", SideKernel, true}},
+			proposals: []proposed{{KindEphemeralPorts, []Change{{kPortRange, "2000 3000", "2000 4001"}}, true}},
+		},
+		{
+			name: "range already widest and tw_reuse on: only the application can fix it", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kPortRange] = "10000 65535"
+				s.Sysctls[kTwReuse] = "1"
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 443, Total: 55000, States: map[string]int{sample.StateTimeWait: 55000}}}
+			},
+			want: []verdict{{KindEphemeralPorts, "10.0.0.5:443 from 10.0.0.1", SideApp, true}},
+		},
+		{
+			name: "orphaned FIN-WAIT-2 is the peers'", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateFinWait2] = 800
+				s.Orphans = map[string]int{sample.StateFinWait2: 800}
+			},
+			want: []verdict{{KindFinWait2Pile, "orphaned", SidePeer, true}},
+		},
+		{
+			name: "FIN-WAIT-2 held by a process is the application's", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateFinWait2] = 600
+				s.Processes = []sample.Process{{Owner: sample.Owner{PID: 55, Comm: "proxy"}, Total: 600, States: map[string]int{sample.StateFinWait2: 600}}}
+			},
+			want: []verdict{{KindFinWait2Pile, "pid 55 (proxy)", SideApp, true}},
+		},
+		{
+			name: "process near its fd limit", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				o := sample.Owner{PID: 99, Comm: "api", Unit: "api.service", FDs: 1000, FDLimit: 1024}
+				s.Listeners = []sample.Listener{listener("0.0.0.0:8000", 8000, 0, 4096, &o)}
+				s.Processes = []sample.Process{{Owner: o, Total: 990, States: map[string]int{sample.StateEstab: 990}}}
+			},
+			want: []verdict{{KindFDExhaustion, "pid 99 (api)", SideApp, true}},
+		},
+		{
+			name: "system near fs.file-max", n: 2,
+			mut:  func(i int, s *sample.Sample) { s.Sysctls[kFileNr] = "95000 0 100000" },
+			want: []verdict{{KindFDExhaustion, "host", SideApp, true}},
+		},
+		{
+			name: "TCP memory above the pressure value", n: 2,
+			mut:  func(i int, s *sample.Sample) { s.Sockstat.TCPMemPages = 130000 },
+			want: []verdict{{KindTCPMemoryPressure, "host", SideKernel, true}},
+		},
+		{
+			name: "orphans near tcp_max_orphans", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kMaxOrphans] = "1000"
+				s.Sockstat.TCPOrphan = 900
+			},
+			want: []verdict{{KindOrphanPressure, "host", SidePeer, true}},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cfg()
+			if tc.cfg != nil {
+				tc.cfg(&c)
+			}
+			r := Run(series(tc.n, tc.mut), c)
+			var got []verdict
+			for _, f := range r.Findings {
+				got = append(got, verdict{f.Kind, f.Subject, f.Side, f.Confirmed})
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("findings (-want +got):\n%s\n%s", diff, dump(r))
+			}
+			var gotP []proposed
+			for _, p := range r.Proposals {
+				gotP = append(gotP, proposed{p.Finding, p.Changes, p.Ready})
+			}
+			if diff := cmp.Diff(tc.proposals, gotP); diff != "" {
+				t.Errorf("proposals (-want +got):\n%s", diff)
+			}
+			if r.Healthy != (tc.healthy || len(tc.want) == 0) {
+				t.Errorf("Healthy = %v", r.Healthy)
+			}
+			checkInvariants(t, r)
+		})
+	}
+}
+
+// checkInvariants holds for every report: only kernel findings carry
+// changes, never tcp_tw_recycle, never tcp_max_syn_backlog with cookies on,
+// proposals of unconfirmed findings are not ready and say why.
+func checkInvariants(t *testing.T, r Report) {
+	t.Helper()
+	side := map[groupKey]Finding{}
+	for _, f := range r.Findings {
+		side[groupKey{f.Kind, f.Subject}] = f
+		if !f.Confirmed && f.NotConfirmedReason == "" {
+			t.Errorf("%s on %s: unconfirmed without a reason", f.Kind, f.Subject)
+		}
+		if len(f.Evidence) == 0 || f.Explanation == "" {
+			t.Errorf("%s on %s: no evidence or explanation", f.Kind, f.Subject)
+		}
+	}
+	for _, p := range r.Proposals {
+		f, ok := side[groupKey{p.Finding, p.Subject}]
+		if !ok {
+			t.Errorf("proposal %s has no finding", p.ID)
+			continue
+		}
+		if f.Side != SideKernel {
+			t.Errorf("proposal %s carries a sysctl change for a %s-side finding", p.ID, f.Side)
+		}
+		if p.Ready != f.Confirmed || (!p.Ready && p.NotReadyReason == "") {
+			t.Errorf("proposal %s: ready %v for confirmed %v (%q)", p.ID, p.Ready, f.Confirmed, p.NotReadyReason)
+		}
+		if p.ID != ProposalID(p.Host, p.Netns, p.Finding, p.Subject, p.Changes) || len(p.ID) != 12 {
+			t.Errorf("proposal id %q is not the hash of its facts", p.ID)
+		}
+		if len(p.Verify.Commands) == 0 || p.Verify.Fixed == "" {
+			t.Errorf("proposal %s: no verification", p.ID)
+		}
+		for _, c := range p.Changes {
+			if strings.Contains(c.Key, "tw_recycle") {
+				t.Errorf("proposal %s proposes %s", p.ID, c.Key)
+			}
+			if c.Key == kSynBacklog && !strings.Contains(p.Reason, "keep_syncookies_off") {
+				t.Errorf("proposal %s raises tcp_max_syn_backlog with syncookies on", p.ID)
+			}
+		}
+	}
+}
+
+func dump(r Report) string {
+	var b strings.Builder
+	_ = WriteText(&b, r)
+	return b.String()
+}

@@ -1,0 +1,132 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// summarize writes the plain-English read of the census (section (a)).
+func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Diagnose) []string {
+	last := series[len(series)-1]
+	var out []string
+	out = append(out, fmt.Sprintf("%d TCP sockets: %s.", last.Total, statesLine(last.States)))
+
+	if n := len(last.Listeners); n == 0 {
+		out = append(out, "No listening sockets.")
+	} else {
+		var full *sample.Listener
+		var fill float64 = -1
+		for i := range last.Listeners {
+			l := &last.Listeners[i]
+			f := float64(l.RecvQ)
+			if pk := peakOf(last, l.Local); pk != nil {
+				f = float64(pk.PeakRecvQ)
+			}
+			if l.SendQ > 0 {
+				f /= float64(l.SendQ)
+			}
+			if f > fill {
+				full, fill = l, f
+			}
+		}
+		line := fmt.Sprintf("%d listeners; the fullest is %s (%s) with Recv-Q %d of Send-Q %d", n, full.Local, ownersLong(full.Owners), full.RecvQ, full.SendQ)
+		if pk := peakOf(last, full.Local); pk != nil {
+			line += fmt.Sprintf(", peak %d in the last watch (%d polls)", pk.PeakRecvQ, pk.Polls)
+		}
+		if v, ok := last.Sysctls[kSomaxconn]; ok {
+			line += "; somaxconn " + v
+		}
+		out = append(out, line+".")
+	}
+
+	if wins[0].Delta == nil {
+		out = append(out, "One sample: counters are cumulative since boot, so no rates; findings cannot be confirmed.")
+	} else {
+		var lo, hi float64 = -1, 0
+		for _, w := range wins {
+			a, _ := w.arrivals()
+			if lo < 0 || a < lo {
+				lo = a
+			}
+			hi = max(hi, a)
+		}
+		line := fmt.Sprintf("%d samples %.1fs apart; arrivals %.1f-%.1f/s per interval", len(series), r.IntervalSeconds, lo, hi)
+		if lo < cfg.MinArrivalsPerSec {
+			line += fmt.Sprintf(" (below the load floor of %g/s in some interval)", cfg.MinArrivalsPerSec)
+		}
+		var drops []string
+		for _, c := range []string{cOverflows, cDrops, cReqQDrop, cReqQCook, cCookFail} {
+			if vals := r.Rates[c]; anyAbove(vals, 0) {
+				drops = append(drops, fmt.Sprintf("%s %s/s", strings.TrimPrefix(c, "TcpExt"), joinRates(vals)))
+			}
+		}
+		if len(drops) > 0 {
+			line += "; drops: " + strings.Join(drops, ", ")
+		} else {
+			line += "; no listen drops"
+		}
+		out = append(out, line+".")
+	}
+
+	if rng, ok := sysInts(last, kPortRange, 2); ok && rng[0] <= rng[1] {
+		reserved := parsePortSet(last.Sysctls[kReserved])
+		usable := int(rng[1]-rng[0]+1) - reserved.countIn(int(rng[0]), int(rng[1]))
+		line := fmt.Sprintf("Ephemeral ports %d-%d (%d usable)", rng[0], rng[1], usable)
+		if len(last.Destinations) > 0 && usable > 0 {
+			d := last.Destinations[0]
+			line += fmt.Sprintf("; the busiest destination, %s, holds %d (%.0f%%)", destSubject(d), d.Total, 100*float64(d.Total)/float64(usable))
+		}
+		out = append(out, line+".")
+	}
+
+	var worst *Finding
+	for i := range r.Findings {
+		if r.Findings[i].Severity != SevInfo {
+			worst = &r.Findings[i]
+			break
+		}
+	}
+	switch {
+	case worst != nil:
+		n := 0
+		for _, f := range r.Findings {
+			if f.Severity != SevInfo {
+				n++
+			}
+		}
+		out = append(out, fmt.Sprintf("Suspect: %s (%d finding(s) worth a look).", worst.Title, n))
+	case len(r.Findings) > 0:
+		out = append(out, fmt.Sprintf("Nothing wrong: %s.", r.Findings[0].Title))
+	default:
+		out = append(out, "Nothing wrong: no listener overflowed, no SYN-queue drops, no state pile, ports, descriptors and TCP memory well within their limits.")
+	}
+
+	if len(last.Missing) > 0 {
+		var parts []string
+		for _, m := range last.Missing {
+			parts = append(parts, m.Source+" ("+m.Reason+")")
+		}
+		out = append(out, "Not read: "+strings.Join(parts, "; ")+".")
+	}
+	return out
+}
+
+func anyAbove(vals []float64, x float64) bool {
+	for _, v := range vals {
+		if v > x {
+			return true
+		}
+	}
+	return false
+}
+
+func joinRates(vals []float64) string {
+	var s []string
+	for _, v := range vals {
+		s = append(s, fmt.Sprintf("%.1f", v))
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,200 @@
+package diagnose
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// sysInt reads an integer sysctl from a sample.
+func sysInt(s *sample.Sample, key string) (int64, bool) {
+	v, ok := s.Sysctls[key]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	return n, err == nil
+}
+
+// sysInts reads a sysctl of several integers ("32768 60999").
+func sysInts(s *sample.Sample, key string, n int) ([]int64, bool) {
+	v, ok := s.Sysctls[key]
+	if !ok {
+		return nil, false
+	}
+	f := strings.Fields(v)
+	if len(f) != n {
+		return nil, false
+	}
+	out := make([]int64, n)
+	for i, x := range f {
+		y, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			return nil, false
+		}
+		out[i] = y
+	}
+	return out, true
+}
+
+// ownerName is "pid 1234 (nginx)".
+func ownerName(o sample.Owner) string {
+	return fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
+}
+
+// ownerLong is "nginx pid 1234, unit nginx.service".
+func ownerLong(o sample.Owner) string {
+	if o.Unit != "" {
+		return fmt.Sprintf("%s pid %d, unit %s", o.Comm, o.PID, o.Unit)
+	}
+	return fmt.Sprintf("%s pid %d", o.Comm, o.PID)
+}
+
+func ownersLong(os []sample.Owner) string {
+	if len(os) == 0 {
+		return "owner unknown"
+	}
+	var parts []string
+	for _, o := range os {
+		parts = append(parts, ownerLong(o))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// upperFirst capitalises the first letter of a sentence.
+func upperFirst(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+// nsPrefix is what a person puts before a command to run it in the
+// sample's namespace.
+func nsPrefix(netns string) string {
+	if netns == "" {
+		return ""
+	}
+	if name, ok := strings.CutPrefix(netns, "/run/netns/"); ok && !strings.Contains(name, "/") {
+		return "ip netns exec " + name + " "
+	}
+	return "nsenter --net=" + netns + " "
+}
+
+// nextPow2 returns the smallest power of two >= n (n >= 1).
+func nextPow2(n int64) int64 {
+	p := int64(1)
+	for p < n {
+		p <<= 1
+	}
+	return p
+}
+
+func perSec(n uint64, secs float64) string {
+	if secs <= 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f/s", float64(n)/secs)
+}
+
+// portSet is a set of ports, as ip_local_reserved_ports lists them
+// ("8080,9000-9100").
+type portSet map[int]bool
+
+func parsePortSet(s string) portSet {
+	ps := portSet{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			continue
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				continue
+			}
+		}
+		for p := a; p <= b && p <= 65535; p++ {
+			ps[p] = true
+		}
+	}
+	return ps
+}
+
+// String formats the set the way the kernel prints it.
+func (ps portSet) String() string {
+	ports := make([]int, 0, len(ps))
+	for p := range ps {
+		ports = append(ports, p)
+	}
+	sort.Ints(ports)
+	var parts []string
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
+			j++
+		}
+		if j == i {
+			parts = append(parts, strconv.Itoa(ports[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", ports[i], ports[j]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ",")
+}
+
+func (ps portSet) countIn(lo, hi int) int {
+	n := 0
+	for p := range ps {
+		if p >= lo && p <= hi {
+			n++
+		}
+	}
+	return n
+}
+
+// listenerFor finds the listener a kernel log line names (by port, the
+// address when it matches).
+func listenerFor(s *sample.Sample, addr string, port uint16) *sample.Listener {
+	var byPort *sample.Listener
+	for i := range s.Listeners {
+		l := &s.Listeners[i]
+		if l.Port != port {
+			continue
+		}
+		if l.Addr == addr {
+			return l
+		}
+		if byPort == nil {
+			byPort = l
+		}
+	}
+	return byPort
+}
+
+// peakOf returns the watch peak of a listener in a sample, or nil.
+func peakOf(s *sample.Sample, local string) *sample.ListenerPeak {
+	if s == nil || s.Watch == nil {
+		return nil
+	}
+	for i := range s.Watch.Peaks {
+		if s.Watch.Peaks[i].Local == local {
+			return &s.Watch.Peaks[i]
+		}
+	}
+	return nil
+}
+
+// atLimit reports whether a listener's queue is full in a snapshot.
+func atLimit(l *sample.Listener) bool {
+	return l != nil && l.RecvQ > 0 && l.RecvQ >= l.SendQ
+}
