@@ -66,6 +66,10 @@ type Sample struct {
 	Source string `json:"source"`
 	// Duration is how long taking the sample took (live only).
 	Duration time.Duration `json:"duration_ns,omitempty"`
+	// Partial is set on a cheap sample (TakeCheap): counters, sockstat,
+	// sysctls, listeners and kernel lines only; States, Destinations and
+	// Processes are left empty.
+	Partial bool `json:"partial,omitempty"`
 
 	// States counts TCP sockets by state (ss names), IPv4 and IPv6
 	// together; every one of the eleven states is present, zero or not.
@@ -90,7 +94,7 @@ type Sample struct {
 	// least one TCP socket, the largest first (bounded like
 	// Destinations). Orphans counts sockets with no owning descriptor
 	// (inode 0: TIME-WAIT, orphaned FIN-WAIT-2 ...), by state.
-	Processes []Process    `json:"processes"`
+	Processes []Process      `json:"processes"`
 	Orphans   map[string]int `json:"orphans,omitempty"`
 
 	// Counters holds the Tcp and TcpExt counters of /proc/net/snmp and
@@ -199,10 +203,10 @@ type KernelEvent struct {
 // bursts that overflow a queue last milliseconds and are missed by two
 // instant snapshots.
 type Watch struct {
-	Start    time.Time       `json:"start"`
-	End      time.Time       `json:"end"`
-	Polls    int             `json:"polls"`
-	Interval time.Duration   `json:"interval_ns"`
+	Start    time.Time      `json:"start"`
+	End      time.Time      `json:"end"`
+	Polls    int            `json:"polls"`
+	Interval time.Duration  `json:"interval_ns"`
 	Peaks    []ListenerPeak `json:"listeners"`
 }
 

@@ -18,4 +18,8 @@ type Socket struct {
 	// (TIME-WAIT, SYN-RECV request socks, orphans).
 	Inode uint64
 	UID   uint32
+	// V6Only is set for an IPv6 socket with IPV6_V6ONLY: ss prints an
+	// IPv6 wildcard listener as "[::]:PORT" then, and as "*:PORT" when it
+	// also accepts IPv4.
+	V6Only bool
 }

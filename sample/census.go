@@ -1,0 +1,282 @@
+package sample
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strconv"
+)
+
+// maxDestGroups bounds the destination table of a Census. When it is full,
+// groups holding a single socket are dropped to make room (they cannot be
+// near port exhaustion); DestinationGroups still counts them.
+const maxDestGroups = 1 << 16
+
+// Census aggregates a stream of sockets into the tables of a Sample:
+// counts by state, every listener, the top destinations and the top
+// processes. Memory grows with listeners, processes and destination groups,
+// never with the number of sockets. The live sampler feeds it from the
+// netlink dump, the bundle reader from `ss` text: there is one aggregator.
+//
+// Feed listeners before the sockets they accepted (the kernel's dump order,
+// and therefore ss's, does this): a socket whose local address and port
+// belong to a listener is an inbound connection and is not counted in the
+// destination table, which is about the ephemeral ports of outgoing ones.
+type Census struct {
+	// InodesUnknown says the source does not report socket inodes (`ss`
+	// without -e or -p): Orphans is then left empty rather than claiming
+	// every socket has no descriptor.
+	InodesUnknown bool
+
+	topDest, topProc int
+	all, v4, v6      [nStates]int
+	orphans          [nStates]int
+	total            int
+	listeners        []Listener
+	listenAddrs      map[uint16][]netip.Addr
+	dests            map[destKey]*destCount
+	evicted          int
+	procs            map[int]*procCount
+}
+
+// nStates: index 1..11 are the kernel's TCP_* numbers, 0 is unused.
+const nStates = 12
+
+type destKey struct {
+	src, dst netip.Addr
+	port     uint16
+}
+
+type destCount struct {
+	total  int
+	states [nStates]int
+}
+
+type procCount struct {
+	owner  Owner
+	total  int
+	states [nStates]int
+}
+
+// NewCensus returns an empty Census that keeps the topDest largest
+// destination groups and the topProc largest processes (<= 0: 20).
+func NewCensus(topDest, topProc int) *Census {
+	if topDest <= 0 {
+		topDest = 20
+	}
+	if topProc <= 0 {
+		topProc = 20
+	}
+	return &Census{
+		topDest:     topDest,
+		topProc:     topProc,
+		listenAddrs: map[uint16][]netip.Addr{},
+		dests:       map[destKey]*destCount{},
+		procs:       map[int]*procCount{},
+	}
+}
+
+// stateIndex returns the kernel number of an ss state name (0: unknown).
+func stateIndex(name string) int {
+	switch name {
+	case StateEstab:
+		return 1
+	case StateSynSent:
+		return 2
+	case StateSynRecv:
+		return 3
+	case StateFinWait1:
+		return 4
+	case StateFinWait2:
+		return 5
+	case StateTimeWait:
+		return 6
+	case StateClose:
+		return 7
+	case StateCloseWait:
+		return 8
+	case StateLastAck:
+		return 9
+	case StateListen:
+		return 10
+	case StateClosing:
+		return 11
+	}
+	return 0
+}
+
+// Add counts one socket. owners are the processes holding a descriptor for
+// it (nil when unknown); the slice is copied where it is kept. A socket
+// with a state name Census does not know is ignored.
+func (c *Census) Add(sk Socket, owners []Owner) {
+	st := stateIndex(sk.State)
+	if st == 0 {
+		return
+	}
+	c.total++
+	c.all[st]++
+	if sk.Family == "ipv6" {
+		c.v6[st]++
+	} else {
+		c.v4[st]++
+	}
+	if sk.Inode == 0 && !c.InodesUnknown {
+		c.orphans[st]++
+	}
+	for _, o := range owners {
+		p := c.procs[o.PID]
+		if p == nil {
+			p = &procCount{owner: o}
+			c.procs[o.PID] = p
+		}
+		p.total++
+		p.states[st]++
+	}
+	if st == 10 {
+		c.addListener(sk, owners)
+		return
+	}
+	if sk.Remote.Port() == 0 || c.inbound(sk.Local) {
+		return
+	}
+	k := destKey{src: sk.Local.Addr().Unmap(), dst: sk.Remote.Addr().Unmap(), port: sk.Remote.Port()}
+	d := c.dests[k]
+	if d == nil {
+		if len(c.dests) >= maxDestGroups && !c.evictSingletons() {
+			c.evicted++
+			return
+		}
+		d = &destCount{}
+		c.dests[k] = d
+	}
+	d.total++
+	d.states[st]++
+}
+
+func (c *Census) evictSingletons() bool {
+	n := len(c.dests)
+	for k, d := range c.dests {
+		if d.total == 1 {
+			delete(c.dests, k)
+			c.evicted++
+		}
+	}
+	return len(c.dests) < n
+}
+
+func (c *Census) addListener(sk Socket, owners []Owner) {
+	a := sk.Local.Addr().Unmap()
+	c.listenAddrs[sk.Local.Port()] = append(c.listenAddrs[sk.Local.Port()], a)
+	fam := "ipv4"
+	if sk.Family == "ipv6" {
+		fam = "ipv6"
+	}
+	l := Listener{
+		Local:  FormatLocal(sk.Local, sk.V6Only),
+		Addr:   sk.Local.Addr().String(),
+		Port:   sk.Local.Port(),
+		Family: fam,
+		RecvQ:  sk.RecvQ,
+		SendQ:  sk.SendQ,
+		Inode:  sk.Inode,
+	}
+	if len(owners) > 0 {
+		l.Owners = slices.Clone(owners)
+	}
+	c.listeners = append(c.listeners, l)
+}
+
+// inbound says whether a local address belongs to a listener seen so far.
+func (c *Census) inbound(local netip.AddrPort) bool {
+	addrs, ok := c.listenAddrs[local.Port()]
+	if !ok {
+		return false
+	}
+	la := local.Addr().Unmap()
+	for _, a := range addrs {
+		if a.IsUnspecified() || a == la {
+			return true
+		}
+	}
+	return false
+}
+
+// FormatLocal prints a local address as `ss -n` does: "127.0.0.1:80",
+// "[::1]:80", "0.0.0.0:80", "[::]:80" for an IPv6-only wildcard and "*:80"
+// for a dual-stack one.
+func FormatLocal(ap netip.AddrPort, v6only bool) string {
+	a := ap.Addr()
+	port := strconv.Itoa(int(ap.Port()))
+	if a.Is4() {
+		return a.String() + ":" + port
+	}
+	if a.IsUnspecified() && !v6only {
+		return "*:" + port
+	}
+	return "[" + a.String() + "]:" + port
+}
+
+func stateMap(counts *[nStates]int, all bool) map[string]int {
+	m := make(map[string]int, len(States))
+	for i, name := range States {
+		if n := counts[i+1]; n != 0 || all {
+			m[name] = n
+		}
+	}
+	return m
+}
+
+// Fill writes the census into s: States (all eleven), StatesV4, StatesV6,
+// Total, Listeners (by port, then address), the top Destinations and
+// DestinationGroups, the top Processes and Orphans.
+func (c *Census) Fill(s *Sample) {
+	s.States = stateMap(&c.all, true)
+	s.StatesV4 = stateMap(&c.v4, true)
+	s.StatesV6 = stateMap(&c.v6, true)
+	s.Total = c.total
+
+	s.Listeners = slices.Clone(c.listeners)
+	slices.SortStableFunc(s.Listeners, func(a, b Listener) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Local, b.Local))
+	})
+	if s.Listeners == nil {
+		s.Listeners = []Listener{}
+	}
+
+	keys := make([]destKey, 0, len(c.dests))
+	for k := range c.dests {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b destKey) int {
+		return cmp.Or(cmp.Compare(c.dests[b].total, c.dests[a].total),
+			a.src.Compare(b.src), a.dst.Compare(b.dst), cmp.Compare(a.port, b.port))
+	})
+	s.DestinationGroups = len(c.dests) + c.evicted
+	s.Destinations = make([]Destination, 0, min(len(keys), c.topDest))
+	for _, k := range keys[:min(len(keys), c.topDest)] {
+		d := c.dests[k]
+		s.Destinations = append(s.Destinations, Destination{
+			Src: k.src.String(), Dst: k.dst.String(), DstPort: k.port,
+			Total: d.total, States: stateMap(&d.states, false),
+		})
+	}
+
+	procs := make([]*procCount, 0, len(c.procs))
+	for _, p := range c.procs {
+		procs = append(procs, p)
+	}
+	slices.SortFunc(procs, func(a, b *procCount) int {
+		return cmp.Or(cmp.Compare(b.total, a.total), cmp.Compare(a.owner.PID, b.owner.PID))
+	})
+	s.Processes = make([]Process, 0, min(len(procs), c.topProc))
+	for _, p := range procs[:min(len(procs), c.topProc)] {
+		s.Processes = append(s.Processes, Process{Owner: p.owner, Total: p.total, States: stateMap(&p.states, false)})
+	}
+
+	s.Orphans = nil
+	if !c.InodesUnknown {
+		if m := stateMap(&c.orphans, false); len(m) > 0 {
+			s.Orphans = m
+		}
+	}
+}

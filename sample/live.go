@@ -1,0 +1,161 @@
+package sample
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/internal/netns"
+)
+
+// Take takes one full live census of the namespace opts.Netns: every TCP
+// socket through netlink sock_diag (aggregated as it streams, never held),
+// the Tcp/TcpExt counters, sockstat, the sysctls of SysctlKeys, the socket
+// owners (when opts.Owners) and the matching kernel log lines. A source that
+// cannot be read is listed in Sample.Missing; only a namespace that cannot
+// be entered or a failing dump is an error.
+func Take(ctx context.Context, opts Options) (*Sample, error) {
+	s, _, err := take(ctx, opts, false)
+	return s, err
+}
+
+// TakeCheap is the agent's cheap tier: counters, sockstat, sysctls, the
+// listeners (a LISTEN-only dump, filtered in the kernel, without owners) and
+// new kernel log lines. States, Destinations and Processes are left empty
+// and Partial is set.
+func TakeCheap(ctx context.Context, opts Options) (*Sample, error) {
+	s, _, err := take(ctx, opts, true)
+	return s, err
+}
+
+// take returns the sample and the last kernel log sequence number read.
+func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error) {
+	log := opts.logger()
+	start := time.Now()
+	s := &Sample{Schema: Schema, Time: start, Netns: opts.Netns, Source: "live", Partial: cheap}
+	if h, err := os.Hostname(); err == nil {
+		s.Host = h
+	}
+	if id, err := netns.ID(opts.Netns); err == nil {
+		s.NetnsID = id
+	}
+
+	var owners *ownerIndex
+	if opts.Owners && !cheap {
+		x, miss, err := scanOwners(opts.proc())
+		switch {
+		case err != nil:
+			s.noteMissing("process owners", err)
+		case miss != nil:
+			s.noteMissing(miss.Source, errors.New(miss.Reason))
+		}
+		owners = x
+	}
+
+	var conn *netlink.Conn
+	var dialErr error
+	err := netns.Do(opts.Netns, func() error {
+		readCounters(s, opts.proc(), filepath.Join(opts.proc(), "thread-self", "net"))
+		conn, dialErr = dialDiag()
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	c := NewCensus(opts.topDest(), opts.topProc())
+	if dialErr != nil {
+		if !errors.Is(dialErr, ErrNoData) {
+			return nil, 0, dialErr
+		}
+		s.noteMissing("sock_diag", dialErr)
+	} else {
+		defer conn.Close()
+		add := func(sk Socket) error {
+			c.Add(sk, owners.lookup(sk.Inode))
+			return nil
+		}
+		// Listeners first: the census tells inbound from outbound
+		// connections by them.
+		if err := dumpBoth(ctx, conn, 1<<10, add); err != nil {
+			return nil, 0, fmt.Errorf("listeners: %w", err)
+		}
+		if !cheap {
+			all, _ := stateMask(nil)
+			if err := dumpBoth(ctx, conn, all&^(1<<10), add); err != nil {
+				return nil, 0, fmt.Errorf("sockets: %w", err)
+			}
+		}
+	}
+	c.Fill(s)
+	if cheap {
+		s.States, s.StatesV4, s.StatesV6, s.Total = map[string]int{}, nil, nil, 0
+		s.Destinations, s.DestinationGroups, s.Processes, s.Orphans = []Destination{}, 0, []Process{}, nil
+	}
+
+	kmsg := opts.kmsgPath
+	if kmsg == "" {
+		kmsg = "/dev/kmsg"
+	}
+	events, last, err := readKmsg(kmsg, opts.KmsgAfter)
+	if err != nil {
+		s.noteMissing(kmsg, err)
+	}
+	if events == nil {
+		events = []KernelEvent{}
+	}
+	s.Kernel = events
+	s.Duration = time.Since(start)
+	for _, m := range s.Missing {
+		log.Debug("source missing", zap.String("source", m.Source), zap.String("reason", m.Reason))
+	}
+	return s, max(last, opts.KmsgAfter), nil
+}
+
+// Series takes n full samples interval apart (counted from the start of
+// the previous one). Between consecutive samples a listener watch polls the
+// queues every watchEvery (0: no watch) and is attached to the later
+// sample's Watch. Kernel log lines are reported once: each sample after the
+// first holds only the lines logged since the previous one.
+func Series(ctx context.Context, opts Options, n int, interval, watchEvery time.Duration) ([]*Sample, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("sample series: n must be at least 1, got %d", n)
+	}
+	if n > 1 && interval <= 0 {
+		return nil, fmt.Errorf("sample series: interval must be positive, got %s", interval)
+	}
+	out := make([]*Sample, 0, n)
+	s, last, err := take(ctx, opts, false)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, s)
+	for len(out) < n {
+		opts.KmsgAfter = last
+		wctx, cancel := context.WithDeadline(ctx, out[len(out)-1].Time.Add(interval))
+		var w *Watch
+		if watchEvery > 0 {
+			w, err = WatchListeners(wctx, opts, watchEvery)
+		} else {
+			<-wctx.Done()
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		if err != nil {
+			return out, fmt.Errorf("listener watch: %w", err)
+		}
+		if s, last, err = take(ctx, opts, false); err != nil {
+			return out, err
+		}
+		s.Watch = w
+		out = append(out, s)
+	}
+	return out, nil
+}

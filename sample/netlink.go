@@ -1,0 +1,209 @@
+package sample
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/sockwarden/sockwarden/internal/netns"
+)
+
+// sock_diag / inet_diag constants (linux/sock_diag.h, linux/inet_diag.h).
+const (
+	sockDiagByFamily   = 20 // SOCK_DIAG_BY_FAMILY
+	inetDiagReqV2Len   = 56 // struct inet_diag_req_v2
+	inetDiagMsgLen     = 72 // struct inet_diag_msg
+	inetDiagSKV6Only   = 11 // INET_DIAG_SKV6ONLY, always sent for AF_INET6
+	tcpNewSynRecv      = 12 // TCP_NEW_SYN_RECV: request socks, shown by ss as SYN-RECV
+	diagRecvBufferSize = 32 << 10
+)
+
+// diagConn is the part of *netlink.Conn the census uses.
+type diagConn interface {
+	Send(m netlink.Message) (netlink.Message, error)
+	ReceiveIter() iter.Seq2[netlink.Message, error]
+	SetDeadline(t time.Time) error
+	Close() error
+}
+
+var _ diagConn = (*netlink.Conn)(nil)
+
+// stateMask turns ss state names into the kernel-side filter of
+// inet_diag_req_v2.idiag_states (bit N = TCP state N). No names: every
+// state. SYN-RECV asks for TCP_NEW_SYN_RECV too, as ss does, since request
+// sockets are what a listener's half-open connections are.
+func stateMask(states []string) (uint32, error) {
+	if len(states) == 0 {
+		return 1<<(tcpNewSynRecv+1) - 2, nil // bits 1..12
+	}
+	var m uint32
+	for _, s := range states {
+		i := stateIndex(s)
+		if i == 0 {
+			return 0, fmt.Errorf("unknown TCP state %q (want one of %v)", s, States)
+		}
+		m |= 1 << i
+		if i == 3 {
+			m |= 1 << tcpNewSynRecv
+		}
+	}
+	return m, nil
+}
+
+// diagRequest encodes an inet_diag_req_v2 dumping TCP sockets of family in
+// the states of mask.
+func diagRequest(family uint8, mask uint32) netlink.Message {
+	b := make([]byte, inetDiagReqV2Len)
+	b[0] = family
+	b[1] = unix.IPPROTO_TCP
+	// b[2] idiag_ext = 0: no extensions, the queues are in the header.
+	binary.NativeEndian.PutUint32(b[4:8], mask)
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  sockDiagByFamily,
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: b,
+	}
+}
+
+// decodeDiagMsg decodes one inet_diag_msg (and its attributes) by offset,
+// checking lengths first.
+func decodeDiagMsg(b []byte) (Socket, error) {
+	var sk Socket
+	if len(b) < inetDiagMsgLen {
+		return sk, fmt.Errorf("%w: inet_diag_msg of %d bytes, want at least %d", ErrParse, len(b), inetDiagMsgLen)
+	}
+	st := int(b[1])
+	switch {
+	case st == tcpNewSynRecv:
+		st = 3
+	case st < 1 || st > 11:
+		return sk, fmt.Errorf("%w: inet_diag_msg with TCP state %d", ErrParse, b[1])
+	}
+	sk.State = States[st-1]
+	sport := binary.BigEndian.Uint16(b[4:6])
+	dport := binary.BigEndian.Uint16(b[6:8])
+	var src, dst netip.Addr
+	switch b[0] {
+	case unix.AF_INET:
+		sk.Family = "ipv4"
+		src = netip.AddrFrom4([4]byte(b[8:12]))
+		dst = netip.AddrFrom4([4]byte(b[24:28]))
+	case unix.AF_INET6:
+		sk.Family = "ipv6"
+		src = netip.AddrFrom16([16]byte(b[8:24]))
+		dst = netip.AddrFrom16([16]byte(b[24:40]))
+	default:
+		return sk, fmt.Errorf("%w: inet_diag_msg of address family %d", ErrParse, b[0])
+	}
+	sk.Local = netip.AddrPortFrom(src, sport)
+	sk.Remote = netip.AddrPortFrom(dst, dport)
+	sk.RecvQ = binary.NativeEndian.Uint32(b[56:60])
+	sk.SendQ = binary.NativeEndian.Uint32(b[60:64])
+	sk.UID = binary.NativeEndian.Uint32(b[64:68])
+	sk.Inode = uint64(binary.NativeEndian.Uint32(b[68:72]))
+	// Attributes matter only to print an IPv6 wildcard as ss does.
+	if b[0] == unix.AF_INET6 && src.IsUnspecified() && len(b) > inetDiagMsgLen {
+		ad, err := netlink.NewAttributeDecoder(b[inetDiagMsgLen:])
+		if err != nil {
+			return sk, fmt.Errorf("%w: inet_diag attributes: %w", ErrParse, err)
+		}
+		for ad.Next() {
+			if ad.Type() == inetDiagSKV6Only {
+				sk.V6Only = ad.Uint8() != 0
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return sk, fmt.Errorf("%w: inet_diag attributes: %w", ErrParse, err)
+		}
+	}
+	return sk, nil
+}
+
+// dialDiag opens a sock_diag netlink socket in the calling thread's network
+// namespace; it stays in that namespace for its whole life.
+func dialDiag() (*netlink.Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{MessageBufferSize: diagRecvBufferSize})
+	if err != nil {
+		return nil, fmt.Errorf("sock_diag netlink socket: %w", netlinkErr(err))
+	}
+	return c, nil
+}
+
+// netlinkErr maps "not on this kernel" to ErrNoData.
+func netlinkErr(err error) error {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) {
+		return fmt.Errorf("%w: %w", ErrNoData, err)
+	}
+	return err
+}
+
+// dumpFamily streams one family's dump through fn without keeping the
+// messages: each datagram is decoded and dropped before the next is read.
+func dumpFamily(c diagConn, family uint8, mask uint32, fn func(Socket) error) error {
+	if _, err := c.Send(diagRequest(family, mask)); err != nil {
+		return fmt.Errorf("sock_diag request: %w", netlinkErr(err))
+	}
+	var ferr error
+	for m, err := range c.ReceiveIter() {
+		if err != nil {
+			return fmt.Errorf("sock_diag dump: %w", netlinkErr(err))
+		}
+		if ferr != nil || m.Header.Type != sockDiagByFamily {
+			continue // drain the rest of the dump after an error
+		}
+		sk, err := decodeDiagMsg(m.Data)
+		if err != nil {
+			ferr = err
+			continue
+		}
+		ferr = fn(sk)
+	}
+	return ferr
+}
+
+// dumpBoth dumps IPv4 then IPv6 TCP sockets in the states of mask. A kernel
+// without IPv6 is not an error.
+func dumpBoth(ctx context.Context, c diagConn, mask uint32, fn func(Socket) error) error {
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		err := dumpFamily(c, fam, mask, fn)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if fam == unix.AF_INET6 && errors.Is(err, ErrNoData) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Dump streams every TCP socket (IPv4 and IPv6) of the network namespace at
+// path netnsPath ("" = the caller's) in the given ss states (none: all)
+// through fn, using the kernel-side state filter so that a dump of a few
+// states does not pay for the rest. fn's Socket is not retained by Dump; an
+// error from fn stops the dump and is returned.
+func Dump(ctx context.Context, netnsPath string, states []string, fn func(Socket) error) error {
+	mask, err := stateMask(states)
+	if err != nil {
+		return err
+	}
+	var c *netlink.Conn
+	if err := netns.Do(netnsPath, func() (err error) { c, err = dialDiag(); return err }); err != nil {
+		return err
+	}
+	defer c.Close()
+	return dumpBoth(ctx, c, mask, fn)
+}

@@ -1,0 +1,88 @@
+package sample
+
+import (
+	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/config"
+)
+
+// Options says what a live sample reads and how much it keeps.
+type Options struct {
+	// Netns is the network namespace to sample: a path such as
+	// /run/netns/NAME or /proc/PID/ns/net; "" is the caller's own.
+	Netns string
+	// TopDestinations and TopProcesses bound the destination and
+	// per-process tables kept in a Sample (<= 0: keep 20).
+	TopDestinations, TopProcesses int
+	// Owners maps sockets to their processes through /proc/PID/fd (as
+	// `ss -p` does). Off, Listener.Owners and Sample.Processes stay empty
+	// and the sample is cheaper.
+	Owners bool
+	// KmsgAfter makes a sample keep only kernel log records with a
+	// sequence number above it (0: every matching record still in the
+	// ring buffer). Series sets it from one sample to the next.
+	KmsgAfter uint64
+	// Log receives debug lines about missing sources (nil: none).
+	Log *zap.Logger
+
+	// procRoot and kmsgPath point tests at fixtures ("" = /proc and
+	// /dev/kmsg).
+	procRoot string
+	kmsgPath string
+}
+
+// OptionsFrom builds Options from the sample section of the configuration.
+func OptionsFrom(c config.Sample, netns string, log *zap.Logger) Options {
+	return Options{
+		Netns:           netns,
+		TopDestinations: c.TopDestinations,
+		TopProcesses:    c.TopProcesses,
+		Owners:          c.Owners,
+		Log:             log,
+	}
+}
+
+func (o Options) logger() *zap.Logger {
+	if o.Log == nil {
+		return zap.NewNop()
+	}
+	return o.Log.Named("sample")
+}
+
+func (o Options) topDest() int {
+	if o.TopDestinations <= 0 {
+		return 20
+	}
+	return o.TopDestinations
+}
+
+func (o Options) topProc() int {
+	if o.TopProcesses <= 0 {
+		return 20
+	}
+	return o.TopProcesses
+}
+
+func (o Options) proc() string {
+	if o.procRoot == "" {
+		return "/proc"
+	}
+	return o.procRoot
+}
+
+// SysctlKeys lists the sysctls a sample records, in dotted form.
+var SysctlKeys = []string{
+	"net.core.somaxconn",
+	"net.ipv4.tcp_max_syn_backlog",
+	"net.ipv4.ip_local_port_range",
+	"net.ipv4.ip_local_reserved_ports",
+	"net.ipv4.ip_unprivileged_port_start",
+	"net.ipv4.tcp_tw_reuse",
+	"net.ipv4.tcp_syncookies",
+	"net.ipv4.tcp_abort_on_overflow",
+	"net.ipv4.tcp_fin_timeout",
+	"net.ipv4.tcp_max_orphans",
+	"net.ipv4.tcp_mem",
+	"fs.file-max",
+	"fs.file-nr",
+}

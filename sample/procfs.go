@@ -1,0 +1,234 @@
+package sample
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ParseNetstat reads the "Header: names" / "Header: values" line pairs of
+// /proc/net/netstat and /proc/net/snmp (or both concatenated) into a map
+// keyed as nstat names counters: the header without its colon followed by
+// the field name ("TcpExtListenOverflows", "TcpActiveOpens").
+//
+// Negative values (Tcp MaxConn is -1: "no limit") are not counters and are
+// left out. A names line without its values line, a count mismatch or a
+// value that is not a number is an ErrParse naming the line.
+func ParseNetstat(r io.Reader) (map[string]uint64, error) {
+	out := make(map[string]uint64, 256)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 16<<10), 1<<20)
+	var (
+		names     []string
+		header    string
+		headerLn  int
+		lineNo    int
+		wantValue bool
+	)
+	for sc.Scan() {
+		lineNo++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		prefix, rest, ok := strings.Cut(line, ":")
+		if !ok || prefix == "" || strings.ContainsAny(prefix, " \t") {
+			return nil, fmt.Errorf("%w: line %d: want \"Header: fields\", got %q", ErrParse, lineNo, procClip(line))
+		}
+		fields := strings.Fields(rest)
+		if !wantValue {
+			names, header, headerLn, wantValue = fields, prefix, lineNo, true
+			continue
+		}
+		wantValue = false
+		if prefix != header {
+			return nil, fmt.Errorf("%w: line %d: values for %q follow names for %q (line %d)", ErrParse, lineNo, prefix, header, headerLn)
+		}
+		if len(fields) != len(names) {
+			return nil, fmt.Errorf("%w: line %d: %d values for %d %s names (line %d)", ErrParse, lineNo, len(fields), len(names), header, headerLn)
+		}
+		for i, f := range fields {
+			if strings.HasPrefix(f, "-") {
+				if _, err := strconv.ParseInt(f, 10, 64); err != nil {
+					return nil, fmt.Errorf("%w: line %d: %s%s: %q is not a number", ErrParse, lineNo, header, names[i], f)
+				}
+				continue
+			}
+			v, err := strconv.ParseUint(f, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: line %d: %s%s: %q is not a number", ErrParse, lineNo, header, names[i], f)
+			}
+			out[header+names[i]] = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: line %d: %w", ErrParse, lineNo+1, err)
+	}
+	if wantValue {
+		return nil, fmt.Errorf("%w: line %d: %s names without a values line (truncated?)", ErrParse, headerLn, header)
+	}
+	return out, nil
+}
+
+// ParseSockstat reads /proc/net/sockstat and /proc/net/sockstat6 (either,
+// or both concatenated). Protocols other than TCP and TCP6 are skipped; a
+// line that is not "PROTO: key value ..." is an ErrParse naming the line.
+func ParseSockstat(r io.Reader) (Sockstat, error) {
+	var s Sockstat
+	sc := bufio.NewScanner(r)
+	lineNo := 0
+	for sc.Scan() {
+		lineNo++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		proto, rest, ok := strings.Cut(line, ":")
+		if !ok || proto == "" || strings.ContainsAny(proto, " \t") {
+			return Sockstat{}, fmt.Errorf("%w: line %d: want \"PROTO: key value ...\", got %q", ErrParse, lineNo, procClip(line))
+		}
+		f := strings.Fields(rest)
+		if len(f)%2 != 0 {
+			return Sockstat{}, fmt.Errorf("%w: line %d: %s: odd number of fields", ErrParse, lineNo, proto)
+		}
+		for i := 0; i < len(f); i += 2 {
+			v, err := strconv.Atoi(f[i+1])
+			if err != nil || v < 0 {
+				return Sockstat{}, fmt.Errorf("%w: line %d: %s %s: %q is not a count", ErrParse, lineNo, proto, f[i], f[i+1])
+			}
+			switch proto + " " + f[i] {
+			case "sockets used":
+				s.SocketsUsed = v
+			case "TCP inuse":
+				s.TCPInUse = v
+			case "TCP orphan":
+				s.TCPOrphan = v
+			case "TCP tw":
+				s.TCPTimeWait = v
+			case "TCP alloc":
+				s.TCPAlloc = v
+			case "TCP mem":
+				s.TCPMemPages = v
+			case "TCP6 inuse":
+				s.TCP6InUse = v
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Sockstat{}, fmt.Errorf("%w: line %d: %w", ErrParse, lineNo+1, err)
+	}
+	return s, nil
+}
+
+func procClip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
+}
+
+// procNoData maps "this kernel or host has no such source" to ErrNoData.
+func procNoData(err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("%w: %w", ErrNoData, err)
+	}
+	return err
+}
+
+// readNetstat parses one counters file (netstat or snmp format).
+func readNetstat(path string) (map[string]uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, procNoData(err)
+	}
+	defer f.Close()
+	m, err := ParseNetstat(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// readSockstat parses sockstat and, when present, sockstat6 under dir.
+func readSockstat(dir string) (Sockstat, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "sockstat"))
+	if err != nil {
+		return Sockstat{}, procNoData(err)
+	}
+	s, err := ParseSockstat(strings.NewReader(string(b)))
+	if err != nil {
+		return Sockstat{}, fmt.Errorf("%s: %w", filepath.Join(dir, "sockstat"), err)
+	}
+	b, err = os.ReadFile(filepath.Join(dir, "sockstat6"))
+	if err != nil {
+		// No IPv6 on this kernel: TCP6InUse stays 0.
+		return s, nil
+	}
+	s6, err := ParseSockstat(strings.NewReader(string(b)))
+	if err != nil {
+		return Sockstat{}, fmt.Errorf("%s: %w", filepath.Join(dir, "sockstat6"), err)
+	}
+	s.TCP6InUse = s6.TCP6InUse
+	return s, nil
+}
+
+// readSysctl reads one sysctl by dotted name under procRoot/sys, value with
+// whitespace folded to single spaces.
+func readSysctl(procRoot, key string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, "sys", strings.ReplaceAll(key, ".", "/")))
+	if err != nil {
+		return "", procNoData(err)
+	}
+	return strings.Join(strings.Fields(string(b)), " "), nil
+}
+
+// readCounters fills s.Counters, s.Sockstat and s.Sysctls from the /proc
+// files of the calling thread's namespace (netDir is its /proc/.../net).
+// Missing sources are recorded, not returned.
+func readCounters(s *Sample, procRoot, netDir string) {
+	s.Counters = make(map[string]uint64, 512)
+	for _, name := range []string{"snmp", "netstat"} {
+		p := filepath.Join(netDir, name)
+		m, err := readNetstat(p)
+		if err != nil {
+			s.noteMissing("/proc/net/"+name, err)
+			continue
+		}
+		for k, v := range m {
+			s.Counters[k] = v
+		}
+	}
+	st, err := readSockstat(netDir)
+	if err != nil {
+		s.noteMissing("/proc/net/sockstat", err)
+	}
+	s.Sockstat = st
+	s.Sysctls = make(map[string]string, len(SysctlKeys))
+	for _, k := range SysctlKeys {
+		v, err := readSysctl(procRoot, k)
+		if err != nil {
+			s.noteMissing("sysctl "+k, err)
+			continue
+		}
+		s.Sysctls[k] = v
+	}
+}
+
+// noteMissing records a missing source once.
+func (s *Sample) noteMissing(source string, err error) {
+	reason := err.Error()
+	for _, m := range s.Missing {
+		if m.Source == source {
+			return
+		}
+	}
+	s.Missing = append(s.Missing, Missing{Source: source, Reason: reason})
+}
