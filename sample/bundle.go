@@ -1,0 +1,607 @@
+package sample
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"cmp"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A bundle is captured text: one directory per snapshot holding the output
+// of the usual tools, as a directory tree or a .tar.gz (.tar) of one. Every
+// directory that holds at least one of the files below is a snapshot; a
+// bundle with files at its top is a single snapshot. Snapshots are ordered
+// by their date file (by directory name, numbers compared as numbers, when
+// a date is missing). The ".txt" suffix is optional. README.md ("Captured
+// bundles") gives the commands that make each file by hand.
+const (
+	bfDate      = "date"      // date +%s.%N (or date -Ins, date -Iseconds, date)
+	bfUptime    = "uptime"    // cat /proc/uptime (turns dmesg stamps into wall time)
+	bfHostname  = "hostname"  // hostname
+	bfNetns     = "netns"     // the namespace path captured (optional)
+	bfSSSummary = "ss-s"      // ss -s
+	bfSSTan     = "ss-tan"    // ss -tanpe (or -tanp, -tan)
+	bfSSTlnp    = "ss-tlnp"   // ss -tlnp
+	bfSysctl    = "sysctl"    // sysctl -a (or a subset, key = value)
+	bfNstat     = "nstat"     // nstat -az
+	bfNetstat   = "netstat"   // cat /proc/net/netstat
+	bfSNMP      = "snmp"      // cat /proc/net/snmp
+	bfSockstat  = "sockstat"  // cat /proc/net/sockstat
+	bfSockstat6 = "sockstat6" // cat /proc/net/sockstat6
+	bfDmesg     = "dmesg"     // dmesg (or dmesg -T, journalctl -k)
+	bfCollect   = "collect"   // written by `sockwarden collect`: how the snapshot was made
+)
+
+// bundleAliases maps other names people give the same captures.
+var bundleAliases = map[string]string{
+	"ss-tanp": bfSSTan, "ss-tanpe": bfSSTan, "ss-tane": bfSSTan, "ss-ta": bfSSTan,
+	"ss-tln": bfSSTlnp, "ss-tlpn": bfSSTlnp, "sysctl-a": bfSysctl, "nstat-az": bfNstat,
+	"nstat-asz": bfNstat, "dmesg-t": bfDmesg, "date-ins": bfDate,
+}
+
+var bundleFiles = map[string]bool{
+	bfDate: true, bfUptime: true, bfHostname: true, bfNetns: true, bfSSSummary: true, bfSSTan: true,
+	bfSSTlnp: true, bfSysctl: true, bfNstat: true, bfNetstat: true, bfSNMP: true, bfSockstat: true,
+	bfSockstat6: true, bfDmesg: true, bfCollect: true,
+}
+
+// bundleKind returns the canonical name of a bundle file, "" for a file
+// that is not one.
+func bundleKind(base string) string {
+	k := strings.ToLower(strings.TrimSuffix(base, ".txt"))
+	if a, ok := bundleAliases[k]; ok {
+		k = a
+	}
+	if bundleFiles[k] {
+		return k
+	}
+	return ""
+}
+
+// maxBundleFile bounds one file of a bundle (a `ss -tanpe` of a million
+// sockets is ~250 MB).
+const maxBundleFile = 2 << 30
+
+// FromBundle reads a bundle (a directory, or a .tar.gz or .tar of one) and
+// returns one Sample per snapshot, in time order, with the default table
+// sizes. See FromBundleOptions.
+func FromBundle(path string) ([]*Sample, error) {
+	return FromBundleOptions(path, Options{})
+}
+
+// FromBundleOptions is FromBundle with the table sizes (TopDestinations,
+// TopProcesses) and logger of opts; its other fields are ignored.
+//
+// The same aggregator as a live sample (Census) counts the sockets, fed
+// from the `ss` lines as they are read: memory grows with listeners and
+// destination groups, not with the number of socket lines. A file that is
+// absent is listed in Sample.Missing with what it would have given; a line
+// that is not understood is listed there too; a file that is truncated or
+// not what its name says is an error wrapping ErrParse that names the file
+// and line.
+func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
+	log := opts.logger()
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", path, err)
+	}
+	br := &bundleReader{path: path, opts: opts, snaps: map[string]*bundleSnap{}}
+	walk := br.walkTar
+	if st.IsDir() {
+		walk = br.walkDir
+	}
+	// Pass 1 reads everything but the socket table, so that the owners
+	// of listeners (ss -tlnp) are known when the table streams through
+	// the census in pass 2.
+	for pass := 1; pass <= 2; pass++ {
+		br.pass = pass
+		if err := walk(); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", path, err)
+		}
+	}
+	if len(br.snaps) == 0 {
+		return nil, fmt.Errorf("bundle %s: %w: no snapshot: no file named like date.txt, ss-tan.txt, sysctl.txt ... (see README, Captured bundles)", path, ErrParse)
+	}
+	snaps := make([]*bundleSnap, 0, len(br.snaps))
+	for _, s := range br.snaps {
+		snaps = append(snaps, s)
+	}
+	slices.SortFunc(snaps, func(a, b *bundleSnap) int { return naturalCompare(a.dir, b.dir) })
+	allDated := true
+	for _, s := range snaps {
+		allDated = allDated && s.hasDate
+	}
+	if allDated {
+		slices.SortStableFunc(snaps, func(a, b *bundleSnap) int { return a.date.Compare(b.date) })
+	}
+	out := make([]*Sample, 0, len(snaps))
+	for i, s := range snaps {
+		src := "bundle:" + path
+		if len(snaps) > 1 {
+			src += "#" + strconv.Itoa(i+1)
+		}
+		out = append(out, s.finish(src))
+	}
+	log.Debug("bundle read", zap.String("path", path), zap.Int("snapshots", len(out)))
+	return out, nil
+}
+
+type bundleReader struct {
+	path  string
+	opts  Options
+	pass  int
+	snaps map[string]*bundleSnap
+}
+
+func (br *bundleReader) walkDir() error {
+	return filepath.WalkDir(br.path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(br.path, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if !br.wants(rel) {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return br.visit(rel, f)
+	})
+}
+
+func (br *bundleReader) walkTar() error {
+	f, err := os.Open(br.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	var tr *tar.Reader
+	magic, _ := r.Peek(2)
+	switch {
+	case bytes.Equal(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return fmt.Errorf("%w: gzip: %w", ErrParse, err)
+		}
+		defer zr.Close()
+		tr = tar.NewReader(zr)
+	default:
+		head, _ := r.Peek(263)
+		if len(head) < 263 || !bytes.HasPrefix(head[257:], []byte("ustar")) {
+			return fmt.Errorf("%w: not a directory, .tar.gz or .tar", ErrParse)
+		}
+		tr = tar.NewReader(r)
+	}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: tar: %w (truncated archive?)", ErrParse, err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		rel := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		if !br.wants(rel) {
+			continue
+		}
+		if h.Size > maxBundleFile {
+			return fmt.Errorf("%w: %s: %d bytes is more than any capture", ErrParse, rel, h.Size)
+		}
+		if err := br.visit(rel, tr); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%w: %s: archive ends inside the file (truncated): %w", ErrParse, rel, err)
+			}
+			return err
+		}
+	}
+}
+
+// wants says whether the current pass reads the file rel.
+func (br *bundleReader) wants(rel string) bool {
+	k := bundleKind(path.Base(rel))
+	if k == "" {
+		return false
+	}
+	return (k == bfSSTan) == (br.pass == 2)
+}
+
+func (br *bundleReader) snap(dir string) *bundleSnap {
+	s := br.snaps[dir]
+	if s == nil {
+		s = &bundleSnap{dir: dir, seen: map[string]string{}, census: NewCensus(br.opts.topDest(), br.opts.topProc())}
+		br.snaps[dir] = s
+	}
+	return s
+}
+
+func (br *bundleReader) visit(rel string, r io.Reader) error {
+	dir, base := path.Split(rel)
+	dir = strings.TrimSuffix(dir, "/")
+	kind := bundleKind(base)
+	s := br.snap(dir)
+	if prev, dup := s.seen[kind]; dup {
+		s.missing = append(s.missing, Missing{Source: rel, Reason: "ignored: " + prev + " was read for the same capture"})
+		return nil
+	}
+	s.seen[kind] = rel
+	return s.read(kind, rel, r)
+}
+
+// bundleSnap accumulates one snapshot while its files stream by.
+type bundleSnap struct {
+	dir  string
+	seen map[string]string // kind -> file read
+
+	census  *Census
+	tan     *SSStats
+	tlnp    *SSStats
+	tlnpBy  map[string][][]Owner // ss -tlnp owners by local address
+	tlnpAll []SSEntry
+
+	date      time.Time
+	hasDate   bool
+	uptime    time.Duration
+	hasUptime bool
+	host      string
+	netns     string
+
+	summary   *SSSummary
+	nstat     map[string]uint64
+	procCtr   map[string]uint64
+	sockstat  *Sockstat
+	sockstat6 *Sockstat
+	sysctls   map[string]string
+	dmesg     []DmesgEvent
+	missing   []Missing
+}
+
+func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
+	r = io.LimitReader(r, maxBundleFile)
+	switch kind {
+	case bfDate, bfUptime, bfHostname, bfNetns:
+		b, err := io.ReadAll(io.LimitReader(r, 4096))
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrParse, rel, err)
+		}
+		return s.readSmall(kind, rel, strings.TrimSpace(string(b)))
+	case bfCollect:
+		return nil
+	case bfSSSummary:
+		sum, err := ParseSSSummary(r, rel)
+		if err != nil {
+			return err
+		}
+		s.summary = &sum
+	case bfSSTlnp:
+		s.tlnpBy = map[string][][]Owner{}
+		st, err := ParseSS(r, rel, func(e SSEntry) error {
+			if e.Socket.State != StateListen {
+				return nil
+			}
+			k := FormatLocal(e.Socket.Local, e.Socket.V6Only)
+			s.tlnpBy[k] = append(s.tlnpBy[k], e.Owners)
+			s.tlnpAll = append(s.tlnpAll, e)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		s.tlnp = &st
+		s.missing = append(s.missing, st.Notes...)
+	case bfSSTan:
+		first := true
+		st, err := ParseSS(r, rel, func(e SSEntry) error {
+			if first {
+				s.census.InodesUnknown = !e.HasInode
+				first = false
+			}
+			owners := e.Owners
+			if e.Socket.State == StateListen && owners == nil {
+				k := FormatLocal(e.Socket.Local, e.Socket.V6Only)
+				if q := s.tlnpBy[k]; len(q) > 0 {
+					owners, s.tlnpBy[k] = q[0], q[1:]
+				}
+			}
+			s.census.Add(e.Socket, owners)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if first {
+			s.census.InodesUnknown = true
+		}
+		s.tan = &st
+		s.missing = append(s.missing, st.Notes...)
+	case bfSysctl:
+		m, nt, err := ParseSysctlText(r, rel)
+		if err != nil {
+			return err
+		}
+		s.sysctls = m
+		s.missing = append(s.missing, nt...)
+	case bfNstat:
+		m, nt, err := ParseNstat(r, rel)
+		if err != nil {
+			return err
+		}
+		s.nstat = m
+		s.missing = append(s.missing, nt...)
+	case bfNetstat, bfSNMP:
+		m, err := ParseNetstat(r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		if s.procCtr == nil {
+			s.procCtr = map[string]uint64{}
+		}
+		for k, v := range m {
+			s.procCtr[k] = v
+		}
+	case bfSockstat, bfSockstat6:
+		st, err := ParseSockstat(r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		if kind == bfSockstat {
+			s.sockstat = &st
+		} else {
+			s.sockstat6 = &st
+		}
+	case bfDmesg:
+		ev, err := ParseDmesg(r, rel)
+		if err != nil {
+			return err
+		}
+		s.dmesg = ev
+	}
+	return nil
+}
+
+func (s *bundleSnap) readSmall(kind, rel, v string) error {
+	bad := func(why string) error { return fmt.Errorf("%w: %s: line 1: %s: %q", ErrParse, rel, why, clip(v, 60)) }
+	switch kind {
+	case bfDate:
+		t, err := ParseDate(v)
+		if err != nil {
+			return bad(err.Error())
+		}
+		s.date, s.hasDate = t, true
+	case bfUptime:
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			return bad("want /proc/uptime (\"seconds idle\")")
+		}
+		secs, err := strconv.ParseFloat(f[0], 64)
+		if err != nil || secs < 0 || secs > 1e10 {
+			return bad("want /proc/uptime (\"seconds idle\")")
+		}
+		s.uptime, s.hasUptime = time.Duration(secs*float64(time.Second)), true
+	case bfHostname:
+		s.host = v
+	case bfNetns:
+		s.netns = v
+	}
+	return nil
+}
+
+// ParseDate reads the timestamp of a snapshot as `date` prints it:
+// "1795479192.923360473" (date +%s.%N, what collect writes), "1795479192"
+// (+%s), "2026-11-24T00:13:12,923360473+00:00" (date -Ins),
+// "2026-11-24T00:13:12+00:00" (date -Iseconds), RFC 3339, or the default
+// "Tue Nov 24 00:13:12 UTC 2026".
+func ParseDate(v string) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if secs, frac, ok := strings.Cut(v, "."); len(v) > 0 && v[0] >= '0' && v[0] <= '9' && !strings.ContainsAny(v, "-:T ") {
+		s, err := strconv.ParseInt(secs, 10, 64)
+		if err != nil || s < 0 || s > 1<<40 {
+			return time.Time{}, errors.New("want seconds since the epoch (date +%s.%N)")
+		}
+		var ns int64
+		if ok {
+			if frac == "" || len(frac) > 9 {
+				return time.Time{}, errors.New("want seconds since the epoch (date +%s.%N)")
+			}
+			n, err := strconv.ParseInt((frac + "000000000")[:9], 10, 64)
+			if err != nil || n < 0 {
+				return time.Time{}, errors.New("want seconds since the epoch (date +%s.%N)")
+			}
+			ns = n
+		}
+		return time.Unix(s, ns).UTC(), nil
+	}
+	iso := strings.Replace(v, ",", ".", 1)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", time.UnixDate, time.RubyDate} {
+		if t, err := time.Parse(layout, iso); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, errors.New("not a date: want date +%s.%N, date -Ins or date output")
+}
+
+// finish builds the Sample of the snapshot.
+func (s *bundleSnap) finish(source string) *Sample {
+	name := func(kind string) string {
+		if r, ok := s.seen[kind]; ok {
+			return r
+		}
+		if s.dir == "" {
+			return kind + ".txt"
+		}
+		return s.dir + "/" + kind + ".txt"
+	}
+	smp := &Sample{Schema: Schema, Source: source, Host: s.host, Netns: s.netns}
+	var miss []Missing
+	note := func(kind, reason string) { miss = append(miss, Missing{Source: name(kind), Reason: reason}) }
+	if s.hasDate {
+		smp.Time = s.date
+	} else {
+		note(bfDate, "absent: the snapshot has no time; rates between snapshots cannot be computed (capture: date +%s.%N)")
+	}
+
+	switch {
+	case s.tan != nil:
+	case s.tlnp != nil:
+		// Listeners only: the states table then counts LISTEN alone.
+		for _, e := range s.tlnpAll {
+			s.census.Add(e.Socket, e.Owners)
+		}
+		s.census.InodesUnknown = true
+		note(bfSSTan, "absent: states other than LISTEN, destinations and processes unknown (capture: ss -tanpe)")
+	default:
+		s.census.InodesUnknown = true
+		note(bfSSTan, "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)")
+	}
+	s.census.Fill(smp)
+	if s.tan != nil {
+		switch {
+		case !s.tan.HasOwners && s.tlnp == nil:
+			note(bfSSTan, "captured without -p and no ss-tlnp.txt: owners of sockets unknown")
+		case !s.tan.HasOwners:
+			note(bfSSTan, "captured without -p: owners of non-listening sockets, hence the process table, unknown")
+		}
+		if !s.tan.HasInodes {
+			note(bfSSTan, "captured without -e: socket inodes unknown, orphaned sockets not counted")
+		}
+	}
+	if (s.tan != nil && s.tan.HasOwners) || s.tlnp != nil {
+		miss = append(miss, Missing{Source: "owners", Reason: "captured text has no open-fd counts, RLIMIT_NOFILE or systemd units for owning processes"})
+	}
+
+	switch {
+	case s.procCtr != nil:
+		smp.Counters = s.procCtr
+		if _, ok := s.seen[bfNetstat]; !ok {
+			note(bfNetstat, "absent: TcpExt counters unknown (capture: cat /proc/net/netstat or nstat -az)")
+		}
+		if _, ok := s.seen[bfSNMP]; !ok {
+			note(bfSNMP, "absent: Tcp counters unknown (capture: cat /proc/net/snmp or nstat -az)")
+		}
+	case s.nstat != nil:
+		smp.Counters = make(map[string]uint64, len(s.nstat))
+		for k, v := range s.nstat {
+			// The IPv6 MIBs of /proc/net/snmp6 are not part of a
+			// Sample (a live sample does not read them).
+			if strings.HasPrefix(k, "Ip6") || strings.HasPrefix(k, "Icmp6") || strings.HasPrefix(k, "Udp6") || strings.HasPrefix(k, "UdpLite6") {
+				continue
+			}
+			smp.Counters[k] = v
+		}
+	default:
+		smp.Counters = map[string]uint64{}
+		note(bfNstat, "absent (and no netstat.txt/snmp.txt): Tcp and TcpExt counters unknown (capture: nstat -az)")
+	}
+
+	switch {
+	case s.sockstat != nil:
+		smp.Sockstat = *s.sockstat
+		if s.sockstat6 != nil {
+			smp.Sockstat.TCP6InUse = s.sockstat6.TCP6InUse
+		}
+	case s.summary != nil:
+		smp.Sockstat = s.summary.Sockstat
+		note(bfSockstat, "absent: sockstat taken from ss -s, which has no TCP memory (pages)")
+	default:
+		note(bfSockstat, "absent (and no ss-s.txt): socket totals and TCP memory unknown (capture: cat /proc/net/sockstat)")
+	}
+
+	smp.Sysctls = map[string]string{}
+	if s.sysctls == nil {
+		note(bfSysctl, "absent: sysctls unknown (capture: sysctl -a)")
+	} else {
+		var absent []string
+		for _, k := range SysctlKeys {
+			if v, ok := s.sysctls[k]; ok {
+				smp.Sysctls[k] = v
+			} else {
+				absent = append(absent, k)
+			}
+		}
+		if len(absent) > 0 {
+			note(bfSysctl, "lacks "+strings.Join(absent, ", "))
+		}
+	}
+
+	smp.Kernel = []KernelEvent{}
+	if _, ok := s.seen[bfDmesg]; !ok {
+		note(bfDmesg, "absent: kernel log lines (SYN flooding, TCP OOM, orphans, conntrack) unknown (capture: dmesg)")
+	}
+	var boot time.Time
+	if s.hasDate && s.hasUptime {
+		boot = s.date.Add(-s.uptime)
+	}
+	needBoot := false
+	for _, d := range s.dmesg {
+		ev := d.Event
+		if d.HasSinceBoot {
+			if boot.IsZero() {
+				needBoot = true
+			} else {
+				ev.Time = boot.Add(d.SinceBoot).Round(time.Millisecond)
+			}
+		}
+		smp.Kernel = append(smp.Kernel, ev)
+	}
+	if needBoot {
+		note(bfUptime, "absent: times of kernel log lines unknown (capture: cat /proc/uptime with the date)")
+	}
+
+	smp.Missing = append(s.missing, miss...)
+	return smp
+}
+
+// naturalCompare orders "2" before "10" and "snap-2" before "snap-10".
+func naturalCompare(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digitsPrefix(a), digitsPrefix(b)
+		if da != "" && db != "" {
+			na, _ := strconv.ParseUint(da, 10, 64)
+			nb, _ := strconv.ParseUint(db, 10, 64)
+			if c := cmp.Compare(na, nb); c != 0 {
+				return c
+			}
+			a, b = a[len(da):], b[len(db):]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digitsPrefix(s string) string {
+	i := 0
+	for i < len(s) && i < 18 && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i]
+}

@@ -1,0 +1,469 @@
+package sample
+
+import (
+	"errors"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Parsers of iproute2 `ss` text: the socket tables of `ss -tan`, `ss -tanp`,
+// `ss -tlnp` (and -e, -i, -m variants, with or without the Netid column of
+// `ss -an`), and the summary of `ss -s`.
+//
+// Layouts accepted (see testdata/README for the captures):
+//   - iproute2 6.x: "State Recv-Q Send-Q Local Address:Port Peer Address:PortProcess"
+//     (the header glues "Port" and "Process"), owners as users:((...)) in the
+//     last column, -e fields (uid:, ino:, sk:, cgroup:) after the peer.
+//   - iproute2 5.x: the same columns, wider spacing, early 5.x without the
+//     "Process" header word; "Netid" first when several socket types are shown.
+//   - addresses: "1.2.3.4:80", "[::1]:80", "[::ffff:1.2.3.4]:80", "*:22" (an
+//     IPv6 wildcard that also takes IPv4), "[::]:22" (IPv6 only), a scope
+//     "127.0.0.1%lo:53" / "[fe80::1]%eth0:22", "*" or "0.0.0.0:*" for an
+//     unconnected peer. Ports must be numeric (capture with -n).
+
+// SSEntry is one socket line of `ss` output: the socket and the processes
+// that `ss -p` named as its owners (nil without -p).
+type SSEntry struct {
+	Socket Socket
+	Owners []Owner
+	// HasInode: the line carried "ino:" (ss -e), so Socket.Inode == 0
+	// means the socket has no descriptor, not that the inode is unknown.
+	HasInode bool
+}
+
+// ssStates maps the state column of ss to the Sample state names. ss prints
+// request sockets (TCP_NEW_SYN_RECV) as SYN-RECV; very old versions said
+// NEW-SYN-RECV.
+var ssStates = map[string]string{
+	"ESTAB": StateEstab, "SYN-SENT": StateSynSent, "SYN-RECV": StateSynRecv,
+	"NEW-SYN-RECV": StateSynRecv, "FIN-WAIT-1": StateFinWait1, "FIN-WAIT-2": StateFinWait2,
+	"TIME-WAIT": StateTimeWait, "UNCONN": StateClose, "CLOSE-WAIT": StateCloseWait,
+	"LAST-ACK": StateLastAck, "LISTEN": StateListen, "CLOSING": StateClosing,
+}
+
+// ssNetids are the first-column values of `ss -a` without -t. Only "tcp"
+// lines are TCP sockets; the others are skipped silently.
+var ssNetids = map[string]bool{
+	"tcp": true, "udp": true, "raw": true, "u_str": true, "u_dgr": true, "u_seq": true,
+	"nl": true, "p_raw": true, "p_dgr": true, "v_str": true, "v_dgr": true, "v_seq": true,
+	"sctp": true, "mptcp": true, "tipc": true, "xdp": true, "icmp6": true, "???": true,
+	"dccp": true, "udplite": true,
+}
+
+// SSStats says what a parse of ss text found besides the sockets.
+type SSStats struct {
+	// Sockets is the number of TCP socket lines handed to the callback.
+	Sockets int
+	// HasOwners: at least one line carried users:((...)) (ss -p).
+	HasOwners bool
+	// HasInodes: at least one line carried ino: (ss -e).
+	HasInodes bool
+	// Skipped counts lines of other socket types (Netid not tcp) and
+	// continuation lines of -i/-m/-e output.
+	Skipped int
+	// Notes lists the lines not understood.
+	Notes []Missing
+}
+
+// ParseSS reads the socket table printed by `ss -tan` (or -tanp, -tlnp,
+// -tane, -an ...) and calls fn for each TCP socket in order. name is the
+// file name used in errors and notes. Lines it does not understand are
+// listed in the returned stats; a file that is not ss output, or that ends
+// in the middle of a line that does not parse, is an ErrParse naming the
+// file and line. An error returned by fn stops the parse and is returned.
+func ParseSS(r io.Reader, name string, fn func(SSEntry) error) (SSStats, error) {
+	lr := newLineReader(r, name)
+	nt := notes{file: name}
+	var st SSStats
+	header, prevSocket := false, false
+	firstBad := 0
+	for {
+		line, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return st, err
+		}
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// -i, -m, -e, --tos continuation lines belong to the
+			// socket line above; a wrapped peer column too.
+			if prevSocket || header {
+				st.Skipped++
+				continue
+			}
+		}
+		if lr.cut {
+			return st, lr.truncated("no newline after the last line")
+		}
+		fields := strings.Fields(line)
+		if fields[0] == "State" || fields[0] == "Netid" {
+			header = true
+			prevSocket = false
+			continue
+		}
+		e, skip, why := parseSSLine(line)
+		switch {
+		case skip:
+			st.Skipped++
+			prevSocket = true
+			continue
+		case why != "":
+			if firstBad == 0 {
+				firstBad = lr.n
+			}
+			nt.add(lr.n, why, line)
+			prevSocket = false
+			// Not one socket line in the first 20 and no header:
+			// this is not ss output.
+			if !header && st.Sockets == 0 && lr.n >= 20 {
+				return st, lr.errf(firstBad, "not ss socket output (no header, no socket line): %s", why)
+			}
+			continue
+		}
+		prevSocket = true
+		st.Sockets++
+		if e.Owners != nil {
+			st.HasOwners = true
+		}
+		if e.HasInode {
+			st.HasInodes = true
+		}
+		if err := fn(e); err != nil {
+			return st, err
+		}
+	}
+	if !header && st.Sockets == 0 {
+		if firstBad == 0 {
+			return st, lr.errf(1, "empty: not ss socket output (ss prints a header line unless -H)")
+		}
+		return st, lr.errf(firstBad, "not ss socket output (no header, no socket line)")
+	}
+	st.Notes = nt.list()
+	return st, nil
+}
+
+// parseSSLine parses one socket line. skip is set for a line of another
+// socket type; why says what is wrong with a line that does not parse.
+func parseSSLine(line string) (e SSEntry, skip bool, why string) {
+	f, offs := fieldsWithOffsets(line, 6)
+	if ssNetids[f[0]] {
+		if f[0] != "tcp" {
+			return e, true, ""
+		}
+		f, _ = fieldsWithOffsets(line[offs[0]:], 6)
+	}
+	if len(f) < 5 {
+		return e, false, "want State Recv-Q Send-Q Local Peer"
+	}
+	state, ok := ssStates[f[0]]
+	if !ok {
+		return e, false, "unknown state " + strconv.Quote(f[0])
+	}
+	rq, err1 := strconv.ParseUint(f[1], 10, 32)
+	sq, err2 := strconv.ParseUint(f[2], 10, 32)
+	if err1 != nil || err2 != nil {
+		return e, false, "Recv-Q/Send-Q not numbers"
+	}
+	local, fam, lwhy := parseSSAddr(f[3])
+	if lwhy != "" {
+		return e, false, "local address: " + lwhy
+	}
+	peer, _, pwhy := parseSSAddr(f[4])
+	if pwhy != "" {
+		return e, false, "peer address: " + pwhy
+	}
+	e.Socket = Socket{State: state, Family: fam, Local: local, Remote: peer, RecvQ: uint32(rq), SendQ: uint32(sq)}
+	if fam == "ipv6" && local.Addr().IsUnspecified() && f[3][0] == '[' {
+		// "[::]:22" is printed only for IPV6_V6ONLY sockets; a
+		// dual-stack wildcard is "*:22".
+		e.Socket.V6Only = true
+	}
+	if len(f) == 6 {
+		rest := f[5]
+		if w := parseSSExtras(rest, &e); w != "" {
+			return e, false, w
+		}
+	}
+	return e, false, ""
+}
+
+// fieldsWithOffsets splits s at whitespace into at most max fields; the last
+// holds the rest of the line (trimmed). offs[i] is the offset just after
+// field i (so s[offs[0]:] is the line after the first field).
+func fieldsWithOffsets(s string, max int) ([]string, []int) {
+	var f []string
+	var offs []int
+	i := 0
+	for len(f) < max {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		if i >= len(s) {
+			break
+		}
+		if len(f) == max-1 {
+			f = append(f, strings.TrimRight(s[i:], " \t"))
+			offs = append(offs, len(s))
+			break
+		}
+		j := i
+		for j < len(s) && s[j] != ' ' && s[j] != '\t' {
+			j++
+		}
+		f = append(f, s[i:j])
+		offs = append(offs, j)
+		i = j
+	}
+	if len(f) == 0 {
+		f = append(f, "")
+		offs = append(offs, len(s))
+	}
+	return f, offs
+}
+
+// parseSSAddr parses one address column of ss -n output. The family is
+// "ipv4" or "ipv6" ("*" is the IPv6 wildcard of a dual-stack socket in
+// iproute2 >= 4.x; an IPv4-mapped address belongs to an IPv6 socket).
+func parseSSAddr(s string) (ap netip.AddrPort, family, why string) {
+	if s == "*" {
+		return netip.AddrPort{}, "ipv6", ""
+	}
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return ap, "", "no port in " + strconv.Quote(s)
+	}
+	host, port := s[:i], s[i+1:]
+	var p uint64
+	if port != "*" {
+		var err error
+		p, err = strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return ap, "", "port " + strconv.Quote(port) + " is not a number (capture with ss -n)"
+		}
+	}
+	// A scope or bound device: "127.0.0.1%lo", "[fe80::1]%eth0".
+	if j := strings.IndexByte(host, '%'); j >= 0 && (host[0] != '[' || strings.IndexByte(host, ']') < j) {
+		host = host[:j]
+	}
+	switch {
+	case host == "*":
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(p)), "ipv6", ""
+	case strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]"):
+		a, err := netip.ParseAddr(host[1 : len(host)-1])
+		if err != nil || !a.Is6() {
+			return ap, "", "bad IPv6 address " + strconv.Quote(host)
+		}
+		return netip.AddrPortFrom(a.WithZone(""), uint16(p)), "ipv6", ""
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return ap, "", "bad address " + strconv.Quote(host) + " (capture with ss -n)"
+	}
+	if a.Is4() {
+		return netip.AddrPortFrom(a, uint16(p)), "ipv4", ""
+	}
+	// iproute2 before 4.x printed IPv6 without brackets (":::22").
+	return netip.AddrPortFrom(a.WithZone(""), uint16(p)), "ipv6", ""
+}
+
+// parseSSExtras reads what follows the peer column: the owners of -p
+// (users:(("nginx",pid=1,fd=6),...)), and uid:/ino: of -e. Timer, sk:,
+// cgroup:, v6only: and the direction arrows are skipped.
+func parseSSExtras(rest string, e *SSEntry) string {
+	if i := strings.Index(rest, "users:(("); i >= 0 {
+		owners, end, why := parseSSUsers(rest[i+len("users:("):])
+		if why != "" {
+			return why
+		}
+		e.Owners = owners
+		rest = rest[:i] + " " + rest[i+len("users:(")+end:]
+	}
+	for _, tok := range strings.Fields(rest) {
+		k, v, ok := strings.Cut(tok, ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "ino":
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return "ino: " + strconv.Quote(v) + " is not a number"
+			}
+			e.Socket.Inode = n
+			e.HasInode = true
+		case "uid":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return "uid: " + strconv.Quote(v) + " is not a number"
+			}
+			e.Socket.UID = uint32(n)
+		case "v6only":
+			e.Socket.V6Only = v == "1"
+		}
+	}
+	return ""
+}
+
+// parseSSUsers parses `("comm",pid=N,fd=M),("comm",pid=N,fd=M))` (the text
+// after "users:(") and returns the owners, one per process, and the offset
+// just after the closing parenthesis. A command name may contain anything,
+// including spaces, commas and quotes; ss does not escape it, so the name
+// ends at the first `",pid=` after its opening quote.
+func parseSSUsers(s string) (owners []Owner, end int, why string) {
+	i := 0
+	seen := map[int]bool{}
+	for {
+		if i >= len(s) {
+			return nil, 0, "users:(( not closed"
+		}
+		if s[i] == ')' {
+			if owners == nil {
+				owners = []Owner{}
+			}
+			return owners, i + 1, ""
+		}
+		if s[i] == ',' {
+			i++
+			continue
+		}
+		if !strings.HasPrefix(s[i:], "(\"") {
+			return nil, 0, "users:(( entry does not start with (\""
+		}
+		i += 2
+		j := strings.Index(s[i:], "\",pid=")
+		if j < 0 {
+			return nil, 0, "users:(( entry without pid="
+		}
+		comm := s[i : i+j]
+		i += j + len("\",pid=")
+		k := i
+		for k < len(s) && s[k] >= '0' && s[k] <= '9' {
+			k++
+		}
+		pid, err := strconv.Atoi(s[i:k])
+		if err != nil || pid <= 0 {
+			return nil, 0, "users:(( pid is not a number"
+		}
+		i = k
+		// ",fd=N" and, on some versions, more key=value pairs.
+		close := strings.IndexByte(s[i:], ')')
+		if close < 0 {
+			return nil, 0, "users:(( entry not closed"
+		}
+		i += close + 1
+		if !seen[pid] {
+			seen[pid] = true
+			owners = append(owners, Owner{PID: pid, Comm: comm})
+		}
+	}
+}
+
+// SSSummary is what `ss -s` says: the socket totals of /proc/net/sockstat
+// and /proc/net/snmp as iproute2 prints them.
+type SSSummary struct {
+	// Sockstat holds what ss -s carries of sockstat: sockets used, TCP
+	// alloc, orphaned, timewait, and TCP in use per family (the IP and
+	// IPv6 columns of the TCP row). Memory is not printed by ss -s.
+	Sockstat Sockstat
+	// Estab is the "estab" count (TcpCurrEstab of /proc/net/snmp).
+	Estab int
+}
+
+// ParseSSSummary reads `ss -s` output:
+//
+//	Total: 41
+//	TCP:   49 (estab 23, closed 14, orphaned 0, timewait 13)
+//	Transport Total     IP        IPv6
+//	TCP	  35        28        7
+//
+// In iproute2 >= 4.x "TCP: N" is alloc + timewait; older versions printed
+// "timewait 13/0" and N = alloc.
+func ParseSSSummary(r io.Reader, name string) (SSSummary, error) {
+	lr := newLineReader(r, name)
+	var out SSSummary
+	seenTotal, seenTCP := false, false
+	for {
+		line, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return out, err
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if lr.cut {
+			return out, lr.truncated("no newline after the last line")
+		}
+		bad := func(why string) error { return lr.errf(lr.n, "%s: %q", why, clip(line, 80)) }
+		switch {
+		case f[0] == "Total:":
+			if len(f) < 2 {
+				return out, bad("Total: without a number")
+			}
+			n, err := strconv.Atoi(f[1])
+			if err != nil {
+				return out, bad("Total: not a number")
+			}
+			out.Sockstat.SocketsUsed = n
+			seenTotal = true
+		case f[0] == "TCP:":
+			// TCP:   49 (estab 23, closed 14, orphaned 0, timewait 13)
+			rest := strings.NewReplacer("(", " ", ")", " ", ",", " ").Replace(strings.Join(f[1:], " "))
+			g := strings.Fields(rest)
+			if len(g) < 9 {
+				return out, bad("TCP: line without estab/closed/orphaned/timewait")
+			}
+			total, err := strconv.Atoi(g[0])
+			if err != nil {
+				return out, bad("TCP: total not a number")
+			}
+			kv := map[string]string{}
+			for i := 1; i+1 < len(g); i += 2 {
+				kv[g[i]] = g[i+1]
+			}
+			tw, twOld, _ := strings.Cut(kv["timewait"], "/")
+			nums := map[string]int{}
+			for _, k := range []string{"estab", "orphaned"} {
+				n, err := strconv.Atoi(kv[k])
+				if err != nil {
+					return out, bad("TCP: " + k + " missing or not a number")
+				}
+				nums[k] = n
+			}
+			twn, err := strconv.Atoi(tw)
+			if err != nil {
+				return out, bad("TCP: timewait missing or not a number")
+			}
+			out.Estab = nums["estab"]
+			out.Sockstat.TCPOrphan = nums["orphaned"]
+			out.Sockstat.TCPTimeWait = twn
+			if twOld != "" {
+				out.Sockstat.TCPAlloc = total
+			} else {
+				out.Sockstat.TCPAlloc = total - twn
+			}
+			seenTCP = true
+		case f[0] == "TCP" && len(f) == 4:
+			ip, err1 := strconv.Atoi(f[2])
+			ip6, err2 := strconv.Atoi(f[3])
+			if err1 != nil || err2 != nil {
+				return out, bad("TCP transport row: not numbers")
+			}
+			out.Sockstat.TCPInUse = ip
+			out.Sockstat.TCP6InUse = ip6
+		}
+	}
+	if !seenTotal || !seenTCP {
+		return out, lr.errf(max(lr.n, 1), "not ss -s output (no \"Total:\" and \"TCP:\" lines)")
+	}
+	return out, nil
+}

@@ -1,0 +1,125 @@
+package sample
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Helpers shared by the parsers of captured text (ss, sysctl, nstat, dmesg).
+//
+// Every text parser follows the same contract: a line it does not
+// understand is noted (and ends up in Sample.Missing), a file that is not
+// what its name says or that ends in the middle of a line is an error
+// wrapping ErrParse and naming the file and the line.
+
+// maxLine bounds one line of captured text. `ss -tani` lines are a few
+// hundred bytes; anything near this is not a capture.
+const maxLine = 1 << 20
+
+// lineReader yields the lines of a capture with their numbers and says
+// whether the last one was cut (no final newline: a truncated copy).
+type lineReader struct {
+	br   *bufio.Reader
+	name string
+	n    int
+	// cut is set when the line just returned had no newline at the end
+	// of the input.
+	cut bool
+}
+
+func newLineReader(r io.Reader, name string) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, 64<<10), name: name}
+}
+
+// next returns the next line without its newline (and without a trailing
+// '\r'), or io.EOF. Other read errors are wrapped with the file and line.
+func (lr *lineReader) next() (string, error) {
+	var sb []byte
+	for {
+		chunk, err := lr.br.ReadSlice('\n')
+		if len(sb)+len(chunk) > maxLine {
+			return "", lr.errf(lr.n+1, "line longer than %d bytes: not a capture", maxLine)
+		}
+		sb = append(sb, chunk...)
+		switch {
+		case err == nil:
+			lr.n++
+			lr.cut = false
+			return strings.TrimSuffix(strings.TrimSuffix(string(sb), "\n"), "\r"), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if len(sb) == 0 {
+				return "", io.EOF
+			}
+			lr.n++
+			lr.cut = true
+			return strings.TrimSuffix(string(sb), "\r"), nil
+		default:
+			return "", fmt.Errorf("%w: %s: line %d: %w", ErrParse, lr.name, lr.n+1, err)
+		}
+	}
+}
+
+// errf makes the ErrParse error naming the file and line.
+func (lr *lineReader) errf(line int, format string, a ...any) error {
+	return fmt.Errorf("%w: %s: line %d: %s", ErrParse, lr.name, line, fmt.Sprintf(format, a...))
+}
+
+// truncated is the error for a last line without a newline: every tool
+// ends its output with one, so the copy was cut (possibly in the middle of
+// a number, which no parse of the line could notice).
+func (lr *lineReader) truncated(why string) error {
+	return lr.errf(lr.n, "file ends in the middle of a line (truncated copy?): %s; if the file is complete, end it with a newline", why)
+}
+
+// notes collects the lines a parser did not understand, keeping the first
+// few verbatim and counting the rest, so that a file full of noise does not
+// make a sample grow without bound.
+type notes struct {
+	file  string
+	kept  []Missing
+	extra int
+}
+
+const keptNotes = 5
+
+func (n *notes) add(line int, why, text string) {
+	if len(n.kept) >= keptNotes {
+		n.extra++
+		return
+	}
+	n.kept = append(n.kept, Missing{
+		Source: n.file + ":" + strconv.Itoa(line),
+		Reason: fmt.Sprintf("line not understood (%s): %q", why, clip(text, 100)),
+	})
+}
+
+// list returns what was noted, with a final entry counting the lines that
+// were not kept.
+func (n *notes) list() []Missing {
+	out := append([]Missing(nil), n.kept...)
+	if n.extra > 0 {
+		out = append(out, Missing{Source: n.file, Reason: fmt.Sprintf("%d more lines not understood", n.extra)})
+	}
+	return out
+}
+
+func (n *notes) count() int { return len(n.kept) + n.extra }
+
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
+
+// foldSpace folds runs of whitespace to single spaces and trims the ends,
+// as sysctl values are recorded ("32768\t60999" -> "32768 60999").
+func foldSpace(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
