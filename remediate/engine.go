@@ -166,7 +166,7 @@ func (e *Engine) sysctl(ns string) Sysctl { return Sysctl{Root: e.opts.ProcSys, 
 
 func (e *Engine) event(p, c, step, format string, a ...any) {
 	ev := Event{Time: e.opts.Now().UTC(), Proposal: p, Change: c, Step: step, Message: fmt.Sprintf(format, a...)}
-	e.log.Info(ev.Message, zap.String("step", step), zap.String("proposal", p), zap.String("change", c))
+	e.log.Debug(ev.Message, zap.String("step", step), zap.String("proposal", p), zap.String("change", c))
 	if e.opts.OnEvent != nil {
 		e.opts.OnEvent(ev)
 	}

@@ -1,0 +1,515 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/remediate"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+func init() {
+	subcommands = append(subcommands, newProposeCmd, newProposalsCmd, newApproveCmd, newDenyCmd,
+		newApplyCmd, newRollbackCmd, newHistoryCmd, newResolveCmd)
+}
+
+// engine wires remediate to the live sampler and diagnosis. Progress goes
+// to stderr.
+func (a *app) engine(stderr io.Writer) (*remediate.Engine, error) {
+	opts := remediate.Options{
+		Config: a.cfg,
+		Sampler: remediate.SamplerFunc(func(ctx context.Context, ns string, n int, interval time.Duration) ([]*sample.Sample, error) {
+			watch := a.cfg.Sample.WatchInterval
+			if n < 2 {
+				watch = 0
+			}
+			return sample.Series(ctx, sample.OptionsFrom(a.cfg.Sample, ns, a.log), n, interval, watch)
+		}),
+		Diagnose: func(s []*sample.Sample) diagnose.Report { return diagnose.Run(s, a.cfg.Diagnose) },
+		Log:      a.log,
+		OnEvent: func(ev remediate.Event) {
+			fmt.Fprintf(stderr, "%s  %-10s %s\n", ev.Time.Local().Format("15:04:05"), ev.Step, ev.Message)
+		},
+	}
+	if a.cfg.Remediate.RestartUnit {
+		opts.Restarter = remediate.SystemdRestarter{}
+	}
+	e, err := remediate.New(opts)
+	if err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	return e, nil
+}
+
+// resolve settles changes left open by a process that died; run at the start
+// of every command that may write.
+func (a *app) resolve(ctx context.Context, e *remediate.Engine, w io.Writer) error {
+	outs, err := e.Resolve(ctx)
+	for _, o := range outs {
+		fmt.Fprintf(w, "resolved interrupted change %s (proposal %s): %s: %s\n", o.Change, o.Proposal, o.State, o.Reason)
+	}
+	return err
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+func newProposeCmd(a *app) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "propose",
+		Short: "Diagnose now and record the kernel-side proposals for approval",
+		Long: `propose takes diagnose.samples samples diagnose.interval apart (as
+sockwarden diagnose does), and records every proposal of the report in the
+state directory, pending an operator's approval. It changes nothing in the
+kernel. The agent records its proposals the same way.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			series, err := sample.Series(ctx, sample.OptionsFrom(a.cfg.Sample, a.cfg.Netns, a.log), a.cfg.Diagnose.Samples, a.cfg.Diagnose.Interval, a.cfg.Sample.WatchInterval)
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			rep := diagnose.Run(series, a.cfg.Diagnose)
+			ps, err := e.Propose(rep, "sockwarden propose")
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return writeJSON(out, ps)
+			}
+			if len(ps) == 0 {
+				fmt.Fprintln(out, "No kernel-side proposal: nothing to approve.")
+				return nil
+			}
+			for _, p := range ps {
+				writePending(out, p, nil, time.Now())
+			}
+			fmt.Fprintf(out, "Approve with: sockwarden approve ID [--ttl 1h]; then: sockwarden apply ID\n")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the recorded proposals as JSON")
+	cmd.Flags().Int("samples", 0, "number of samples (default from config diagnose.samples)")
+	cmd.Flags().Duration("interval", 0, "time between samples (default from config diagnose.interval)")
+	config.BindFlag(cmd.Flags(), "samples", "diagnose.samples")
+	config.BindFlag(cmd.Flags(), "interval", "diagnose.interval")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// proposalState says where a proposal stands: pending, approved (until),
+// denied, expired, or used by a change (with the change's state).
+func proposalState(p remediate.Pending, appr *remediate.Approval, changes map[string]remediate.Change, now time.Time) string {
+	if appr == nil {
+		return "pending"
+	}
+	switch {
+	case appr.Denied:
+		return "denied by " + appr.Approver.String()
+	case appr.UsedBy != "":
+		if c, ok := changes[appr.UsedBy]; ok {
+			return fmt.Sprintf("change %s: %s", c.ID, c.State)
+		}
+		return "used by change " + appr.UsedBy
+	case !now.Before(appr.Expires):
+		return "approval expired " + appr.Expires.Local().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("approved by %s until %s", appr.Approver, appr.Expires.Local().Format("15:04:05"))
+}
+
+func writePending(w io.Writer, p remediate.Pending, appr *remediate.Approval, now time.Time) {
+	pr := p.Proposal
+	fmt.Fprintf(w, "%s  %s on %s (%s-side)%s\n", pr.ID, pr.Finding, pr.Subject, p.Side, map[bool]string{true: "", false: "  [not ready: " + pr.NotReadyReason + "]"}[pr.Ready])
+	for _, c := range pr.Changes {
+		fmt.Fprintf(w, "    %s: %s -> %s\n", c.Key, remediate.Fold(c.Current), remediate.Fold(c.Proposed))
+	}
+	if pr.Netns != "" {
+		fmt.Fprintf(w, "    namespace: %s\n", pr.Netns)
+	}
+	if pr.Reason != "" {
+		fmt.Fprintf(w, "    why: %s\n", pr.Reason)
+	}
+	for _, n := range pr.Notes {
+		fmt.Fprintf(w, "    note: %s\n", n)
+	}
+}
+
+func newProposalsCmd(a *app) *cobra.Command {
+	var asJSON, all bool
+	cmd := &cobra.Command{
+		Use:   "proposals",
+		Short: "List recorded proposals with their age and state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			ps, err := e.Store().Proposals()
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			recs, _, err := e.Journal().Records()
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			changes := map[string]remediate.Change{}
+			for _, c := range remediate.Changes(recs) {
+				changes[c.ID] = c
+			}
+			now := time.Now()
+			type row struct {
+				remediate.Pending
+				Age      string              `json:"age"`
+				State    string              `json:"state"`
+				Approval *remediate.Approval `json:"approval,omitempty"`
+			}
+			var rows []row
+			for _, p := range ps {
+				var ap *remediate.Approval
+				if x, err := e.Store().Approval(p.Proposal.ID); err == nil {
+					ap = &x
+				}
+				st := proposalState(p, ap, changes, now)
+				if !all && ap != nil && (ap.UsedBy != "" || ap.Denied) {
+					continue
+				}
+				rows = append(rows, row{Pending: p, Age: now.Sub(p.Recorded).Truncate(time.Second).String(), State: st, Approval: ap})
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				if rows == nil {
+					rows = []row{}
+				}
+				return writeJSON(out, rows)
+			}
+			if len(rows) == 0 {
+				fmt.Fprintln(out, "No open proposal (sockwarden propose records them; --all shows closed ones).")
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tAGE\tFINDING\tSUBJECT\tCHANGE\tNETNS\tSTATE")
+			for _, r := range rows {
+				var ch []string
+				for _, c := range r.Proposal.Changes {
+					ch = append(ch, fmt.Sprintf("%s %s->%s", c.Key, remediate.Fold(c.Current), remediate.Fold(c.Proposed)))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Proposal.ID, r.Age, r.Proposal.Finding, r.Proposal.Subject,
+					strings.Join(ch, ", "), orDash(r.Proposal.Netns), r.State)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	cmd.Flags().BoolVar(&all, "all", false, "also list used and denied proposals")
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newApproveCmd(a *app) *cobra.Command {
+	var o remediate.ApproveOptions
+	cmd := &cobra.Command{
+		Use:   "approve PROPOSAL_ID",
+		Short: "Approve one recorded proposal (used once, expires after --ttl)",
+		Long: `approve records that you, the operator, approve this exact proposal: its id
+covers the host, the namespace, the key and both the current and the proposed
+value. The approval is used by one apply, expires after --ttl, and names you
+(uid, and the sudo user when run through sudo). It writes nothing to the
+kernel; sockwarden apply does, after checking every guard again.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			ap, err := e.Approve(args[0], o)
+			if errors.Is(err, remediate.ErrNotFound) || errors.Is(err, remediate.ErrBadID) {
+				return usageErr("%v (sockwarden proposals lists them)", err)
+			} else if err != nil {
+				return withCode(exitFailed, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "approved %s by %s until %s%s\n", ap.Proposal, ap.Approver, ap.Expires.Local().Format(time.RFC3339),
+				map[bool]string{true: " (unit restart allowed)", false: ""}[ap.AllowRestart])
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&o.TTL, "ttl", 0, "how long the approval stays valid (default remediate.approval_ttl, 1h)")
+	cmd.Flags().StringVar(&o.Comment, "comment", "", "why you approve (recorded in the journal)")
+	cmd.Flags().BoolVar(&o.AllowRestart, "allow-restart", false, "allow restarting the listener's systemd unit so it listens again (needs remediate.restart_unit too)")
+	return cmd
+}
+
+func newDenyCmd(a *app) *cobra.Command {
+	var comment string
+	cmd := &cobra.Command{
+		Use:   "deny PROPOSAL_ID",
+		Short: "Deny a recorded proposal (replaces any approval)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := e.Deny(args[0], comment); errors.Is(err, remediate.ErrNotFound) || errors.Is(err, remediate.ErrBadID) {
+				return usageErr("%v", err)
+			} else if err != nil {
+				return withCode(exitFailed, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "denied %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&comment, "comment", "", "why (recorded in the journal)")
+	return cmd
+}
+
+func newApplyCmd(a *app) *cobra.Command {
+	var o remediate.ApplyOptions
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "apply PROPOSAL_ID",
+		Short: "Apply an approved proposal under guard, verify it, keep or roll back",
+		Long: `apply runs the whole guarded path once, in the foreground: three fresh
+samples (--interval apart) re-diagnosed, the five guards in order (kernel
+side, allowlist and bounds, fresh samples agree, approval, live value), the
+journaled write and read-back, then verification for --verify-window, and
+keep or roll back. Progress goes to stderr, the outcome to stdout.
+--dry-run runs every guard and writes nothing.
+
+Exit status: 0 verified (or kept, or a clean dry run), 3 refused, rolled
+back, failed or drift, 2 usage.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := remediate.ValidID(args[0]); err != nil {
+				return usageErr("%v", err)
+			}
+			pp, err := e.Store().Proposal(args[0])
+			if errors.Is(err, remediate.ErrNotFound) {
+				return usageErr("%v (sockwarden propose records proposals; sockwarden proposals lists them)", err)
+			} else if err != nil {
+				return withCode(exitFailed, err)
+			}
+			if a.cfg.Netns != "" && a.cfg.Netns != pp.Proposal.Netns {
+				return usageErr("proposal %s is for namespace %q, not --netns %q", args[0], pp.Proposal.Netns, a.cfg.Netns)
+			}
+			if !o.DryRun {
+				if err := a.resolve(ctx, e, cmd.ErrOrStderr()); err != nil {
+					return withCode(exitFailed, err)
+				}
+			}
+			out, err := e.Apply(ctx, args[0], o)
+			if werr := writeOutcome(cmd.OutOrStdout(), out, asJSON); werr != nil {
+				return werr
+			}
+			if err != nil || !out.OK() {
+				return withCode(exitFailed, errors.New(""))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.DryRun, "dry-run", false, "run every guard, print what would be written, write nothing")
+	f.BoolVar(&asJSON, "json", false, "print the outcome as JSON")
+	f.DurationVar(&o.Window, "verify-window", 0, "verification window (default verify.window)")
+	f.DurationVar(&o.Interval, "interval", 0, "sample interval for the fresh samples and the verification (default verify.interval)")
+	return cmd
+}
+
+func writeOutcome(w io.Writer, o remediate.Outcome, asJSON bool) error {
+	if asJSON {
+		return writeJSON(w, o)
+	}
+	head := string(o.State)
+	if o.DryRun && o.Guard == "" {
+		head = "dry run: would apply"
+	}
+	if o.Change != "" {
+		fmt.Fprintf(w, "change %s: %s\n", o.Change, head)
+	} else {
+		fmt.Fprintf(w, "proposal %s: %s\n", o.Proposal, head)
+	}
+	if o.Guard != "" {
+		fmt.Fprintf(w, "  guard:    %s\n", o.Guard)
+	}
+	fmt.Fprintf(w, "  proposal: %s\n", o.Proposal)
+	if o.Netns != "" {
+		fmt.Fprintf(w, "  netns:    %s\n", o.Netns)
+	}
+	for _, v := range o.Values {
+		live := ""
+		if v.Live != "" {
+			live = fmt.Sprintf(" (live %s)", v.Live)
+		}
+		fmt.Fprintf(w, "  %s: %s -> %s%s\n", v.Key, v.Old, v.New, live)
+	}
+	if o.Approver != "" {
+		fmt.Fprintf(w, "  approver: %s\n", o.Approver)
+	}
+	if o.Errno != "" {
+		fmt.Fprintf(w, "  errno:    %s\n", o.Errno)
+	}
+	fmt.Fprintf(w, "  reason:   %s\n", o.Reason)
+	return nil
+}
+
+func newRollbackCmd(a *app) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "rollback CHANGE_ID",
+		Short: "Restore a change's old value, only if the live value is still ours",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := remediate.ValidID(args[0]); err != nil {
+				return usageErr("%v", err)
+			}
+			if err := a.resolve(ctx, e, cmd.ErrOrStderr()); err != nil {
+				return withCode(exitFailed, err)
+			}
+			out, err := e.Rollback(ctx, args[0])
+			if errors.Is(err, remediate.ErrNotFound) {
+				return usageErr("%v (sockwarden history lists changes)", err)
+			}
+			if werr := writeOutcome(cmd.OutOrStdout(), out, asJSON); werr != nil {
+				return werr
+			}
+			if err != nil || (out.State != remediate.StateRolledBack) {
+				return withCode(exitFailed, errors.Join(err, errors.New("")))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the outcome as JSON")
+	return cmd
+}
+
+func newResolveCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resolve",
+		Short: "Settle changes left applied or verifying by a process that died (remediate.on_restart)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			outs, err := e.Resolve(ctx)
+			for _, o := range outs {
+				writeOutcome(cmd.OutOrStdout(), o, false)
+			}
+			if len(outs) == 0 && err == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "Nothing to resolve.")
+			}
+			return withCode(exitFailed, err)
+		},
+	}
+}
+
+func newHistoryCmd(a *app) *cobra.Command {
+	var asJSON, records bool
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "Show every change in the journal with its state and values",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			recs, bad, err := e.Journal().Records()
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			if bad > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %d torn line(s) in %s skipped\n", bad, e.Journal().Path())
+			}
+			out := cmd.OutOrStdout()
+			if records {
+				if asJSON {
+					if recs == nil {
+						recs = []remediate.Record{}
+					}
+					return writeJSON(out, recs)
+				}
+				for _, r := range recs {
+					fmt.Fprintf(out, "%s  %-11s %s %s %s %s\n", r.Time.Local().Format(time.RFC3339), r.State, r.Proposal, r.Change, r.Guard, r.Reason)
+				}
+				return nil
+			}
+			changes := remediate.Changes(recs)
+			if asJSON {
+				if changes == nil {
+					changes = []remediate.Change{}
+				}
+				return writeJSON(out, changes)
+			}
+			if len(changes) == 0 {
+				fmt.Fprintln(out, "No change in the journal.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "CHANGE\tSTARTED\tSTATE\tKEY\tOLD\tNEW\tNETNS\tPROPOSAL\tAPPROVER\tREASON")
+			for _, c := range changes {
+				for i, v := range c.Values {
+					reason := ""
+					if i == 0 {
+						reason = c.Reason
+						if c.Errno != "" {
+							reason = c.Errno + ": " + reason
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Started.Local().Format("2006-01-02 15:04:05"), c.State,
+						v.Key, v.Old, v.New, orDash(c.Netns), c.Proposal, c.Approver, reason)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	cmd.Flags().BoolVar(&records, "records", false, "show every journal record, proposals and refusals included")
+	return cmd
+}
