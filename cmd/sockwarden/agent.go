@@ -52,8 +52,10 @@ Logs go to journald with every field as SOCKWARDEN_<FIELD>, e.g.
 			log := agentLogger(a.cfg, a.log)
 			defer log.Sync()
 			ag, err := agent.New(agent.Options{
-				Config:  a.cfg,
-				Load:    func() (config.Config, error) { return config.Load(config.Options{File: a.cfgFile, Flags: flagSet(cmd)}) },
+				Config: a.cfg,
+				Load: func() (config.Config, error) {
+					return config.Load(config.Options{File: a.cfgFile, Flags: flagSet(cmd)})
+				},
 				Version: version,
 				Log:     log,
 				// Test-only hook for the nspawn watchdog test; see
