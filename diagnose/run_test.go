@@ -116,6 +116,28 @@ func TestRules(t *testing.T) {
 			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideApp, true}},
 		},
 		{
+			name: "saturated acceptor whose watch began before the queue filled", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				s.Listeners[0].RecvQ = 129
+				if s.Watch != nil {
+					s.Watch.Peaks[0].AtLimit, s.Watch.Peaks[0].Drained, s.Watch.Peaks[0].Polls = 67, 0, 75
+				}
+			},
+			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideApp, true}},
+		},
+		{
+			name: "a burst that touched the limit once and never drained is not saturation", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				if s.Watch != nil {
+					s.Watch.Peaks[0].AtLimit, s.Watch.Peaks[0].Drained = 3, 0
+				}
+			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+		},
+		{
 			name: "saturated without a watch: full in every sample", n: 3,
 			mut: func(i int, s *sample.Sample) {
 				burstListener(128, "128")(i, s)
