@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sockwarden/sockwarden/agent"
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/lab"
+	"github.com/sockwarden/sockwarden/remediate"
+)
+
+// The issue's end-to-end bar: in a throwaway namespace with the lab's
+// somaxconn-capped scenario (whose application listens again when somaxconn
+// changes), the agent in propose mode raises a proposal; `sockwarden
+// approve` is given; the agent applies, verifies and reports `verified` in
+// its log, the change journal and the metrics, with no other input.
+func TestNetnsAgentProposeApproveVerify(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds a lab scenario in a throwaway network namespace")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	env, err := lab.Start(ctx, lab.SomaxconnCapped, lab.Options{Duration: 3 * time.Minute, Relisten: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Agent.Mode = "propose"
+	cfg.Agent.Netns = []string{env.Netns}
+	cfg.Agent.ControlSocket = filepath.Join(dir, "run", "control.sock")
+	cfg.Agent.Tick = time.Second
+	cfg.Diagnose.Interval = 2 * time.Second
+	cfg.Verify.Window = 12 * time.Second
+	cfg.Verify.Interval = 2 * time.Second
+
+	core, logs := observer.New(zapcore.InfoLevel)
+	ag, err := agent.New(agent.Options{Config: cfg, Version: "test", Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- ag.Run(actx, nil) }()
+	defer func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	}()
+
+	// Wait for the proposal, as `sockwarden status` shows it.
+	var id string
+	waitFor(t, ctx, 60*time.Second, "a pending proposal for the lab namespace", func() bool {
+		st, err := agent.QueryStatus(ctx, cfg.Agent.ControlSocket)
+		if err != nil {
+			return false
+		}
+		for _, p := range st.Pending {
+			if p.Netns == env.Netns && strings.HasPrefix(strings.Join(p.Changes, ","), "net.core.somaxconn ") {
+				id = p.ID
+				return true
+			}
+		}
+		return false
+	})
+	if n := logs.FilterMessageSnippet("proposal pending approval").FilterField(zap.String("proposal", id)).Len(); n != 1 {
+		t.Errorf("proposal announced %d times in the log, want once", n)
+	}
+
+	// The operator approves with the CLI, nothing else.
+	if code := run([]string{"approve", id, "--state-dir", cfg.StateDir, "--comment", "agent e2e test"}); code != exitOK {
+		t.Fatalf("sockwarden approve %s: exit %d", id, code)
+	}
+
+	waitFor(t, ctx, 90*time.Second, "the change verified", func() bool {
+		return logs.FilterMessage("kernel change verified").FilterField(zap.String("proposal", id)).Len() > 0
+	})
+
+	// The log entry carries key, old, new, proposal, approver and reason.
+	e := logs.FilterMessage("kernel change verified").FilterField(zap.String("proposal", id)).All()[0]
+	f := e.ContextMap()
+	if f["key"] != "net.core.somaxconn" || f["old"] != "64" || f["new"] == "" || f["approver"] == "" || f["reason"] == "" {
+		t.Errorf("verified entry fields = %v", f)
+	}
+	if logs.FilterMessage("kernel change applied").FilterField(zap.String("proposal", id)).Len() != 1 {
+		t.Errorf("want one 'kernel change applied' entry for %s", id)
+	}
+
+	// The change journal says verified.
+	j, err := remediate.OpenJournal(cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := j.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []remediate.State
+	for _, c := range remediate.Changes(recs) {
+		if c.Proposal == id {
+			states = c.History
+		}
+	}
+	if len(states) == 0 || states[len(states)-1] != remediate.StateVerified {
+		t.Errorf("journal history of %s = %v, want it to end verified", id, states)
+	}
+
+	// And the metrics.
+	want := `
+# HELP sockwarden_changes_total Kernel changes by outcome (applied, verified, rolled_back, failed) and sysctl key.
+# TYPE sockwarden_changes_total counter
+sockwarden_changes_total{key="net.core.somaxconn",netns="` + env.Netns + `",state="verified"} 1
+`
+	if err := testutil.GatherAndCompare(ag.Metrics().Registry(), strings.NewReader(want), "sockwarden_changes_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func waitFor(t *testing.T, ctx context.Context, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if ok() {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", d, what)
+}
