@@ -12,7 +12,7 @@ import (
 func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Diagnose) []string {
 	last := series[len(series)-1]
 	var out []string
-	out = append(out, fmt.Sprintf("%d TCP sockets: %s.", last.Total, statesLine(last.States)))
+	out = append(out, fmt.Sprintf("%s: %s.", plural(last.Total, "TCP socket"), statesLine(last.States)))
 
 	if n := len(last.Listeners); n == 0 {
 		out = append(out, "No listening sockets.")
@@ -32,7 +32,7 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 				full, fill = l, f
 			}
 		}
-		line := fmt.Sprintf("%d listeners; the fullest is %s (%s) with Recv-Q %d of Send-Q %d", n, full.Local, ownersLong(full.Owners), full.RecvQ, full.SendQ)
+		line := fmt.Sprintf("%s; the fullest is %s (%s) with Recv-Q %d of Send-Q %d", plural(n, "listener"), full.Local, ownersLong(full.Owners), full.RecvQ, full.SendQ)
 		if pk := peakOf(last, full.Local); pk != nil {
 			line += fmt.Sprintf(", peak %d in the last watch (%d polls)", pk.PeakRecvQ, pk.Polls)
 		}
@@ -53,7 +53,10 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 			}
 			hi = max(hi, a)
 		}
-		line := fmt.Sprintf("%d samples %.1fs apart; arrivals %.1f-%.1f/s per interval", len(series), r.IntervalSeconds, lo, hi)
+		line := fmt.Sprintf("%d samples %.1fs apart; arrivals %.1f/s", len(series), r.IntervalSeconds, lo)
+		if hi != lo {
+			line = fmt.Sprintf("%d samples %.1fs apart; arrivals %.1f-%.1f/s per interval", len(series), r.IntervalSeconds, lo, hi)
+		}
 		if lo < cfg.MinArrivalsPerSec {
 			line += fmt.Sprintf(" (below the load floor of %g/s in some interval)", cfg.MinArrivalsPerSec)
 		}
@@ -112,6 +115,13 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 		out = append(out, "Not read: "+strings.Join(parts, "; ")+".")
 	}
 	return out
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func anyAbove(vals []float64, x float64) bool {

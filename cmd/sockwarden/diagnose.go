@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+func init() { subcommands = append(subcommands, newDiagnoseCmd) }
+
+func newDiagnoseCmd(a *app) *cobra.Command {
+	var (
+		format string
+		from   string
+		quiet  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "diagnose",
+		Short: "Read this host (or a bundle) and say whether the app or the kernel is at fault",
+		Long: `diagnose takes --samples full samples --interval apart (default 2, 5s), with
+a listener watch between them that catches accept-queue bursts, or reads a
+bundle (--from), and answers in four sections: (a) a plain-English read of
+the sockets, (b) the verdict, app, kernel, peer or none, with the evidence,
+(c) the kernel change current -> proposed, only for kernel-side findings,
+(d) the command that verifies it and what "fixed" looks like.
+
+A finding is confirmed only when every interval shows it under load; a
+single sample (a one-snapshot bundle) gives unconfirmed findings only.
+Rules and thresholds: docs/rules.md; JSON fields: docs/report-schema.md.
+
+Progress goes to stderr, the report to stdout.
+
+Exit status: 0 healthy (nothing above info), 1 findings, 2 usage or input
+error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
+		Example: `  sudo sockwarden diagnose
+  sudo sockwarden diagnose --netns /run/netns/web --samples 3 --interval 2s
+  sockwarden diagnose --from bundle.tar.gz --format markdown > ticket.md
+  sockwarden diagnose --from bundle.tar.gz --format json | jq '.findings[] | {kind, side, confirmed}'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			write, err := reportWriter(format)
+			if err != nil {
+				return err
+			}
+			progress := cmd.ErrOrStderr()
+			if quiet {
+				progress = io.Discard
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			series, err := diagnoseInput(ctx, a, cmd, from, progress)
+			if err != nil {
+				return err
+			}
+			r := diagnose.Run(series, a.cfg.Diagnose)
+			a.log.Named("diagnose").Debug("diagnosed",
+				zap.String("host", r.Host), zap.String("netns", r.Netns), zap.Int("samples", r.Samples),
+				zap.Int("findings", len(r.Findings)), zap.Int("proposals", len(r.Proposals)), zap.Bool("healthy", r.Healthy))
+			if err := write(cmd.OutOrStdout(), r); err != nil {
+				return withCode(exitFailed, fmt.Errorf("writing the report: %w", err))
+			}
+			if !r.Healthy {
+				return withCode(exitFindings, errors.New(""))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.Int("samples", config.Defaults().Diagnose.Samples, "number of live samples (config diagnose.samples)")
+	f.Duration("interval", config.Defaults().Diagnose.Interval, "time between live samples (config diagnose.interval)")
+	config.BindFlag(f, "samples", "diagnose.samples")
+	config.BindFlag(f, "interval", "diagnose.interval")
+	f.StringVar(&format, "format", "text", "report format: text, markdown or json")
+	f.StringVar(&from, "from", "", "diagnose a bundle (directory or .tar.gz from `sockwarden collect` or made by hand) instead of this host")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	return cmd
+}
+
+func reportWriter(format string) (func(io.Writer, diagnose.Report) error, error) {
+	switch format {
+	case "text", "":
+		return diagnose.WriteText, nil
+	case "markdown", "md":
+		return diagnose.WriteMarkdown, nil
+	case "json":
+		return diagnose.WriteJSON, nil
+	}
+	return nil, usageErr("--format: %q is not one of text, markdown, json", format)
+}
+
+// diagnoseInput returns the series to judge: a bundle's snapshots, or live
+// samples of the configured namespace.
+func diagnoseInput(ctx context.Context, a *app, cmd *cobra.Command, from string, progress io.Writer) ([]*sample.Sample, error) {
+	if from != "" {
+		if a.cfg.Netns != "" {
+			return nil, usageErr("--from reads a bundle; --netns applies to live sampling only")
+		}
+		if cmd.Flags().Changed("samples") || cmd.Flags().Changed("interval") {
+			return nil, usageErr("--samples and --interval apply to live sampling; a bundle has the snapshots it was captured with")
+		}
+		fmt.Fprintf(progress, "reading bundle %s\n", from)
+		series, err := sample.FromBundleOptions(from, sample.OptionsFrom(a.cfg.Sample, "", a.log.Named("sample")))
+		if err != nil {
+			return nil, withCode(exitUsage, err)
+		}
+		if len(series) == 0 {
+			return nil, usageErr("bundle %s: no snapshot in it", from)
+		}
+		if len(series) == 1 {
+			fmt.Fprintln(progress, "the bundle holds one snapshot: findings cannot be confirmed (capture two with `sockwarden collect`)")
+		}
+		return series, nil
+	}
+	d := a.cfg.Diagnose
+	where := "this host's namespace"
+	if a.cfg.Netns != "" {
+		where = a.cfg.Netns
+	}
+	watch := "no listener watch"
+	if a.cfg.Sample.WatchInterval > 0 {
+		watch = fmt.Sprintf("listener watch every %s", a.cfg.Sample.WatchInterval)
+	}
+	fmt.Fprintf(progress, "sampling %s: %d samples %s apart, %s ...\n", where, d.Samples, d.Interval, watch)
+	opts := sample.OptionsFrom(a.cfg.Sample, a.cfg.Netns, a.log.Named("sample"))
+	series, err := sample.Series(ctx, opts, d.Samples, d.Interval, a.cfg.Sample.WatchInterval)
+	if err != nil {
+		return nil, withCode(exitFailed, fmt.Errorf("sampling %s: %w", where, err))
+	}
+	return series, nil
+}
