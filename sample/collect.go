@@ -1,0 +1,466 @@
+package sample
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/sockwarden/sockwarden/internal/netns"
+)
+
+// ErrCollect wraps failures to write a bundle.
+var ErrCollect = errors.New("collect")
+
+// Collect writes a bundle of snapshots of the live namespace opts.Netns to
+// out (a .tar.gz), gap apart (counted from the start of each snapshot), in
+// the layout FromBundle reads: directories "1", "2", ... holding the files
+// README.md lists under "Captured bundles". The archive is written to a
+// temporary file next to out and renamed into place, so out is either the
+// whole bundle or untouched.
+//
+// Why run the real tools: a bundle exists to be read by people as much as
+// by FromBundle, and the one thing both trust is what `ss`, `sysctl` and
+// `dmesg` print. Running them (inside the namespace: the child processes
+// are started from a thread that joined it, so /proc/net, /proc/sys/net and
+// sock_diag are the namespace's) makes a collected bundle byte-for-byte the
+// bundle a person makes by hand, exercises the text parsers on every
+// collect, and leaves owner mapping (-p) to the reference implementation.
+// The /proc counter files are copied, not formatted, for the same reason.
+// Where a tool is absent (a minimal container image) or refused (dmesg
+// under kernel.dmesg_restrict), the same format is written from the live
+// sources instead: the socket table from Dump in `ss -tane` layout (plus
+// owners), the sysctls from /proc/sys, the kernel log from /dev/kmsg read
+// without blocking. collect.txt in each snapshot says which way every file
+// was made. Each tool runs under a timeout, so a wedged tool cannot hang
+// the agent.
+func Collect(ctx context.Context, opts Options, out string, snapshots int, gap time.Duration) error {
+	log := opts.logger().Named("collect")
+	if snapshots < 1 || snapshots > 100 {
+		return fmt.Errorf("%w: snapshots must be between 1 and 100, got %d", ErrCollect, snapshots)
+	}
+	if gap < 0 {
+		return fmt.Errorf("%w: gap must not be negative, got %s", ErrCollect, gap)
+	}
+	if out == "" {
+		return fmt.Errorf("%w: no output file", ErrCollect)
+	}
+	work, err := os.MkdirTemp("", "sockwarden-collect-")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCollect, err)
+	}
+	defer os.RemoveAll(work)
+
+	for i := 1; i <= snapshots; i++ {
+		start := time.Now()
+		dir := filepath.Join(work, strconv.Itoa(i))
+		if err := collectSnapshot(ctx, opts, dir, log); err != nil {
+			return fmt.Errorf("%w: snapshot %d: %w", ErrCollect, i, err)
+		}
+		log.Debug("snapshot written", zap.Int("snapshot", i), zap.Duration("took", time.Since(start)))
+		if i < snapshots {
+			t := time.NewTimer(time.Until(start.Add(gap)))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("%w: %w", ErrCollect, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+	if err := writeTarGz(work, out); err != nil {
+		return fmt.Errorf("%w: %w", ErrCollect, err)
+	}
+	log.Info("bundle written", zap.String("path", out), zap.Int("snapshots", snapshots), zap.String("netns", opts.Netns))
+	return nil
+}
+
+// toolTimeout bounds one tool run.
+const toolTimeout = 2 * time.Minute
+
+// collectLog records how each file of a snapshot was made (collect.txt).
+type collectLog struct {
+	b bytes.Buffer
+}
+
+func (c *collectLog) add(file, how string) { fmt.Fprintf(&c.b, "%-14s %s\n", file, how) }
+
+func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var cl collectLog
+	cl.add("#", "written by sockwarden collect; see README.md, Captured bundles")
+	write := func(name, content string) error {
+		return os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600)
+	}
+	ssTanArgs := []string{"-tanpe"}
+	if !opts.Owners {
+		ssTanArgs = []string{"-tane"}
+	}
+	ssOK := false
+	err := netns.Do(opts.Netns, func() error {
+		// The date first: it is the time of the socket table that
+		// follows. Same format as `date +%s.%N`.
+		now := time.Now()
+		if err := write("date.txt", fmt.Sprintf("%d.%09d\n", now.Unix(), now.Nanosecond())); err != nil {
+			return err
+		}
+		cl.add("date.txt", "date +%s.%N (written by sockwarden)")
+		if err := copyFile("/proc/uptime", filepath.Join(dir, "uptime.txt")); err != nil {
+			cl.add("uptime.txt", "not written: "+err.Error())
+		} else {
+			cl.add("uptime.txt", "cat /proc/uptime")
+		}
+		if h, err := os.Hostname(); err == nil {
+			if err := write("hostname.txt", h+"\n"); err != nil {
+				return err
+			}
+			cl.add("hostname.txt", "hostname")
+		}
+		if opts.Netns != "" {
+			if err := write("netns.txt", opts.Netns+"\n"); err != nil {
+				return err
+			}
+			cl.add("netns.txt", "the --netns path")
+		}
+		ssOK = runTool(ctx, &cl, dir, "ss-tan.txt", "ss", ssTanArgs...)
+		runTool(ctx, &cl, dir, "ss-tlnp.txt", "ss", "-tlnp")
+		runTool(ctx, &cl, dir, "ss-s.txt", "ss", "-s")
+		for _, f := range []string{"netstat", "snmp", "sockstat", "sockstat6"} {
+			src := filepath.Join(netns.ProcNet, f)
+			if err := copyFile(src, filepath.Join(dir, f+".txt")); err != nil {
+				cl.add(f+".txt", "not written: "+err.Error())
+				continue
+			}
+			cl.add(f+".txt", "cat /proc/net/"+f)
+		}
+		if !runTool(ctx, &cl, dir, "sysctl.txt", "sysctl", "-a") {
+			var b strings.Builder
+			for _, k := range SysctlKeys {
+				if v, err := readSysctl("/proc", k); err == nil {
+					fmt.Fprintf(&b, "%s = %s\n", k, v)
+				}
+			}
+			if err := write("sysctl.txt", b.String()); err != nil {
+				return err
+			}
+			cl.add("sysctl.txt", "sysctl KEY... equivalent, read from /proc/sys by sockwarden")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !ssOK {
+		if err := ssFromDump(ctx, opts, filepath.Join(dir, "ss-tan.txt")); err != nil {
+			return fmt.Errorf("socket table: %w", err)
+		}
+		cl.add("ss-tan.txt", "ss -tane(p) layout written by sockwarden from sock_diag (ss unavailable)")
+	}
+	// The kernel log is host-wide: no namespace needed.
+	if !runTool(ctx, &cl, dir, "dmesg.txt", "dmesg") {
+		n, err := dmesgFromKmsg(filepath.Join(dir, "dmesg.txt"))
+		if err != nil {
+			os.Remove(filepath.Join(dir, "dmesg.txt"))
+			cl.add("dmesg.txt", "not written: /dev/kmsg: "+err.Error())
+			log.Warn("kernel log not collected", zap.Error(err))
+		} else {
+			cl.add("dmesg.txt", fmt.Sprintf("dmesg layout written by sockwarden from /dev/kmsg (%d records)", n))
+		}
+	}
+	return write("collect.txt", cl.b.String())
+}
+
+// runTool runs name args... with its stdout going to dir/file, and says
+// whether it succeeded. On failure the file is removed (FromBundle then
+// reports it absent) and collect.txt says why.
+func runTool(ctx context.Context, cl *collectLog, dir, file, name string, args ...string) bool {
+	how := strings.Join(append([]string{name}, args...), " ")
+	path, err := lookTool(name)
+	if err != nil {
+		cl.add(file, how+": not run: "+err.Error())
+		return false
+	}
+	f, err := os.OpenFile(filepath.Join(dir, file), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		cl.add(file, how+": "+err.Error())
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Stdout = f
+	cmd.Stderr = &limitedBuffer{b: &stderr, max: 4096}
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	start := time.Now()
+	err = cmd.Run()
+	cerr := f.Close()
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		cl.add(file, fmt.Sprintf("%s: failed: %v %s", how, err, msg))
+		return false
+	}
+	cl.add(file, fmt.Sprintf("%s (%.2fs)", how, time.Since(start).Seconds()))
+	return true
+}
+
+// lookTool finds a tool on PATH or in the sbin directories a service's
+// PATH may lack.
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	b   *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// ssFromDump writes the socket table in `ss -tane` layout (with owners in
+// ss -p's users:((...)) form when opts.Owners) from a sock_diag dump of
+// the namespace. ss prints fd=N in users:((...)); the dump does not know
+// which descriptor, so it is left out, which also marks the file as made
+// by sockwarden.
+func ssFromDump(ctx context.Context, opts Options, path string) error {
+	var owners *ownerIndex
+	if opts.Owners {
+		owners, _, _ = scanOwners(opts.proc())
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	w := &errWriter{w: bufioWriter(f)}
+	fmt.Fprintf(w, "%-10s %-6s %-6s %25s %25s Process\n", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port")
+	err = Dump(ctx, opts.Netns, nil, func(sk Socket) error {
+		fmt.Fprintf(w, "%-10s %-6d %-6d %25s %25s", sk.State, sk.RecvQ, sk.SendQ, FormatLocal(sk.Local, sk.V6Only), formatPeer(sk))
+		if ows := owners.lookup(sk.Inode); len(ows) > 0 {
+			fmt.Fprint(w, " users:(")
+			for i, o := range ows {
+				if i > 0 {
+					fmt.Fprint(w, ",")
+				}
+				fmt.Fprintf(w, "(%q,pid=%d)", o.Comm, o.PID)
+			}
+			fmt.Fprint(w, ")")
+		}
+		fmt.Fprintf(w, " uid:%d ino:%d\n", sk.UID, sk.Inode)
+		return w.err
+	})
+	if ferr := w.flush(); err == nil {
+		err = ferr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// formatPeer prints the peer column as ss does: "*:*" style for an
+// unconnected socket of the family.
+func formatPeer(sk Socket) string {
+	a := sk.Remote.Addr()
+	if sk.Remote.Port() == 0 && (!a.IsValid() || a.IsUnspecified()) {
+		switch {
+		case sk.Family == "ipv4":
+			return "0.0.0.0:*"
+		case sk.V6Only:
+			return "[::]:*"
+		default:
+			return "*:*"
+		}
+	}
+	return FormatLocal(sk.Remote, true)
+}
+
+// dmesgFromKmsg writes every record of the kernel ring buffer in dmesg's
+// "[seconds.micros] message" layout, reading /dev/kmsg without blocking.
+func dmesgFromKmsg(path string) (int, error) {
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	w := &errWriter{w: bufioWriter(f)}
+	buf := make([]byte, 8192)
+	n := 0
+	// A bound on records, so that a kernel logging faster than we read
+	// cannot keep us here.
+	for n < 1<<20 {
+		m, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EAGAIN) || (err == nil && m == 0) {
+			break
+		}
+		if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			f.Close()
+			return n, err
+		}
+		rec, err := parseKmsgRecord(buf[:m])
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(w, "[%5d.%06d] %s\n", rec.usec/1e6, rec.usec%1e6, rec.msg)
+		n++
+	}
+	err = w.flush()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// writeTarGz archives the snapshot directories under work into out,
+// atomically: a temporary file in out's directory, synced, then renamed.
+func writeTarGz(work, out string) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	zw := gzip.NewWriter(tmp)
+	tw := tar.NewWriter(zw)
+	err = filepath.WalkDir(work, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == work {
+			return err
+		}
+		rel, err := filepath.Rel(work, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name = filepath.ToSlash(rel)
+		if d.IsDir() {
+			h.Name += "/"
+		}
+		h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), out)
+}
+
+// errWriter remembers the first write error so that a formatting loop can
+// check once.
+type errWriter struct {
+	w   *bufio.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) flush() error {
+	if e.err != nil {
+		return e.err
+	}
+	return e.w.Flush()
+}
+
+func bufioWriter(f *os.File) *bufio.Writer { return bufio.NewWriterSize(f, 64<<10) }
