@@ -139,6 +139,7 @@ func portsObservation(s *sample.Sample, cfg config.Diagnose, d sample.Destinatio
 			"If the client bind()s before connect(), set IP_BIND_ADDRESS_NO_PORT so the port is chosen per destination; spread load over more destination addresses or ports.",
 		},
 	}
+	o.Title = fmt.Sprintf("ephemeral ports for %s nearly exhausted: %d of %d usable in use", destSubject(d), d.Total, usable)
 	if share >= 0.98 {
 		o.Severity = SevCritical
 	}

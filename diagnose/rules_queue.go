@@ -175,7 +175,11 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 	default:
 		o.Side = SideKernel
 		o.Title = fmt.Sprintf("%s overflow on %s: net.core.somaxconn (%d) is the cap", queue, l.Local, somax)
-		o.Explanation = fmt.Sprintf("Connections to %s are dropped because its %s is full, and its limit (Send-Q %d) equals net.core.somaxconn: the kernel caps the backlog the application asked for. The queue drains between bursts, so the application keeps up on average; a larger somaxconn absorbs the bursts. It takes effect only when the application calls listen() again, with a backlog at least the new value.", l.Local, queue, l.SendQ)
+		o.Explanation = fmt.Sprintf("Connections to %s are dropped because its %s is full, and its limit (Send-Q %d) equals net.core.somaxconn: the kernel caps the backlog the application asked for.", l.Local, queue, l.SendQ)
+		if pk != nil && pk.Drained > 0 {
+			o.Explanation += fmt.Sprintf(" The queue drained between bursts (%d times in the watch), so the application keeps up on average; a larger somaxconn absorbs the bursts.", pk.Drained)
+		}
+		o.Explanation += " A new somaxconn takes effect only when the application calls listen() again, with a backlog at least the new value."
 		o.Evidence = append(o.Evidence, fmt.Sprintf("Send-Q %d == somaxconn %d: the kernel's cap, not the application's backlog", l.SendQ, somax))
 		target := somaxconnTarget(somax, peakDemand(w.Series, l.Local), cfg)
 		if target <= somax {
