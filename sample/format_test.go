@@ -1,0 +1,112 @@
+package sample
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of the text output")
+
+// The text summary of the captured bundle, as `sockwarden sample --from`
+// prints it, against a golden file (go test ./sample -run TestWriteTextGolden -update).
+func TestWriteTextGolden(t *testing.T) {
+	ss, err := FromBundle("testdata/bundle/ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	for i, s := range ss {
+		if err := WriteText(&b, s); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			if err := WriteRates(&b, ss[i-1], s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.WriteString("\n")
+	}
+	golden := filepath.Join("testdata", "text", "bundle-ns.golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), b.String()); diff != "" {
+		t.Errorf("(-golden +got):\n%s", diff)
+	}
+	for _, must := range []string{"0.0.0.0:8080    7       128     5%", "127.0.0.1:9000  3       2       150% FULL", "usable ephemeral ports 28232", "Missing (3)"} {
+		if !strings.Contains(b.String(), must) {
+			t.Errorf("output lacks %q", must)
+		}
+	}
+}
+
+func TestUsablePorts(t *testing.T) {
+	tests := []struct {
+		rng, reserved string
+		want          PortRange
+		ok            bool
+	}{
+		{"32768 60999", "", PortRange{32768, 60999, 0, 28232}, true},
+		{"32768 60999", "8080,32768-32777, 61000-62000,40000", PortRange{32768, 60999, 11, 28221}, true},
+		{"1024 1024", "1024", PortRange{1024, 1024, 1, 0}, true},
+		{"40000 30000", "", PortRange{}, false},
+		{"", "", PortRange{}, false},
+		{"32768 60999", "x,5-", PortRange{32768, 60999, 0, 28232}, true},
+	}
+	for _, tt := range tests {
+		s := &Sample{Sysctls: map[string]string{"net.ipv4.ip_local_port_range": tt.rng, "net.ipv4.ip_local_reserved_ports": tt.reserved}}
+		got, ok := s.UsablePorts()
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("UsablePorts(%q, %q) = %+v, %v; want %+v, %v", tt.rng, tt.reserved, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// The JSON of a bundle sample has the fields issue 2 names, under those
+// names: schema, states keyed by ss names, listeners with local/recv_q/
+// send_q, sysctls as folded strings.
+func TestSampleJSONShape(t *testing.T) {
+	ss, err := FromBundle("testdata/bundle/ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(ss[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Schema    string            `json:"schema"`
+		States    map[string]int    `json:"states"`
+		Listeners []map[string]any  `json:"listeners"`
+		Sysctls   map[string]string `json:"sysctls"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Schema != "sockwarden.sample/v1" || m.States["TIME-WAIT"] != 8 || m.States["SYN-RECV"] != 3 || len(m.States) != 11 {
+		t.Errorf("schema %q states %v", m.Schema, m.States)
+	}
+	l := m.Listeners[3]
+	if l["local"] != "0.0.0.0:8080" || l["recv_q"] != float64(7) || l["send_q"] != float64(128) {
+		t.Errorf("listener %v", l)
+	}
+	if m.Sysctls["net.ipv4.ip_local_port_range"] != "32768 60999" {
+		t.Errorf("sysctls %v", m.Sysctls)
+	}
+}
