@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build the deb and rpm into dist/:
+#
+#   packaging/build.sh [VERSION]      (default: the latest tag, else 0.0.0~git<commit>)
+#
+# nfpm (github.com/goreleaser/nfpm/v2) runs with `go run ...@v2.45.2`, so it
+# never enters the main module's dependencies. Set GOARCH to cross-build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+NFPM=github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+# The version: the argument, else the latest tag (v1.2.3 -> 1.2.3), else
+# 0.0.0~git<commit>. Debian and RPM versions must start with a digit.
+version=${1:-$(git describe --tags --dirty 2>/dev/null | sed 's/^v//' || true)}
+version=${version:-0.0.0~git$(git rev-parse --short HEAD 2>/dev/null || echo dev)}
+case "$version" in [0-9]*) ;; *) echo "version $version must start with a digit" >&2; exit 2 ;; esac
+arch=${GOARCH:-$(go env GOARCH)}
+dist=$PWD/dist
+rm -rf "$dist" && mkdir -p "$dist/completions"
+
+CGO_ENABLED=0 GOARCH=$arch go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$dist/sockwarden" ./cmd/sockwarden
+# Completions come from the binary itself (cobra), built for this host.
+go build -o "$dist/sockwarden-host" ./cmd/sockwarden
+"$dist/sockwarden-host" completion bash > "$dist/completions/sockwarden.bash"
+"$dist/sockwarden-host" completion zsh > "$dist/completions/_sockwarden"
+"$dist/sockwarden-host" completion fish > "$dist/completions/sockwarden.fish"
+rm "$dist/sockwarden-host"
+gzip -9n < packaging/sockwarden.8 > "$dist/sockwarden.8.gz"
+
+export SOCKWARDEN_VERSION=$version SOCKWARDEN_ARCH=$arch
+for p in deb rpm; do
+  go run "$NFPM" package --config packaging/nfpm.yaml --packager "$p" --target "$dist/"
+done
+ls -l "$dist"/*.deb "$dist"/*.rpm
