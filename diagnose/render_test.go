@@ -1,0 +1,209 @@
+package diagnose
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+func TestProposalID(t *testing.T) {
+	ch := []Change{{Key: kPortRange, Current: "40000  40999", Proposed: "40000 41999"}}
+	id := ProposalID("vm", "/run/netns/a", KindEphemeralPorts, "127.0.0.1:8086 from 127.0.0.1", ch)
+	cases := []struct {
+		name string
+		id   string
+		same bool
+	}{
+		{"same facts", ProposalID("vm", "/run/netns/a", KindEphemeralPorts, "127.0.0.1:8086 from 127.0.0.1", []Change{{kPortRange, "40000 40999", "40000 41999"}}), true},
+		{"other host", ProposalID("vm2", "/run/netns/a", KindEphemeralPorts, "127.0.0.1:8086 from 127.0.0.1", ch), false},
+		{"other netns", ProposalID("vm", "/run/netns/b", KindEphemeralPorts, "127.0.0.1:8086 from 127.0.0.1", ch), false},
+		{"other subject", ProposalID("vm", "/run/netns/a", KindEphemeralPorts, "127.0.0.1:8087 from 127.0.0.1", ch), false},
+		{"other current", ProposalID("vm", "/run/netns/a", KindEphemeralPorts, "127.0.0.1:8086 from 127.0.0.1", []Change{{kPortRange, "40000 40998", "40000 41999"}}), false},
+		{"other proposed", ProposalID("vm", "/run/netns/a", KindEphemeralPorts, "127.0.0.1:8086 from 127.0.0.1", []Change{{kPortRange, "40000 40999", "40000 42001"}}), false},
+		{"fields do not run together", ProposalID("vm", "/run/netns/a", KindEphemeralPorts+"1", "27.0.0.1:8086 from 127.0.0.1", ch), false},
+	}
+	for _, tc := range cases {
+		if (tc.id == id) != tc.same {
+			t.Errorf("%s: id %s vs %s, same = %v", tc.name, tc.id, id, tc.same)
+		}
+	}
+	if len(id) != 12 || strings.Trim(id, "0123456789abcdef") != "" {
+		t.Errorf("id %q is not 12 hex digits", id)
+	}
+}
+
+func TestSparkline(t *testing.T) {
+	cases := []struct {
+		in   []float64
+		want string
+	}{
+		{[]float64{0, 0}, "▁▁"},
+		{[]float64{0, 10}, "▁█"},
+		{[]float64{1, 5, 10}, "▃▅█"},
+		{[]float64{172.6, 195.3}, "▇█"},
+	}
+	for _, tc := range cases {
+		if got := Sparkline(tc.in); got != tc.want {
+			t.Errorf("Sparkline(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestPortSet(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"", ""},
+		{"8080", "8080"},
+		{"8080,9000-9003, 9004,22", "22,8080,9000-9004"},
+		{"bogus,7", "7"},
+	}
+	for _, tc := range cases {
+		if got := parsePortSet(tc.in).String(); got != tc.want {
+			t.Errorf("parsePortSet(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestMarkdownChangeTicket: the markdown has the four sections, the table,
+// the sysctl -w lines in order and the rollback lines in reverse.
+func TestMarkdownChangeTicket(t *testing.T) {
+	r := Run(series(2, func(i int, s *sample.Sample) {
+		s.Sysctls[kPortRange] = "40000 40199"
+		s.Sysctls[kTwReuse] = "0"
+		s.Listeners = []sample.Listener{listener("0.0.0.0:40300", 40300, 0, 128, nil)}
+		s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 5432, Total: 190, States: map[string]int{sample.StateTimeWait: 190}}}
+	}), cfg())
+	var b bytes.Buffer
+	if err := WriteMarkdown(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	var got []string
+	for _, l := range strings.Split(md, "\n") {
+		if strings.HasPrefix(l, "## ") || strings.Contains(l, "sysctl -w") || strings.HasPrefix(l, "| `") {
+			got = append(got, l)
+		}
+	}
+	want := []string{
+		"## (a) Read",
+		"## (b) Verdict and evidence",
+		"## (c) Change: current -> proposed",
+		"| `net.ipv4.ip_local_reserved_ports` | `` | `40300` |",
+		"| `net.ipv4.ip_local_port_range` | `40000 40199` | `40000 40399` |",
+		"| `net.ipv4.tcp_tw_reuse` | `0` | `1` |",
+		`ip netns exec sw-test sysctl -w net.ipv4.ip_local_reserved_ports=40300`,
+		`ip netns exec sw-test sysctl -w net.ipv4.ip_local_port_range="40000 40399"`,
+		`ip netns exec sw-test sysctl -w net.ipv4.tcp_tw_reuse=1`,
+		`ip netns exec sw-test sysctl -w net.ipv4.tcp_tw_reuse=0`,
+		`ip netns exec sw-test sysctl -w net.ipv4.ip_local_port_range="40000 40199"`,
+		`ip netns exec sw-test sysctl -w net.ipv4.ip_local_reserved_ports=""`,
+		"## (d) Verification",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("markdown (-want +got):\n%s\n%s", diff, md)
+	}
+}
+
+// TestTextSections: text output has the four sections in order and a
+// healthy host says so explicitly.
+func TestTextSections(t *testing.T) {
+	r := Run(series(2, nil), cfg())
+	var b bytes.Buffer
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	last := -1
+	for _, h := range []string{"Healthy: nothing wrong.", "(a) Read", "Nothing wrong:", "(b) Verdict and evidence", "(c) Change: current -> proposed", "(d) Verification"} {
+		i := strings.Index(out, h)
+		if i < 0 || i < last {
+			t.Fatalf("%q missing or out of order in:\n%s", h, out)
+		}
+		last = i
+	}
+}
+
+// TestRandomSeries runs Run over random series: it never panics and every
+// report keeps the invariants (no sysctl for app, peer, none or unknown
+// findings; never tcp_tw_recycle; never tcp_max_syn_backlog with cookies
+// on; proposals of unconfirmed findings not ready).
+func TestRandomSeries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	for n := 0; n < 400; n++ {
+		ns := 1 + rng.IntN(3)
+		ser := series(ns, func(i int, s *sample.Sample) {
+			load(s, i, uint64(rng.IntN(50)), uint64(rng.IntN(50)))
+			for _, c := range []string{cOverflows, cDrops, cReqQDrop, cReqQCook, cCookSent, cCookRecv, cCookFail} {
+				if rng.IntN(2) == 0 {
+					rise(s, i, c, uint64(rng.IntN(100)), uint64(rng.IntN(40)))
+				}
+			}
+			s.Sysctls[kSomaxconn] = pick("64", "128", "4096", "65535")
+			s.Sysctls[kSyncookies] = pick("0", "1", "2")
+			s.Sysctls[kTwReuse] = pick("0", "1", "2")
+			s.Sysctls[kPortRange] = pick("32768 60999", "40000 40199", "1024 65535", "61000 61000")
+			s.Sysctls[kReserved] = pick("", "40100", "8080,40000-40050")
+			s.States[sample.StateSynRecv] = rng.IntN(300)
+			s.States[sample.StateCloseWait] = rng.IntN(300)
+			s.States[sample.StateFinWait2] = rng.IntN(1000)
+			s.States[sample.StateTimeWait] = rng.IntN(10000)
+			s.Orphans[sample.StateFinWait2] = rng.IntN(1000)
+			s.Sockstat.TCPMemPages = rng.IntN(200000)
+			s.Sockstat.TCPOrphan = rng.IntN(70000)
+			for j := rng.IntN(3); j > 0; j-- {
+				sq := uint32(pick2(rng, 64, 128, 4096))
+				port := uint16(pick2(rng, 8000, 40150, 40390, 60500, 65000) + j)
+				s.Listeners = append(s.Listeners, listener("127.0.0.1:"+itoa(int(port)), port, uint32(rng.IntN(int(sq)+2)), sq, nginx))
+			}
+			if rng.IntN(2) == 0 && len(s.Listeners) > 0 {
+				l := s.Listeners[0]
+				polls := 1 + rng.IntN(100)
+				s.Watch = watch(sample.ListenerPeak{Local: l.Local, Port: l.Port, SendQ: l.SendQ, PeakRecvQ: l.SendQ + 1, AtLimit: rng.IntN(polls + 1), Drained: rng.IntN(5), Polls: polls})
+			}
+			s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: pick("10.0.0.5", "127.0.0.1"), DstPort: 443, Total: rng.IntN(30000), States: map[string]int{sample.StateTimeWait: rng.IntN(30000)}}}
+			s.Processes = []sample.Process{{Owner: sample.Owner{PID: 7, Comm: "x", FDs: rng.IntN(1100), FDLimit: 1024}, Total: 10, States: map[string]int{sample.StateCloseWait: rng.IntN(300), sample.StateFinWait2: rng.IntN(800)}}}
+		})
+		r := Run(ser, cfg())
+		checkInvariants(t, r)
+		last := ser[len(ser)-1]
+		for _, p := range r.Proposals {
+			reserved := parsePortSet(last.Sysctls[kReserved])
+			for _, c := range p.Changes {
+				if c.Key == kReserved {
+					reserved = parsePortSet(c.Proposed)
+				}
+				if c.Key != kPortRange {
+					continue
+				}
+				f := strings.Fields(c.Proposed)
+				lo, hi := atoi(f[0]), atoi(f[1])
+				if len(f) != 2 || lo < 1024 || lo > hi || hi > 65535 {
+					t.Fatalf("bad range proposal %q", c.Proposed)
+				}
+				for _, l := range last.Listeners {
+					if int(l.Port) >= lo && int(l.Port) <= hi && !reserved[int(l.Port)] {
+						t.Errorf("range %q covers listening port %d, not reserved", c.Proposed, l.Port)
+					}
+				}
+			}
+		}
+		if t.Failed() {
+			t.Fatalf("series %d:\n%s", n, dump(r))
+		}
+	}
+}
+
+func pick2(r *rand.Rand, xs ...int) int { return xs[r.IntN(len(xs))] }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
