@@ -483,9 +483,9 @@ func (s *bundleSnap) finish(source string) *Sample {
 	if s.tan != nil {
 		switch {
 		case !s.tan.HasOwners && s.tlnp == nil:
-			note(bfSSTan, "captured without -p and no ss-tlnp.txt: owners of sockets unknown")
+			note(bfSSTan, "no users:((...)) (captured without -p, or by a user who cannot see the owners) and no ss-tlnp.txt: owners of sockets unknown")
 		case !s.tan.HasOwners:
-			note(bfSSTan, "captured without -p: owners of non-listening sockets, hence the process table, unknown")
+			note(bfSSTan, "no users:((...)) (captured without -p, or by a user who cannot see the owners): owners of non-listening sockets, hence the process table, unknown")
 		}
 		if !s.tan.HasInodes {
 			note(bfSSTan, "captured without -e: socket inodes unknown, orphaned sockets not counted")

@@ -85,7 +85,7 @@ func Collect(ctx context.Context, opts Options, out string, snapshots int, gap t
 	if err := writeTarGz(work, out); err != nil {
 		return fmt.Errorf("%w: %w", ErrCollect, err)
 	}
-	log.Info("bundle written", zap.String("path", out), zap.Int("snapshots", snapshots), zap.String("netns", opts.Netns))
+	log.Debug("bundle written", zap.String("path", out), zap.Int("snapshots", snapshots), zap.String("netns", opts.Netns))
 	return nil
 }
 

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// runCLI runs the root command with args and returns stdout, stderr and the
+// exit code run() would return.
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("# defaults\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root.SetArgs(append([]string{"--config", cfg}, args...))
+	err := root.Execute()
+	code := exitOK
+	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		} else {
+			code = exitUsage
+		}
+		errb.WriteString(err.Error())
+	}
+	return out.String(), errb.String(), code
+}
+
+// Whole-program golden test: `sockwarden sample --from BUNDLE` prints the
+// text the sample package's golden file holds.
+func TestSampleFromBundleGolden(t *testing.T) {
+	t.Chdir("../../sample")
+	out, errOut, code := runCLI(t, "sample", "--from", "testdata/bundle/ns")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want, err := os.ReadFile("testdata/text/bundle-ns.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), out); diff != "" {
+		t.Errorf("(-golden +got):\n%s", diff)
+	}
+}
+
+func TestSampleFromBundleJSON(t *testing.T) {
+	out, errOut, code := runCLI(t, "sample", "--json", "--from", "../../sample/testdata/bundle/ns")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	var got []sample.Sample
+	for {
+		var s sample.Sample
+		if err := dec.Decode(&s); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	if len(got) != 2 || got[0].Schema != sample.Schema || got[1].States[sample.StateListen] != 9 || got[0].Sysctls["net.ipv4.ip_local_port_range"] != "32768 60999" {
+		t.Fatalf("got %d samples: %+v", len(got), got)
+	}
+}
+
+func TestSampleCollectUsage(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad")
+	if err := os.MkdirAll(bad, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bad, "ss-tan.txt"), []byte("net.core.somaxconn = 4096\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"sample", "--from", bad}, exitUsage, "ss-tan.txt: line 1: not ss socket output"},
+		{[]string{"sample", "--from", "/nonexistent/bundle.tar.gz"}, exitUsage, "no such file"},
+		{[]string{"sample", "--from", bad, "--netns", "/run/netns/x"}, exitUsage, "--netns applies to live sampling only"},
+		{[]string{"sample", "extra"}, exitUsage, "unknown command"},
+		{[]string{"collect"}, exitUsage, "accepts 1 arg"},
+		{[]string{"collect", "--snapshots", "0", "x.tar.gz"}, exitUsage, "--snapshots must be between 1 and 100"},
+		{[]string{"collect", "--gap", "-1s", "x.tar.gz"}, exitUsage, "--gap must not be negative"},
+		{[]string{"collect", "--netns", "/nonexistent/ns", "--snapshots", "1", filepath.Join(t.TempDir(), "o.tar.gz")}, exitFailed, "/nonexistent/ns"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, errOut, code := runCLI(t, tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, tt.code, tt.want)
+			}
+		})
+	}
+}
