@@ -186,9 +186,11 @@ func TestRandomSeries(t *testing.T) {
 				if len(f) != 2 || lo < 1024 || lo > hi || hi > 65535 {
 					t.Fatalf("bad range proposal %q", c.Proposed)
 				}
-				for _, l := range last.Listeners {
-					if int(l.Port) >= lo && int(l.Port) <= hi && !reserved[int(l.Port)] {
-						t.Errorf("range %q covers listening port %d, not reserved", c.Proposed, l.Port)
+				for _, x := range ser {
+					for _, l := range x.Listeners {
+						if int(l.Port) >= lo && int(l.Port) <= hi && !reserved[int(l.Port)] {
+							t.Errorf("range %q covers listening port %d, not reserved", c.Proposed, l.Port)
+						}
 					}
 				}
 			}

@@ -35,7 +35,10 @@ type Rule struct {
 	// Exactly one of Counters (ConfirmCounters) and Pile (ConfirmPile)
 	// is set.
 	Counters func(w *window, cfg config.Diagnose) []Observation
-	Pile     func(s *sample.Sample, cfg config.Diagnose) []Observation
+	// Pile judges one sample; series is the whole series, for what must
+	// hold over all of it (a widened port range keeps out every port
+	// that listened in any sample).
+	Pile func(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) []Observation
 }
 
 // Observation is what a rule saw in one window.

@@ -21,7 +21,7 @@ const (
 	kFileNr     = "fs.file-nr"
 )
 
-func checkCloseWait(s *sample.Sample, cfg config.Diagnose) []Observation {
+func checkCloseWait(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
 	total := s.States[sample.StateCloseWait]
 	var out []Observation
 	attributed := 0
@@ -88,7 +88,7 @@ func destSubject(d sample.Destination) string {
 	return fmt.Sprintf("%s:%d from %s", dst, d.DstPort, d.Src)
 }
 
-func checkPorts(s *sample.Sample, cfg config.Diagnose) []Observation {
+func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) []Observation {
 	var out []Observation
 	rng, okR := sysInts(s, kPortRange, 2)
 	if okR && rng[0] <= rng[1] {
@@ -99,7 +99,7 @@ func checkPorts(s *sample.Sample, cfg config.Diagnose) []Observation {
 			if usable <= 0 || float64(d.Total) < cfg.PortUseRatio*float64(usable) {
 				continue
 			}
-			out = append(out, portsObservation(s, cfg, d, low, high, reserved, usable))
+			out = append(out, portsObservation(s, series, cfg, d, low, high, reserved, usable))
 		}
 	}
 	if len(out) > 0 {
@@ -125,7 +125,7 @@ func checkPorts(s *sample.Sample, cfg config.Diagnose) []Observation {
 	}}
 }
 
-func portsObservation(s *sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved portSet, usable int) Observation {
+func portsObservation(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved portSet, usable int) Observation {
 	share := float64(d.Total) / float64(usable)
 	tw := d.States[sample.StateTimeWait]
 	o := Observation{
@@ -147,7 +147,7 @@ func portsObservation(s *sample.Sample, cfg config.Diagnose, d sample.Destinatio
 	if tw*2 >= d.Total {
 		o.Explanation += fmt.Sprintf(" Most of them (%d) are TIME-WAIT: the client opens and closes a connection per request.", tw)
 	}
-	plan := portsPlan(s, cfg, d, low, high, reserved)
+	plan := portsPlan(s, series, cfg, d, low, high, reserved)
 	if plan == nil {
 		o.Side = SideApp
 		o.Explanation += " The port range cannot be widened further within its bounds (diagnose.port_range_floor, ip_unprivileged_port_start, 65535) and tcp_tw_reuse does not apply: only the application can fix it."
@@ -163,7 +163,9 @@ func portsObservation(s *sample.Sample, cfg config.Diagnose, d sample.Destinatio
 // the floor), keeps listening ports out of it by reserving them in the same
 // proposal, prefers a start and end of different parity, and turns on
 // tcp_tw_reuse when TIME-WAIT dominates. nil when nothing can change.
-func portsPlan(s *sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved portSet) *Plan {
+// Listening ports are those of every sample in the series: a service
+// seen listening once may listen again.
+func portsPlan(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved portSet) *Plan {
 	unpriv := 1024
 	if v, ok := sysInt(s, kUnpriv); ok {
 		unpriv = int(v)
@@ -196,11 +198,13 @@ func portsPlan(s *sample.Sample, cfg config.Diagnose, d sample.Destination, low,
 		// same proposal and before the range is widened.
 		var listen []int
 		seen := map[int]bool{}
-		for _, l := range s.Listeners {
-			p := int(l.Port)
-			if p >= newLow && p <= newHigh && !reserved[p] && !seen[p] {
-				seen[p] = true
-				listen = append(listen, p)
+		for _, x := range append(series, s) {
+			for _, l := range x.Listeners {
+				p := int(l.Port)
+				if p >= newLow && p <= newHigh && !reserved[p] && !seen[p] {
+					seen[p] = true
+					listen = append(listen, p)
+				}
 			}
 		}
 		if len(listen) > 0 {
@@ -246,8 +250,8 @@ func portsPlan(s *sample.Sample, cfg config.Diagnose, d sample.Destination, low,
 				pre + fmt.Sprintf("ss -Htan dst %s '( dport = :%d )' | wc -l", d.Dst, d.DstPort),
 				pre + "sysctl " + kPortRange + " " + kReserved,
 			},
-			Fixed: fmt.Sprintf("sockets to %s:%d stay below %d%% of the %d usable ports of the new range (now %.0f%% of %d), and connect() no longer fails with EADDRNOTAVAIL.",
-				d.Dst, d.DstPort, int(100*cfg.PortUseRatio), newUsable, 100*float64(d.Total)/float64(max(newUsable, 1)), newUsable),
+			Fixed: fmt.Sprintf("sockets to %s:%d stay below %d%% of the %d usable ports of the new range (today's %d would be %.0f%%), and connect() no longer fails with EADDRNOTAVAIL.",
+				d.Dst, d.DstPort, int(100*cfg.PortUseRatio), newUsable, d.Total, 100*float64(d.Total)/float64(max(newUsable, 1))),
 		},
 	}
 }
@@ -288,7 +292,7 @@ func statesLine(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-func checkFinWait2(s *sample.Sample, cfg config.Diagnose) []Observation {
+func checkFinWait2(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
 	total := s.States[sample.StateFinWait2]
 	if total < cfg.FinWait2Min {
 		return nil
@@ -335,7 +339,7 @@ func checkFinWait2(s *sample.Sample, cfg config.Diagnose) []Observation {
 	return out
 }
 
-func checkFDs(s *sample.Sample, cfg config.Diagnose) []Observation {
+func checkFDs(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
 	var out []Observation
 	seen := map[int]bool{}
 	var owners []sample.Owner
@@ -384,7 +388,7 @@ func checkFDs(s *sample.Sample, cfg config.Diagnose) []Observation {
 	return out
 }
 
-func checkTCPMemory(s *sample.Sample, cfg config.Diagnose) []Observation {
+func checkTCPMemory(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
 	mem, okM := sysInts(s, kTCPMem, 3)
 	pages := s.Sockstat.TCPMemPages
 	var ev []string
@@ -422,7 +426,7 @@ func sevMax(a, b Severity) Severity {
 	return a
 }
 
-func checkOrphans(s *sample.Sample, cfg config.Diagnose) []Observation {
+func checkOrphans(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
 	var ev []string
 	orph := s.Sockstat.TCPOrphan
 	if mo, ok := sysInt(s, kMaxOrphans); ok && mo > 0 && float64(orph) >= cfg.OrphanUseRatio*float64(mo) {

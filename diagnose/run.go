@@ -51,14 +51,14 @@ func Run(series []*sample.Sample, cfg config.Diagnose) Report {
 			case ConfirmCounters:
 				add(i, rule.Counters(w, cfg))
 			case ConfirmPile:
-				cur := rule.Pile(w.Cur, cfg)
+				cur := rule.Pile(w.Cur, series, cfg)
 				if w.Prev == nil {
 					add(i, cur)
 					continue
 				}
 				// A pile counts in an interval when both ends show it.
 				before := map[groupKey]bool{}
-				for _, o := range rule.Pile(w.Prev, cfg) {
+				for _, o := range rule.Pile(w.Prev, series, cfg) {
 					before[groupKey{o.Kind, o.Subject}] = true
 				}
 				var both []Observation
