@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -108,5 +109,43 @@ func TestSampleJSONShape(t *testing.T) {
 	}
 	if m.Sysctls["net.ipv4.ip_local_port_range"] != "32768 60999" {
 		t.Errorf("sysctls %v", m.Sysctls)
+	}
+}
+
+// docs/sample-schema.md documents every JSON field of a Sample.
+func TestSchemaDocCoversEveryField(t *testing.T) {
+	doc, err := os.ReadFile("../docs/sample-schema.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(rt reflect.Type)
+	walk = func(rt reflect.Type) {
+		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice || rt.Kind() == reflect.Map {
+			rt = rt.Elem()
+		}
+		if rt.Kind() != reflect.Struct || seen[rt] || rt.PkgPath() != reflect.TypeFor[Sample]().PkgPath() {
+			return
+		}
+		seen[rt] = true
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !strings.Contains(string(doc), "`"+name+"`") {
+				t.Errorf("%s.%s (json %q) is not documented in docs/sample-schema.md", rt.Name(), f.Name, name)
+			}
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeFor[Sample]())
+	if len(seen) < 8 {
+		t.Errorf("walked only %d types", len(seen))
 	}
 }
