@@ -480,7 +480,7 @@ func (s *bundleSnap) finish(source string) *Sample {
 		note(bfSSTan, "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)")
 	}
 	s.census.Fill(smp)
-	if s.tan != nil {
+	if s.tan != nil && s.tan.Sockets > 0 {
 		switch {
 		case !s.tan.HasOwners && s.tlnp == nil:
 			note(bfSSTan, "no users:((...)) (captured without -p, or by a user who cannot see the owners) and no ss-tlnp.txt: owners of sockets unknown")
@@ -491,7 +491,11 @@ func (s *bundleSnap) finish(source string) *Sample {
 			note(bfSSTan, "captured without -e: socket inodes unknown, orphaned sockets not counted")
 		}
 	}
-	if (s.tan != nil && s.tan.HasOwners) || s.tlnp != nil {
+	hasOwners := len(smp.Processes) > 0
+	for _, l := range smp.Listeners {
+		hasOwners = hasOwners || len(l.Owners) > 0
+	}
+	if hasOwners {
 		miss = append(miss, Missing{Source: "owners", Reason: "captured text has no open-fd counts, RLIMIT_NOFILE or systemd units for owning processes"})
 	}
 
