@@ -187,6 +187,9 @@ func Judge(in Input) Verdict {
 	case counted == 0:
 		v.Outcome = Inconclusive
 		v.Reason = "the change took effect too late in the window to judge"
+	case clean > 0 && clean+unknown == counted:
+		v.Outcome = Inconclusive
+		v.Reason = fmt.Sprintf("the window was too short: %d clean interval(s) under load after the change took effect, need %d", clean, minClean)
 	case unknown > 0 && clean+unknown == counted:
 		v.Outcome = Inconclusive
 		v.Reason = fmt.Sprintf("counter %s missing from the samples", counters)

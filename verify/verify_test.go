@@ -78,6 +78,12 @@ func TestJudge(t *testing.T) {
 			final:   true, want: Inconclusive, reason: "load went away",
 		},
 		{
+			name:    "window too short",
+			plan:    plan,
+			samples: series([]uint32{128, 1024, 1024}, []uint64{0, 50, 50}, []uint64{0, 100, 200}),
+			final:   true, want: Inconclusive, reason: "too short",
+		},
+		{
 			name:    "effect on last sample",
 			plan:    plan,
 			samples: series([]uint32{128, 128, 1024}, []uint64{0, 50, 100}, []uint64{0, 100, 200}),
