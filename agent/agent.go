@@ -287,6 +287,9 @@ func (a *Agent) tick(ctx context.Context) {
 			}
 			errs = append(errs, err.Error())
 		}
+		// A full census blocks for diagnose.interval per namespace: feed
+		// the watchdog between namespaces, still from the loop.
+		a.feedWatchdog()
 	}
 	a.mu.Lock()
 	a.lastErr = strings.Join(errs, "; ")

@@ -77,7 +77,7 @@ func TestUnitMatchesDefaults(t *testing.T) {
 		"ReadWritePaths=/proc/sys/net", "PrivateTmp=yes",
 		"StateDirectory=" + filepath.Base(def.StateDir),
 		"RuntimeDirectory=" + filepath.Base(filepath.Dir(def.Agent.ControlSocket)),
-		"ExecReload=/bin/kill -HUP $MAINPID",
+		"ExecReload=/bin/sh -c 'kill -HUP $MAINPID'",
 	} {
 		if !strings.Contains(unit, want+"\n") && !strings.Contains(unit, want) {
 			t.Errorf("sockwarden.service lacks %q", want)
