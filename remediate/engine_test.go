@@ -81,7 +81,7 @@ func (w *world) take(at time.Time) *sample.Sample {
 	return &sample.Sample{Time: at, Host: "h1",
 		Counters: map[string]uint64{"TcpExtListenOverflows": w.overflows, "TcpPassiveOpens": w.opens, "TcpActiveOpens": 0},
 		Listeners: []sample.Listener{{Local: "127.0.0.1:8080", Port: 8080, SendQ: w.sendQ, RecvQ: w.sendQ + 1,
-			Owners: []sample.Owner{{PID: 7, Comm: "labapp"}}}},
+			Owners: []sample.Owner{{PID: 7, Comm: "labapp", Unit: "lab.service"}}}},
 	}
 }
 
@@ -565,5 +565,70 @@ func TestParseStanding(t *testing.T) {
 		if _, err := ParseStanding([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+type fakeRestarter struct {
+	w     *world
+	units []string
+}
+
+func (f *fakeRestarter) RestartUnit(_ context.Context, unit string) error {
+	f.units = append(f.units, unit)
+	f.w.mu.Lock()
+	f.w.relisten = true // a restarted service listens with the new limit
+	f.w.mu.Unlock()
+	return nil
+}
+
+func TestApplyRestartUnit(t *testing.T) {
+	tests := []struct {
+		name         string
+		restartUnit  bool
+		allowRestart bool
+		want         State
+		restarts     int
+	}{
+		{"config and approval allow", true, true, StateVerified, 1},
+		{"approval does not allow", true, false, StateRolledBack, 0},
+		{"config does not allow", false, true, StateRolledBack, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			cfg := config.Defaults()
+			cfg.StateDir = filepath.Join(t.TempDir(), "state")
+			cfg.Verify.Window, cfg.Verify.Interval = 80*time.Millisecond, 10*time.Millisecond
+			cfg.Remediate.RestartUnit = tc.restartUnit
+			r := &fakeRestarter{w: w}
+			e, err := New(Options{Config: cfg, Host: "h1", ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Restarter: r})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := w.propose(e)
+			e.Approve(id, ApproveOptions{AllowRestart: tc.allowRestart})
+			out, _ := e.Apply(context.Background(), id, ApplyOptions{})
+			if out.State != tc.want || len(r.units) != tc.restarts {
+				t.Fatalf("outcome %s (%s), restarts %v; want %s, %d", out.State, out.Reason, r.units, tc.want, tc.restarts)
+			}
+			if tc.restarts > 0 && r.units[0] != "lab.service" {
+				t.Fatalf("restarted %v, want lab.service", r.units)
+			}
+		})
+	}
+}
+
+func TestResolveResume(t *testing.T) {
+	w := newWorld(t)
+	w.relisten = true
+	e := w.engine(func(c *config.Config) { c.Remediate.OnRestart = "resume" })
+	p := w.proposal("128")
+	vals := []Value{{Key: "net.core.somaxconn", Old: "128", New: "1024"}}
+	e.Journal().Append(Record{Change: "c-3", Proposal: p.ID, State: StateApplying, Values: vals, Verify: &p.Verify, PID: 999999})
+	e.Journal().Append(Record{Change: "c-3", Proposal: p.ID, State: StateVerifying, Values: vals, PID: 999999})
+	w.set("net.core.somaxconn", "1024")
+	outs, err := e.Resolve(context.Background())
+	if err != nil || len(outs) != 1 || outs[0].State != StateVerified || w.somaxconn() != "1024" {
+		t.Fatalf("resume: %+v %v, somaxconn %s; want verified, 1024 kept", outs, err, w.somaxconn())
 	}
 }
