@@ -330,6 +330,7 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 	}
 	a.log.Debug("full census", zap.String("netns", lbl), zap.String("why", reason))
 	opts.KmsgAfter = st.kmsgAfter
+	opts.Owners = opts.Owners && !routine(reason)
 	series, err := sample.Series(ctx, opts, cfg.Diagnose.Samples, cfg.Diagnose.Interval, cfg.Sample.WatchInterval)
 	if err != nil {
 		a.metrics.ObserveError(st.path)

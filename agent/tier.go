@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/sample"
@@ -34,12 +35,23 @@ type tierInput struct {
 	open bool
 }
 
+// routine reports whether a full census is taken although nothing moved
+// (the first one, or every agent.full_every ticks). A routine census skips
+// the socket-owner scan (/proc/PID/fd of every process, the most expensive
+// part on a busy host); one triggered by a signal or by open findings
+// reads owners as sample.owners says, so findings name their processes.
+func routine(reason string) bool {
+	return reason == reasonFirst || strings.HasPrefix(reason, "every ")
+}
+
+const reasonFirst = "first census"
+
 // fullReason decides whether this tick takes the full census, and says
 // why ("" = stay cheap). It is pure: docs/agent.md describes the tiers.
 func fullReason(in tierInput, cfg config.Config) string {
 	switch {
 	case in.lastFull == nil:
-		return "first census"
+		return reasonFirst
 	case in.open:
 		return "findings open"
 	case in.ticksSinceFull >= cfg.Agent.FullEvery:

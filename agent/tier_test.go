@@ -56,3 +56,14 @@ func TestFullReason(t *testing.T) {
 		})
 	}
 }
+
+func TestRoutineCensusSkipsOwners(t *testing.T) {
+	for reason, want := range map[string]bool{
+		"first census": true, "every 30 ticks": true,
+		"findings open": false, "TcpExtListenOverflows +5": false, "listener 0.0.0.0:80 filling (64/128)": false,
+	} {
+		if got := routine(reason); got != want {
+			t.Errorf("routine(%q) = %v, want %v", reason, got, want)
+		}
+	}
+}

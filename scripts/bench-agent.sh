@@ -62,8 +62,8 @@ for i in $(seq 1 $workers); do
 done
 total=$(ip netns exec "$ns" ss -tanH | wc -l)
 echo "namespace $ns: $total TCP sockets (ss -tan)"
-ss_t=$( { /usr/bin/time -f %e ip netns exec "$ns" ss -tanp >/dev/null; } 2>&1 )
-echo "one ss -tanp over them: ${ss_t}s"
+ss_t=$( { /usr/bin/time -f "%e s elapsed, %U s user + %S s sys, %M KiB max RSS" ip netns exec "$ns" ss -tan >/dev/null; } 2>&1 )
+echo "one ss -tan over them: $ss_t"
 
 start_agent() { # name, extra env...
   local name=$1; shift
