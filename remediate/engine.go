@@ -717,7 +717,7 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change, ns string, nsID ui
 		}
 		e.event(c.Proposal, change, "verified", "%s", out.Reason)
 		return out, rec(Record{State: StateVerified, Reason: out.Reason})
-	case verdict.Outcome == verify.Inconclusive && e.cfg.Verify.Inconclusive == "keep":
+	case verdict.Outcome == verify.Inconclusive && e.cfg.Verify.Inconclusive == "keep" && ctx.Err() == nil:
 		out.State, out.Reason = StateKept, "inconclusive, kept (verify.inconclusive: keep): "+verdict.Reason
 		e.event(c.Proposal, change, "kept", "%s", out.Reason)
 		return out, rec(Record{State: StateKept, Reason: out.Reason})

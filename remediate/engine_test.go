@@ -632,3 +632,22 @@ func TestResolveResume(t *testing.T) {
 		t.Fatalf("resume: %+v %v, somaxconn %s; want verified, 1024 kept", outs, err, w.somaxconn())
 	}
 }
+
+func TestApplyInterruptedRollsBack(t *testing.T) {
+	w := newWorld(t)
+	e := w.engine(func(c *config.Config) { c.Verify.Inconclusive = "keep"; c.Verify.Window = 10 * time.Second })
+	id := w.propose(e)
+	e.Approve(id, ApproveOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w.onVerifySample = func(n int) {
+		if n == 2 {
+			cancel() // SIGINT/SIGTERM during verification
+		}
+	}
+	start := time.Now()
+	out, _ := e.Apply(ctx, id, ApplyOptions{})
+	if out.State != StateRolledBack || w.somaxconn() != "128" || time.Since(start) > 5*time.Second {
+		t.Fatalf("outcome %s (%s) after %s, somaxconn %s; want a prompt rollback to 128", out.State, out.Reason, time.Since(start), w.somaxconn())
+	}
+}
