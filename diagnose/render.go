@@ -201,7 +201,11 @@ func writeVerification(b *bufio.Writer, r Report, cmd func(string) string, inden
 			continue
 		}
 		n++
-		fmt.Fprintf(b, "%s%s on %s (after the %s-side fix):\n\n", indent, f.Kind, f.Subject, f.Side)
+		after := "after the " + string(f.Side) + "-side fix"
+		if f.Side == SideUnknown {
+			after = "once the cause is found"
+		}
+		fmt.Fprintf(b, "%s%s on %s (%s):\n\n", indent, f.Kind, f.Subject, after)
 		fmt.Fprintln(b, cmd(c))
 		fmt.Fprintln(b)
 		writeWrapped(b, indent+"Fixed when: ", indent+"  ", fixed)
@@ -227,6 +231,9 @@ func findingCheck(r Report, f Finding) (string, string) {
 		c := pre + fmt.Sprintf("watch -n1 'nstat -az %s %s %s'", cOverflows, cDrops, cReqQDrop)
 		if port != "" {
 			c = pre + fmt.Sprintf("watch -n1 \"ss -tln '( sport = :%s )'; nstat -az %s %s\"", port, cOverflows, cDrops)
+		}
+		if port == "" {
+			return c, fmt.Sprintf("%s stops rising (0/s) under the same arrivals.", f.Counter)
 		}
 		return c, fmt.Sprintf("%s stops rising (0/s) under the same arrivals, and Recv-Q of %s stays below Send-Q.", f.Counter, f.Subject)
 	case KindSynFlood:

@@ -264,6 +264,11 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 		hits = append(hits, hit{l, peakOf(cur, l.Local)})
 		fallback = true
 	}
+	if len(hits) == 0 && w.Delta == nil {
+		// One sample: a cumulative counter with no listener full now may
+		// be from any time since boot.
+		return nil
+	}
 	if len(hits) == 0 {
 		why := "no listener was seen at its limit"
 		if cur.Watch == nil {
@@ -274,7 +279,7 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 			Counter: cOverflows, Unconfirmed: unconf,
 			Title:       "accept-queue overflows that no listener can be tied to",
 			Explanation: "The namespace's ListenOverflows counter rose, so some listener's accept queue overflowed, but " + why + ". The counter is per namespace, not per listener. Run diagnose again with the listener watch on (sample.watch_interval) or during the overflow to name the listener.",
-			Evidence:    append(common, fmt.Sprintf("%d listeners, none at its limit", len(cur.Listeners))),
+			Evidence:    append(common, plural(len(cur.Listeners), "listener")+", none at its limit"),
 		}
 		return []Observation{o}
 	}

@@ -188,6 +188,14 @@ func TestRules(t *testing.T) {
 			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
 		},
 		{
+			name: "one sample with an old counter and no full listener is not a finding", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				s.Listeners = s.Listeners[:1]
+			},
+			healthy: true,
+		},
+		{
 			name: "overflow with several listeners and none at the limit is unattributed", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				burstListener(128, "128")(i, s)
