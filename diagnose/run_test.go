@@ -404,6 +404,74 @@ func TestRules(t *testing.T) {
 			want: []verdict{{KindTCPMemoryPressure, "host", SideKernel, true}},
 		},
 		{
+			name: "somaxconn not recorded: the side is unknown", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				burstListener(128, "128")(i, s)
+				delete(s.Sysctls, kSomaxconn)
+			},
+			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideUnknown, true}},
+		},
+		{
+			name: "one sample with a SYN-RECV pile cannot tell a flood from a burst", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Counters[cReqQCook] = 5000
+				s.States[sample.StateSynRecv] = 300
+				s.Listeners = []sample.Listener{listener("0.0.0.0:443", 443, 0, 128, nil)}
+			},
+			want: []verdict{{KindSynQueueOverflow, "0.0.0.0:443", SideUnknown, false}},
+		},
+		{
+			name: "cookies answered with several listeners and no kernel line", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				load(s, i, 50, 0)
+				rise(s, i, cCookSent, 0, 40)
+				rise(s, i, cCookRecv, 0, 40)
+				s.Listeners = []sample.Listener{listener("0.0.0.0:8443", 8443, 0, 64, nil), listener("0.0.0.0:22", 22, 0, 128, nil)}
+			},
+			want: []verdict{{KindSynQueueOverflow, "host", SideUnknown, true}},
+		},
+		{
+			name: "cookies answered on a somaxconn-capped listener named by the kernel log", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				load(s, i, 50, 0)
+				rise(s, i, cReqQCook, 0, 40)
+				rise(s, i, cCookRecv, 0, 40)
+				s.Sysctls[kSomaxconn] = "128"
+				s.Listeners = []sample.Listener{listener("0.0.0.0:8443", 8443, 0, 128, nil), listener("0.0.0.0:22", 22, 0, 128, nil)}
+				s.Kernel = []sample.KernelEvent{{Kind: "syn-flood", Addr: "0.0.0.0", Port: 8443, Action: "cookies", Line: "TCP: request_sock_TCP: Possible SYN flooding on port 0.0.0.0:8443. Sending cookies."}}
+			},
+			want:      []verdict{{KindSynQueueOverflow, "0.0.0.0:8443", SideKernel, true}},
+			proposals: []proposed{{KindSynQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+		},
+		{
+			name: "CLOSE-WAIT without owners", n: 2,
+			mut:  func(i int, s *sample.Sample) { s.States[sample.StateCloseWait] = 400 },
+			want: []verdict{{KindCloseWaitPile, "owner unknown", SideApp, true}},
+		},
+		{
+			name: "FIN-WAIT-2 without owner data", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateFinWait2] = 700
+				s.Orphans = nil
+			},
+			want: []verdict{{KindFinWait2Pile, "host", SideUnknown, true}},
+		},
+		{
+			name: "TCP out of memory in the kernel log, one sample only", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				if i == 1 {
+					s.Kernel = []sample.KernelEvent{{Kind: "tcp-oom", Line: "TCP: out of memory -- consider tuning tcp_mem"}}
+				}
+			},
+		},
+		{
+			name: "too many orphans in the kernel log of every sample", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Kernel = []sample.KernelEvent{{Kind: "too-many-orphans", Line: "TCP: too many orphaned sockets"}}
+			},
+			want: []verdict{{KindOrphanPressure, "host", SidePeer, true}},
+		},
+		{
 			name: "orphans near tcp_max_orphans", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Sysctls[kMaxOrphans] = "1000"
@@ -412,6 +480,7 @@ func TestRules(t *testing.T) {
 			want: []verdict{{KindOrphanPressure, "host", SidePeer, true}},
 		},
 	}
+	seen := map[string]map[Side]bool{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := cfg()
@@ -422,6 +491,10 @@ func TestRules(t *testing.T) {
 			var got []verdict
 			for _, f := range r.Findings {
 				got = append(got, verdict{f.Kind, f.Subject, f.Side, f.Confirmed})
+				if seen[f.Kind] == nil {
+					seen[f.Kind] = map[Side]bool{}
+				}
+				seen[f.Kind][f.Side] = true
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("findings (-want +got):\n%s\n%s", diff, dump(r))
@@ -438,6 +511,19 @@ func TestRules(t *testing.T) {
 			}
 			checkInvariants(t, r)
 		})
+	}
+	// Every side every rule can give is exercised above, so the
+	// invariants (no sysctl for a non-kernel side ...) cover every rule.
+	for _, rule := range Rules {
+		for _, side := range rule.Sides {
+			ok := false
+			for _, k := range rule.Kinds {
+				ok = ok || seen[k][side]
+			}
+			if !ok {
+				t.Errorf("rule %s: no test case gives side %s", rule.Name, side)
+			}
+		}
 	}
 }
 
