@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockwarden/sockwarden/lab"
 )
 
 // Whole-program golden test: `sockwarden diagnose --from BUNDLE` prints
@@ -114,5 +119,83 @@ func TestDiagnoseOneSnapshotJSON(t *testing.T) {
 		if f.Confirmed || !strings.HasPrefix(f.NotConfirmedReason, "one sample only") {
 			t.Errorf("%s %s: confirmed %v, reason %q", f.Kind, f.Side, f.Confirmed, f.NotConfirmedReason)
 		}
+	}
+}
+
+// TestNetnsDiagnoseLive runs the binary's live path, `diagnose --netns`,
+// on two lab scenarios: a somaxconn-capped listener (kernel verdict, a
+// ready somaxconn proposal, exit 1) and a benign TIME-WAIT pile (nothing
+// above info: exit 0).
+func TestNetnsDiagnoseLive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds lab scenarios in throwaway network namespaces")
+	}
+	type finding struct {
+		Kind, Side, Subject string
+		Confirmed           bool
+	}
+	type report struct {
+		Healthy   bool
+		Findings  []finding
+		Proposals []struct {
+			ID      string
+			Ready   bool
+			Changes []struct{ Key, Current, Proposed string }
+			Verify  struct {
+				Listener      string
+				ListenerSendQ uint32 `json:"listener_send_q"`
+			}
+		}
+	}
+	cases := []struct {
+		scenario string
+		code     int
+		want     []finding
+		key      string
+	}{
+		{lab.SomaxconnCapped, exitFindings, []finding{{"accept-queue-overflow", "kernel", "127.0.0.1:8082", true}}, "net.core.somaxconn"},
+		{lab.TimeWait, exitOK, []finding{{"time-wait-pile", "none", "host", true}}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.scenario, func(t *testing.T) {
+			t.Parallel()
+			env, err := lab.Start(context.Background(), tc.scenario, lab.Options{Duration: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer env.Stop()
+			time.Sleep(500 * time.Millisecond)
+			out, errOut, code := runCLI(t, "diagnose", "--netns", env.Netns, "--samples", "2", "--interval", "1500ms", "--format", "json")
+			if code != tc.code {
+				t.Errorf("exit %d, want %d: %s", code, tc.code, errOut)
+			}
+			if !strings.Contains(errOut, "sampling "+env.Netns+": 2 samples 1.5s apart") {
+				t.Errorf("no progress on stderr: %q", errOut)
+			}
+			var r report
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if diff := cmp.Diff(tc.want, r.Findings); diff != "" {
+				t.Errorf("findings (-want +got):\n%s\n%s", diff, out)
+			}
+			if tc.key == "" {
+				if len(r.Proposals) != 0 || !r.Healthy {
+					t.Errorf("healthy %v, proposals %+v", r.Healthy, r.Proposals)
+				}
+				return
+			}
+			if len(r.Proposals) != 1 || !r.Proposals[0].Ready || len(r.Proposals[0].Changes) != 1 {
+				t.Fatalf("proposals %+v", r.Proposals)
+			}
+			p := r.Proposals[0]
+			c := p.Changes[0]
+			if c.Key != tc.key || c.Current != "64" || (c.Proposed != "128" && c.Proposed != "256" && c.Proposed != "512") {
+				t.Errorf("change %+v: want %s 64 -> a power of two from 128", c, tc.key)
+			}
+			if p.Verify.Listener != "127.0.0.1:8082" || fmt.Sprint(p.Verify.ListenerSendQ) != c.Proposed {
+				t.Errorf("verify %+v", p.Verify)
+			}
+		})
 	}
 }
