@@ -283,11 +283,12 @@ wait_until 20 "the verification to be in flight" sh -c "nsenter -t $leader -a --
 say "stopping the agent during the verification"
 in_ct systemctl stop --no-block sockwarden
 wait_until 30 "the agent to stop" is ActiveState inactive
+journal_has "stopping during an apply" || fail "the agent did not log that SIGTERM interrupted the apply"
 journal_has "kernel change rolled-back" || fail "no 'kernel change rolled-back' entry after SIGTERM"
 live=$(in_ct nsenter --net="$labns" cat /proc/sys/net/core/somaxconn)
 [ "$live" = 64 ] || fail "after SIGTERM somaxconn in $labns is $live, want 64"
 [ "$(show Result)" = success ] || fail "stop result $(show Result), want success (within TimeoutStopSec)"
-pass "SIGTERM during verification: STOPPING, change rolled back (somaxconn 64 again), clean stop"
+pass "SIGTERM during verification: apply interrupted, change rolled back (somaxconn 64 again), clean stop within TimeoutStopSec"
 
 in_ct systemctl stop swlab 2>/dev/null || true
 say "all $passed checks passed"
