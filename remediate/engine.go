@@ -369,7 +369,8 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	if r != nil {
 		return refused(r)
 	}
-	e.event(id, "", "guard", "fresh samples agree: %s on %s, drops rising in every interval", p.Finding, p.Subject)
+	e.event(id, "", "guard", "fresh samples agree: %s on %s, confirmed in every interval%s", p.Finding, p.Subject,
+		map[bool]string{true: " with drops rising", false: ""}[len(p.Verify.Counters) > 0 || fresh.Counter != ""])
 
 	// Guard 4: an approval of this exact proposal.
 	var appr Approval
@@ -697,6 +698,11 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change, ns string, nsID ui
 		}
 	}
 	in.Final = true
+	in.Finding, in.Subject = c.Finding, c.Subject
+	if e.opts.Diagnose != nil && len(in.Samples) > 1 {
+		rep := e.opts.Diagnose(in.Samples)
+		in.After = &rep
+	}
 	verdict = verify.Judge(in)
 	if ctx.Err() != nil {
 		verdict = verify.Verdict{Outcome: verify.Inconclusive, Reason: "verification interrupted: " + ctx.Err().Error()}

@@ -459,6 +459,53 @@ func TestNetnsPortRange(t *testing.T) {
 		}
 	}
 	t.Logf("%d port-range proposal(s); findings: %d", ranges, len(rep.Findings))
+	if ranges == 0 {
+		t.Fatalf("no port-range proposal for the ephemeral-ports scenario; findings %+v", rep.Findings)
+	}
+
+	// The diagnosed proposal, approved and applied: written in order
+	// (reserved ports before the range), judged by re-diagnosis (a port
+	// range has no drop counter), then kept or restored exactly.
+	var pr Pending
+	for _, p := range ps {
+		for _, c := range p.Proposal.Changes {
+			if c.Key == "net.ipv4.ip_local_port_range" {
+				pr = p
+			}
+		}
+	}
+	before := map[string]string{}
+	for _, c := range pr.Proposal.Changes {
+		before[c.Key] = read(t, env.Netns, c.Key)
+	}
+	e.Approve(pr.Proposal.ID, ApproveOptions{})
+	res, err := applyLive(t, e, pr.Proposal.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("applied %s: %s: %s", describeValues(pr.Proposal.Changes, true), res.State, res.Reason)
+	c, _ := e.Journal().ChangeByID(res.Change)
+	if len(c.History) != 4 || c.History[1] != StateApplied {
+		t.Fatalf("journal history %v", c.History)
+	}
+	for _, ch := range pr.Proposal.Changes {
+		want := ch.Proposed
+		if res.State != StateVerified {
+			want = before[ch.Key]
+		}
+		if got := read(t, env.Netns, ch.Key); got != Fold(want) {
+			t.Fatalf("%s = %q after %s, want %q", ch.Key, got, res.State, want)
+		}
+	}
+	if strings.Contains(res.Reason, "no counter") {
+		t.Fatalf("a port-range change was not judged by re-diagnosis: %s", res.Reason)
+	}
+	// Back to the scenario's range for the checks below.
+	for _, ch := range pr.Proposal.Changes {
+		if _, err := (Sysctl{Netns: env.Netns}).Set(ch.Key, before[ch.Key]); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// A forged proposal over the listening port is refused by guard 2.
 	cur := read(t, env.Netns, "net.ipv4.ip_local_port_range")
@@ -491,7 +538,7 @@ func TestNetnsPortRange(t *testing.T) {
 	if got := read(t, env.Netns, "net.ipv4.ip_local_port_range"); got != cur {
 		t.Fatalf("port range %q after a refused write, want %q", got, cur)
 	}
-	c, _ := e.Journal().ChangeByID("c-kernel-refuses")
+	c, _ = e.Journal().ChangeByID("c-kernel-refuses")
 	if diff := cmp.Diff([]State{StateApplying, StateFailed}, c.History); diff != "" || c.Errno != "EINVAL" || !strings.Contains(c.Error, "net.ipv4.ip_local_port_range") {
 		t.Fatalf("journal history (-want +got)\n%s errno %q error %q", diff, c.Errno, c.Error)
 	}

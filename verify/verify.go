@@ -55,6 +55,12 @@ type Input struct {
 	// Final is true when the window is over: Judge then returns a final
 	// outcome instead of Pending.
 	Final bool
+	// After is the diagnosis of Samples, and Finding and Subject the
+	// finding the change was made for. A plan without counters (a wider
+	// port range) is judged by the finding itself: it must be gone while
+	// load persists.
+	After            *diagnose.Report
+	Finding, Subject string
 }
 
 // Interval is the judgement of one interval between two samples.
@@ -162,6 +168,9 @@ func Judge(in Input) Verdict {
 	counters := strings.Join(in.Plan.Counters, "+")
 	if !in.Final {
 		v.Reason = fmt.Sprintf("%d clean interval(s) under load so far, %d with drops", clean, dirty)
+		if len(in.Plan.Counters) == 0 {
+			v.Reason = "no drop counter for this change: judged by re-diagnosis when the window ends"
+		}
 		if effect < 0 {
 			v.Reason = v.Waiting
 		}
@@ -176,8 +185,7 @@ func Judge(in Input) Verdict {
 		v.Reason = fmt.Sprintf("drops continued after the change took effect: %s at up to %.1f/s (allowed %.1f/s) in %d of %d interval(s)",
 			counters, worst, in.MaxDropsPerSec, dirty, counted)
 	case len(in.Plan.Counters) == 0:
-		v.Outcome = Inconclusive
-		v.Reason = "the proposal names no counter to judge the symptom by"
+		judgeByFinding(&v, in, minClean)
 	case clean >= minClean:
 		v.Outcome = Verified
 		v.Reason = fmt.Sprintf("%s at or below %.1f/s in %d interval(s) under load after the change took effect", counters, in.MaxDropsPerSec, clean)
@@ -226,4 +234,37 @@ func (v Verdict) Units() []string {
 		}
 	}
 	return out
+}
+
+// judgeByFinding judges a plan without counters by re-diagnosis: verified
+// when the finding is gone (or merely informational) in the post-change
+// samples and enough intervals were under load, failed when it is still
+// there, inconclusive otherwise.
+func judgeByFinding(v *Verdict, in Input, minClean int) {
+	if in.After == nil || in.Finding == "" {
+		v.Outcome = Inconclusive
+		v.Reason = "the proposal names no counter to judge the symptom by"
+		return
+	}
+	loaded := 0
+	for _, iv := range v.Intervals {
+		if iv.Effective && iv.Loaded {
+			loaded++
+		}
+	}
+	for _, f := range in.After.Findings {
+		if f.Kind == in.Finding && f.Subject == in.Subject && f.Severity != diagnose.SevInfo {
+			v.Outcome = Failed
+			v.Reason = fmt.Sprintf("still diagnosed after the change: %s", f.Title)
+			return
+		}
+	}
+	if loaded >= minClean {
+		v.Outcome = Verified
+		v.Reason = fmt.Sprintf("%s on %s is no longer diagnosed, in %d interval(s) under load after the change", in.Finding, in.Subject, loaded)
+		return
+	}
+	v.Outcome = Inconclusive
+	v.Reason = fmt.Sprintf("%s on %s is no longer diagnosed, but only %d interval(s) after the change were under load (at least %.1f opens/s); need %d",
+		in.Finding, in.Subject, loaded, in.MinArrivalsPerSec, minClean)
 }

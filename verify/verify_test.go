@@ -141,3 +141,33 @@ func TestJudgeIntervals(t *testing.T) {
 		t.Fatalf("units (-want +got)\n%s", diff)
 	}
 }
+
+func TestJudgeByFinding(t *testing.T) {
+	plan := diagnose.Verification{} // a port range: no counter
+	gone := &diagnose.Report{Findings: []diagnose.Finding{{Kind: diagnose.KindTimeWaitPile, Subject: "other", Severity: diagnose.SevWarning}}}
+	still := &diagnose.Report{Findings: []diagnose.Finding{{Kind: diagnose.KindEphemeralPorts, Subject: "d", Severity: diagnose.SevCritical, Title: "ports to d"}}}
+	info := &diagnose.Report{Findings: []diagnose.Finding{{Kind: diagnose.KindEphemeralPorts, Subject: "d", Severity: diagnose.SevInfo}}}
+	loaded := series([]uint32{0, 0, 0}, []uint64{0, 0, 0}, []uint64{0, 100, 200})
+	idle := series([]uint32{0, 0, 0}, []uint64{0, 0, 0}, []uint64{0, 0, 1})
+	tests := []struct {
+		name    string
+		after   *diagnose.Report
+		samples []*sample.Sample
+		want    Outcome
+	}{
+		{"finding gone under load", gone, loaded, Verified},
+		{"finding only informational", info, loaded, Verified},
+		{"finding still there", still, loaded, Failed},
+		{"gone but idle", gone, idle, Inconclusive},
+		{"no diagnosis", nil, loaded, Inconclusive},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Judge(Input{Plan: plan, Samples: tc.samples, MinArrivalsPerSec: 5, MinCleanIntervals: 2, Final: true,
+				After: tc.after, Finding: diagnose.KindEphemeralPorts, Subject: "d"})
+			if v.Outcome != tc.want {
+				t.Fatalf("outcome %s (%s), want %s", v.Outcome, v.Reason, tc.want)
+			}
+		})
+	}
+}
