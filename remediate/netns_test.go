@@ -565,3 +565,61 @@ func applyLive(t *testing.T, e *Engine, id string) (Outcome, error) {
 		return out, err
 	}
 }
+
+// TestNetnsReadOnlyProcSys runs the write step in a child process with a
+// mount namespace where /proc/sys is read-only (as in a container without
+// --private-network) and a throwaway network namespace: the write fails
+// with EROFS, recorded as failed with the key and errno, nothing changed.
+func TestNetnsReadOnlyProcSys(t *testing.T) {
+	if dir := os.Getenv("SW_TEST_RO_STATE"); dir != "" {
+		cfg := config.Defaults()
+		cfg.StateDir = dir
+		e, err := New(Options{Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur := read(t, "", "net.core.somaxconn")
+		p := diagnose.Proposal{ID: "ro", Finding: diagnose.KindAcceptQueueOverflow, Subject: "x",
+			Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: cur, Proposed: "8192"}}}
+		out, err := e.commit(context.Background(), "c-ro", p, Approval{Approver: Approver{User: "root"}}, 0, ApplyOptions{Window: time.Second, Interval: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("RESULT %s %s %s\n", out.State, out.Errno, read(t, "", "net.core.somaxconn"))
+		return
+	}
+	needRoot(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare (util-linux)")
+	}
+	hostGuard(t)
+	state := filepath.Join(t.TempDir(), "state")
+	script := `mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$0" -test.run '^TestNetnsReadOnlyProcSys$'`
+	cmd := exec.Command("unshare", "--mount", "--net", "sh", "-c", script, os.Args[0])
+	cmd.Env = append(os.Environ(), "SW_TEST_RO_STATE="+state)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("child:\n%s", out)
+	var state_, errno, live string
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "RESULT "); ok {
+			f := strings.Fields(rest)
+			if len(f) == 3 {
+				state_, errno, live = f[0], f[1], f[2]
+			}
+		}
+	}
+	if state_ != string(StateFailed) || errno != "EROFS" || live == "8192" {
+		t.Fatalf("read-only /proc/sys: state %q errno %q live %q, want failed EROFS and the old value\n%s", state_, errno, live, out)
+	}
+	j, err := OpenJournal(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := j.ChangeByID("c-ro")
+	if err != nil || c.State != StateFailed || c.Errno != "EROFS" || !strings.Contains(c.Error, "net.core.somaxconn") {
+		t.Fatalf("journal: %+v %v", c, err)
+	}
+}
