@@ -169,7 +169,7 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 		want := min(somax, nextPow2(max(2*int64(l.SendQ), peakDemand(w.Series, l.Local), 1)))
 		o.Side = SideApp
 		o.Title = fmt.Sprintf("%s overflow on %s: the application's backlog (%d) is the cap", queue, l.Local, l.SendQ)
-		o.Explanation = fmt.Sprintf("Connections to %s are dropped because its %s is full. Its limit (Send-Q %d) is below net.core.somaxconn (%d), so the limit is the backlog the application passed to listen(): raising somaxconn cannot help. Raise the application's backlog (and check that it accepts fast enough).", l.Local, queue, l.SendQ, somax)
+		o.Explanation = fmt.Sprintf("Connections to %s are dropped because its %s is full. Its limit (Send-Q %d) is below net.core.somaxconn (%d), so the limit is the backlog the application passed to listen(): raising somaxconn cannot help. Raise the application's backlog (and check that it accepts fast enough). If somaxconn was lower when the application called listen(), a restart may be enough: its backlog is then capped by the current value instead.", l.Local, queue, l.SendQ, somax)
 		o.AppActions = backlogActions(l, want)
 		o.Evidence = append(o.Evidence, fmt.Sprintf("Send-Q %d < somaxconn %d: the application's listen() backlog is the cap", l.SendQ, somax))
 	default:
@@ -180,8 +180,12 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 			o.Explanation += fmt.Sprintf(" The queue drained between bursts (%d times in the watch), so the application keeps up on average; a larger somaxconn absorbs the bursts.", pk.Drained)
 		}
 		o.Explanation += " A new somaxconn takes effect only when the application calls listen() again, with a backlog at least the new value."
-		o.Evidence = append(o.Evidence, fmt.Sprintf("Send-Q %d == somaxconn %d: the kernel's cap, not the application's backlog", l.SendQ, somax))
-		target := somaxconnTarget(somax, peakDemand(w.Series, l.Local), cfg)
+		if int64(l.SendQ) == somax {
+			o.Evidence = append(o.Evidence, fmt.Sprintf("Send-Q %d == somaxconn %d: the kernel's cap, not the application's backlog", l.SendQ, somax))
+		} else {
+			o.Evidence = append(o.Evidence, fmt.Sprintf("Send-Q %d > somaxconn %d: somaxconn was lowered after the application listened; a new limit must exceed the current Send-Q", l.SendQ, somax))
+		}
+		target := somaxconnTarget(max(somax, int64(l.SendQ)), peakDemand(w.Series, l.Local), cfg)
 		if target <= somax {
 			o.Explanation += fmt.Sprintf(" somaxconn is already at diagnose.somaxconn_cap (%d): no larger value is proposed.", cfg.SomaxconnCap)
 			break

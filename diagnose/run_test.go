@@ -100,6 +100,12 @@ func TestRules(t *testing.T) {
 			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "4096", "5000"}}, true}},
 		},
 		{
+			name: "somaxconn lowered after listen: the target exceeds the current Send-Q", n: 2,
+			mut:       burstListener(1024, "128"),
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "2048"}}, true}},
+		},
+		{
 			name: "somaxconn at the cap gives no proposal", n: 2,
 			mut:  burstListener(65535, "65535"),
 			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
