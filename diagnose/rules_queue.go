@@ -248,6 +248,9 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 	if n := cur.States[sample.StateSynRecv]; n > 0 {
 		common = append(common, fmt.Sprintf("%d SYN-RECV sockets (dropped final ACKs leave requests half-open)", n))
 	}
+	if v, ok := sysInt(cur, "net.ipv4.tcp_abort_on_overflow"); ok && v != 0 {
+		common = append(common, "net.ipv4.tcp_abort_on_overflow = 1: clients get a reset at once instead of retrying the handshake")
+	}
 
 	type hit struct {
 		l  *sample.Listener

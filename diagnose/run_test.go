@@ -582,3 +582,16 @@ func dump(r Report) string {
 	_ = WriteText(&b, r)
 	return b.String()
 }
+
+func TestAbortOnOverflowEvidence(t *testing.T) {
+	for _, v := range []string{"0", "1"} {
+		r := Run(series(2, func(i int, s *sample.Sample) {
+			burstListener(128, "128")(i, s)
+			s.Sysctls["net.ipv4.tcp_abort_on_overflow"] = v
+		}), cfg())
+		got := strings.Contains(strings.Join(r.Findings[0].Evidence, "\n"), "tcp_abort_on_overflow = 1")
+		if got != (v == "1") {
+			t.Errorf("tcp_abort_on_overflow=%s: evidence line present = %v", v, got)
+		}
+	}
+}
