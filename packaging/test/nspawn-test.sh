@@ -220,7 +220,8 @@ journal_has "first sample taken: ready" || fail "no 'first sample taken: ready' 
 pass "unit stays activating until the first good sample, active after READY=1"
 
 # --- 3. STATUS= ---------------------------------------------------------------
-wait_until 10 "a STATUS= line" test -n "$(show StatusText)"
+has_status() { [ -n "$(show StatusText)" ]; }
+wait_until 10 "a STATUS= line" has_status
 st=$(in_ct systemctl --no-pager status sockwarden 2>&1 | grep 'Status:' || true)
 [ -n "$st" ] || fail "systemctl status shows no Status: line"
 pass "systemctl status shows $(echo "$st" | sed 's/^ *//')"
@@ -231,7 +232,8 @@ r0=$(show NRestarts)
 in_ct touch /var/lib/sockwarden/stall
 wait_until 20 "the watchdog to fire" journal_has "Watchdog timeout"
 in_ct rm -f /var/lib/sockwarden/stall
-wait_until 20 "the restart" test "$(show NRestarts)" -gt "$r0"
+restarted() { [ "$(show NRestarts)" -gt "$r0" ]; }
+wait_until 20 "the restart" restarted
 wait_until 20 "active again" is ActiveState active
 pass "watchdog killed the stalled loop ($(in_ct journalctl --no-pager -u sockwarden -o cat | grep -m1 'Watchdog timeout' | sed 's/^ *//')), NRestarts $r0 -> $(show NRestarts), active again"
 
@@ -272,6 +274,7 @@ v=$(in_ct journalctl --no-pager -u sockwarden -o verbose SOCKWARDEN_KEY=net.core
 for f in SOCKWARDEN_KEY=net.core.somaxconn SOCKWARDEN_OLD=64 SOCKWARDEN_NEW= SOCKWARDEN_PROPOSAL="$id" SOCKWARDEN_APPROVER= SOCKWARDEN_REASON=; do
   echo "$v" | grep -q -- "$f" || fail "journal entry lacks $f"
 done
+echo "$v" | grep -E '^ *(MESSAGE|SOCKWARDEN_(KEY|OLD|NEW|PROPOSAL|APPROVER|REASON))=' | sed 's/^ */     /'
 new=$(echo "$v" | grep -m1 -o 'SOCKWARDEN_NEW=[0-9]*' | cut -d= -f2)
 live=$(in_ct nsenter --net="$labns" cat /proc/sys/net/core/somaxconn)
 [ "$live" = "$new" ] || fail "somaxconn in $labns is $live, want $new"
