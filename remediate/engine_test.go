@@ -294,6 +294,15 @@ func TestApplyRefusals(t *testing.T) {
 			guard: GuardApproval, want: "expired",
 		},
 		{
+			name: "approval already used",
+			setup: func(w *world, e *Engine, id string) string {
+				e.Approve(id, ApproveOptions{})
+				e.Store().UseApproval(id, "c-earlier", time.Now())
+				return id
+			},
+			guard: GuardApproval, want: "used once",
+		},
+		{
 			name: "denied",
 			setup: func(w *world, e *Engine, id string) string {
 				e.Approve(id, ApproveOptions{})
