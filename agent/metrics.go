@@ -84,7 +84,7 @@ func NewMetrics(version, mode string) *Metrics {
 		}, []string{"netns"}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sockwarden_changes_total",
-			Help: "Kernel changes by outcome (applied, verified, rolled_back, failed) and sysctl key.",
+			Help: "Settled kernel changes by outcome (verified, rolled_back, refused, failed, drift, kept) and sysctl key.",
 		}, []string{"netns", "key", "state"}),
 		ns:        map[string]*nsSnapshot{},
 		proposals: map[string]int{},

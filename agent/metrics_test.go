@@ -63,7 +63,7 @@ sockwarden_findings{confirmed="true",kind="close-wait-pile",netns="host",severit
 # HELP sockwarden_proposals Proposals known to the agent by state (pending, approved, applied, verifying, ...).
 # TYPE sockwarden_proposals gauge
 sockwarden_proposals{state="pending"} 1
-# HELP sockwarden_changes_total Kernel changes by outcome (applied, verified, rolled_back, failed) and sysctl key.
+# HELP sockwarden_changes_total Settled kernel changes by outcome (verified, rolled_back, refused, failed, drift, kept) and sysctl key.
 # TYPE sockwarden_changes_total counter
 sockwarden_changes_total{key="net.core.somaxconn",netns="host",state="verified"} 1
 # HELP sockwarden_samples_total Samples taken, by namespace and tier.

@@ -121,7 +121,7 @@ func TestNetnsAgentProposeApproveVerify(t *testing.T) {
 
 	// And the metrics.
 	want := `
-# HELP sockwarden_changes_total Kernel changes by outcome (applied, verified, rolled_back, failed) and sysctl key.
+# HELP sockwarden_changes_total Settled kernel changes by outcome (verified, rolled_back, refused, failed, drift, kept) and sysctl key.
 # TYPE sockwarden_changes_total counter
 sockwarden_changes_total{key="net.core.somaxconn",netns="` + env.Netns + `",state="verified"} 1
 `
