@@ -280,3 +280,28 @@ func (c *Census) Fill(s *Sample) {
 		}
 	}
 }
+
+// attachOwners adds owners found after a socket was counted (the live
+// sampler's second look at processes outside the sampled namespace): the
+// per-process table, and the listener's owners when st is LISTEN.
+func (c *Census) attachOwners(st int, inode uint64, owners []Owner) {
+	if st <= 0 || st >= nStates || len(owners) == 0 {
+		return
+	}
+	for _, o := range owners {
+		p := c.procs[o.PID]
+		if p == nil {
+			p = &procCount{owner: o}
+			c.procs[o.PID] = p
+		}
+		p.total++
+		p.states[st]++
+	}
+	if st == 10 {
+		for i := range c.listeners {
+			if c.listeners[i].Inode == inode && len(c.listeners[i].Owners) == 0 {
+				c.listeners[i].Owners = slices.Clone(owners)
+			}
+		}
+	}
+}

@@ -34,6 +34,31 @@ func TakeCheap(ctx context.Context, opts Options) (*Sample, error) {
 	return s, err
 }
 
+// maxUnowned bounds the sockets remembered for a second owner lookup.
+const maxUnowned = 4096
+
+type unownedSocket struct {
+	inode uint64
+	state int
+}
+
+// dumpCensus feeds the census: listeners first (the census tells inbound
+// from outbound connections by them), then, unless cheap, every other
+// state.
+func dumpCensus(ctx context.Context, conn diagConn, cheap bool, add func(Socket) error) error {
+	if err := dumpBoth(ctx, conn, 1<<10, add); err != nil {
+		return fmt.Errorf("listeners: %w", err)
+	}
+	if cheap {
+		return nil
+	}
+	all, _ := stateMask(nil)
+	if err := dumpBoth(ctx, conn, all&^(1<<10), add); err != nil {
+		return fmt.Errorf("sockets: %w", err)
+	}
+	return nil
+}
+
 // take returns the sample and the last kernel log sequence number read.
 func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error) {
 	log := opts.logger()
@@ -46,16 +71,22 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		s.NetnsID = id
 	}
 
-	var owners *ownerIndex
+	var (
+		owners  *ownerIndex
+		skipped []int
+	)
 	if opts.Owners && !cheap {
-		x, miss, err := scanOwners(opts.proc())
+		// Processes in the sampled namespace first: on a host full of
+		// containers this skips most descriptors. Sockets they do not
+		// explain are looked up in the other processes afterwards.
+		x, sk, miss, err := scanOwnersScoped(opts.proc(), ownerScan{netns: s.NetnsID})
 		switch {
 		case err != nil:
 			s.noteMissing("process owners", err)
 		case miss != nil:
 			s.noteMissing(miss.Source, errors.New(miss.Reason))
 		}
-		owners = x
+		owners, skipped = x, sk
 	}
 
 	var conn *netlink.Conn
@@ -68,6 +99,9 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if err != nil {
 		return nil, 0, err
 	}
+	if opts.Netns != "" {
+		readGlobalSysctls(s, opts.proc())
+	}
 	c := NewCensus(opts.topDest(), opts.topProc())
 	if dialErr != nil {
 		if !errors.Is(dialErr, ErrNoData) {
@@ -76,19 +110,46 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		s.noteMissing("sock_diag", dialErr)
 	} else {
 		defer conn.Close()
+		var unowned []unownedSocket
+		overflow := false
 		add := func(sk Socket) error {
-			c.Add(sk, owners.lookup(sk.Inode))
+			o := owners.lookup(sk.Inode)
+			if o == nil && owners != nil && sk.Inode != 0 && len(skipped) > 0 {
+				if len(unowned) < maxUnowned {
+					unowned = append(unowned, unownedSocket{inode: sk.Inode, state: stateIndex(sk.State)})
+				} else {
+					overflow = true
+				}
+			}
+			c.Add(sk, o)
 			return nil
 		}
-		// Listeners first: the census tells inbound from outbound
-		// connections by them.
-		if err := dumpBoth(ctx, conn, 1<<10, add); err != nil {
-			return nil, 0, fmt.Errorf("listeners: %w", err)
+		if err := dumpCensus(ctx, conn, cheap, add); err != nil {
+			return nil, 0, err
 		}
-		if !cheap {
-			all, _ := stateMask(nil)
-			if err := dumpBoth(ctx, conn, all&^(1<<10), add); err != nil {
-				return nil, 0, fmt.Errorf("sockets: %w", err)
+		switch {
+		case overflow:
+			// Many sockets held from outside the namespace: map
+			// every process and count again.
+			log.Debug("many sockets owned from outside the namespace; full owner scan", zap.Int("skipped_processes", len(skipped)))
+			x, _, _, err := scanOwnersScoped(opts.proc(), ownerScan{})
+			if err == nil {
+				owners, skipped = x, nil
+				c = NewCensus(opts.topDest(), opts.topProc())
+				if err := dumpCensus(ctx, conn, cheap, add); err != nil {
+					return nil, 0, err
+				}
+			}
+		case len(unowned) > 0:
+			only := make(map[uint64]bool, len(unowned))
+			for _, u := range unowned {
+				only[u.inode] = true
+			}
+			x, _, _, err := scanOwnersScoped(opts.proc(), ownerScan{pids: skipped, only: only})
+			if err == nil {
+				for _, u := range unowned {
+					c.attachOwners(u.state, u.inode, x.lookup(u.inode))
+				}
 			}
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"iter"
 	"net/netip"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -131,7 +133,7 @@ func decodeDiagMsg(b []byte) (Socket, error) {
 // dialDiag opens a sock_diag netlink socket in the calling thread's network
 // namespace; it stays in that namespace for its whole life.
 func dialDiag() (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{MessageBufferSize: diagRecvBufferSize})
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sock_diag netlink socket: %w", netlinkErr(err))
 	}
@@ -147,10 +149,17 @@ func netlinkErr(err error) error {
 }
 
 // dumpFamily streams one family's dump through fn without keeping the
-// messages: each datagram is decoded and dropped before the next is read.
+// messages. On a real socket it reads each datagram into one reused buffer
+// and decodes it in place (no allocation per datagram or per message); on
+// a socket without a file descriptor (nltest) it uses Conn.ReceiveIter.
 func dumpFamily(c diagConn, family uint8, mask uint32, fn func(Socket) error) error {
 	if _, err := c.Send(diagRequest(family, mask)); err != nil {
 		return fmt.Errorf("sock_diag request: %w", netlinkErr(err))
+	}
+	if sc, ok := c.(syscallConner); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return rawReceive(rc, fn)
+		}
 	}
 	var ferr error
 	for m, err := range c.ReceiveIter() {
@@ -168,6 +177,83 @@ func dumpFamily(c diagConn, family uint8, mask uint32, fn func(Socket) error) er
 		ferr = fn(sk)
 	}
 	return ferr
+}
+
+type syscallConner interface {
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// recvBufs holds dump receive buffers: the kernel fills at most 32 KiB per
+// datagram when the reader offers that much.
+var recvBufs = sync.Pool{New: func() any { b := make([]byte, diagRecvBufferSize); return &b }}
+
+// rawReceive reads a dump's datagrams with recvfrom(2) through the runtime
+// poller (deadlines apply) and decodes them by offset.
+func rawReceive(rc syscall.RawConn, fn func(Socket) error) error {
+	bp := recvBufs.Get().(*[]byte)
+	defer recvBufs.Put(bp)
+	buf := *bp
+	var ferr error
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return rerr != unix.EAGAIN && rerr != unix.EINTR
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return fmt.Errorf("sock_diag dump: %w", netlinkErr(err))
+		}
+		done, err := parseDatagram(buf[:n], func(b []byte) {
+			if ferr != nil {
+				return // drain the rest of the dump after an error
+			}
+			sk, err := decodeDiagMsg(b)
+			if err != nil {
+				ferr = err
+				return
+			}
+			ferr = fn(sk)
+		})
+		if err != nil {
+			return err
+		}
+		if done {
+			return ferr
+		}
+	}
+}
+
+// parseDatagram walks the netlink messages of one datagram, calling msg
+// with the payload of each sock_diag message. It reports the end of the
+// dump (NLMSG_DONE) and turns NLMSG_ERROR or an error in NLMSG_DONE into
+// an error.
+func parseDatagram(b []byte, msg func([]byte)) (done bool, err error) {
+	const hdr = 16
+	for len(b) >= hdr {
+		l := int(binary.NativeEndian.Uint32(b[0:4]))
+		typ := binary.NativeEndian.Uint16(b[4:6])
+		if l < hdr || l > len(b) {
+			return false, fmt.Errorf("%w: netlink message of length %d in a datagram of %d bytes", ErrParse, l, len(b))
+		}
+		payload := b[hdr:l]
+		switch typ {
+		case unix.NLMSG_DONE, unix.NLMSG_ERROR:
+			if len(payload) >= 4 {
+				if errno := int32(binary.NativeEndian.Uint32(payload[:4])); errno < 0 {
+					return true, fmt.Errorf("sock_diag dump: %w", netlinkErr(unix.Errno(-errno)))
+				}
+			}
+			return true, nil
+		case sockDiagByFamily:
+			msg(payload)
+		}
+		b = b[min(len(b), (l+3)&^3):]
+	}
+	return false, nil
 }
 
 // dumpBoth dumps IPv4 then IPv6 TCP sockets in the states of mask. A kernel

@@ -203,3 +203,72 @@ func FuzzDecodeDiagMsg(f *testing.F) {
 		}
 	})
 }
+
+func TestParseDatagram(t *testing.T) {
+	msg := func(typ uint16, payload []byte) []byte {
+		b := make([]byte, 16, 16+len(payload)+3)
+		binary.NativeEndian.PutUint32(b[0:], uint32(16+len(payload)))
+		binary.NativeEndian.PutUint16(b[4:], typ)
+		b = append(b, payload...)
+		for len(b)%4 != 0 {
+			b = append(b, 0)
+		}
+		return b
+	}
+	errno := func(e unix.Errno) []byte {
+		b := make([]byte, 4)
+		binary.NativeEndian.PutUint32(b, uint32(-int32(e)))
+		return b
+	}
+	sk := diagMsg(1, "10.0.0.1:1", "10.0.0.2:2", 0, 0, 0, 7, nil).Data
+	cat := func(bs ...[]byte) []byte {
+		var out []byte
+		for _, b := range bs {
+			out = append(out, b...)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		in       []byte
+		msgs     int
+		done     bool
+		wantErr  string
+		wantNoDt bool
+	}{
+		{name: "two and more to come", in: cat(msg(sockDiagByFamily, sk), msg(sockDiagByFamily, sk)), msgs: 2},
+		{name: "last datagram", in: cat(msg(sockDiagByFamily, sk), msg(unix.NLMSG_DONE, []byte{0, 0, 0, 0})), msgs: 1, done: true},
+		{name: "done with errno", in: msg(unix.NLMSG_DONE, errno(unix.EPERM)), done: true, wantErr: "operation not permitted"},
+		{name: "error ENOENT is no data", in: msg(unix.NLMSG_ERROR, errno(unix.ENOENT)), done: true, wantErr: "no data", wantNoDt: true},
+		{name: "other types skipped", in: cat(msg(0x99, []byte{1, 2, 3}), msg(sockDiagByFamily, sk)), msgs: 1},
+		{name: "length past the end", in: msg(sockDiagByFamily, sk)[:40], wantErr: "netlink message of length"},
+		{name: "length below header", in: func() []byte { b := msg(sockDiagByFamily, sk); binary.NativeEndian.PutUint32(b, 8); return b }(), wantErr: "netlink message of length 8"},
+		{name: "trailing bytes ignored", in: cat(msg(sockDiagByFamily, sk), []byte{1, 2}), msgs: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 0
+			done, err := parseDatagram(tc.in, func(b []byte) {
+				if len(b) != len(sk) {
+					t.Errorf("payload of %d bytes, want %d", len(b), len(sk))
+				}
+				n++
+			})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || errors.Is(err, ErrNoData) != tc.wantNoDt {
+					t.Fatalf("err = %v, want %q (ErrNoData %v)", err, tc.wantErr, tc.wantNoDt)
+				}
+				return
+			}
+			if err != nil || n != tc.msgs || done != tc.done {
+				t.Fatalf("got %d messages, done %v, err %v; want %d, %v", n, done, err, tc.msgs, tc.done)
+			}
+		})
+	}
+}
+
+func FuzzParseDatagram(f *testing.F) {
+	f.Add(diagMsg(1, "10.0.0.1:1", "10.0.0.2:2", 0, 0, 0, 7, nil).Data)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseDatagram(b, func(p []byte) { decodeDiagMsg(p) })
+	})
+}

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
@@ -38,35 +41,94 @@ func (x *ownerIndex) lookup(inode uint64) []Owner {
 	return nil
 }
 
-// scanOwners walks procRoot/[0-9]*/fd once. Processes whose descriptors
-// cannot be read (no root) are counted and reported as one Missing entry;
-// processes that exit during the walk are skipped.
+// ownerScan says which processes scanOwners looks at.
+type ownerScan struct {
+	// netns, when not 0, limits the scan to processes whose network
+	// namespace has this inode; the others are returned as skipped.
+	netns uint64
+	// pids, when not nil, is the list of processes to scan instead of
+	// every /proc entry.
+	pids []int
+	// only, when not nil, keeps only these socket inodes.
+	only map[uint64]bool
+}
+
+// procSockets is what one process holds.
+type procSockets struct {
+	pid    int
+	fds    int
+	inodes []uint64
+}
+
+// scanOwners maps the sockets of every process (see scanOwnersScoped).
 func scanOwners(procRoot string) (*ownerIndex, *Missing, error) {
-	d, err := os.Open(procRoot)
-	if err != nil {
-		return nil, nil, procNoData(err)
-	}
-	defer d.Close()
-	x := &ownerIndex{one: make(map[uint64]int32, 1024), more: map[uint64][]Owner{}}
-	var denied int
-	link := make([]byte, 64)
-	for {
-		names, err := d.Readdirnames(256)
+	x, _, miss, err := scanOwnersScoped(procRoot, ownerScan{})
+	return x, miss, err
+}
+
+// scanOwnersScoped walks procRoot/[0-9]*/fd once, on up to two workers.
+// Processes whose descriptors cannot be read (no root) are counted and
+// reported as one Missing entry; processes that exit during the walk are
+// skipped.
+func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []int, miss *Missing, err error) {
+	pids := sc.pids
+	if pids == nil {
+		d, err := os.Open(procRoot)
+		if err != nil {
+			return nil, nil, nil, procNoData(err)
+		}
+		names, _ := d.Readdirnames(-1)
+		d.Close()
+		pids = make([]int, 0, len(names))
 		for _, name := range names {
-			pid, perr := strconv.Atoi(name)
-			if perr != nil || pid <= 0 {
+			if pid, err := strconv.Atoi(name); err == nil && pid > 0 {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	if sc.netns != 0 {
+		in := pids[:0:0]
+		for _, pid := range pids {
+			if ino, ok := procNetns(procRoot, pid); ok && ino != sc.netns {
+				skipped = append(skipped, pid)
 				continue
 			}
-			if err := x.scanProcess(procRoot, pid, link); errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-				denied++
-			}
+			in = append(in, pid)
 		}
-		if err != nil {
-			break // io.EOF or a vanished directory: done
+		pids = in
+	}
+
+	workers := min(2, runtime.NumCPU(), max(1, len(pids)/64))
+	results := make(chan procSockets, 64)
+	var denied atomic.Int32
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			link := make([]byte, 64)
+			for i := w; i < len(pids); i += workers {
+				ps, err := scanProcess(procRoot, pids[i], link, sc.only)
+				if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+					denied.Add(1)
+				}
+				if len(ps.inodes) > 0 {
+					results <- ps
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(results) }()
+
+	x = &ownerIndex{one: make(map[uint64]int32, 1024), more: map[uint64][]Owner{}}
+	for ps := range results {
+		x.owners = append(x.owners, Owner{PID: ps.pid, FDs: ps.fds})
+		idx := int32(len(x.owners) - 1)
+		for _, ino := range ps.inodes {
+			x.add(ino, idx)
 		}
 	}
-	fs, err := procfs.NewFS(procRoot)
-	if err == nil {
+	if fs, err := procfs.NewFS(procRoot); err == nil {
 		for i := range x.owners {
 			fillOwner(fs, &x.owners[i])
 		}
@@ -83,53 +145,53 @@ func scanOwners(procRoot string) (*ownerIndex, *Missing, error) {
 		}
 		x.more[ino] = list
 	}
-	var miss *Missing
-	if denied > 0 {
+	if n := denied.Load(); n > 0 {
 		miss = &Missing{
 			Source: "process owners",
-			Reason: fmt.Sprintf("permission denied reading /proc/PID/fd of %d processes: their sockets show no owner (run as root)", denied),
+			Reason: fmt.Sprintf("permission denied reading /proc/PID/fd of %d processes: their sockets show no owner (run as root)", n),
 		}
 	}
-	return x, miss, nil
+	return x, skipped, miss, nil
 }
 
-// scanProcess records the socket descriptors of one process.
-func (x *ownerIndex) scanProcess(procRoot string, pid int, link []byte) error {
+// procNetns returns the inode of a process's network namespace.
+func procNetns(procRoot string, pid int) (uint64, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(procRoot, strconv.Itoa(pid), "ns", "net"), &st); err != nil {
+		return 0, false
+	}
+	return st.Ino, true
+}
+
+// scanProcess lists the socket descriptors of one process.
+func scanProcess(procRoot string, pid int, link []byte, only map[uint64]bool) (procSockets, error) {
+	ps := procSockets{pid: pid}
 	dir := filepath.Join(procRoot, strconv.Itoa(pid), "fd")
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return ps, err
 	}
 	f := os.NewFile(uintptr(dfd), dir)
 	defer f.Close()
-	idx := int32(-1)
-	fds := 0
 	for {
 		names, err := f.Readdirnames(1024)
 		for _, name := range names {
-			fds++
+			ps.fds++
 			n, err := unix.Readlinkat(dfd, name, link)
 			if err != nil || n < 10 || n >= len(link) || string(link[:8]) != "socket:[" || link[n-1] != ']' {
 				continue
 			}
 			ino, err := strconv.ParseUint(string(link[8:n-1]), 10, 64)
-			if err != nil {
+			if err != nil || (only != nil && !only[ino]) {
 				continue
 			}
-			if idx < 0 {
-				x.owners = append(x.owners, Owner{PID: pid})
-				idx = int32(len(x.owners) - 1)
-			}
-			x.add(ino, idx)
+			ps.inodes = append(ps.inodes, ino)
 		}
 		if err != nil {
 			break
 		}
 	}
-	if idx >= 0 {
-		x.owners[idx].FDs = fds
-	}
-	return nil
+	return ps, nil
 }
 
 func (x *ownerIndex) add(ino uint64, idx int32) {
