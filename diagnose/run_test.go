@@ -595,3 +595,27 @@ func TestAbortOnOverflowEvidence(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelLogSummary: the kernel log is host-wide; a SYN-flooding line
+// for a port that does not listen here is not this namespace's.
+func TestKernelLogSummary(t *testing.T) {
+	cases := []struct {
+		port uint16
+		want string
+	}{
+		{443, "Kernel log: SYN flooding on 0.0.0.0:443 (sending cookies)."},
+		{8443, ""},
+	}
+	for _, tc := range cases {
+		ser := series(2, func(i int, s *sample.Sample) {
+			s.Listeners = []sample.Listener{listener("0.0.0.0:443", 443, 0, 128, nil)}
+			s.Kernel = []sample.KernelEvent{
+				{Kind: "syn-flood", Addr: "0.0.0.0", Port: tc.port, Action: "cookies", Line: "..."},
+				{Kind: "port-range-parity", Line: "ip_local_port_range: prefer different parity for start/end values."},
+			}
+		})
+		if got := kernelLogLine(ser); got != tc.want {
+			t.Errorf("port %d: %q, want %q", tc.port, got, tc.want)
+		}
+	}
+}

@@ -85,6 +85,10 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 		out = append(out, line+".")
 	}
 
+	if line := kernelLogLine(series); line != "" {
+		out = append(out, line)
+	}
+
 	var worst *Finding
 	for i := range r.Findings {
 		if r.Findings[i].Severity != SevInfo {
@@ -115,6 +119,41 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 		out = append(out, "Not read: "+strings.Join(parts, "; ")+".")
 	}
 	return out
+}
+
+// kernelLogLine names the kernel log lines that matter in the series. The
+// kernel log is host-wide and a sample's first read of it goes back to
+// boot, so lines are named, not counted as current: a SYN-flooding line
+// only when it names a port that listens in these samples, the others
+// marked host-wide (they may come from another namespace). Port-range
+// parity notes are left out: harmless, and from any namespace.
+func kernelLogLine(series []*sample.Sample) string {
+	meaning := map[string]string{
+		"tcp-oom":          "TCP out of memory (tcp_mem; host-wide)",
+		"too-many-orphans": "too many orphaned sockets (host-wide)",
+		"conntrack-full":   "nf_conntrack table full: netfilter drops new connections before TCP sees them (net.netfilter.nf_conntrack_max; host-wide)",
+	}
+	var parts []string
+	seen := map[string]bool{}
+	for _, s := range series {
+		for _, e := range s.Kernel {
+			m := meaning[e.Kind]
+			if e.Kind == "syn-flood" {
+				if l := listenerFor(s, e.Addr, e.Port); l != nil {
+					m = fmt.Sprintf("SYN flooding on %s (%s)", l.Local, map[string]string{"drop": "dropping requests", "cookies": "sending cookies"}[e.Action])
+				}
+			}
+			if m == "" || seen[m] {
+				continue
+			}
+			seen[m] = true
+			parts = append(parts, m)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "Kernel log: " + strings.Join(parts, "; ") + "."
 }
 
 func plural(n int, what string) string {
