@@ -283,3 +283,60 @@ func (j *Journal) ChangeByID(id string) (Change, error) {
 
 // ErrNotFound: no such proposal, approval or change.
 var ErrNotFound = errors.New("not found")
+
+// ProposalState is the latest journaled state of a proposal that has no
+// change after it: proposed, approved, denied or refused (with the guard).
+type ProposalState struct {
+	Proposal string    `json:"proposal"`
+	State    State     `json:"state"`
+	Time     time.Time `json:"time"`
+	Host     string    `json:"host,omitempty"`
+	Netns    string    `json:"netns,omitempty"`
+	Finding  string    `json:"finding,omitempty"`
+	Subject  string    `json:"subject,omitempty"`
+	Values   []Value   `json:"values,omitempty"`
+	Approver string    `json:"approver,omitempty"`
+	Guard    string    `json:"guard,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// OpenProposals folds the proposal-only records (no change id) into the
+// latest state of each proposal, leaving out proposals whose latest record
+// is a change's: those are shown by Changes. Oldest first.
+func OpenProposals(recs []Record) []ProposalState {
+	idx := map[string]int{}
+	var out []ProposalState
+	changed := map[string]time.Time{}
+	for _, r := range recs {
+		if r.Change != "" {
+			changed[r.Proposal] = r.Time
+			continue
+		}
+		i, ok := idx[r.Proposal]
+		if !ok {
+			i = len(out)
+			idx[r.Proposal] = i
+			out = append(out, ProposalState{Proposal: r.Proposal})
+		}
+		p := &out[i]
+		p.State, p.Time, p.Guard, p.Reason = r.State, r.Time, r.Guard, r.Reason
+		setIf(&p.Host, r.Host)
+		setIf(&p.Netns, r.Netns)
+		setIf(&p.Finding, r.Finding)
+		setIf(&p.Subject, r.Subject)
+		if r.Approver != "" {
+			p.Approver = r.Approver
+		}
+		if len(r.Values) > 0 {
+			p.Values = r.Values
+		}
+	}
+	var open []ProposalState
+	for _, p := range out {
+		if t, ok := changed[p.Proposal]; ok && !t.Before(p.Time) {
+			continue
+		}
+		open = append(open, p)
+	}
+	return open
+}

@@ -172,3 +172,22 @@ func TestFileStore(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenProposals(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	recs := []Record{
+		{Time: t0, Proposal: "a", State: StateProposed},
+		{Time: t0.Add(1), Proposal: "a", State: StateApproved, Approver: "root (uid 0)"},
+		{Time: t0.Add(2), Proposal: "b", State: StateProposed},
+		{Time: t0.Add(3), Proposal: "b", State: StateApproved},
+		{Time: t0.Add(4), Proposal: "b", Change: "c1", State: StateApplying},
+		{Time: t0.Add(5), Proposal: "c", State: StateRefused, Guard: GuardApproval, Reason: "no approval"},
+	}
+	want := []ProposalState{
+		{Proposal: "a", State: StateApproved, Time: t0.Add(1), Approver: "root (uid 0)"},
+		{Proposal: "c", State: StateRefused, Time: t0.Add(5), Guard: GuardApproval, Reason: "no approval"},
+	}
+	if diff := cmp.Diff(want, OpenProposals(recs)); diff != "" {
+		t.Fatalf("(-want +got)\n%s", diff)
+	}
+}

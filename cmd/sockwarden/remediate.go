@@ -481,15 +481,45 @@ func newHistoryCmd(a *app) *cobra.Command {
 				return nil
 			}
 			changes := remediate.Changes(recs)
+			props := remediate.OpenProposals(recs)
 			if asJSON {
 				if changes == nil {
 					changes = []remediate.Change{}
 				}
-				return writeJSON(out, changes)
+				if props == nil {
+					props = []remediate.ProposalState{}
+				}
+				return writeJSON(out, struct {
+					Changes   []remediate.Change        `json:"changes"`
+					Proposals []remediate.ProposalState `json:"proposals"`
+				}{changes, props})
 			}
-			if len(changes) == 0 {
+			if len(changes) == 0 && len(props) == 0 {
 				fmt.Fprintln(out, "No change in the journal.")
 				return nil
+			}
+			if len(props) > 0 {
+				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "PROPOSAL\tLAST\tSTATE\tCHANGE\tNETNS\tBY\tREASON")
+				for _, p := range props {
+					var ch []string
+					for _, v := range p.Values {
+						ch = append(ch, fmt.Sprintf("%s %s->%s", v.Key, v.Old, v.New))
+					}
+					st := string(p.State)
+					if p.Guard != "" {
+						st += " (" + p.Guard + ")"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Proposal, p.Time.Local().Format("2006-01-02 15:04:05"), st,
+						strings.Join(ch, ", "), orDash(p.Netns), orDash(p.Approver), p.Reason)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if len(changes) == 0 {
+					return nil
+				}
+				fmt.Fprintln(out)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "CHANGE\tSTARTED\tSTATE\tKEY\tOLD\tNEW\tNETNS\tPROPOSAL\tAPPROVER\tREASON")
