@@ -343,8 +343,10 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	if err != nil {
 		return refused(refuse(GuardSamples, "fresh samples: %v", err))
 	}
+	if len(series) < 3 {
+		return refused(refuse(GuardSamples, "fresh samples: got %d, need 3", len(series)))
+	}
 	rep := e.opts.Diagnose(series)
-	last := series[len(series)-1]
 
 	// Guard 1 again, with the fresh diagnosis: a forged or outdated
 	// record cannot turn an application problem into a kernel change.
@@ -361,7 +363,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	}
 	// Guard 2, the kernel's rules with live values.
 	sc := e.sysctl(p.Netns)
-	if r := checkKernelRules(p, sc.Read, last); r != nil {
+	if r := checkKernelRules(p, sc.Read, series...); r != nil {
 		return refused(r)
 	}
 	// Guard 3: the fresh diagnosis agrees.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
 	"github.com/sockwarden/sockwarden/sample"
@@ -162,7 +164,7 @@ func parsePortSet(v string) (func(int) bool, error) {
 // checkKernelRules is the live part of guard 2: the kernel's own rules
 // (KERNEL-NOTES.md), judged with the values and listeners of the fresh
 // sample and the live sysctls.
-func checkKernelRules(p diagnose.Proposal, live func(string) (string, error), last *sample.Sample) *Refusal {
+func checkKernelRules(p diagnose.Proposal, live func(string) (string, error), series ...*sample.Sample) *Refusal {
 	proposed := map[string]string{}
 	for _, c := range p.Changes {
 		proposed[c.Key] = Fold(c.Proposed)
@@ -194,13 +196,21 @@ func checkKernelRules(p diagnose.Proposal, live func(string) (string, error), la
 			if err != nil {
 				return refuse(GuardAllowed, "net.ipv4.ip_local_reserved_ports = %q: %v", rv, err)
 			}
-			if last != nil {
-				for _, l := range last.Listeners {
+			for _, s := range series {
+				if s == nil {
+					continue
+				}
+				for _, l := range s.Listeners {
 					port := int(l.Port)
 					if port >= lo && port <= hi && !reserved(port) {
 						return refuse(GuardAllowed, "%s = %q would cover listening port %d (%s), which is not in net.ipv4.ip_local_reserved_ports", c.Key, c.Proposed, port, l.Local)
 					}
 				}
+			}
+		case "net.core.somaxconn":
+			// Kernels before 5.4 keep the limit in 16 bits.
+			if n, err := strconv.ParseInt(Fold(c.Proposed), 10, 64); err == nil && n > 65535 && !kernelAtLeast(5, 4) {
+				return refuse(GuardAllowed, "%s = %d: kernels before 5.4 store the backlog in 16 bits (this one is %s)", c.Key, n, kernelRelease())
 			}
 		case "net.ipv4.tcp_max_syn_backlog":
 			sc, err := value("net.ipv4.tcp_syncookies")
@@ -262,4 +272,22 @@ func standingFor(p diagnose.Proposal, rules []Standing) []Standing {
 		}
 	}
 	return used
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// kernelAtLeast compares the running kernel's release with major.minor; an
+// unreadable release counts as older (the safe answer).
+func kernelAtLeast(major, minor int) bool {
+	var a, b int
+	if _, err := fmt.Sscanf(kernelRelease(), "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a > major || (a == major && b >= minor)
 }
