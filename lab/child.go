@@ -217,7 +217,7 @@ func touch(ctx context.Context, sp appSpec) {
 
 // dialClose connects and closes at once (a FIN: the client closes first).
 func dialClose(ctx context.Context, sp appSpec) error {
-	d := net.Dialer{Timeout: sp.DialTimeout}
+	d := net.Dialer{Timeout: sp.DialTimeout, KeepAlive: -1}
 	c, err := d.DialContext(ctx, "tcp4", sp.Addr)
 	if err != nil {
 		return err
@@ -261,8 +261,16 @@ type held struct {
 	at time.Time
 }
 
+// listenNoKeepAlive listens without Go's default TCP keep-alive on accepted
+// connections: keep-alive probes would reset held connections whose peer
+// is gone and empty the piles the scenarios build.
+func listenNoKeepAlive(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(ctx, "tcp4", addr)
+}
+
 func runHold(ctx context.Context, sp appSpec, ready func()) error {
-	ln, err := net.Listen("tcp4", sp.Addr)
+	ln, err := listenNoKeepAlive(ctx, sp.Addr)
 	if err != nil {
 		return err
 	}
@@ -346,7 +354,7 @@ func (e *errCounter) String() string {
 }
 
 func runShort(ctx context.Context, sp appSpec, ready func()) error {
-	ln, err := net.Listen("tcp4", sp.Addr)
+	ln, err := listenNoKeepAlive(ctx, sp.Addr)
 	if err != nil {
 		return err
 	}
@@ -413,7 +421,7 @@ func runFDHog(ctx context.Context, sp appSpec, ready func()) error {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return fmt.Errorf("setrlimit NOFILE %d: %w", sp.FDLimit, err)
 	}
-	ln, err := net.Listen("tcp4", sp.Addr)
+	ln, err := listenNoKeepAlive(ctx, sp.Addr)
 	if err != nil {
 		return err
 	}
@@ -421,7 +429,7 @@ func runFDHog(ctx context.Context, sp appSpec, ready func()) error {
 	type pair struct{ c, s net.Conn }
 	var pairs []pair
 	open := func() error {
-		d := net.Dialer{Timeout: sp.DialTimeout}
+		d := net.Dialer{Timeout: sp.DialTimeout, KeepAlive: -1}
 		c, err := d.DialContext(ctx, "tcp4", sp.Addr)
 		if err != nil {
 			return err
