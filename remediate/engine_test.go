@@ -122,7 +122,7 @@ func (w *world) proposal(cur string) diagnose.Proposal {
 func (w *world) engine(mod func(*config.Config)) *Engine {
 	cfg := config.Defaults()
 	cfg.StateDir = filepath.Join(w.t.TempDir(), "state")
-	cfg.Verify.Window = 80 * time.Millisecond
+	cfg.Verify.Window = 250 * time.Millisecond
 	cfg.Verify.Interval = 10 * time.Millisecond
 	cfg.Verify.MinCleanIntervals = 2
 	if mod != nil {
@@ -607,7 +607,7 @@ func TestApplyRestartUnit(t *testing.T) {
 			w := newWorld(t)
 			cfg := config.Defaults()
 			cfg.StateDir = filepath.Join(t.TempDir(), "state")
-			cfg.Verify.Window, cfg.Verify.Interval = 80*time.Millisecond, 10*time.Millisecond
+			cfg.Verify.Window, cfg.Verify.Interval = 250*time.Millisecond, 10*time.Millisecond
 			cfg.Remediate.RestartUnit = tc.restartUnit
 			r := &fakeRestarter{w: w}
 			e, err := New(Options{Config: cfg, Host: "h1", ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Restarter: r})
