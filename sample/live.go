@@ -99,9 +99,6 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if err != nil {
 		return nil, 0, err
 	}
-	if opts.Netns != "" {
-		readGlobalSysctls(s, opts.proc())
-	}
 	c := NewCensus(opts.topDest(), opts.topProc())
 	if dialErr != nil {
 		if !errors.Is(dialErr, ErrNoData) {

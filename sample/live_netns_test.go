@@ -296,7 +296,9 @@ func TestNetnsTakeMatchesSS(t *testing.T) {
 	// The scenario really made every state the issue names.
 	for _, st := range []string{StateEstab, StateListen, StateTimeWait, StateCloseWait, StateFinWait2, StateSynRecv} {
 		if s.States[st] == 0 {
-			t.Errorf("no %s socket in the scenario: %v", st, s.States)
+			out, _ := exec.Command("ss", "-N", name, "-tan").CombinedOutput()
+			fw, _ := exec.Command("ip", "netns", "exec", name, "iptables-legacy", "-L", "OUTPUT", "-v", "-n").CombinedOutput()
+			t.Errorf("no %s socket in the scenario: %v\n%s\n%s", st, s.States, out, fw)
 		}
 	}
 	if s.Total != liveSumStates(s.States) {

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -232,24 +231,4 @@ func (s *Sample) noteMissing(source string, err error) {
 		}
 	}
 	s.Missing = append(s.Missing, Missing{Source: source, Reason: reason})
-}
-
-// globalSysctls are kept by the initial network namespace only: a child
-// namespace has no /proc/sys entry for them, and the host's value applies.
-var globalSysctls = []string{"net.ipv4.tcp_mem", "net.ipv4.tcp_max_orphans"}
-
-// readGlobalSysctls fills the global sysctls a namespaced read could not
-// see, from the sampler's own namespace, and drops their Missing entries.
-func readGlobalSysctls(s *Sample, procRoot string) {
-	for _, k := range globalSysctls {
-		if _, ok := s.Sysctls[k]; ok {
-			continue
-		}
-		v, err := readSysctl(procRoot, k)
-		if err != nil {
-			continue
-		}
-		s.Sysctls[k] = v
-		s.Missing = slices.DeleteFunc(s.Missing, func(m Missing) bool { return m.Source == "sysctl "+k })
-	}
 }
