@@ -86,8 +86,11 @@ func saturated(w *window, l *sample.Listener, pk *sample.ListenerPeak, cfg confi
 }
 
 // peakDemand estimates the queue a listener needed over the whole series:
-// its limit plus the overflows of the worst burst (an interval's overflows
-// divided by the bursts the watch saw in it), or its peak fill.
+// its limit plus the overflows of its worst burst, or its peak fill. An
+// interval's overflows are spread over the polls that saw the queue at its
+// limit (each burst fills it for at least one poll, so this errs low per
+// burst and is doubled by the policy); without a watch (a bundle) the whole
+// interval counts as one burst, which errs high.
 func peakDemand(series []*sample.Sample, local string) int64 {
 	var demand int64
 	for i := 1; i < len(series); i++ {
@@ -99,9 +102,7 @@ func peakDemand(series []*sample.Sample, local string) int64 {
 		ov := d.Counters[cOverflows]
 		bursts := uint64(1)
 		if pk := peakOf(series[i], local); pk != nil {
-			if pk.Drained > 1 {
-				bursts = uint64(pk.Drained)
-			}
+			bursts = max(bursts, uint64(pk.AtLimit))
 			demand = max(demand, int64(pk.PeakRecvQ))
 		}
 		demand = max(demand, int64(l.SendQ)+int64((ov+bursts-1)/bursts))
@@ -109,10 +110,12 @@ func peakDemand(series []*sample.Sample, local string) int64 {
 	return demand
 }
 
-// somaxconnTarget applies the somaxconn policy: at least double, at least
-// the peak demand, a power of two, never above diagnose.somaxconn_cap.
+// somaxconnTarget applies the somaxconn policy: at least double the
+// current value, at least double the peak demand (retransmitted SYNs of
+// earlier drops add to later bursts, and an accept-queue slot costs
+// nothing until used), a power of two, never above diagnose.somaxconn_cap.
 func somaxconnTarget(current, demand int64, cfg config.Diagnose) int64 {
-	t := nextPow2(max(2*current, demand, 1))
+	t := nextPow2(max(2*current, 2*demand, 1))
 	return min(t, int64(cfg.SomaxconnCap))
 }
 
@@ -166,7 +169,7 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 		o.Title = fmt.Sprintf("%s overflow on %s (somaxconn unknown)", queue, l.Local)
 		o.Explanation = fmt.Sprintf("The %s of %s reached its limit %d and connections were dropped, but net.core.somaxconn was not recorded, so the samples cannot say whether the application's backlog or the kernel's cap limits it.", queue, l.Local, l.SendQ)
 	case int64(l.SendQ) < somax:
-		want := min(somax, nextPow2(max(2*int64(l.SendQ), peakDemand(w.Series, l.Local), 1)))
+		want := min(somax, nextPow2(max(2*int64(l.SendQ), 2*peakDemand(w.Series, l.Local), 1)))
 		o.Side = SideApp
 		o.Title = fmt.Sprintf("%s overflow on %s: the application's backlog (%d) is the cap", queue, l.Local, l.SendQ)
 		o.Explanation = fmt.Sprintf("Connections to %s are dropped because its %s is full. Its limit (Send-Q %d) is below net.core.somaxconn (%d), so the limit is the backlog the application passed to listen(): raising somaxconn cannot help. Raise the application's backlog (and check that it accepts fast enough). If somaxconn was lower when the application called listen(), a restart may be enough: its backlog is then capped by the current value instead.", l.Local, queue, l.SendQ, somax)
@@ -207,7 +210,7 @@ func somaxconnPlan(s *sample.Sample, l *sample.Listener, current, target int64, 
 	}
 	return &Plan{
 		Changes: []Change{{Key: kSomaxconn, Current: fmt.Sprint(current), Proposed: fmt.Sprint(target)}},
-		Reason: fmt.Sprintf("the queue of %s overflows at Send-Q %d, which is net.core.somaxconn; policy: at least double, at least the observed peak demand, a power of two, at most diagnose.somaxconn_cap",
+		Reason: fmt.Sprintf("the queue of %s overflows at Send-Q %d, which is net.core.somaxconn; policy: at least double the current value and the observed peak demand, a power of two, at most diagnose.somaxconn_cap",
 			l.Local, l.SendQ),
 		AppActions: []string{
 			relisten + ".",

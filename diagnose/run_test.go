@@ -80,8 +80,8 @@ func TestRules(t *testing.T) {
 			name: "somaxconn-capped burst is the kernel's", n: 3,
 			mut:  burstListener(128, "128"),
 			want: []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
-			// 100 overflows in 4 bursts: demand 128+25 < 256 = 2*128.
-			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+			// 100 overflows over 12 polls at the limit: demand 128+9, doubled.
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "512"}}, true}},
 		},
 		{
 			name: "somaxconn policy follows a peak demand above double", n: 2,
@@ -103,7 +103,7 @@ func TestRules(t *testing.T) {
 			name: "somaxconn lowered after listen: the target exceeds the current Send-Q", n: 2,
 			mut:       burstListener(1024, "128"),
 			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
-			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "2048"}}, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "4096"}}, true}},
 		},
 		{
 			name: "somaxconn at the cap gives no proposal", n: 2,
@@ -141,7 +141,7 @@ func TestRules(t *testing.T) {
 				}
 			},
 			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
-			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "512"}}, true}},
 		},
 		{
 			name: "saturated without a watch: full in every sample", n: 3,
@@ -161,7 +161,7 @@ func TestRules(t *testing.T) {
 				}
 			},
 			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
-			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "512"}}, false}},
 		},
 		{
 			name: "drops in one interval only are not confirmed", n: 3,
@@ -173,7 +173,7 @@ func TestRules(t *testing.T) {
 				}
 			},
 			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
-			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "512"}}, false}},
 		},
 		{
 			name: "drops rising below the load floor are not confirmed", n: 2,
@@ -182,7 +182,7 @@ func TestRules(t *testing.T) {
 				s.Counters["TcpPassiveOpens"], s.Counters["TcpActiveOpens"] = 1000+uint64(i), 1000
 			},
 			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
-			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "512"}}, false}},
 		},
 		{
 			name: "one sample gives unconfirmed findings and a proposal not ready", n: 1,
@@ -217,7 +217,7 @@ func TestRules(t *testing.T) {
 				s.Watch = nil
 			},
 			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
-			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "512"}}, true}},
 		},
 		{
 			name: "SYN queue dropping with syncookies off: turn cookies on, not tcp_max_syn_backlog", n: 2,
@@ -277,7 +277,7 @@ func TestRules(t *testing.T) {
 				rise(s, i, cCookRecv, 0, 40)
 			},
 			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, true}},
-			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, true}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "512"}}, true}},
 		},
 		{
 			name: "CLOSE-WAIT pile names the process", n: 2,
