@@ -255,12 +255,9 @@ func TestParseSSSummary(t *testing.T) {
 
 func FuzzParseSS(f *testing.F) {
 	for _, name := range []string{"tan-6.1.txt", "tanp-6.1.txt", "tane-6.1.txt", "tani-6.1.txt", "an-netid-6.1.txt", "tlnp-6.1.txt", "tanp-5.10-written.txt", "tanp-4.15-written.txt", "tuanp-netid-5.10-written.txt"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "ss", name))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+		addCaptureSeeds(f, readTestdata(f, "ss", name))
 	}
+	f.Add([]byte("State Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0 128 *:22 *:*\nESTAB 0 0 [::ffff:1.2.3.4]:22 [::ffff:5.6.7.8]:9 users:((\"a\",pid=1,fd=2))\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n := 0
 		st, err := ParseSS(strings.NewReader(string(b)), "f.txt", func(e SSEntry) error {

@@ -223,8 +223,10 @@ func TestParseDate(t *testing.T) {
 
 func FuzzParseSysctlText(f *testing.F) {
 	for _, name := range []string{"sysctl-a-ns-6.18.txt", "subset-written.txt", "grep-proc-sys-host.txt"} {
-		f.Add([]byte(readTestdata(f, "sysctl", name)))
+		addCaptureSeeds(f, readTestdata(f, "sysctl", name))
 	}
+	f.Add([]byte("net.core.somaxconn = 4096\nnet.ipv4.ip_local_port_range = 32768\t60999\n"))
+	f.Add([]byte("/proc/sys/fs/file-nr:1 0 2\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, _, err := ParseSysctlText(strings.NewReader(string(b)), "f.txt")
 		if err != nil {
@@ -242,7 +244,8 @@ func FuzzParseSysctlText(f *testing.F) {
 }
 
 func FuzzParseNstat(f *testing.F) {
-	f.Add([]byte(readTestdata(f, "nstat", "nstat-asz-ns.txt")))
+	addCaptureSeeds(f, readTestdata(f, "nstat", "nstat-asz-ns.txt"))
+	f.Add([]byte("#kernel\nTcpExtListenOverflows 30 0.0\nTcpActiveOpens 25 0.0\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, _, err := ParseNstat(strings.NewReader(string(b)), "f.txt"); err != nil && !errors.Is(err, ErrParse) {
 			t.Fatalf("error does not wrap ErrParse: %v", err)
@@ -252,8 +255,10 @@ func FuzzParseNstat(f *testing.F) {
 
 func FuzzParseDmesg(f *testing.F) {
 	for _, name := range []string{"dmesg-6.18.txt", "dmesg-T-6.18.txt", "dmesg-iso-6.18.txt", "dmesg-x-6.18.txt"} {
-		f.Add([]byte(readTestdata(f, "dmesg", name)))
+		addCaptureSeeds(f, readTestdata(f, "dmesg", name))
 	}
+	f.Add([]byte("[  524.253683] TCP: request_sock_TCP: Possible SYN flooding on port 127.0.0.1:8080. Sending cookies.\n"))
+	f.Add([]byte("2026-11-24T00:11:36,230163+00:00 ip_local_port_range: prefer different parity for start/end values.\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		evs, err := ParseDmesg(strings.NewReader(string(b)), "f.txt")
 		if err != nil {
@@ -277,4 +282,15 @@ func FuzzParseDate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _ = ParseDate(s)
 	})
+}
+
+// addCaptureSeeds seeds a fuzz test with a capture cut into pieces of 30
+// lines: Go's fuzzer makes a few executions a minute on inputs of tens of
+// KiB, while these pieces hold every line shape of the capture. The whole
+// captures are checked by the table tests.
+func addCaptureSeeds(f *testing.F, capture string) {
+	lines := strings.SplitAfter(capture, "\n")
+	for i := 0; i < len(lines); i += 30 {
+		f.Add([]byte(strings.Join(lines[i:min(i+30, len(lines))], "")))
+	}
 }
