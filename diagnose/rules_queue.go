@@ -151,7 +151,7 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 	}
 	evidence = append([]string{snap}, evidence...)
 	if pk != nil {
-		evidence = append(evidence, fmt.Sprintf("listener watch: peak Recv-Q %d of Send-Q %d, at the limit in %d of %d polls, drained %d times", pk.PeakRecvQ, pk.SendQ, pk.AtLimit, pk.Polls, pk.Drained))
+		evidence = append(evidence, fmt.Sprintf("listener watch: peak Recv-Q %d of Send-Q %d, at the limit in %d of %d polls, below half of it in %d polls after reaching it", pk.PeakRecvQ, pk.SendQ, pk.AtLimit, pk.Polls, pk.Drained))
 	}
 	if okS {
 		evidence = append(evidence, fmt.Sprintf("%s = %d", kSomaxconn, somax))
@@ -180,7 +180,7 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 		o.Title = fmt.Sprintf("%s overflow on %s: net.core.somaxconn (%d) is the cap", queue, l.Local, somax)
 		o.Explanation = fmt.Sprintf("Connections to %s are dropped because its %s is full, and its limit (Send-Q %d) equals net.core.somaxconn: the kernel caps the backlog the application asked for.", l.Local, queue, l.SendQ)
 		if pk != nil && pk.Drained > 0 {
-			o.Explanation += fmt.Sprintf(" The queue drained between bursts (%d times in the watch), so the application keeps up on average; a larger somaxconn absorbs the bursts.", pk.Drained)
+			o.Explanation += fmt.Sprintf(" The queue drains between bursts (below half its limit in %d of %d polls after reaching it), so the application keeps up on average; a larger somaxconn absorbs the bursts.", pk.Drained, pk.Polls)
 		}
 		o.Explanation += " A new somaxconn takes effect only when the application calls listen() again, with a backlog at least the new value."
 		if int64(l.SendQ) == somax {
