@@ -209,3 +209,10 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+func TestPartialSampleSummary(t *testing.T) {
+	r := Run(series(2, func(i int, s *sample.Sample) { s.Partial = true }), cfg())
+	if !strings.HasPrefix(r.Summary[0], "Cheap sample") {
+		t.Errorf("summary of a cheap sample: %q", r.Summary[0])
+	}
+}

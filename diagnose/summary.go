@@ -12,7 +12,11 @@ import (
 func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Diagnose) []string {
 	last := series[len(series)-1]
 	var out []string
-	out = append(out, fmt.Sprintf("%s: %s.", plural(last.Total, "TCP socket"), statesLine(last.States)))
+	if last.Partial {
+		out = append(out, "Cheap sample (listeners, counters, sysctls only): sockets by state, destinations and processes were not counted, so state piles and ports are not judged.")
+	} else {
+		out = append(out, fmt.Sprintf("%s: %s.", plural(last.Total, "TCP socket"), statesLine(last.States)))
+	}
 
 	if n := len(last.Listeners); n == 0 {
 		out = append(out, "No listening sockets.")
