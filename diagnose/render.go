@@ -49,7 +49,7 @@ func WriteText(w io.Writer, r Report) error {
 			writeWrapped(b, "       - ", "         ", e)
 		}
 		if len(f.AppActions) > 0 {
-			fmt.Fprintln(b, "     Application side:")
+			fmt.Fprintf(b, "     %s:\n", actionsLabel(f))
 			for j, a := range f.AppActions {
 				writeWrapped(b, fmt.Sprintf("       %d. ", j+1), "          ", a)
 			}
@@ -115,7 +115,7 @@ func WriteMarkdown(w io.Writer, r Report) error {
 			fmt.Fprintf(b, "- %s\n", e)
 		}
 		if len(f.AppActions) > 0 {
-			fmt.Fprintln(b, "\nApplication side:")
+			fmt.Fprintf(b, "\n%s:\n", actionsLabel(f))
 			fmt.Fprintln(b)
 			for j, a := range f.AppActions {
 				fmt.Fprintf(b, "%d. %s\n", j+1, a)
@@ -310,6 +310,16 @@ func noChangeWhy(r Report) string {
 		return "nothing to fix."
 	}
 	return "no finding is kernel-side; the fixes are in the application, the peers, or nowhere (see (b))."
+}
+
+// actionsLabel heads a finding's actions: the application's own fixes, or
+// what to do about the peers or the cause.
+func actionsLabel(f Finding) string {
+	switch f.Side {
+	case SideApp, SideKernel:
+		return "Application side"
+	}
+	return "What to do"
 }
 
 func confirmedWord(f Finding) string {
