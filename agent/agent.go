@@ -121,12 +121,14 @@ func (a *Agent) Metrics() *Metrics { return a.metrics }
 // configure installs a configuration: the namespaces (state kept for those
 // still watched) and a remediate engine built for it.
 func (a *Agent) configure(cfg config.Config) error {
+	var eng *remediate.Engine
 	eo := remediate.Options{
 		Config:   cfg,
 		Sampler:  remediate.SamplerFunc(a.seriesFunc(cfg)),
 		Diagnose: func(s []*sample.Sample) diagnose.Report { return diagnose.Run(s, cfg.Diagnose) },
-		OnEvent:  a.onEvent,
-		Log:      a.opts.Log,
+		// Events come from the engine's Apply, in the apply goroutine.
+		OnEvent: func(ev remediate.Event) { a.onEvent(eng, ev) },
+		Log:     a.opts.Log,
 	}
 	if cfg.Remediate.RestartUnit {
 		eo.Restarter = remediate.SystemdRestarter{}
@@ -147,7 +149,9 @@ func (a *Agent) configure(cfg config.Config) error {
 		}
 		ns = append(ns, &nsState{path: p, info: NetnsInfo{Path: p}})
 	}
+	a.mu.Lock()
 	a.cfg, a.engine, a.ns = cfg, eng, ns
+	a.mu.Unlock()
 	if a.metrics == nil {
 		a.metrics = NewMetrics(a.opts.Version, cfg.Agent.Mode)
 	}
@@ -349,7 +353,9 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 	a.mu.Unlock()
 
 	rep := diagnose.Run(series, cfg.Diagnose)
+	a.mu.Lock()
 	st.report = &rep
+	a.mu.Unlock()
 	st.open = false
 	for _, f := range rep.Findings {
 		if f.Severity != diagnose.SevInfo && !f.Confirmed {
@@ -508,7 +514,7 @@ func (a *Agent) start(p diagnose.Proposal) {
 
 // onEvent runs in the apply goroutine: it tracks the change's step for
 // status and writes the kernel-change journal entry when the write is done.
-func (a *Agent) onEvent(ev remediate.Event) {
+func (a *Agent) onEvent(eng *remediate.Engine, ev remediate.Event) {
 	a.mu.Lock()
 	if a.verifying != nil && a.verifying.Proposal == ev.Proposal {
 		a.verifying.State, a.verifying.Detail = ev.Step, ev.Message
@@ -517,9 +523,6 @@ func (a *Agent) onEvent(ev remediate.Event) {
 	if ev.Step != "applied" || ev.Change == "" {
 		return
 	}
-	a.mu.Lock()
-	eng := a.engine
-	a.mu.Unlock()
 	c, err := eng.Journal().ChangeByID(ev.Change)
 	if err != nil {
 		return
