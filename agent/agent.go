@@ -318,9 +318,9 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 	if st.path == "" {
 		a.markReady()
 	}
+	st.ticksSinceFull++
 	reason := fullReason(tierInput{prev: st.prev, lastFull: st.lastFull, cur: cur, ticksSinceFull: st.ticksSinceFull, open: st.open}, cfg)
 	st.prev = cur
-	st.ticksSinceFull++
 	if reason != "" && a.work != nil && a.work.proposal.Netns == st.path {
 		// The namespace under verification is sampled by the verifier.
 		reason = ""

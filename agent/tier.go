@@ -28,7 +28,8 @@ type tierInput struct {
 	prev, lastFull *sample.Sample
 	// cur is this tick's cheap sample.
 	cur *sample.Sample
-	// ticksSinceFull counts ticks since the last full census.
+	// ticksSinceFull counts ticks since the last full census, this one
+	// included.
 	ticksSinceFull int
 	// open is true while the last diagnosis had findings above info: the
 	// agent keeps taking full censuses until they clear or are confirmed.
@@ -75,8 +76,12 @@ func fullReason(in tierInput, cfg config.Config) string {
 			return fmt.Sprintf("listener %s filling (%d/%d)", l.Local, l.RecvQ, l.SendQ)
 		}
 	}
-	if len(in.cur.Kernel) > 0 {
-		return "kernel log: " + in.cur.Kernel[0].Kind
+	for _, k := range in.cur.Kernel {
+		// The port-range parity line is advice about a setting, not a
+		// symptom; the others are trouble.
+		if k.Kind != "port-range-parity" {
+			return "kernel log: " + k.Kind
+		}
 	}
 	base := in.lastFull.Sockstat
 	now := in.cur.Sockstat

@@ -39,6 +39,8 @@ func TestFullReason(t *testing.T) {
 				Listeners: []sample.Listener{{Local: "0.0.0.0:80", RecvQ: 63, SendQ: 128}}}}, ""},
 		{"kernel line", tierInput{prev: at(0, calm), lastFull: full,
 			cur: &sample.Sample{Time: t0.Add(10 * time.Second), Counters: calm, Kernel: []sample.KernelEvent{{Kind: "syn-flood"}}}}, "kernel log: syn-flood"},
+		{"port-range parity advice is not trouble", tierInput{prev: at(0, calm), lastFull: full,
+			cur: &sample.Sample{Time: t0.Add(10 * time.Second), Counters: calm, Kernel: []sample.KernelEvent{{Kind: "port-range-parity"}}}}, ""},
 		{"time-wait climbing", tierInput{prev: at(0, calm), lastFull: full,
 			cur: &sample.Sample{Time: t0.Add(10 * time.Second), Counters: calm, Sockstat: sample.Sockstat{TCPTimeWait: 1300, TCPOrphan: 5}}}, "TIME-WAIT 1000 -> 1300"},
 		{"time-wait within ratio", tierInput{prev: at(0, calm), lastFull: full,

@@ -22,8 +22,9 @@ cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 
 pids=()
+tiered="" everytick=""
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $tiered $everytick; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$work"
@@ -33,8 +34,9 @@ trap cleanup EXIT
 go build -o "$work/sockwarden" ./cmd/sockwarden
 ip netns add "$ns"
 ip netns exec "$ns" ip link set lo up
-# Room for the client ports of 75,000 connections to 10 listeners.
-ip netns exec "$ns" sh -c 'echo "10000 65000" > /proc/sys/net/ipv4/ip_local_port_range'
+# Room for the client ports of 75,000 connections to 10 listeners, which
+# listen below the range (9001-9010) so that no client port takes theirs.
+ip netns exec "$ns" sh -c 'echo "10000 65001" > /proc/sys/net/ipv4/ip_local_port_range'
 
 cat > "$work/pile.py" <<'PY'
 import socket, sys, time, os
@@ -51,11 +53,11 @@ while True:
     time.sleep(3600)
 PY
 for i in $(seq 1 $workers); do
-  ip netns exec "$ns" python3 "$work/pile.py" $((20000 + i)) $per > "$work/pile$i.out" 2>&1 &
+  ip netns exec "$ns" python3 "$work/pile.py" $((9000 + i)) $per > "$work/pile$i.out" 2>&1 &
   pids+=($!)
 done
 for i in $(seq 1 $workers); do
-  until grep -q ready "$work/pile$i.out" 2>/dev/null; do
+  until grep -qx ready "$work/pile$i.out" 2>/dev/null; do
     if ! kill -0 "${pids[$((i-1))]}" 2>/dev/null; then cat "$work/pile$i.out"; exit 1; fi
     sleep 0.5
   done
@@ -70,8 +72,7 @@ start_agent() { # name, extra env...
   mkdir -p "$work/$name"
   env "$@" SOCKWARDEN_STATE_DIR="$work/$name/state" SOCKWARDEN_AGENT_CONTROL_SOCKET="$work/$name/control.sock" \
     SOCKWARDEN_LOG_FORMAT=json ip netns exec "$ns" "$work/sockwarden" agent --config /dev/null >"$work/$name/log" 2>&1 &
-  pids+=($!)
-  echo $!
+  echo $! # env and ip exec: this is the agent's pid; cleanup kills it
 }
 # /dev/null as --config: an empty file, so only defaults and the env apply.
 tiered=$(start_agent tiered)
