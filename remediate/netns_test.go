@@ -313,6 +313,8 @@ func TestNetnsStaleApprovalRefused(t *testing.T) {
 }
 
 func TestNetnsDriftDuringVerification(t *testing.T) {
+	// Not a power of two, so never a value diagnose proposes.
+	const otherValue = "333"
 	needRoot(t)
 	hostGuard(t)
 	env := startLab(t, lab.SomaxconnCapped, false)
@@ -324,7 +326,7 @@ func TestNetnsDriftDuringVerification(t *testing.T) {
 			// Someone else sets a value of their own mid-verification.
 			go func() {
 				time.Sleep(1500 * time.Millisecond)
-				if _, err := (Sysctl{Netns: ns}).Set("net.core.somaxconn", "512"); err != nil {
+				if _, err := (Sysctl{Netns: ns}).Set("net.core.somaxconn", otherValue); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -340,8 +342,8 @@ func TestNetnsDriftDuringVerification(t *testing.T) {
 	if out.State != StateDrift {
 		t.Fatalf("outcome %s: %s; want drift", out.State, out.Reason)
 	}
-	if got := read(t, ns, "net.core.somaxconn"); got != "512" {
-		t.Fatalf("somaxconn %s: the other writer's 512 must be left alone", got)
+	if got := read(t, ns, "net.core.somaxconn"); got != otherValue {
+		t.Fatalf("somaxconn %s: the other writer's %s must be left alone", got, otherValue)
 	}
 	c, _ := e.Journal().ChangeByID(out.Change)
 	if c.State != StateDrift {
