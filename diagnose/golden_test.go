@@ -38,13 +38,18 @@ func goldenInputs(t *testing.T) map[string][]*sample.Sample {
 		}
 		in["series-"+strings.TrimSuffix(filepath.Base(f), ".json")] = s
 	}
-	bundles, _ := filepath.Glob("testdata/bundles/*.tar.gz")
-	for _, f := range bundles {
-		s, err := sample.FromBundle(f)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
+	for prefix, glob := range map[string]string{
+		"bundle-":     "testdata/bundles/*.tar.gz",
+		"lab-bundle-": "../testdata/bundles/*.tar.gz", // captured by the lab's tests
+	} {
+		bundles, _ := filepath.Glob(glob)
+		for _, f := range bundles {
+			s, err := sample.FromBundle(f)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			in[prefix+strings.TrimSuffix(filepath.Base(f), ".tar.gz")] = s
 		}
-		in["bundle-"+strings.TrimSuffix(filepath.Base(f), ".tar.gz")] = s
 	}
 	if s := in["series-somaxconn-capped"]; len(s) > 0 {
 		in["one-sample-somaxconn-capped"] = s[len(s)-1:]
@@ -93,6 +98,11 @@ func TestGolden(t *testing.T) {
 					return
 				}
 				want, err := os.ReadFile(path)
+				if os.IsNotExist(err) && strings.HasPrefix(name, "lab-bundle-") {
+					// A bundle the lab added after the goldens were made:
+					// visible, not silently passed.
+					t.Skipf("no golden yet for the lab's new bundle %s: run go test ./diagnose -run TestGolden -update and read the output", name)
+				}
 				if err != nil {
 					t.Fatalf("%v (run go test ./diagnose -run TestGolden -update)", err)
 				}
