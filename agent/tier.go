@@ -19,6 +19,7 @@ var risingCounters = []string{
 const (
 	timeWaitRiseFloor = 200
 	orphanRiseFloor   = 20
+	inUseRiseFloor    = 500
 )
 
 // tierInput is what the tier decision looks at.
@@ -90,6 +91,11 @@ func fullReason(in tierInput, cfg config.Config) string {
 	}
 	if rose(base.TCPOrphan, now.TCPOrphan, cfg.Agent.SockstatRise, orphanRiseFloor) {
 		return fmt.Sprintf("orphans %d -> %d", base.TCPOrphan, now.TCPOrphan)
+	}
+	// Sockets in use climbing: a CLOSE-WAIT or FIN-WAIT-2 leak moves no
+	// drop counter, only this.
+	if rose(base.TCPInUse, now.TCPInUse, cfg.Agent.SockstatRise, inUseRiseFloor) {
+		return fmt.Sprintf("sockets in use %d -> %d", base.TCPInUse, now.TCPInUse)
 	}
 	return ""
 }

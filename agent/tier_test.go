@@ -25,7 +25,8 @@ func TestFullReason(t *testing.T) {
 	}{
 		{"first tick", tierInput{cur: at(0, calm)}, "first census"},
 		{"healthy and quiet stays cheap", tierInput{prev: at(0, calm), lastFull: full, cur: at(10, calm), ticksSinceFull: 3}, ""},
-		{"every N ticks", tierInput{prev: at(0, calm), lastFull: full, cur: at(10, calm), ticksSinceFull: 30}, "every 30 ticks"},
+		{"every N ticks", tierInput{prev: at(0, calm), lastFull: full, cur: at(10, calm), ticksSinceFull: 180}, "every 180 ticks"},
+		{"N-1 ticks stays cheap", tierInput{prev: at(0, calm), lastFull: full, cur: at(10, calm), ticksSinceFull: 179}, ""},
 		{"open findings keep the full census", tierInput{prev: at(0, calm), lastFull: full, cur: at(10, calm), open: true}, "findings open"},
 		{"drops rising", tierInput{prev: at(0, calm), lastFull: full,
 			cur: at(10, map[string]uint64{"TcpExtListenOverflows": 15, "TcpPassiveOpens": 200})}, "TcpExtListenOverflows +5"},
@@ -47,6 +48,8 @@ func TestFullReason(t *testing.T) {
 			cur: &sample.Sample{Time: t0.Add(10 * time.Second), Counters: calm, Sockstat: sample.Sockstat{TCPTimeWait: 1199, TCPOrphan: 5}}}, ""},
 		{"orphans climbing from little", tierInput{prev: at(0, calm), lastFull: full,
 			cur: &sample.Sample{Time: t0.Add(10 * time.Second), Counters: calm, Sockstat: sample.Sockstat{TCPTimeWait: 1000, TCPOrphan: 30}}}, "orphans 5 -> 30"},
+		{"sockets in use climbing (a leak moves no counter)", tierInput{prev: at(0, calm), lastFull: full,
+			cur: &sample.Sample{Time: t0.Add(10 * time.Second), Counters: calm, Sockstat: sample.Sockstat{TCPTimeWait: 1000, TCPOrphan: 5, TCPInUse: 600}}}, "sockets in use 0 -> 600"},
 		{"orphans under the floor", tierInput{prev: at(0, calm), lastFull: full,
 			cur: &sample.Sample{Time: t0.Add(10 * time.Second), Counters: calm, Sockstat: sample.Sockstat{TCPTimeWait: 1000, TCPOrphan: 20}}}, ""},
 	}

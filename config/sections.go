@@ -230,7 +230,7 @@ type Agent struct {
 }
 
 func defaultAgent() Agent {
-	return Agent{Mode: "propose", Tick: 10 * time.Second, FullEvery: 30, SockstatRise: 0.2, Netns: []string{}, ControlSocket: "/run/sockwarden/control.sock"}
+	return Agent{Mode: "propose", Tick: 10 * time.Second, FullEvery: 180, SockstatRise: 0.2, Netns: []string{}, ControlSocket: "/run/sockwarden/control.sock"}
 }
 
 func (a Agent) validate() error {
