@@ -44,7 +44,10 @@ type unownedSocket struct {
 
 // dumpCensus feeds the census: listeners first (the census tells inbound
 // from outbound connections by them), then, unless cheap, every other
-// state.
+// state. One connection, one pass over the kernel's socket hash: splitting
+// the dump over two connections was measured to cost more CPU (each dump
+// walks the whole hash, every namespace's sockets included) for no gain in
+// wall time on a busy 2-CPU host (docs/PERFORMANCE.md).
 func dumpCensus(ctx context.Context, conn diagConn, cheap bool, add func(Socket) error) error {
 	if err := dumpBoth(ctx, conn, 1<<10, add); err != nil {
 		return fmt.Errorf("listeners: %w", err)

@@ -6,8 +6,11 @@
 #   sudo scripts/bench-census.sh            # defaults below
 #   ROUNDS=9 PAIRS=40000 TW=70000 scripts/bench-census.sh
 #
-# Prints each round, then the median wall time of each side, the median
-# ratio census/ss and the census's peak RSS (/usr/bin/time -f %M).
+# Each round times, in alternating order, the census with owners (the
+# default), the census with sample.owners=false, and `ss -tan | wc -l`:
+# wall time, CPU time (user+sys, less sensitive to a shared machine) and
+# peak RSS (/usr/bin/time -f %M). Prints every round, then the medians and
+# the median ratios census/ss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -15,7 +18,7 @@ export PATH=/usr/local/go/bin:$PATH
 ROUNDS=${ROUNDS:-7}
 PAIRS=${PAIRS:-40000}   # established pairs: 2 sockets each
 PROCS=${PROCS:-5}       # helper processes holding them (<= 20000 fds each)
-TW=${TW:-70000}         # TIME-WAIT sockets (no descriptor)
+TW=${TW:-75000}         # TIME-WAIT sockets (no descriptor)
 NS=sw-bench-$$
 tmp=$(mktemp -d)
 pids=()
@@ -39,7 +42,7 @@ echo "== namespace $NS: $PAIRS established pairs in $PROCS processes, $TW TIME-W
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
 # Inside the throwaway namespace only: room for the 4-tuples and TIME-WAITs.
-ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_max_tw_buckets=262144
+ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_max_tw_buckets=262144 net.ipv4.tcp_tw_reuse=0
 
 per=$((PAIRS / PROCS))
 for i in $(seq "$PROCS"); do
@@ -61,35 +64,46 @@ echo "sockets in the namespace: $total"
 ss -N "$NS" -s | sed -n '1,3p'
 [ "$total" -ge 150000 ] || echo "WARNING: fewer than 150000 sockets"
 
-now() { date +%s%N; }
-census=() ssw=() rss=() ratios=()
+# One measurement: wall ms (date, ns resolution), cpu ms (user+sys) and peak
+# RSS KiB (/usr/bin/time) of a command whose stdout goes to /dev/null.
+measure() {
+  local t0 t1
+  t0=$(date +%s%N)
+  /usr/bin/time -f '%U %S %M' -o "$tmp/time" "$@" >/dev/null
+  t1=$(date +%s%N)
+  read -r u s m <"$tmp/time"
+  echo "$(( (t1 - t0) / 1000 )) $(awk -v u="$u" -v s="$s" 'BEGIN{print (u+s)*1000}') $m"
+}
+ss_pipe() { ss -N "$NS" -tan | wc -l; }
+export -f ss_pipe; export NS
+
+census_cmd=("$tmp/sockwarden" sample --json --netns "/run/netns/$NS")
+declare -a cw cc cr nw nc nr sw sc ratio ratio_no
 for r in $(seq "$ROUNDS"); do
-  run_census() {
-    local t0 t1
-    t0=$(now)
-    /usr/bin/time -f %M -o "$tmp/rss" "$tmp/sockwarden" sample --json --netns "/run/netns/$NS" >/dev/null
-    t1=$(now)
-    c=$(( (t1 - t0) / 1000 ))
-    m=$(tail -n1 "$tmp/rss")
-  }
-  run_ss() {
-    local t0 t1
-    t0=$(now)
-    ss -N "$NS" -tan | wc -l >/dev/null
-    t1=$(now)
-    s=$(( (t1 - t0) / 1000 ))
-  }
-  # Alternate the order so neither side always runs on a warm cache.
-  if (( r % 2 )); then run_census; run_ss; else run_ss; run_census; fi
-  census+=("$c"); ssw+=("$s"); rss+=("$m")
-  ratios+=("$(awk -v a="$c" -v b="$s" 'BEGIN{printf "%.3f", a/b}')")
-  printf 'round %d: census %6.1f ms  ss %6.1f ms  ratio %s  census peak RSS %d KiB\n' \
-    "$r" "$(awk -v x="$c" 'BEGIN{print x/1000}')" "$(awk -v x="$s" 'BEGIN{print x/1000}')" "${ratios[-1]}" "$m"
+  # Alternate the order so that neither side always runs first.
+  if (( r % 2 )); then
+    read -r a b c < <(measure "${census_cmd[@]}")
+    read -r d e f < <(SOCKWARDEN_SAMPLE_OWNERS=false measure "${census_cmd[@]}")
+    read -r g h _ < <(measure bash -c ss_pipe)
+  else
+    read -r g h _ < <(measure bash -c ss_pipe)
+    read -r d e f < <(SOCKWARDEN_SAMPLE_OWNERS=false measure "${census_cmd[@]}")
+    read -r a b c < <(measure "${census_cmd[@]}")
+  fi
+  cw+=("$a"); cc+=("$b"); cr+=("$c"); nw+=("$d"); nc+=("$e"); nr+=("$f"); sw+=("$g"); sc+=("$h")
+  ratio+=("$(awk -v a="$a" -v b="$g" 'BEGIN{printf "%.3f", a/b}')")
+  ratio_no+=("$(awk -v a="$d" -v b="$g" 'BEGIN{printf "%.3f", a/b}')")
+  printf 'round %d: census %7.1f ms (cpu %4.0f ms, %5d KiB) | census, owners off %7.1f ms (cpu %4.0f ms, %5d KiB) | ss -tan|wc -l %7.1f ms (cpu %4.0f ms) | ratios %s %s\n' \
+    "$r" "$(awk -v x="$a" 'BEGIN{print x/1000}')" "$b" "$c" "$(awk -v x="$d" 'BEGIN{print x/1000}')" "$e" "$f" \
+    "$(awk -v x="$g" 'BEGIN{print x/1000}')" "$h" "${ratio[-1]}" "${ratio_no[-1]}"
 done
+left=$(( $(ss -N "$NS" -tan | wc -l) - 1 ))
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-echo "== result ($ROUNDS rounds, $total sockets, kernel $(uname -r), $(nproc) CPUs)"
-echo "median census wall: $(awk -v x="$(median "${census[@]}")" 'BEGIN{printf "%.1f", x/1000}') ms"
-echo "median ss -tan | wc -l wall: $(awk -v x="$(median "${ssw[@]}")" 'BEGIN{printf "%.1f", x/1000}') ms"
-echo "median ratio census/ss: $(median "${ratios[@]}") (target <= 0.35)"
-echo "peak RSS of the census: max $(printf '%s\n' "${rss[@]}" | sort -n | tail -n1) KiB, median $(median "${rss[@]}") KiB (target < 30720 KiB)"
+ms() { awk -v x="$1" 'BEGIN{printf "%.1f", x/1000}'; }
+echo "== result: $ROUNDS rounds, $total sockets at the start, $left at the end; kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "census (owners on, the default):  median wall $(ms "$(median "${cw[@]}")") ms, cpu $(median "${cc[@]}") ms, peak RSS max $(printf '%s\n' "${cr[@]}" | sort -n | tail -n1) KiB"
+echo "census (sample.owners=false):     median wall $(ms "$(median "${nw[@]}")") ms, cpu $(median "${nc[@]}") ms, peak RSS max $(printf '%s\n' "${nr[@]}" | sort -n | tail -n1) KiB"
+echo "ss -tan | wc -l:                  median wall $(ms "$(median "${sw[@]}")") ms, cpu $(median "${sc[@]}") ms"
+echo "median ratio census/ss wall: owners on $(median "${ratio[@]}"), owners off $(median "${ratio_no[@]}") (target <= 0.35)"
+echo "cpu ratio (medians): owners on $(awk -v a="$(median "${cc[@]}")" -v b="$(median "${sc[@]}")" 'BEGIN{printf "%.2f", a/b}'), owners off $(awk -v a="$(median "${nc[@]}")" -v b="$(median "${sc[@]}")" 'BEGIN{printf "%.2f", a/b}')"
