@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -77,15 +78,15 @@ func newLabRunCmd(a *app) *cobra.Command {
 			if duration <= 0 {
 				return usageErr("--duration: must be positive, got %s", duration)
 			}
+			if !slices.Contains(lab.Names(), args[0]) {
+				return usageErr("%w: %q (see sockwarden lab list)", lab.ErrUnknownScenario, args[0])
+			}
 			if os.Geteuid() != 0 {
 				return withCode(exitFailed, errors.New("lab run needs root (it creates a network namespace)"))
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			env, err := lab.Start(ctx, args[0], lab.Options{Duration: duration, Relisten: relisten, Log: a.log})
-			if errors.Is(err, lab.ErrUnknownScenario) {
-				return withCode(exitUsage, fmt.Errorf("%w (see sockwarden lab list)", err))
-			}
 			if err != nil {
 				return withCode(exitFailed, err)
 			}
