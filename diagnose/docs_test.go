@@ -26,6 +26,9 @@ func TestRulesDocumented(t *testing.T) {
 				t.Errorf("docs/rules.md does not name kind %q", k)
 			}
 		}
+		if r.Condition == "" || r.Why == "" || len(r.Kinds) == 0 || len(r.Sides) == 0 {
+			t.Errorf("rule %q lacks a condition, an explanation, kinds or sides", r.Name)
+		}
 		if (r.Counters == nil) == (r.Pile == nil) || (r.Confirm == ConfirmCounters) != (r.Counters != nil) {
 			t.Errorf("rule %q: exactly one of Counters and Pile must be set, matching Confirm", r.Name)
 		}

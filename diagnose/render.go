@@ -17,6 +17,31 @@ func WriteJSON(w io.Writer, r Report) error {
 	return enc.Encode(r)
 }
 
+// WriteRules lists the rules (`sockwarden diagnose --rules`): name, kinds,
+// sides, condition and why; the thresholds are the diagnose.* keys.
+func WriteRules(w io.Writer) error {
+	b := bufio.NewWriter(w)
+	for i, r := range Rules {
+		if i > 0 {
+			fmt.Fprintln(b)
+		}
+		var sides []string
+		for _, s := range r.Sides {
+			sides = append(sides, string(s))
+		}
+		mode := "per interval, counters rising under load"
+		if r.Confirm == ConfirmPile {
+			mode = "on both samples of every interval"
+		}
+		fmt.Fprintf(b, "%s: %s\n", r.Name, strings.Join(r.Kinds, ", "))
+		fmt.Fprintf(b, "  sides: %s; confirmed %s\n", strings.Join(sides, ", "), mode)
+		writeWrapped(b, "  when: ", "    ", r.Condition+".")
+		writeWrapped(b, "  why: ", "    ", r.Why)
+	}
+	fmt.Fprintln(b, "\nThresholds: the diagnose.* keys (docs/rules.md).")
+	return b.Flush()
+}
+
 // WriteText writes the report for a terminal, in the four sections a
 // person reads in order: (a) the read, (b) the verdict with its evidence,
 // (c) the change, current -> proposed, (d) how to verify it.

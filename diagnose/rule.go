@@ -31,7 +31,10 @@ type Rule struct {
 	// Condition states in one line when the rule fires, naming the
 	// config keys of its thresholds.
 	Condition string
-	Confirm   ConfirmMode
+	// Why is the explanation: what the condition means and whose fix it
+	// is, in one or two sentences (each finding explains itself at length).
+	Why     string
+	Confirm ConfirmMode
 	// Exactly one of Counters (ConfirmCounters) and Pile (ConfirmPile)
 	// is set.
 	Counters func(w *window, cfg config.Diagnose) []Observation
@@ -75,43 +78,51 @@ var Rules = []Rule{
 		Name: "accept-queue", Kinds: []string{KindAcceptQueueOverflow},
 		Sides:     []Side{SideApp, SideKernel, SideUnknown},
 		Condition: "TcpExtListenOverflows rises faster than diagnose.min_drops_per_sec and a listener reached its limit (Recv-Q >= Send-Q in a sample, or at the limit in the listener watch)",
+		Why:       "Send-Q of a listener is its accept-queue limit, min(listen() backlog, somaxconn at listen time): below somaxconn the application's backlog is the cap (app), at somaxconn the kernel's (kernel); a queue that never drains is a slow acceptor (app) that a bigger queue would only slow down.",
 		Confirm:   ConfirmCounters, Counters: checkAcceptQueue,
 	},
 	{
 		Name: "syn-queue", Kinds: []string{KindSynQueueOverflow, KindSynFlood},
 		Sides:     []Side{SideKernel, SideApp, SidePeer, SideUnknown},
 		Condition: "TcpExtTCPReqQFullDrop rises (syncookies off), or cookies are sent (TcpExtSyncookiesSent, TcpExtTCPReqQFullDoCookies) while the accept queue is not overflowing",
+		Why:       "With syncookies off a full SYN queue drops SYNs: turn cookies on (kernel); tcp_max_syn_backlog only matters while they stay off. Cookies sent and never answered are a flood or lost SYN-ACKs (peer): no queue growth.",
 		Confirm:   ConfirmCounters, Counters: checkSynQueue,
 	},
 	{
 		Name: "close-wait", Kinds: []string{KindCloseWaitPile}, Sides: []Side{SideApp},
 		Condition: "a process holds at least diagnose.close_wait_min CLOSE-WAIT sockets",
+		Why:       "The peer closed and the application never called close(): only the application can fix it.",
 		Confirm:   ConfirmPile, Pile: checkCloseWait,
 	},
 	{
 		Name: "ports", Kinds: []string{KindEphemeralPorts, KindTimeWaitPile},
 		Sides:     []Side{SideKernel, SideApp, SideNone},
 		Condition: "one destination holds at least diagnose.port_use_ratio of the usable ephemeral ports; otherwise at least diagnose.time_wait_min TIME-WAIT sockets",
+		Why:       "The ephemeral pool is per destination: pooling and keep-alive first, then a wider range that keeps listening ports out, and tcp_tw_reuse for outgoing TIME-WAIT. A TIME-WAIT pile with ports to spare is normal.",
 		Confirm:   ConfirmPile, Pile: checkPorts,
 	},
 	{
 		Name: "fin-wait-2", Kinds: []string{KindFinWait2Pile}, Sides: []Side{SidePeer, SideApp, SideUnknown},
 		Condition: "at least diagnose.fin_wait2_min FIN-WAIT-2 sockets orphaned, or held by one process",
+		Why:       "We closed and the peer did not: orphaned ones are the peers' (gone after tcp_fin_timeout), owned ones the application's (shutdown() without close()).",
 		Confirm:   ConfirmPile, Pile: checkFinWait2,
 	},
 	{
 		Name: "fd", Kinds: []string{KindFDExhaustion}, Sides: []Side{SideApp},
 		Condition: "a process at diagnose.fd_use_ratio of its RLIMIT_NOFILE, or fs.file-nr at that share of fs.file-max",
+		Why:       "A process at RLIMIT_NOFILE fails accept() and connect() with EMFILE: the unit's LimitNOFILE= or the process limit, not a TCP sysctl.",
 		Confirm:   ConfirmPile, Pile: checkFDs,
 	},
 	{
 		Name: "tcp-memory", Kinds: []string{KindTCPMemoryPressure}, Sides: []Side{SideKernel},
 		Condition: "sockstat TCP mem at or above the pressure value of net.ipv4.tcp_mem, or a `TCP: out of memory` kernel line",
+		Why:       "Socket buffers above the tcp_mem pressure value make the kernel shrink buffers and, at the high value, drop data: find the sockets holding it before raising tcp_mem by hand.",
 		Confirm:   ConfirmPile, Pile: checkTCPMemory,
 	},
 	{
 		Name: "orphans", Kinds: []string{KindOrphanPressure}, Sides: []Side{SidePeer},
 		Condition: "sockstat orphans at diagnose.orphan_use_ratio of net.ipv4.tcp_max_orphans, or a `too many orphaned sockets` kernel line",
+		Why:       "Orphans are closed connections the peers do not finish; past tcp_max_orphans the kernel resets them. Raising the limit only spends memory on unresponsive peers.",
 		Confirm:   ConfirmPile, Pile: checkOrphans,
 	},
 }

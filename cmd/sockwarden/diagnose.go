@@ -24,6 +24,7 @@ func newDiagnoseCmd(a *app) *cobra.Command {
 		format string
 		from   string
 		quiet  bool
+		rules  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "diagnose",
@@ -46,9 +47,13 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 		Example: `  sudo sockwarden diagnose
   sudo sockwarden diagnose --netns /run/netns/web --samples 3 --interval 2s
   sockwarden diagnose --from bundle.tar.gz --format markdown > ticket.md
-  sockwarden diagnose --from bundle.tar.gz --format json | jq '.findings[] | {kind, side, confirmed}'`,
+  sockwarden diagnose --from bundle.tar.gz --format json | jq '.findings[] | {kind, side, confirmed}'
+  sockwarden diagnose --rules`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rules {
+				return diagnose.WriteRules(cmd.OutOrStdout())
+			}
 			write, err := reportWriter(format)
 			if err != nil {
 				return err
@@ -84,6 +89,7 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 	f.StringVar(&format, "format", "text", "report format: text, markdown or json")
 	f.StringVar(&from, "from", "", "diagnose a bundle (directory or .tar.gz from `sockwarden collect` or made by hand) instead of this host")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	f.BoolVar(&rules, "rules", false, "list the rules (kinds, sides, conditions, why) and exit")
 	return cmd
 }
 

@@ -72,6 +72,7 @@ func TestDiagnoseExitStatus(t *testing.T) {
 		{"bad samples", []string{"--samples", "0"}, exitUsage, "diagnose.samples: must be at least 1"},
 		{"bad interval", []string{"--interval", "-1s"}, exitUsage, "diagnose.interval"},
 		{"argument", []string{"extra"}, exitUsage, "unknown command"},
+		{"rules", []string{"--rules"}, exitOK, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
