@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -101,8 +102,7 @@ func ParseSS(r io.Reader, name string, fn func(SSEntry) error) (SSStats, error) 
 		if lr.cut {
 			return st, lr.truncated("no newline after the last line")
 		}
-		fields := strings.Fields(line)
-		if fields[0] == "State" || fields[0] == "Netid" {
+		if first := firstField(line); first == "State" || first == "Netid" {
 			header = true
 			prevSocket = false
 			continue
@@ -151,14 +151,15 @@ func ParseSS(r io.Reader, name string, fn func(SSEntry) error) (SSStats, error) 
 // parseSSLine parses one socket line. skip is set for a line of another
 // socket type; why says what is wrong with a line that does not parse.
 func parseSSLine(line string) (e SSEntry, skip bool, why string) {
-	f, offs := fieldsWithOffsets(line, 6)
+	var f [6]string
+	n, rest := splitFields(line, &f)
 	if ssNetids[f[0]] {
 		if f[0] != "tcp" {
 			return e, true, ""
 		}
-		f, _ = fieldsWithOffsets(line[offs[0]:], 6)
+		n, _ = splitFields(rest, &f)
 	}
-	if len(f) < 5 {
+	if n < 5 {
 		return e, false, "want State Recv-Q Send-Q Local Peer"
 	}
 	state, ok := ssStates[f[0]]
@@ -184,47 +185,62 @@ func parseSSLine(line string) (e SSEntry, skip bool, why string) {
 		// dual-stack wildcard is "*:22".
 		e.Socket.V6Only = true
 	}
-	if len(f) == 6 {
-		rest := f[5]
-		if w := parseSSExtras(rest, &e); w != "" {
+	if n == 6 {
+		if w := parseSSExtras(f[5], &e); w != "" {
 			return e, false, w
 		}
 	}
 	return e, false, ""
 }
 
-// fieldsWithOffsets splits s at whitespace into at most max fields; the last
-// holds the rest of the line (trimmed). offs[i] is the offset just after
-// field i (so s[offs[0]:] is the line after the first field).
-func fieldsWithOffsets(s string, max int) ([]string, []int) {
-	var f []string
-	var offs []int
+func isSpace(c byte) bool { return c == ' ' || c == '\t' }
+
+// firstField returns the first whitespace-separated field of s.
+func firstField(s string) string {
 	i := 0
-	for len(f) < max {
-		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+	for i < len(s) && isSpace(s[i]) {
+		i++
+	}
+	j := i
+	for j < len(s) && !isSpace(s[j]) {
+		j++
+	}
+	return s[i:j]
+}
+
+// splitFields splits s at whitespace into at most len(f) fields, the last
+// holding the rest of the line (trimmed), without allocating. It returns
+// the number of fields and the text after the first field.
+func splitFields(s string, f *[6]string) (n int, afterFirst string) {
+	i := 0
+	for n < len(f) {
+		for i < len(s) && isSpace(s[i]) {
 			i++
 		}
 		if i >= len(s) {
 			break
 		}
-		if len(f) == max-1 {
-			f = append(f, strings.TrimRight(s[i:], " \t"))
-			offs = append(offs, len(s))
+		if n == len(f)-1 {
+			j := len(s)
+			for j > i && isSpace(s[j-1]) {
+				j--
+			}
+			f[n] = s[i:j]
+			n++
 			break
 		}
 		j := i
-		for j < len(s) && s[j] != ' ' && s[j] != '\t' {
+		for j < len(s) && !isSpace(s[j]) {
 			j++
 		}
-		f = append(f, s[i:j])
-		offs = append(offs, j)
+		f[n] = s[i:j]
+		if n == 0 {
+			afterFirst = s[j:]
+		}
+		n++
 		i = j
 	}
-	if len(f) == 0 {
-		f = append(f, "")
-		offs = append(offs, len(s))
-	}
-	return f, offs
+	return n, afterFirst
 }
 
 // parseSSAddr parses one address column of ss -n output. The family is
@@ -284,7 +300,13 @@ func parseSSExtras(rest string, e *SSEntry) string {
 		e.Owners = owners
 		rest = rest[:i] + " " + rest[i+len("users:(")+end:]
 	}
-	for _, tok := range strings.Fields(rest) {
+	for rest != "" {
+		var tok string
+		tok = firstField(rest)
+		if tok == "" {
+			break
+		}
+		rest = rest[strings.Index(rest, tok)+len(tok):]
 		k, v, ok := strings.Cut(tok, ":")
 		if !ok {
 			continue
@@ -317,7 +339,6 @@ func parseSSExtras(rest string, e *SSEntry) string {
 // ends at the first `",pid=` after its opening quote.
 func parseSSUsers(s string) (owners []Owner, end int, why string) {
 	i := 0
-	seen := map[int]bool{}
 	for {
 		if i >= len(s) {
 			return nil, 0, "users:(( not closed"
@@ -357,8 +378,7 @@ func parseSSUsers(s string) (owners []Owner, end int, why string) {
 			return nil, 0, "users:(( entry not closed"
 		}
 		i += close + 1
-		if !seen[pid] {
-			seen[pid] = true
+		if !slices.ContainsFunc(owners, func(o Owner) bool { return o.PID == pid }) {
 			owners = append(owners, Owner{PID: pid, Comm: comm})
 		}
 	}
