@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -351,15 +352,42 @@ func TestNetnsDriftDuringVerification(t *testing.T) {
 	}
 }
 
-// buildSockwarden builds the real binary once per test run.
+// buildSockwarden builds the real binary once per test binary run, static
+// (CGO_ENABLED=0) so that it also runs inside a container with its own libc.
 func buildSockwarden(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sockwarden")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/sockwarden/sockwarden/cmd/sockwarden")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sw-remediate-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "sockwarden")
+		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/sockwarden/sockwarden/cmd/sockwarden")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return buildBin
+}
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+)
+
+// TestMain removes the shared binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildBin != "" {
+		os.RemoveAll(filepath.Dir(buildBin))
+	}
+	os.Exit(code)
 }
 
 func TestNetnsCrashDuringVerificationResolved(t *testing.T) {
@@ -378,33 +406,50 @@ func TestNetnsCrashDuringVerificationResolved(t *testing.T) {
 	e.Approve(p.Proposal.ID, ApproveOptions{})
 
 	// A real `sockwarden apply`, killed with SIGKILL during verification.
-	var stderr strings.Builder
-	cmd := exec.Command(bin, "apply", p.Proposal.ID, "--state-dir", cfg.StateDir, "--interval", "2s", "--verify-window", "60s", "--log-level", "warn")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
+	// If guard 3 refuses (the lab's bursts missed an interval on a busy
+	// machine) the process exits on its own: start it again, at most 3 times.
 	var change string
-	for change == "" {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("apply never reached verifying; stderr:\n%s", stderr.String())
+	for try := 1; change == ""; try++ {
+		var stderr strings.Builder
+		cmd := exec.Command(bin, "apply", p.Proposal.ID, "--state-dir", cfg.StateDir, "--interval", "2s", "--verify-window", "60s", "--log-level", "warn")
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
-		recs, _, _ := e.Journal().Records()
-		for _, c := range Changes(recs) {
-			if c.State == StateVerifying {
-				change = c.ID
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		deadline := time.After(30 * time.Second)
+	poll:
+		for change == "" {
+			select {
+			case <-exited:
+				if try == 3 || !strings.Contains(stderr.String(), GuardSamples) {
+					t.Fatalf("apply exited before verifying (try %d); stderr:\n%s", try, stderr.String())
+				}
+				t.Logf("try %d refused by guard 3; starting apply again", try)
+				break poll
+			case <-deadline:
+				cmd.Process.Kill()
+				<-exited
+				t.Fatalf("apply never reached verifying; stderr:\n%s", stderr.String())
+			case <-time.After(200 * time.Millisecond):
+			}
+			recs, _, _ := e.Journal().Records()
+			for _, c := range Changes(recs) {
+				if c.State == StateVerifying {
+					change = c.ID
+				}
 			}
 		}
+		if change == "" {
+			continue
+		}
+		time.Sleep(500 * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
 	}
-	time.Sleep(500 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
 	if got := read(t, env.Netns, "net.core.somaxconn"); got != want {
 		t.Fatalf("after kill -9: somaxconn %s, want %s (written, not yet settled)", got, want)
 	}
