@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sockwarden/sockwarden/internal/netns"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -109,5 +112,58 @@ func TestSampleCollectUsage(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, tt.code, tt.want)
 			}
 		})
+	}
+}
+
+// `sockwarden collect --netns` captures that namespace's sockets, and
+// `sockwarden sample --from` reads them back: a listener with a queue made
+// in the namespace is in the bundle with its Recv-Q and owner.
+func TestNetnsCollectThenSampleCLI(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	path, release, err := netns.New(fmt.Sprintf("sw-clicollect-%d", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	var port int
+	err = netns.Do(path, func() error {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { l.Close() })
+		port = l.Addr().(*net.TCPAddr).Port
+		for range 2 {
+			c, err := net.Dial("tcp4", l.Addr().String())
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "b.tar.gz")
+	if _, errOut, code := runCLI(t, "--netns", path, "collect", "--snapshots", "1", out); code != exitOK {
+		t.Fatalf("collect: exit %d: %s", code, errOut)
+	}
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("bundle %v, %v; want mode 0600", st, err)
+	}
+	js, errOut, code := runCLI(t, "sample", "--json", "--from", out)
+	if code != exitOK {
+		t.Fatalf("sample: exit %d: %s", code, errOut)
+	}
+	var s sample.Sample
+	if err := json.Unmarshal([]byte(js), &s); err != nil {
+		t.Fatal(err)
+	}
+	l := s.Listener(fmt.Sprintf("127.0.0.1:%d", port))
+	if l == nil || l.RecvQ != 2 || len(l.Owners) != 1 || l.Owners[0].PID != os.Getpid() || s.States[sample.StateEstab] != 4 || s.Netns != path {
+		t.Fatalf("listener %+v, states %v, netns %q", l, s.States, s.Netns)
 	}
 }
