@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,4 +206,20 @@ func FuzzParseKmsgRecord(f *testing.F) {
 			t.Fatalf("message %q holds a newline", r.msg)
 		}
 	})
+}
+
+func TestOwnEvents(t *testing.T) {
+	evs := []KernelEvent{
+		{Kind: KernelSynFlood, Addr: "127.0.0.1", Port: 8080},
+		{Kind: KernelSynFlood, Addr: "::1", Port: 8443},
+		{Kind: KernelSynFlood, Addr: "0.0.0.0", Port: 80},
+		{Kind: KernelSynFlood, Port: 22}, // old format, port only
+		{Kind: KernelTCPOOM},
+	}
+	ls := []Listener{{Addr: "127.0.0.1", Port: 8080}, {Addr: "0.0.0.0", Port: 8443}, {Addr: "::", Port: 22}}
+	want := []KernelEvent{evs[0], evs[3], evs[4]}
+	got := ownEvents(slices.Clone(evs), ls)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -167,6 +168,9 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if err != nil {
 		s.noteMissing(kmsg, err)
 	}
+	if opts.Netns != "" && !cheap {
+		events = ownEvents(events, s.Listeners)
+	}
 	if events == nil {
 		events = []KernelEvent{}
 	}
@@ -176,6 +180,23 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		log.Debug("source missing", zap.String("source", m.Source), zap.String("reason", m.Reason))
 	}
 	return s, max(last, opts.KmsgAfter), nil
+}
+
+// ownEvents drops the SYN-flooding lines that name no listener of the
+// sampled namespace: the kernel log is host-wide, and another namespace's
+// flood is not this one's. Other kinds are kept (they carry no address).
+func ownEvents(events []KernelEvent, listeners []Listener) []KernelEvent {
+	return slices.DeleteFunc(events, func(ev KernelEvent) bool {
+		if ev.Kind != KernelSynFlood {
+			return false
+		}
+		for _, l := range listeners {
+			if l.Port == ev.Port && (ev.Addr == "" || ev.Addr == l.Addr) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // Series takes n full samples interval apart (counted from the start of

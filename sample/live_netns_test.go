@@ -2,6 +2,7 @@ package sample
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -412,6 +414,66 @@ func TestNetnsTakeCheapAndWatch(t *testing.T) {
 		full := q[0] > 0 && q[0] >= q[1]
 		if full && p.AtLimit != w.Polls || !full && p.AtLimit != 0 {
 			t.Errorf("peak %+v: AtLimit %d of %d polls, queue full=%v", p, p.AtLimit, w.Polls, full)
+		}
+	}
+}
+
+// TestNetnsTakeUnprivileged runs Take as user nobody (a child process with
+// dropped credentials): the census is still taken, and what an unprivileged
+// reader cannot see (/dev/kmsg, other users' descriptors) is listed once
+// each in Missing.
+func TestNetnsTakeUnprivileged(t *testing.T) {
+	if os.Getenv("SW_UNPRIVILEGED_CHILD") == "1" {
+		s, err := Take(context.Background(), Options{Owners: true})
+		if err != nil {
+			fmt.Println("ERR", err)
+			os.Exit(1)
+		}
+		json.NewEncoder(os.Stdout).Encode(s)
+		os.Exit(0)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a child as nobody")
+	}
+	// The go tool's build directory is private: run a copy nobody can read.
+	dir, err := os.MkdirTemp("", "sw-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "sample.test")
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^TestNetnsTakeUnprivileged$")
+	cmd.Env = append(os.Environ(), "SW_UNPRIVILEGED_CHILD=1")
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child as nobody: %v\n%s", err, out)
+	}
+	var s Sample
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("child output: %v\n%s", err, out)
+	}
+	if len(s.States) != len(States) || s.Counters["TcpActiveOpens"] == 0 || s.Sysctls["net.core.somaxconn"] == "" {
+		t.Errorf("unprivileged sample incomplete: states=%v somaxconn=%q", s.States, s.Sysctls["net.core.somaxconn"])
+	}
+	seen := map[string]int{}
+	for _, m := range s.Missing {
+		seen[m.Source]++
+	}
+	for _, src := range []string{"/dev/kmsg", "process owners"} {
+		if seen[src] != 1 {
+			t.Errorf("Missing lists %q %d times, want once: %+v", src, seen[src], s.Missing)
 		}
 	}
 }
