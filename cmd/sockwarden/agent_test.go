@@ -28,9 +28,9 @@ func TestNetnsAgentProposeApproveVerify(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: builds a lab scenario in a throwaway network namespace")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := lab.Start(ctx, lab.SomaxconnCapped, lab.Options{Duration: 3 * time.Minute, Relisten: true})
+	env, err := lab.Start(ctx, lab.SomaxconnCapped, lab.Options{Duration: 5 * time.Minute, Relisten: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,9 @@ func TestNetnsAgentProposeApproveVerify(t *testing.T) {
 	cfg.Agent.ControlSocket = filepath.Join(dir, "run", "control.sock")
 	cfg.Agent.Tick = time.Second
 	cfg.Diagnose.Interval = 2 * time.Second
-	cfg.Verify.Window = 12 * time.Second
+	// Long enough for two clean intervals even when samples are slow on
+	// a loaded machine.
+	cfg.Verify.Window = 20 * time.Second
 	cfg.Verify.Interval = 2 * time.Second
 
 	core, logs := observer.New(zapcore.InfoLevel)
@@ -86,9 +88,17 @@ func TestNetnsAgentProposeApproveVerify(t *testing.T) {
 		t.Fatalf("sockwarden approve %s: exit %d", id, code)
 	}
 
-	waitFor(t, ctx, 90*time.Second, "the change verified", func() bool {
-		return logs.FilterMessage("kernel change verified").FilterField(zap.String("proposal", id)).Len() > 0
-	})
+	// Wait for the change to settle, whichever way, then require verified.
+	settled := func() *observer.ObservedLogs {
+		return logs.Filter(func(e observer.LoggedEntry) bool {
+			return strings.HasPrefix(e.Message, "kernel change ") && e.ContextMap()["proposal"] == id &&
+				e.ContextMap()["state"] != "applied"
+		})
+	}
+	waitFor(t, ctx, 150*time.Second, "the change to settle", func() bool { return settled().Len() > 0 })
+	if e := settled().All()[0]; e.Message != "kernel change verified" {
+		t.Fatalf("change settled as %q: %v", e.Message, e.ContextMap()["reason"])
+	}
 
 	// The log entry carries key, old, new, proposal, approver and reason.
 	e := logs.FilterMessage("kernel change verified").FilterField(zap.String("proposal", id)).All()[0]
