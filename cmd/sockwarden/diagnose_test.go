@@ -192,8 +192,11 @@ func TestNetnsDiagnoseLive(t *testing.T) {
 			}
 			p := r.Proposals[0]
 			c := p.Changes[0]
-			if n, err := strconv.Atoi(c.Proposed); c.Key != tc.key || c.Current != "64" || err != nil || n < 128 || n > 1024 || n&(n-1) != 0 {
-				t.Errorf("change %+v: want %s 64 -> a power of two from 128 to 1024", c, tc.key)
+			// The target follows the observed demand, which grows when a
+			// loaded machine slows the lab's acceptor: only the policy's
+			// bounds are fixed.
+			if n, err := strconv.Atoi(c.Proposed); c.Key != tc.key || c.Current != "64" || err != nil || n < 128 || n > 65535 || n&(n-1) != 0 {
+				t.Errorf("change %+v: want %s 64 -> a power of two from 128 to the cap", c, tc.key)
 			}
 			if p.Verify.Listener != "127.0.0.1:8082" || fmt.Sprint(p.Verify.ListenerSendQ) != c.Proposed {
 				t.Errorf("verify %+v", p.Verify)
