@@ -80,6 +80,21 @@ func ParseSS(r io.Reader, name string, fn func(SSEntry) error) (SSStats, error) 
 	var st SSStats
 	header, prevSocket := false, false
 	firstBad := 0
+	// A socket line is handed on when the next line shows it is complete:
+	// a capture pasted from a terminal or web console that broke long
+	// lines has users:((...)) and the -e fields on an indented line.
+	var pending *SSEntry
+	flush := func() error {
+		if pending == nil {
+			return nil
+		}
+		e := *pending
+		pending = nil
+		st.Sockets++
+		st.HasOwners = st.HasOwners || e.Owners != nil
+		st.HasInodes = st.HasInodes || e.HasInode
+		return fn(e)
+	}
 	for {
 		line, err := lr.next()
 		if errors.Is(err, io.EOF) {
@@ -92,12 +107,20 @@ func ParseSS(r io.Reader, name string, fn func(SSEntry) error) (SSStats, error) 
 			continue
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			// -i, -m, -e, --tos continuation lines belong to the
-			// socket line above; a wrapped peer column too.
+			// -i, -m, --tos continuation lines belong to the socket
+			// line above, and so do wrapped owner or -e columns.
 			if prevSocket || header {
+				if pending != nil && (strings.Contains(line, "users:((") || strings.Contains(line, "ino:")) {
+					if why := parseSSExtras(strings.TrimSpace(line), pending); why != "" {
+						nt.add(lr.n, why, line)
+					}
+				}
 				st.Skipped++
 				continue
 			}
+		}
+		if err := flush(); err != nil {
+			return st, err
 		}
 		if lr.cut {
 			return st, lr.truncated("no newline after the last line")
@@ -127,16 +150,10 @@ func ParseSS(r io.Reader, name string, fn func(SSEntry) error) (SSStats, error) 
 			continue
 		}
 		prevSocket = true
-		st.Sockets++
-		if e.Owners != nil {
-			st.HasOwners = true
-		}
-		if e.HasInode {
-			st.HasInodes = true
-		}
-		if err := fn(e); err != nil {
-			return st, err
-		}
+		pending = &e
+	}
+	if err := flush(); err != nil {
+		return st, err
 	}
 	if !header && st.Sockets == 0 {
 		if firstBad == 0 {

@@ -57,6 +57,11 @@ func TestParseSSCaptures(t *testing.T) {
 		{"tlnp-5.4-written.txt", map[string]int{StateListen: 3}, true, false, 0, 0},
 		{"tanp-4.15-written.txt", map[string]int{StateListen: 3, StateEstab: 1}, true, false, 0, 0},
 		{"tuanp-netid-5.10-written.txt", map[string]int{StateListen: 3, StateEstab: 1}, true, false, 2, 0},
+		// A terminal capture (script(1)): CRLF line ends, ss's wide tty
+		// spacing, and ss's stderr mixed in before the header.
+		{"tanpe-6.1-tty.txt", map[string]int{StateListen: 2, StateEstab: 2}, true, true, 0, 5},
+		// Owners and -e fields wrapped onto indented lines.
+		{"tanpe-wrapped-written.txt", map[string]int{StateListen: 1, StateEstab: 1, StateTimeWait: 1}, true, true, 3, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -85,6 +90,8 @@ func TestParseSSCaptureDetails(t *testing.T) {
 	tanp, _ := parseSSFile(t, "tanp-6.1.txt")
 	tane, _ := parseSSFile(t, "tane-6.1.txt")
 	w5, _ := parseSSFile(t, "tanp-5.10-written.txt")
+	wrapped, _ := parseSSFile(t, "tanpe-wrapped-written.txt")
+	tty, _ := parseSSFile(t, "tanpe-6.1-tty.txt")
 	tests := []struct {
 		name  string
 		from  []SSEntry
@@ -100,6 +107,8 @@ func TestParseSSCaptureDetails(t *testing.T) {
 		{"command with a space", w5, "10.0.2.15:43210", SSEntry{Socket: Socket{State: StateCloseWait, Family: "ipv4", Local: ap("10.0.2.15:43210"), Remote: ap("93.184.216.34:443"), RecvQ: 1}, Owners: []Owner{{PID: 2210, Comm: "Web Content"}}}},
 		{"v4-mapped", w5, "[::ffff:10.0.2.15]:9100", SSEntry{Socket: Socket{State: StateEstab, Family: "ipv6", Local: ap("[::ffff:10.0.2.15]:9100"), Remote: ap("[::ffff:10.0.2.2]:51000")}, Owners: []Owner{{PID: 700, Comm: "node_exporter"}}}},
 		{"v6 scope", w5, "[fe80::a00:27ff:fe4e:66a1]:22", SSEntry{Socket: Socket{State: StateEstab, Family: "ipv6", Local: ap("[fe80::a00:27ff:fe4e:66a1]:22"), Remote: ap("[fe80::1]:60000")}, Owners: []Owner{{PID: 1300, Comm: "sshd"}}}},
+		{"owners on a wrapped line", wrapped, "0.0.0.0:8080", SSEntry{Socket: Socket{State: StateListen, Family: "ipv4", Local: ap("0.0.0.0:8080"), Remote: ap("0.0.0.0:0"), SendQ: 128, Inode: 26264}, Owners: []Owner{{PID: 17366, Comm: "python3"}}, HasInode: true}},
+		{"tty capture, CRLF", tty, "*:2222", SSEntry{Socket: Socket{State: StateListen, Family: "ipv6", Local: ap("[::]:2222"), Remote: ap("[::]:0"), SendQ: 5, Inode: 9348128}, Owners: []Owner{{PID: 5790, Comm: "python3"}}, HasInode: true}},
 		{"v6only wildcard", w5, "[::]:22", SSEntry{Socket: Socket{State: StateListen, Family: "ipv6", Local: ap("[::]:22"), Remote: ap("[::]:0"), SendQ: 128, V6Only: true}, Owners: []Owner{{PID: 642, Comm: "sshd"}}}},
 	}
 	for _, tt := range tests {
@@ -254,7 +263,7 @@ func TestParseSSSummary(t *testing.T) {
 }
 
 func FuzzParseSS(f *testing.F) {
-	for _, name := range []string{"tan-6.1.txt", "tanp-6.1.txt", "tane-6.1.txt", "tani-6.1.txt", "an-netid-6.1.txt", "tlnp-6.1.txt", "tanp-5.10-written.txt", "tanp-4.15-written.txt", "tuanp-netid-5.10-written.txt"} {
+	for _, name := range []string{"tan-6.1.txt", "tanp-6.1.txt", "tane-6.1.txt", "tani-6.1.txt", "an-netid-6.1.txt", "tlnp-6.1.txt", "tanp-5.10-written.txt", "tanp-4.15-written.txt", "tuanp-netid-5.10-written.txt", "tanpe-6.1-tty.txt", "tanpe-wrapped-written.txt"} {
 		addCaptureSeeds(f, readTestdata(f, "ss", name))
 	}
 	f.Add([]byte("State Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0 128 *:22 *:*\nESTAB 0 0 [::ffff:1.2.3.4]:22 [::ffff:5.6.7.8]:9 users:((\"a\",pid=1,fd=2))\n"))
