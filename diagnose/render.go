@@ -97,7 +97,7 @@ func WriteText(w io.Writer, r Report) error {
 		for _, n := range p.Notes {
 			writeWrapped(b, "    Note: ", "      ", n)
 		}
-		fmt.Fprintf(b, "    Apply with approval: sockwarden approve %s && sockwarden apply %s\n", p.ID, p.ID)
+		writeWrapped(b, "    Under guard: ", "      ", guardSteps(p, "`"))
 	}
 
 	fmt.Fprintln(b, "\n(d) Verification")
@@ -192,7 +192,7 @@ func WriteMarkdown(w io.Writer, r Report) error {
 				fmt.Fprintf(b, "- %s\n", n)
 			}
 		}
-		fmt.Fprintf(b, "\nWith sockwarden: `sockwarden approve %s`, then `sockwarden apply %s`.\n\n", p.ID, p.ID)
+		fmt.Fprintf(b, "\nUnder guard: %s\n\n", guardSteps(p, "`"))
 	}
 
 	fmt.Fprintln(b, "## (d) Verification")
@@ -335,6 +335,18 @@ func noChangeWhy(r Report) string {
 		return "nothing to fix."
 	}
 	return "no finding is kernel-side; the fixes are in the application, the peers, or nowhere (see (b))."
+}
+
+// guardSteps says how to apply a proposal with sockwarden's guard: the
+// agent or `sockwarden propose` records it (from fresh samples, which may
+// move the proposed value and so the id), then approve and apply.
+func guardSteps(p Proposal, q string) string {
+	ns := ""
+	if p.Netns != "" {
+		ns = " --netns " + p.Netns
+	}
+	return fmt.Sprintf("%ssockwarden propose%s%s records it (or the agent does), then %ssockwarden approve %s%s and %ssockwarden apply %s%s; the id changes if the fresh samples give another current or proposed value.",
+		q, ns, q, q, p.ID, q, q, p.ID, q)
 }
 
 // actionsLabel heads a finding's actions: the application's own fixes, or
