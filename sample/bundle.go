@@ -573,6 +573,12 @@ func (s *bundleSnap) finish(source string) *Sample {
 		}
 		smp.Kernel = append(smp.Kernel, ev)
 	}
+	if s.netns != "" {
+		// As a live sample of a namespace: the kernel log is
+		// host-wide, and another namespace's SYN flood is not this
+		// one's.
+		smp.Kernel = ownEvents(smp.Kernel, smp.Listeners)
+	}
 	if needBoot {
 		note(bfUptime, "absent: times of kernel log lines unknown (capture: cat /proc/uptime with the date)")
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -229,6 +230,55 @@ func TestFromBundleOneSnapshot(t *testing.T) {
 	}
 	if got[0].Listeners[0].Owners != nil {
 		t.Errorf("owners without -p: %v", got[0].Listeners[0].Owners)
+	}
+}
+
+// A bundle of a namespace (netns.txt) keeps, like a live sample of one, only
+// the SYN-flooding lines that name one of its listeners: dmesg is host-wide.
+func TestFromBundleNetnsKernelLines(t *testing.T) {
+	dir := t.TempDir()
+	copyDir(t, "testdata/bundle/ns", dir)
+	for _, snap := range []string{"1", "2"} {
+		// One flood line for a listener of the capture (10.9.9.1:8444).
+		f, err := os.OpenFile(filepath.Join(dir, snap, "dmesg.txt"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("[  600.000000] TCP: request_sock_TCP: Possible SYN flooding on port 10.9.9.1:8444. Sending cookies.\n"); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	kinds := func(ss []*Sample) []string {
+		var out []string
+		for _, ev := range ss[0].Kernel {
+			out = append(out, fmt.Sprintf("%s %s:%d", ev.Kind, ev.Addr, ev.Port))
+		}
+		return out
+	}
+	host, err := FromBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"syn-flood 127.0.0.1:8080", "syn-flood ::1:8443", "syn-flood 127.0.0.1:9090", "port-range-parity :0", "syn-flood 10.9.9.1:8444"}
+	if diff := cmp.Diff(want, kinds(host)); diff != "" {
+		t.Errorf("host bundle (-want +got):\n%s", diff)
+	}
+	for _, snap := range []string{"1", "2"} {
+		if err := os.WriteFile(filepath.Join(dir, snap, "netns.txt"), []byte("/run/netns/swcap-b\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns, err := FromBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"port-range-parity :0", "syn-flood 10.9.9.1:8444"}
+	if diff := cmp.Diff(want, kinds(ns)); diff != "" {
+		t.Errorf("namespace bundle (-want +got):\n%s", diff)
+	}
+	if ns[0].Netns != "/run/netns/swcap-b" {
+		t.Errorf("netns %q", ns[0].Netns)
 	}
 }
 
