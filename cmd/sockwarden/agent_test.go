@@ -25,44 +25,7 @@ import (
 // approve` is given; the agent applies, verifies and reports `verified` in
 // its log, the change journal and the metrics, with no other input.
 func TestNetnsAgentProposeApproveVerify(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds a lab scenario in a throwaway network namespace")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env, err := lab.Start(ctx, lab.SomaxconnCapped, lab.Options{Duration: 5 * time.Minute, Relisten: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.Agent.Mode = "propose"
-	cfg.Agent.Netns = []string{env.Netns}
-	cfg.Agent.ControlSocket = filepath.Join(dir, "run", "control.sock")
-	cfg.Agent.Tick = time.Second
-	cfg.Diagnose.Interval = 2 * time.Second
-	// Long enough for two clean intervals even when samples are slow on
-	// a loaded machine.
-	cfg.Verify.Window = 20 * time.Second
-	cfg.Verify.Interval = 2 * time.Second
-
-	core, logs := observer.New(zapcore.InfoLevel)
-	ag, err := agent.New(agent.Options{Config: cfg, Version: "test", Log: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, stop := context.WithCancel(ctx)
-	ran := make(chan error, 1)
-	go func() { ran <- ag.Run(actx, nil) }()
-	defer func() {
-		stop()
-		if err := <-ran; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	}()
+	ctx, env, cfg, ag, logs := startAgentOnLab(t, "propose", nil)
 
 	// Wait for the proposal, as `sockwarden status` shows it.
 	var id string
@@ -89,14 +52,7 @@ func TestNetnsAgentProposeApproveVerify(t *testing.T) {
 	}
 
 	// Wait for the change to settle, whichever way, then require verified.
-	settled := func() *observer.ObservedLogs {
-		return logs.Filter(func(e observer.LoggedEntry) bool {
-			return strings.HasPrefix(e.Message, "kernel change ") && e.ContextMap()["proposal"] == id &&
-				e.ContextMap()["state"] != "applied"
-		})
-	}
-	waitFor(t, ctx, 150*time.Second, "the change to settle", func() bool { return settled().Len() > 0 })
-	if e := settled().All()[0]; e.Message != "kernel change verified" {
+	if e := settledAs(t, ctx, logs, id); e.Message != "kernel change verified" {
 		t.Fatalf("change settled as %q: %v", e.Message, e.ContextMap()["reason"])
 	}
 
@@ -130,6 +86,98 @@ func TestNetnsAgentProposeApproveVerify(t *testing.T) {
 	}
 
 	// And the metrics.
+	want := `
+# HELP sockwarden_changes_total Settled kernel changes by outcome (verified, rolled_back, refused, failed, drift, kept) and sysctl key.
+# TYPE sockwarden_changes_total counter
+sockwarden_changes_total{key="net.core.somaxconn",netns="` + env.Netns + `",state="verified"} 1
+`
+	if err := testutil.GatherAndCompare(ag.Metrics().Registry(), strings.NewReader(want), "sockwarden_changes_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// startAgentOnLab starts the lab's somaxconn-capped scenario (with
+// relisten) and an agent in the given mode watching its namespace, with
+// short intervals. Everything stops when the test ends.
+func startAgentOnLab(t *testing.T, mode string, standing []string) (context.Context, *lab.Env, config.Config, *agent.Agent, *observer.ObservedLogs) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds a lab scenario in a throwaway network namespace")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	env, err := lab.Start(ctx, lab.SomaxconnCapped, lab.Options{Duration: 5 * time.Minute, Relisten: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Agent.Mode = mode
+	cfg.Remediate.Standing = standing
+	cfg.Agent.Netns = []string{env.Netns}
+	cfg.Agent.ControlSocket = filepath.Join(dir, "run", "control.sock")
+	cfg.Agent.Tick = time.Second
+	cfg.Diagnose.Interval = 2 * time.Second
+	// Long enough for two clean intervals even when samples are slow on
+	// a loaded machine.
+	cfg.Verify.Window = 20 * time.Second
+	cfg.Verify.Interval = 2 * time.Second
+
+	core, logs := observer.New(zapcore.InfoLevel)
+	ag, err := agent.New(agent.Options{Config: cfg, Version: "test", Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- ag.Run(actx, nil) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	return ctx, env, cfg, ag, logs
+}
+
+// settledAs waits for the change of proposal id to settle and returns the
+// settling entry's message ("kernel change verified", ...).
+func settledAs(t *testing.T, ctx context.Context, logs *observer.ObservedLogs, id string) observer.LoggedEntry {
+	t.Helper()
+	settled := func() *observer.ObservedLogs {
+		return logs.Filter(func(e observer.LoggedEntry) bool {
+			return strings.HasPrefix(e.Message, "kernel change ") && e.ContextMap()["proposal"] == id &&
+				e.ContextMap()["state"] != "applied"
+		})
+	}
+	waitFor(t, ctx, 150*time.Second, "the change to settle", func() bool { return settled().Len() > 0 })
+	return settled().All()[0]
+}
+
+// auto mode: a standing approval covering the proposal is the only input;
+// one that does not cover it would leave the proposal pending.
+func TestNetnsAgentAutoWithStandingApproval(t *testing.T) {
+	ctx, env, _, ag, logs := startAgentOnLab(t, "auto", []string{"net.core.somaxconn<=4096"})
+	var id string
+	waitFor(t, ctx, 60*time.Second, "a proposal for the lab namespace", func() bool {
+		for _, e := range logs.FilterMessageSnippet("proposal recorded").All() {
+			if e.ContextMap()["netns"] == env.Netns && e.ContextMap()["key"] == "net.core.somaxconn" {
+				id = e.ContextMap()["proposal"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	e := settledAs(t, ctx, logs, id)
+	if e.Message != "kernel change verified" {
+		t.Fatalf("change settled as %q: %v", e.Message, e.ContextMap()["reason"])
+	}
+	if a := e.ContextMap()["approver"]; !strings.Contains(a.(string), "net.core.somaxconn<=4096") {
+		t.Errorf("approver = %q, want the standing rule", a)
+	}
 	want := `
 # HELP sockwarden_changes_total Settled kernel changes by outcome (verified, rolled_back, refused, failed, drift, kept) and sysctl key.
 # TYPE sockwarden_changes_total counter
