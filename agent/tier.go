@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
@@ -78,9 +79,17 @@ func fullReason(in tierInput, cfg config.Config) string {
 		}
 	}
 	for _, k := range in.cur.Kernel {
-		// The port-range parity line is advice about a setting, not a
-		// symptom; the others are trouble.
-		if k.Kind != "port-range-parity" {
+		switch k.Kind {
+		case "port-range-parity":
+			// Advice about a setting, not a symptom.
+		case "syn-flood":
+			// The kernel log is the host's, shared by every namespace:
+			// a SYN-flooding line concerns this namespace only if one
+			// of its listeners has that port.
+			if slices.ContainsFunc(in.cur.Listeners, func(l sample.Listener) bool { return l.Port == k.Port }) {
+				return fmt.Sprintf("kernel log: syn-flood on port %d", k.Port)
+			}
+		default:
 			return "kernel log: " + k.Kind
 		}
 	}
