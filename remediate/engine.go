@@ -583,8 +583,18 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 	for i, c := range p.Changes {
 		e.log.Info("writing sysctl", zap.String("change", change), zap.String("key", c.Key), zap.String("netns", p.Netns),
 			zap.String("old", vals[i].Old), zap.String("new", vals[i].New), zap.String("approver", out.Approver), zap.String("reason", p.Reason))
-		res, err := sc.Set(c.Key, vals[i].New)
+		res, err := sc.CompareAndSet(c.Key, vals[i].Old, vals[i].New)
 		vals[i].Live = res.Live
+		if errors.Is(err, ErrValueChanged) {
+			// Changed between guard 5 and the write: nothing written.
+			out.State = StateFailed
+			out.Reason = fmt.Sprintf("%v; nothing written to %s", err, c.Key)
+			if i > 0 {
+				back, _ := e.restore(p.Netns, nsID, vals[:i])
+				out.Reason += "; earlier keys: " + back
+			}
+			return out, rec(Record{State: StateFailed, Values: vals, Error: err.Error(), Reason: out.Reason})
+		}
 		if err != nil {
 			errno := ErrnoName(errnoOf(err))
 			out.State, out.Errno = StateFailed, errno
@@ -760,8 +770,15 @@ func (e *Engine) restore(ns string, nsID uint64, vals []Value) (string, State) {
 			v.Live = live
 			parts = append(parts, fmt.Sprintf("%s already %q", v.Key, v.Old))
 		case v.New:
-			res, err := sc.Set(v.Key, v.Old)
+			res, err := sc.CompareAndSet(v.Key, v.New, v.Old)
 			v.Live = res.Live
+			if errors.Is(err, ErrValueChanged) {
+				parts = append(parts, fmt.Sprintf("drift: %s changed to %q while being restored; left alone", v.Key, res.Live))
+				if state == StateRolledBack {
+					state = StateDrift
+				}
+				continue
+			}
 			if err != nil || res.Live != v.Old {
 				parts = append(parts, fmt.Sprintf("%s: restore to %q failed: %v (live %q)", v.Key, v.Old, err, res.Live))
 				state = StateFailed

@@ -152,10 +152,27 @@ type SetResult struct {
 	Written bool
 }
 
+// ErrValueChanged: CompareAndSet found a value other than the expected one
+// and wrote nothing.
+var ErrValueChanged = errors.New("value changed")
+
 // Set writes value to key: it reads the current value, writes only if it
 // differs, then reads the value back. A refused write returns a *WriteError
 // carrying the errno; the kernel leaves the old value in place then.
 func (s Sysctl) Set(key, value string) (SetResult, error) {
+	return s.set(key, "", false, value)
+}
+
+// CompareAndSet is Set that writes only if the value read just before the
+// write is old (folded); otherwise it returns ErrValueChanged and writes
+// nothing. /proc/sys offers no atomic compare-and-swap: this narrows the
+// window between a guard's read and the write to one read and one write on
+// the same locked thread.
+func (s Sysctl) CompareAndSet(key, old, value string) (SetResult, error) {
+	return s.set(key, Fold(old), true, value)
+}
+
+func (s Sysctl) set(key, expect string, compare bool, value string) (SetResult, error) {
 	var r SetResult
 	p, err := s.Path(key)
 	if err != nil {
@@ -172,6 +189,9 @@ func (s Sysctl) Set(key, value string) (SetResult, error) {
 		}
 		r.Old = Fold(string(b))
 		r.Live = r.Old
+		if compare && r.Old != expect {
+			return fmt.Errorf("%w: %s is %q, expected %q", ErrValueChanged, key, r.Old, expect)
+		}
 		if r.Old == want {
 			return nil
 		}

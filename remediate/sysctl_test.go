@@ -178,3 +178,18 @@ func TestNetnsSysctl(t *testing.T) {
 		t.Fatalf("port range changed after a refused write: %q -> %q", oldRange, got)
 	}
 }
+
+func TestSysctlCompareAndSet(t *testing.T) {
+	root := fakeProcSys(t, map[string]string{"net/core/somaxconn": "4096\n"})
+	s := Sysctl{Root: root}
+	if _, err := s.CompareAndSet("net.core.somaxconn", "128", "8192"); !errors.Is(err, ErrValueChanged) {
+		t.Fatalf("unexpected old value: %v, want ErrValueChanged", err)
+	}
+	if v, _ := s.Read("net.core.somaxconn"); v != "4096" {
+		t.Fatalf("CompareAndSet wrote %s on a mismatch", v)
+	}
+	r, err := s.CompareAndSet("net.core.somaxconn", "4096", "8192")
+	if err != nil || !r.Written || r.Live != "8192" {
+		t.Fatalf("matching old value: %+v, %v", r, err)
+	}
+}
