@@ -186,14 +186,15 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 
 	sctx, stopServers := context.WithCancel(context.Background())
-	defer stopServers()
 	ctl, err := ListenControl(cfg.Agent.ControlSocket, a.opts.Log, a.Status, a.opts.ControlAllow)
 	if err != nil {
+		stopServers()
 		return err
 	}
 	var servers sync.WaitGroup
 	servers.Add(1)
 	go func() { defer servers.Done(); ctl.Serve(sctx) }()
+	// Stop the servers, then wait for them (defers run last first).
 	defer servers.Wait()
 	defer stopServers()
 	if cfg.Metrics.Enabled {
