@@ -320,6 +320,16 @@ back, failed or drift, 2 usage.`,
 			if err := remediate.ValidID(args[0]); err != nil {
 				return usageErr("%v", err)
 			}
+			w, iv := o.Window, o.Interval
+			if w == 0 {
+				w = a.cfg.Verify.Window
+			}
+			if iv == 0 {
+				iv = a.cfg.Verify.Interval
+			}
+			if w < 0 || iv < 0 || iv > w {
+				return usageErr("--interval %s and --verify-window %s: both positive, the interval no longer than the window", iv, w)
+			}
 			pp, err := e.Store().Proposal(args[0])
 			if errors.Is(err, remediate.ErrNotFound) {
 				return usageErr("%v (sockwarden propose records proposals; sockwarden proposals lists them)", err)

@@ -31,6 +31,7 @@ func TestRemediateUsageErrors(t *testing.T) {
 		{"apply bad id", []string{"apply", "a/b", "--state-dir", dir}, exitUsage, "invalid id"},
 		{"rollback unknown change", []string{"rollback", "c-nope", "--state-dir", dir}, exitUsage, "not found"},
 		{"apply without id", []string{"apply", "--state-dir", dir}, exitUsage, "arg"},
+		{"apply interval above window", []string{"apply", "feedfacecafe", "--interval", "10s", "--verify-window", "5s", "--state-dir", dir}, exitUsage, "no longer than the window"},
 		{"history empty", []string{"history", "--state-dir", dir}, exitOK, "No change"},
 		{"proposals empty", []string{"proposals", "--state-dir", dir}, exitOK, "No open proposal"},
 		{"resolve nothing", []string{"resolve", "--state-dir", dir}, exitOK, "Nothing to resolve"},
