@@ -280,6 +280,8 @@ type bundleSnap struct {
 	sysctls   map[string]string
 	dmesg     []DmesgEvent
 	missing   []Missing
+	// collectLog maps a file kind to collect.txt's account of it.
+	collectLog map[string]string
 }
 
 func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
@@ -292,6 +294,18 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 		}
 		return s.readSmall(kind, rel, strings.TrimSpace(string(b)))
 	case bfCollect:
+		// "FILE  how it was made": kept to say why a file is absent.
+		b, err := io.ReadAll(io.LimitReader(r, 64<<10))
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrParse, rel, err)
+		}
+		s.collectLog = map[string]string{}
+		for _, line := range strings.Split(string(b), "\n") {
+			f, how, ok := strings.Cut(strings.TrimSpace(line), " ")
+			if ok && !strings.HasPrefix(f, "#") {
+				s.collectLog[bundleKind(f)] = strings.TrimSpace(how)
+			}
+		}
 		return nil
 	case bfSSSummary:
 		sum, err := ParseSSSummary(r, rel)
@@ -459,7 +473,13 @@ func (s *bundleSnap) finish(source string) *Sample {
 	}
 	smp := &Sample{Schema: Schema, Source: source, Host: s.host, Netns: s.netns}
 	var miss []Missing
-	note := func(kind, reason string) { miss = append(miss, Missing{Source: name(kind), Reason: reason}) }
+	note := func(kind, reason string) {
+		if how, ok := s.collectLog[kind]; ok && strings.HasPrefix(reason, "absent") {
+			// collect.txt says why the file is not there.
+			reason += "; collect.txt: " + how
+		}
+		miss = append(miss, Missing{Source: name(kind), Reason: reason})
+	}
 	if s.hasDate {
 		smp.Time = s.date
 	} else {

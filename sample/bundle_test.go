@@ -282,6 +282,29 @@ func TestFromBundleNetnsKernelLines(t *testing.T) {
 	}
 }
 
+// collect.txt says why a file is absent; the sample's Missing repeats it.
+func TestFromBundleCollectLog(t *testing.T) {
+	dir := t.TempDir()
+	copyDir(t, "testdata/bundle/ns/1", dir)
+	if err := os.Remove(filepath.Join(dir, "dmesg.txt")); err != nil {
+		t.Fatal(err)
+	}
+	log := "#              written by sockwarden collect\n" +
+		"ss-tan.txt     ss -tanpe (0.10s)\n" +
+		"dmesg.txt      not written: /dev/kmsg: operation not permitted\n"
+	if err := os.WriteFile(filepath.Join(dir, "collect.txt"), []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := FromBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Missing{Source: "dmesg.txt", Reason: "absent: kernel log lines (SYN flooding, TCP OOM, orphans, conntrack) unknown (capture: dmesg); collect.txt: not written: /dev/kmsg: operation not permitted"}
+	if !slices.Contains(got[0].Missing, want) {
+		t.Errorf("missing %v, want it to hold %v", got[0].Missing, want)
+	}
+}
+
 func TestFromBundleErrors(t *testing.T) {
 	mk := func(t *testing.T, edit func(dir string)) string {
 		dir := t.TempDir()

@@ -59,6 +59,13 @@ func Collect(ctx context.Context, opts Options, out string, snapshots int, gap t
 	if out == "" {
 		return fmt.Errorf("%w: no output file", ErrCollect)
 	}
+	// Fail before the snapshots, not after, when out cannot be written.
+	probe, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("%w: cannot write %s: %w", ErrCollect, out, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 	work, err := os.MkdirTemp("", "sockwarden-collect-")
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCollect, err)

@@ -257,6 +257,13 @@ func TestCollectArgs(t *testing.T) {
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("bad arguments left %s behind: %v", out, err)
 	}
+	// An output directory that does not exist fails at once, before
+	// any snapshot (the gap would make this test take an hour).
+	start := time.Now()
+	err := Collect(ctx, Options{}, filepath.Join(t.TempDir(), "no", "such", "dir", "b.tar.gz"), 2, time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "cannot write") || time.Since(start) > time.Minute {
+		t.Errorf("Collect into a missing directory: %v after %s", err, time.Since(start))
+	}
 }
 
 // A failed collect leaves no partial file where the bundle was to go.
