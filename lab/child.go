@@ -90,6 +90,15 @@ func childMain(s string) int {
 	defer cancel()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Exit when the parent dies (we are then reparented), even by
+	// SIGKILL: a killed test or `lab run` leaves nothing running.
+	ppid := os.Getppid()
+	go every(ctx, 500*time.Millisecond, func() {
+		if os.Getppid() != ppid {
+			logf("parent %d gone: exiting", ppid)
+			os.Exit(0)
+		}
+	})
 	var once sync.Once
 	ready := func() { once.Do(func() { fmt.Fprintln(os.Stdout, "ready") }) }
 	var err error

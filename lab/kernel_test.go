@@ -246,7 +246,7 @@ func TestNetnsKernelSomaxconnRelisten(t *testing.T) {
 		t.Run(fmt.Sprintf("relisten=%v", relisten), func(t *testing.T) {
 			t.Parallel()
 			env := startScenario(t, SomaxconnCapped, Options{Relisten: relisten})
-			if d := rises(t, env, "TcpExtListenOverflows", 1, time.Second); !allPositive(d) {
+			if d := rises(t, env, "TcpExtListenOverflows", 1, 2*time.Second); !allPositive(d) {
 				t.Fatalf("no overflows before the change: %v", d)
 			}
 			writeSysctl(t, env, "net.core.somaxconn", "128")

@@ -114,6 +114,9 @@ func Start(ctx context.Context, name string, opts Options) (*Env, error) {
 	}
 	log = log.Named("lab").With(zap.String("scenario", name))
 
+	if removed, err := CleanStale(); len(removed) > 0 || err != nil {
+		log.Info("removed namespaces of dead lab runs", zap.Strings("names", removed), zap.Error(err))
+	}
 	nsName := fmt.Sprintf("sw-lab-%d-%d", os.Getpid(), seq.Add(1))
 	path, release, err := netns.New(nsName)
 	if err != nil {
@@ -147,8 +150,8 @@ func (e *Env) build(sc Scenario, opts Options) error {
 	spec := sc.app
 	spec.Addr = e.Listen
 	spec.Relisten = opts.Relisten
-	// The child outlives the parent's timer by a little only, and dies
-	// with its parent (Pdeathsig) if the parent is killed.
+	// The child outlives the parent's timer by a little only, and exits
+	// within a second if the parent dies.
 	spec.Deadline = time.Now().Add(opts.Duration + 5*time.Second)
 	return e.startChild(spec)
 }
@@ -229,8 +232,11 @@ func (e *Env) startChild(spec appSpec) error {
 	cmd.Env = append(os.Environ(), childEnv+"="+string(b))
 	cmd.Dir = "/"
 	cmd.Stdin = nil
-	// Pdeathsig: the child dies with us even if we are SIGKILLed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// No Pdeathsig: the kernel sends it when the forking *thread* exits,
+	// and Go ends pooled threads whenever a goroutine exits while locked
+	// to one (netns.New does, by design), which killed applications at
+	// random. The application watches its parent instead (see childMain).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

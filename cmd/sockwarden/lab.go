@@ -27,8 +27,32 @@ are set inside that namespace only, its application and load run inside it
 on 127.0.0.1, and everything goes away when it stops. Nothing on the host
 changes. See docs/lab.md.`,
 	}
-	cmd.AddCommand(newLabListCmd(), newLabRunCmd(a))
+	cmd.AddCommand(newLabListCmd(), newLabRunCmd(a), newLabCleanCmd())
 	return cmd
+}
+
+func newLabCleanCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "clean",
+		Short: "Remove the namespaces left by lab runs that were killed (their process is gone)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return withCode(exitFailed, errors.New("lab clean needs root (it unmounts /run/netns/sw-lab-*)"))
+			}
+			removed, err := lab.CleanStale()
+			for _, name := range removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", name)
+			}
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			if len(removed) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no stale lab namespace")
+			}
+			return nil
+		},
+	}
 }
 
 func newLabListCmd() *cobra.Command {
