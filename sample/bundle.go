@@ -76,9 +76,10 @@ func bundleKind(base string) string {
 // sockets is ~250 MB).
 const maxBundleFile = 2 << 30
 
-// FromBundle reads a bundle (a directory, or a .tar.gz or .tar of one) and
-// returns one Sample per snapshot, in time order, with the default table
-// sizes. See FromBundleOptions.
+// FromBundle reads a bundle (a directory, or a .tar.gz or .tar of one, or a
+// single capture file named as in a bundle, such as ss-tan.txt) and returns
+// one Sample per snapshot, in time order, with the default table sizes. See
+// FromBundleOptions.
 func FromBundle(path string) ([]*Sample, error) {
 	return FromBundleOptions(path, Options{})
 }
@@ -101,8 +102,13 @@ func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
 	}
 	br := &bundleReader{path: path, opts: opts, snaps: map[string]*bundleSnap{}}
 	walk := br.walkTar
-	if st.IsDir() {
+	switch {
+	case st.IsDir():
 		walk = br.walkDir
+	case bundleKind(filepath.Base(path)) != "":
+		// One capture on its own (`--from ss-tan.txt`): a bundle
+		// of one file.
+		walk = br.walkFile
 	}
 	// Pass 1 reads everything but the socket table, so that the owners
 	// of listeners (ss -tlnp) are known when the table streams through
@@ -170,6 +176,19 @@ func (br *bundleReader) walkDir() error {
 		defer f.Close()
 		return br.visit(rel, f)
 	})
+}
+
+func (br *bundleReader) walkFile() error {
+	rel := filepath.Base(br.path)
+	if !br.wants(rel) {
+		return nil
+	}
+	f, err := os.Open(br.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return br.visit(rel, f)
 }
 
 func (br *bundleReader) walkTar() error {

@@ -305,6 +305,20 @@ func TestFromBundleCollectLog(t *testing.T) {
 	}
 }
 
+// A single capture file is a bundle of one file.
+func TestFromBundleSingleFile(t *testing.T) {
+	got, err := FromBundle("testdata/bundle/ns/2/ss-tan.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Total != 51 || got[0].Listener("0.0.0.0:8080") == nil {
+		t.Fatalf("got %d samples, %+v", len(got), got)
+	}
+	if _, err := FromBundle("testdata/ss/s-6.1.txt"); !errors.Is(err, ErrParse) {
+		t.Errorf("a file not named as a bundle file: %v, want ErrParse", err)
+	}
+}
+
 func TestFromBundleErrors(t *testing.T) {
 	mk := func(t *testing.T, edit func(dir string)) string {
 		dir := t.TempDir()
