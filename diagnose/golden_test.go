@@ -19,9 +19,9 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/golden from the current output")
 
 // goldenInputs are the series the golden tests run: live series captured
-// from the lab scenarios (testdata/series, see testdata/README.md), bundles
-// captured from the lab (testdata/bundles/*.tar.gz, read with
-// sample.FromBundle as `diagnose --from` does), and two made here: a
+// from the lab scenarios (testdata/series, see testdata/README.md), the
+// bundles the lab captured from every scenario (../testdata/bundles, read
+// with sample.FromBundle as `diagnose --from` does), and two made here: a
 // healthy idle namespace and a one-snapshot input.
 func goldenInputs(t *testing.T) map[string][]*sample.Sample {
 	t.Helper()
@@ -39,8 +39,7 @@ func goldenInputs(t *testing.T) map[string][]*sample.Sample {
 		in["series-"+strings.TrimSuffix(filepath.Base(f), ".json")] = s
 	}
 	for prefix, glob := range map[string]string{
-		"bundle-":     "testdata/bundles/*.tar.gz",
-		"lab-bundle-": "../testdata/bundles/*.tar.gz", // captured by the lab's tests
+		"lab-bundle-": "../testdata/bundles/*.tar.gz", // one per lab scenario
 	} {
 		bundles, _ := filepath.Glob(glob)
 		for _, f := range bundles {
