@@ -90,6 +90,15 @@ func childMain(s string) int {
 	defer cancel()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGUSR1 pauses the load, SIGUSR2 resumes it (Env.PauseLoad).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		for sig := range sigs {
+			loadPaused.Store(sig == syscall.SIGUSR1)
+			logf("load paused: %v", loadPaused.Load())
+		}
+	}()
 	// Exit when the parent dies (we are then reparented), even by
 	// SIGKILL: a killed test or `lab run` leaves nothing running.
 	ppid := os.Getppid()
@@ -121,6 +130,18 @@ func childMain(s string) int {
 		return 1
 	}
 	return 0
+}
+
+// loadPaused stops the application's own clients; its server side goes on.
+var loadPaused atomic.Bool
+
+// load runs fn unless the load is paused.
+func load(fn func()) func() {
+	return func() {
+		if !loadPaused.Load() {
+			fn()
+		}
+	}
 }
 
 func setComm(name string) {
@@ -245,14 +266,14 @@ func runListen(ctx context.Context, sp appSpec, ready func()) error {
 		go relisten(ctx, fd, sp.Backlog)
 	}
 	if sp.Burst > 0 {
-		go every(ctx, sp.BurstEvery, func() {
+		go every(ctx, sp.BurstEvery, load(func() {
 			for range sp.Burst {
 				go touch(ctx, sp)
 			}
-		})
+		}))
 	}
 	if sp.ConnectEvery > 0 {
-		go every(ctx, sp.ConnectEvery, func() { go touch(ctx, sp) })
+		go every(ctx, sp.ConnectEvery, load(func() { go touch(ctx, sp) }))
 	}
 	if sp.AcceptEvery > 0 {
 		every(ctx, sp.AcceptEvery, func() { acceptOne(fd) })
@@ -330,7 +351,7 @@ func runHold(ctx context.Context, sp appSpec, ready func()) error {
 		}
 	}
 	ready()
-	every(ctx, sp.ConnectEvery, func() { go dialClose(ctx, sp) })
+	every(ctx, sp.ConnectEvery, load(func() { go dialClose(ctx, sp) }))
 	return nil
 }
 
@@ -400,7 +421,7 @@ func runShort(ctx context.Context, sp appSpec, ready func()) error {
 	logf("initial: %s", ec)
 	ready()
 	go every(ctx, 5*time.Second, func() { logf("%s", ec) })
-	every(ctx, sp.ConnectEvery, func() { go func() { ec.add(dialClose(ctx, sp)) }() })
+	every(ctx, sp.ConnectEvery, load(func() { go func() { ec.add(dialClose(ctx, sp)) }() }))
 	return nil
 }
 
@@ -413,7 +434,7 @@ func runSyn(ctx context.Context, sp appSpec, ready func()) error {
 	ready()
 	// No handshake completes (the SYN-ACKs are dropped), so there is
 	// never anything to accept; the clients give up after DialTimeout.
-	every(ctx, sp.ConnectEvery, func() { go touch(ctx, sp) })
+	every(ctx, sp.ConnectEvery, load(func() { go touch(ctx, sp) }))
 	return nil
 }
 
@@ -464,7 +485,7 @@ func runFDHog(ctx context.Context, sp appSpec, ready func()) error {
 	}
 	logf("holding %d descriptors of %d", countFDs(), sp.FDLimit)
 	ready()
-	every(ctx, sp.ConnectEvery, func() {
+	every(ctx, sp.ConnectEvery, load(func() {
 		if len(pairs) > 0 {
 			pairs[0].c.Close()
 			pairs[0].s.Close()
@@ -473,6 +494,6 @@ func runFDHog(ctx context.Context, sp appSpec, ready func()) error {
 		if err := fill(); err != nil {
 			logf("refill: %v", err)
 		}
-	})
+	}))
 	return nil
 }

@@ -246,3 +246,32 @@ func checkNoAppSysctl(t *testing.T, r diagnose.Report) {
 		}
 	}
 }
+
+// TestNetnsDiagnoseNeedsLoad: the same namespace, its drop counters high
+// from a minute's worth of overflows but no load now, confirms nothing and
+// proposes nothing ready: an idle host with an old ListenOverflows value is
+// not overflowing.
+func TestNetnsDiagnoseNeedsLoad(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	env := startScenario(t, SomaxconnCapped, Options{})
+	time.Sleep(2 * time.Second)
+	if c := counters(t, env); c["TcpExtListenOverflows"] == 0 {
+		t.Fatal("no overflows to begin with")
+	}
+	if err := env.PauseLoad(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	_, r := diagnoseEnv(t, env, 2, 1500*time.Millisecond)
+	for _, f := range r.Findings {
+		if f.Confirmed {
+			t.Errorf("confirmed without load: %s %s %s", f.Kind, f.Side, f.Subject)
+		}
+	}
+	for _, p := range r.Proposals {
+		if p.Ready {
+			t.Errorf("proposal %s ready without load: %+v", p.ID, p.Changes)
+		}
+	}
+}

@@ -425,3 +425,24 @@ func TestScenarioNames(t *testing.T) {
 		}
 	}
 }
+
+// TestNetnsKernelPauseLoad: PauseLoad stops the clients (no connects, no
+// overflows) and ResumeLoad brings the overflows back.
+func TestNetnsKernelPauseLoad(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	env := startScenario(t, BacklogCapped, Options{})
+	if err := env.PauseLoad(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // connects in flight time out (300ms) or end (200ms hold)
+	if d := rises(t, env, "TcpActiveOpens", 1, 1500*time.Millisecond); d[0] != 0 {
+		t.Errorf("%d connects while the load is paused", d[0])
+	}
+	if err := env.ResumeLoad(); err != nil {
+		t.Fatal(err)
+	}
+	if d := rises(t, env, "TcpExtListenOverflows", 1, 1500*time.Millisecond); !allPositive(d) {
+		t.Errorf("no overflows after ResumeLoad: %v", d)
+	}
+}

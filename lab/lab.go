@@ -213,6 +213,27 @@ func (e *Env) Err() error {
 	return nil
 }
 
+// PauseLoad stops the scenario's clients (its listeners, acceptors and held
+// sockets stay), within milliseconds: the way to test that a verdict needs
+// load (an idle host with old drop counters is not overflowing, a change
+// verified without load is inconclusive). ResumeLoad starts them again.
+func (e *Env) PauseLoad() error { return e.signal(syscall.SIGUSR1) }
+
+// ResumeLoad undoes PauseLoad.
+func (e *Env) ResumeLoad() error { return e.signal(syscall.SIGUSR2) }
+
+func (e *Env) signal(sig syscall.Signal) error {
+	select {
+	case <-e.exited:
+		return fmt.Errorf("%w: %s: application not running", ErrLab, e.Scenario)
+	default:
+	}
+	if err := e.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%w: %s: signal %s: %w", ErrLab, e.Scenario, sig, err)
+	}
+	return nil
+}
+
 // Do runs fn on a thread inside the scenario's namespace (see netns.Do).
 func (e *Env) Do(fn func() error) error { return netns.Do(e.Netns, fn) }
 
