@@ -251,20 +251,30 @@ func (br *bundleReader) wants(rel string) bool {
 	return (k == bfSSTan) == (br.pass == 2)
 }
 
-func (br *bundleReader) snap(dir string) *bundleSnap {
+// maxSnapshots bounds the snapshots of one bundle (collect makes at most
+// 100): an archive of a million tiny directories is not a capture.
+const maxSnapshots = 1000
+
+func (br *bundleReader) snap(dir string) (*bundleSnap, error) {
 	s := br.snaps[dir]
 	if s == nil {
+		if len(br.snaps) >= maxSnapshots {
+			return nil, fmt.Errorf("%w: %s: more than %d snapshot directories", ErrParse, dir, maxSnapshots)
+		}
 		s = &bundleSnap{dir: dir, seen: map[string]string{}, census: NewCensus(br.opts.topDest(), br.opts.topProc())}
 		br.snaps[dir] = s
 	}
-	return s
+	return s, nil
 }
 
 func (br *bundleReader) visit(rel string, r io.Reader) error {
 	dir, base := path.Split(rel)
 	dir = strings.TrimSuffix(dir, "/")
 	kind := bundleKind(base)
-	s := br.snap(dir)
+	s, err := br.snap(dir)
+	if err != nil {
+		return err
+	}
 	if prev, dup := s.seen[kind]; dup {
 		s.missing = append(s.missing, Missing{Source: rel, Reason: "ignored: " + prev + " was read for the same capture"})
 		return nil
