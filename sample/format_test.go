@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -147,5 +148,45 @@ func TestSchemaDocCoversEveryField(t *testing.T) {
 	walk(reflect.TypeFor[Sample]())
 	if len(seen) < 8 {
 		t.Errorf("walked only %d types", len(seen))
+	}
+}
+
+// The parts of the text a bundle never has: owners' units and descriptor
+// counts, a listener watch, a partial sample, unknown time and port range.
+func TestWriteTextLiveParts(t *testing.T) {
+	nginx := Owner{PID: 812, Comm: "nginx", Unit: "nginx.service", FDs: 1000, FDLimit: 1024}
+	s := &Sample{
+		Schema: Schema, Source: "live", Host: "web1", Netns: "/run/netns/web", Partial: true,
+		States: NewStates(), Total: 0,
+		Listeners: []Listener{{Local: "0.0.0.0:80", Port: 80, RecvQ: 512, SendQ: 511, Owners: []Owner{nginx, {PID: 813, Comm: "nginx"}, {PID: 814, Comm: "nginx"}, {PID: 815, Comm: "nginx"}}}},
+		Processes: []Process{{Owner: nginx, Total: 3, States: map[string]int{StateCloseWait: 2, StateListen: 1}}},
+		Sysctls:   map[string]string{},
+		Counters:  map[string]uint64{"TcpExtListenOverflows": 7},
+		Watch:     &Watch{Polls: 50, Interval: 20 * time.Millisecond, Peaks: []ListenerPeak{{Local: "0.0.0.0:80", SendQ: 511, PeakRecvQ: 512, AtLimit: 40, Drained: 0, Polls: 50}}},
+		Missing:   []Missing{{Source: "/dev/kmsg", Reason: "permission denied"}},
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"sockwarden sample: web1, netns /run/netns/web, time unknown (live)",
+		"partial sample (cheap tier)",
+		"0.0.0.0:80  512     511     100% FULL  nginx[812] nginx.service fds 1000/1024, nginx[813], nginx[814], +1 more",
+		"nginx[812] nginx.service  3        1000/1024  CLOSE-WAIT 2 LISTEN 1",
+		"ephemeral port range unknown",
+		"TcpExtListenOverflows       7",
+		"TcpExtListenDrops           -",
+		"net.core.somaxconn                   (absent)",
+		"0.0.0.0:80  511     512          40/50     0",
+		"Missing (1): the figures above lack these sources\n  /dev/kmsg: permission denied\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "Missing") != 1 {
+		t.Errorf("missing said more than once:\n%s", out)
 	}
 }
