@@ -75,33 +75,26 @@ func TestStateMask(t *testing.T) {
 }
 
 func TestDumpNltest(t *testing.T) {
-	var reqs []netlink.Message
-	conn := nltest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
-		reqs = append(reqs, req...)
-		switch req[0].Data[0] {
-		case unix.AF_INET:
-			return nltest.Multipart([]netlink.Message{
-				diagMsg(10, "0.0.0.0:80", "0.0.0.0:0", 5, 511, 0, 1000, nil),
-				diagMsg(1, "127.0.0.1:80", "127.0.0.1:40000", 0, 17, 1000, 1001, nil),
-				diagMsg(tcpNewSynRecv, "127.0.0.1:80", "127.0.0.1:40001", 0, 0, 0, 0, nil),
-				diagMsg(6, "127.0.0.1:40002", "127.0.0.1:80", 0, 0, 0, 0, nil),
-				{Header: netlink.Header{Type: netlink.Done}},
-			})
-		default:
-			return nltest.Multipart([]netlink.Message{
-				diagMsg(10, "[::]:443", "[::]:0", 0, 4096, 0, 2000, []netlink.Attribute{{Type: 5, Data: []byte{0}}, {Type: inetDiagSKV6Only, Data: []byte{1}}}),
-				diagMsg(10, "[::]:22", "[::]:0", 0, 128, 0, 2001, []netlink.Attribute{{Type: inetDiagSKV6Only, Data: []byte{0}}}),
-				diagMsg(8, "[::1]:22", "[::1]:50000", 3, 0, 0, 2002, nil),
-				{Header: netlink.Header{Type: netlink.Done}},
-			})
+	v4 := []netlink.Message{
+		diagMsg(10, "0.0.0.0:80", "0.0.0.0:0", 5, 511, 0, 1000, nil),
+		diagMsg(1, "127.0.0.1:80", "127.0.0.1:40000", 0, 17, 1000, 1001, nil),
+		diagMsg(tcpNewSynRecv, "127.0.0.1:80", "127.0.0.1:40001", 0, 0, 0, 0, nil),
+		diagMsg(6, "127.0.0.1:40002", "127.0.0.1:80", 0, 0, 0, 0, nil),
+	}
+	v6 := []netlink.Message{
+		diagMsg(10, "[::]:443", "[::]:0", 0, 4096, 0, 2000, []netlink.Attribute{{Type: 5, Data: []byte{0}}, {Type: inetDiagSKV6Only, Data: []byte{1}}}),
+		diagMsg(10, "[::]:22", "[::]:0", 0, 128, 0, 2001, []netlink.Attribute{{Type: inetDiagSKV6Only, Data: []byte{0}}}),
+		diagMsg(8, "[::1]:22", "[::1]:50000", 3, 0, 0, 2002, nil),
+	}
+	reply := func(typ netlink.HeaderType, msgs ...[]netlink.Message) ([]netlink.Message, error) {
+		var out []netlink.Message
+		for _, ms := range msgs {
+			for _, m := range ms {
+				m.Header.Type = typ
+				out = append(out, m)
+			}
 		}
-	})
-	defer conn.Close()
-
-	var got []Socket
-	mask, _ := stateMask(nil)
-	if err := dumpBoth(context.Background(), conn, mask, func(sk Socket) error { got = append(got, sk); return nil }); err != nil {
-		t.Fatal(err)
+		return nltest.Multipart(append(out, netlink.Message{Header: netlink.Header{Type: netlink.Done}}))
 	}
 	ap := netip.MustParseAddrPort
 	want := []Socket{
@@ -113,30 +106,74 @@ func TestDumpNltest(t *testing.T) {
 		{State: StateListen, Family: "ipv6", Local: ap("[::]:22"), Remote: ap("[::]:0"), SendQ: 128, Inode: 2001},
 		{State: StateCloseWait, Family: "ipv6", Local: ap("[::1]:22"), Remote: ap("[::1]:50000"), RecvQ: 3, Inode: 2002},
 	}
-	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
-		t.Errorf("sockets (-want +got):\n%s", d)
-	}
-
-	// The requests: one inet_diag_req_v2 per family, TCP, the state mask,
-	// NLM_F_REQUEST|NLM_F_DUMP.
-	if len(reqs) != 2 {
-		t.Fatalf("%d requests, want 2", len(reqs))
-	}
-	for i, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		r := reqs[i]
-		if r.Header.Type != sockDiagByFamily || r.Header.Flags != netlink.Request|netlink.Dump {
-			t.Errorf("request %d header %+v", i, r.Header)
-		}
-		if len(r.Data) != inetDiagReqV2Len || r.Data[0] != fam || r.Data[1] != unix.IPPROTO_TCP || r.Data[2] != 0 ||
-			binary.NativeEndian.Uint32(r.Data[4:]) != mask {
-			t.Errorf("request %d body % x", i, r.Data)
-		}
+	mask, _ := stateMask(nil)
+	for _, tc := range []struct {
+		name     string
+		compatOK bool
+	}{
+		{"compat request, both families in one dump", true},
+		{"compat refused, one request per family", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var reqs []netlink.Message
+			conn := nltest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
+				reqs = append(reqs, req...)
+				switch {
+				case req[0].Header.Type == tcpDiagGetSock && tc.compatOK:
+					return reply(tcpDiagGetSock, v4, v6)
+				case req[0].Header.Type == tcpDiagGetSock:
+					return errorReply(unix.EINVAL, req)
+				case req[0].Data[0] == unix.AF_INET:
+					return reply(sockDiagByFamily, v4)
+				default:
+					return reply(sockDiagByFamily, v6)
+				}
+			})
+			defer conn.Close()
+			var got []Socket
+			if err := dumpBoth(context.Background(), conn, mask, func(sk Socket) error { got = append(got, sk); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
+				t.Errorf("sockets (-want +got):\n%s", d)
+			}
+			// The compat inet_diag_req first: no family, the state mask
+			// at its offset, NLM_F_REQUEST|NLM_F_DUMP.
+			r := reqs[0]
+			if r.Header.Type != tcpDiagGetSock || r.Header.Flags != netlink.Request|netlink.Dump ||
+				len(r.Data) != inetDiagReqLen || r.Data[0] != 0 || binary.NativeEndian.Uint32(r.Data[52:]) != mask {
+				t.Errorf("compat request %+v body % x", r.Header, r.Data)
+			}
+			if tc.compatOK {
+				if len(reqs) != 1 {
+					t.Errorf("%d requests, want 1", len(reqs))
+				}
+				return
+			}
+			// Then one inet_diag_req_v2 per family, TCP, the mask.
+			if len(reqs) != 3 {
+				t.Fatalf("%d requests, want 3", len(reqs))
+			}
+			for i, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+				r := reqs[i+1]
+				if r.Header.Type != sockDiagByFamily || r.Header.Flags != netlink.Request|netlink.Dump {
+					t.Errorf("request %d header %+v", i, r.Header)
+				}
+				if len(r.Data) != inetDiagReqV2Len || r.Data[0] != fam || r.Data[1] != unix.IPPROTO_TCP || r.Data[2] != 0 ||
+					binary.NativeEndian.Uint32(r.Data[4:]) != mask {
+					t.Errorf("request %d body % x", i, r.Data)
+				}
+			}
+		})
 	}
 }
 
 func TestDumpNltestErrors(t *testing.T) {
 	t.Run("no IPv6 is not an error", func(t *testing.T) {
 		conn := nltest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
+			if req[0].Header.Type == tcpDiagGetSock {
+				return errorReply(unix.EINVAL, req)
+			}
 			if req[0].Data[0] == unix.AF_INET6 {
 				return errorReply(unix.ENOENT, req)
 			}
@@ -240,6 +277,7 @@ func TestParseDatagram(t *testing.T) {
 		{name: "last datagram", in: cat(msg(sockDiagByFamily, sk), msg(unix.NLMSG_DONE, []byte{0, 0, 0, 0})), msgs: 1, done: true},
 		{name: "done with errno", in: msg(unix.NLMSG_DONE, errno(unix.EPERM)), done: true, wantErr: "operation not permitted"},
 		{name: "error ENOENT is no data", in: msg(unix.NLMSG_ERROR, errno(unix.ENOENT)), done: true, wantErr: "no data", wantNoDt: true},
+		{name: "compat replies", in: cat(msg(tcpDiagGetSock, sk), msg(tcpDiagGetSock, sk)), msgs: 2},
 		{name: "other types skipped", in: cat(msg(0x99, []byte{1, 2, 3}), msg(sockDiagByFamily, sk)), msgs: 1},
 		{name: "length past the end", in: msg(sockDiagByFamily, sk)[:40], wantErr: "netlink message of length"},
 		{name: "length below header", in: func() []byte { b := msg(sockDiagByFamily, sk); binary.NativeEndian.PutUint32(b, 8); return b }(), wantErr: "netlink message of length 8"},
