@@ -373,6 +373,12 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	}
 	e.event(id, "", "guard", "fresh samples agree: %s on %s, confirmed in every interval%s", p.Finding, p.Subject,
 		map[bool]string{true: " with drops rising", false: ""}[len(p.Verify.Counters) > 0 || fresh.Counter != ""])
+	for _, q := range rep.Proposals {
+		if q.Finding == p.Finding && q.Subject == p.Subject && q.ID != p.ID && stale == nil {
+			e.event(id, "", "guard", "note: the fresh diagnosis would now propose %s (proposal %s); applying the approved %s",
+				describeValues(q.Changes, false), q.ID, describeValues(p.Changes, false))
+		}
+	}
 
 	// Guard 4: an approval of this exact proposal.
 	var appr Approval

@@ -261,6 +261,13 @@ kernel; sockwarden apply does, after checking every guard again.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "approved %s by %s until %s%s\n", ap.Proposal, ap.Approver, ap.Expires.Local().Format(time.RFC3339),
 				map[bool]string{true: " (unit restart allowed)", false: ""}[ap.AllowRestart])
+			if p, err := e.Store().Proposal(args[0]); err == nil {
+				if p.Side != diagnose.SideKernel {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: the finding behind %s is %s-side: apply will refuse it (guard 1)\n", args[0], p.Side)
+				} else if !p.Proposal.Ready {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s was not confirmed when recorded (%s); apply checks fresh samples first (guard 3)\n", args[0], p.Proposal.NotReadyReason)
+				}
+			}
 			return nil
 		},
 	}
