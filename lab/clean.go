@@ -71,7 +71,22 @@ func scenarioPID(name string) (int, bool) {
 	return pid, true
 }
 
+// processAlive: the process exists and is not a zombie (a killed run whose
+// parent has not reaped it yet holds nothing).
 func processAlive(pid int) bool {
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
+	if err := unix.Kill(pid, 0); err != nil && !errors.Is(err, unix.EPERM) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
+		switch b[i+2] {
+		case 'Z', 'X':
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/sockwarden/sockwarden/internal/netns"
 )
@@ -71,5 +72,28 @@ func TestNetnsCleanStale(t *testing.T) {
 	}
 	if _, err := os.Stat(netnsDir + "/" + live); err != nil {
 		t.Errorf("%s (ours, alive) removed: %v", live, err)
+	}
+}
+
+func TestProcessAliveZombie(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if !processAlive(os.Getpid()) {
+		t.Fatal("own process not alive")
+	}
+	// Unreaped, the child is a zombie once it exits.
+	deadline := time.Now().Add(5 * time.Second)
+	for processAlive(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if processAlive(pid) {
+		t.Errorf("zombie %d counted alive", pid)
+	}
+	_ = cmd.Wait()
+	if processAlive(pid) {
+		t.Errorf("reaped %d counted alive", pid)
 	}
 }
