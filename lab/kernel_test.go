@@ -446,3 +446,49 @@ func TestNetnsKernelPauseLoad(t *testing.T) {
 		t.Errorf("no overflows after ResumeLoad: %v", d)
 	}
 }
+
+// TestNetnsHostUntouched: scenarios change sysctls and firewall rules in
+// their own namespaces only; the host's stay as they were.
+func TestNetnsHostUntouched(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	keys := map[string]bool{}
+	for _, s := range Scenarios() {
+		for _, kv := range s.Sysctls {
+			keys[kv.Key] = true
+		}
+	}
+	host := func() map[string]string {
+		m := map[string]string{}
+		for k := range keys {
+			b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(k, ".", "/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[k] = strings.Join(strings.Fields(string(b)), " ")
+		}
+		out, err := exec.Command("iptables-legacy", "-w", "5", "-S").CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables-legacy -S: %v: %s", err, out)
+		}
+		m["iptables-legacy -S"] = string(out)
+		return m
+	}
+	before := host()
+	var during map[string]string
+	func() {
+		for _, name := range []string{SomaxconnCapped, EphemeralPorts, SynRecvNoCookies, CloseWait} {
+			env := startScenario(t, name, Options{})
+			defer env.Stop()
+		}
+		during = host()
+	}()
+	after := host()
+	for _, got := range []map[string]string{during, after} {
+		for k, v := range before {
+			if got[k] != v {
+				t.Errorf("host %s changed: %q -> %q", k, v, got[k])
+			}
+		}
+	}
+}
