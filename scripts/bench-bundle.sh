@@ -8,10 +8,11 @@
 #   scripts/bench-bundle.sh                      # 15,000 and 150,000 sockets, 5 rounds
 #   ROUNDS=9 SIZES="10000 100000 300000" scripts/bench-bundle.sh
 #
-# Prints per size: socket lines, file size, the median wall time and peak
-# RSS (/usr/bin/time -f %M) of sockwarden, and the median time of the
+# Prints per size: socket lines, file size, the median wall time, CPU time
+# (user+sys, steadier than wall time on a shared machine) and peak RSS
+# (/usr/bin/time -f %M) of sockwarden, and the median CPU time of the
 # smallest script that reads the file at all, an awk count of the state
-# column (`awk '{n[$1]++}'`), as a yardstick.
+# column (`awk '{n[$1]++}'`), as a yardstick, with the CPU ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -49,21 +50,22 @@ mkbundle() {
   }' > "$d/ss-tan.txt"
 }
 
-printf "%-9s %-9s %-12s %-12s %-10s %s\n" sockets MB sample_s awk_s ratio peak_RSS_MiB
+printf "%-9s %-5s %-8s %-8s %-8s %-7s %s\n" sockets MB wall_s cpu_s awk_cpu ratio peak_RSS_MiB
 for n in $SIZES; do
   d="$tmp/b$n"
   mkbundle "$n" "$d"
   lines=$(($(wc -l < "$d/ss-tan.txt") - 1))
   mb=$(du -m "$d/ss-tan.txt" | cut -f1)
-  ts=(); ws=(); rss=()
+  ts=(); cs=(); ws=(); rss=()
   for _ in $(seq "$ROUNDS"); do
-    /usr/bin/time -f "%e %M" -o "$tmp/t" "$tmp/sockwarden" sample --json --from "$d" > /dev/null
-    read -r e m < "$tmp/t"; ts+=("$e"); rss+=("$m")
-    /usr/bin/time -f "%e" -o "$tmp/w" awk '{n[$1]++} END {for (k in n) print k, n[k]}' "$d/ss-tan.txt" > /dev/null
-    ws+=("$(cat "$tmp/w")")
+    /usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$tmp/sockwarden" sample --json --from "$d" > /dev/null
+    read -r e u s m < "$tmp/t"; ts+=("$e"); cs+=("$(awk -v u="$u" -v s="$s" 'BEGIN{print u+s}')"); rss+=("$m")
+    /usr/bin/time -f "%U %S" -o "$tmp/w" awk '{n[$1]++} END {for (k in n) print k, n[k]}' "$d/ss-tan.txt" > /dev/null
+    read -r u s < "$tmp/w"; ws+=("$(awk -v u="$u" -v s="$s" 'BEGIN{print u+s}')")
   done
-  t=$(printf '%s\n' "${ts[@]}" | median); w=$(printf '%s\n' "${ws[@]}" | median)
+  t=$(printf '%s\n' "${ts[@]}" | median); c=$(printf '%s\n' "${cs[@]}" | median)
+  w=$(printf '%s\n' "${ws[@]}" | median)
   r=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
-  ratio=$(awk -v a="$t" -v b="$w" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }')
-  printf "%-9s %-9s %-12s %-12s %-10s %.1f\n" "$lines" "$mb" "$t" "$w" "$ratio" "$(awk -v k="$r" 'BEGIN{print k/1024}')"
+  ratio=$(awk -v a="$c" -v b="$w" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }')
+  printf "%-9s %-5s %-8s %-8s %-8s %-7s %.1f\n" "$lines" "$mb" "$t" "$c" "$w" "$ratio" "$(awk -v k="$r" 'BEGIN{print k/1024}')"
 done
