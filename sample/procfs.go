@@ -215,12 +215,19 @@ func readCounters(s *Sample, procRoot, netDir string) {
 	for _, k := range SysctlKeys {
 		v, err := readSysctl(procRoot, k)
 		if err != nil {
+			if globalSysctl[k] && errors.Is(err, ErrNoData) {
+				err = fmt.Errorf("%w: a global sysctl, kept by the initial network namespace only; a child namespace has no %s (the host's value applies)", ErrNoData, k)
+			}
 			s.noteMissing("sysctl "+k, err)
 			continue
 		}
 		s.Sysctls[k] = v
 	}
 }
+
+// globalSysctl marks the recorded sysctls that are not per network
+// namespace: /proc/sys shows them in the initial namespace only.
+var globalSysctl = map[string]bool{"net.ipv4.tcp_mem": true, "net.ipv4.tcp_max_orphans": true}
 
 // noteMissing records a missing source once.
 func (s *Sample) noteMissing(source string, err error) {
