@@ -168,7 +168,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if err != nil {
 		s.noteMissing(kmsg, err)
 	}
-	if opts.Netns != "" && !cheap {
+	if opts.Netns != "" {
 		events = ownEvents(events, s.Listeners)
 	}
 	if events == nil {
