@@ -398,9 +398,13 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 		s.nstat = m
 		s.missing = append(s.missing, nt...)
 	case bfNetstat, bfSNMP:
-		m, err := ParseNetstat(r)
+		lb := &lastByte{r: r}
+		m, err := ParseNetstat(lb)
 		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
+		}
+		if err := lb.check(rel); err != nil {
+			return err
 		}
 		if s.procCtr == nil {
 			s.procCtr = map[string]uint64{}
@@ -409,9 +413,13 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 			s.procCtr[k] = v
 		}
 	case bfSockstat, bfSockstat6:
-		st, err := ParseSockstat(r)
+		lb := &lastByte{r: r}
+		st, err := ParseSockstat(lb)
 		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
+		}
+		if err := lb.check(rel); err != nil {
+			return err
 		}
 		if kind == bfSockstat {
 			s.sockstat = &st
@@ -663,4 +671,31 @@ func digitsPrefix(s string) string {
 		i++
 	}
 	return s[:i]
+}
+
+// lastByte passes a reader through and remembers its last byte and line
+// count, so that a copy of a /proc file cut in the middle of a number (which
+// the /proc parsers cannot see) is reported: /proc files end with a newline.
+type lastByte struct {
+	r     io.Reader
+	last  byte
+	n     int64
+	lines int
+}
+
+func (l *lastByte) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if n > 0 {
+		l.last = p[n-1]
+		l.n += int64(n)
+		l.lines += bytes.Count(p[:n], []byte{'\n'})
+	}
+	return n, err
+}
+
+func (l *lastByte) check(name string) error {
+	if l.n > 0 && l.last != '\n' {
+		return fmt.Errorf("%w: %s: line %d: file ends in the middle of a line (truncated copy?); if the file is complete, end it with a newline", ErrParse, name, l.lines+1)
+	}
+	return nil
 }

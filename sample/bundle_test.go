@@ -353,6 +353,12 @@ func TestFromBundleErrors(t *testing.T) {
 		{"bad netstat", func(t *testing.T) string {
 			return mk(t, func(d string) { write(filepath.Join(d, "2", "netstat.txt"), "TcpExt: A B\nTcpExt: 1\n") })
 		}, "2/netstat.txt: parse error: line 2"},
+		{"netstat cut in a number", func(t *testing.T) string {
+			return mk(t, func(d string) {
+				b := readTestdata(t, "bundle", "ns", "1", "netstat.txt")
+				write(filepath.Join(d, "1", "netstat.txt"), b[:len(b)-1])
+			})
+		}, "1/netstat.txt: line 6: file ends in the middle of a line"},
 		{"truncated archive", func(t *testing.T) string {
 			p := filepath.Join(t.TempDir(), "b.tar.gz")
 			tarDir(t, "testdata/bundle/ns", p, "", true)
