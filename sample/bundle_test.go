@@ -353,7 +353,7 @@ func TestFromBundleErrors(t *testing.T) {
 		{"bad netstat", func(t *testing.T) string {
 			return mk(t, func(d string) { write(filepath.Join(d, "2", "netstat.txt"), "TcpExt: A B\nTcpExt: 1\n") })
 		}, "2/netstat.txt: parse error: line 2"},
-		{"netstat cut in a number", func(t *testing.T) string {
+		{"netstat without its final newline", func(t *testing.T) string {
 			return mk(t, func(d string) {
 				b := readTestdata(t, "bundle", "ns", "1", "netstat.txt")
 				write(filepath.Join(d, "1", "netstat.txt"), b[:len(b)-1])
