@@ -73,7 +73,7 @@ func bundleKind(base string) string {
 }
 
 // maxBundleFile bounds one file of a bundle (a `ss -tanpe` of a million
-// sockets is ~250 MB).
+// sockets is about 130 MB).
 const maxBundleFile = 2 << 30
 
 // FromBundle reads a bundle (a directory, or a .tar.gz or .tar of one, or a
