@@ -41,6 +41,9 @@ func (x *ownerIndex) lookup(inode uint64) []Owner {
 	return nil
 }
 
+// ownerWorkers is how many goroutines read /proc/PID/fd at once.
+var ownerWorkers = 2
+
 // ownerScan says which processes scanOwners looks at.
 type ownerScan struct {
 	// netns, when not 0, limits the scan to processes whose network
@@ -98,7 +101,7 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 		pids = in
 	}
 
-	workers := min(2, runtime.NumCPU(), max(1, len(pids)/64))
+	workers := max(1, min(ownerWorkers, runtime.NumCPU(), len(pids)))
 	results := make(chan procSockets, 64)
 	var denied atomic.Int32
 	var wg sync.WaitGroup
