@@ -477,3 +477,47 @@ func TestNetnsTakeUnprivileged(t *testing.T) {
 		}
 	}
 }
+
+func TestNetnsSeries(t *testing.T) {
+	path, name := newTestNetns(t)
+	buildStates(t, path, name)
+	quiesce(t, name)
+	start := time.Now()
+	series, err := Series(context.Background(), Options{Netns: path, Owners: true}, 2, 400*time.Millisecond, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(series) != 2 {
+		t.Fatalf("%d samples, want 2", len(series))
+	}
+	if series[0].Watch != nil {
+		t.Errorf("first sample has a watch: %+v", series[0].Watch)
+	}
+	w := series[1].Watch
+	if w == nil || w.Polls < 5 || len(w.Peaks) != len(series[1].Listeners) {
+		t.Fatalf("second sample's watch = %+v, want >= 5 polls over %d listeners", w, len(series[1].Listeners))
+	}
+	if gap := series[1].Time.Sub(series[0].Time); gap < 400*time.Millisecond || time.Since(start) > 20*time.Second {
+		t.Errorf("samples %v apart, want >= 400ms", gap)
+	}
+	// The overflowing listener (backlog 1, never accepts) is full at
+	// every poll of the watch.
+	full := 0
+	for _, p := range w.Peaks {
+		if p.SendQ == 1 && p.PeakRecvQ == 2 && p.AtLimit == p.Polls {
+			full++
+		}
+	}
+	if full != 1 {
+		t.Errorf("watch peaks %+v: want the backlog-1 listener at its limit at every poll", w.Peaks)
+	}
+	d := Diff(series[0], series[1])
+	if d.Seconds <= 0 || len(d.Counters) == 0 {
+		t.Errorf("Diff between the samples: %+v", d)
+	}
+	for _, ev := range series[1].Kernel {
+		if ev.Seq != 0 && len(series[0].Kernel) > 0 && ev.Seq <= series[0].Kernel[len(series[0].Kernel)-1].Seq {
+			t.Errorf("kernel line %d reported again in the second sample", ev.Seq)
+		}
+	}
+}
