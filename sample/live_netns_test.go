@@ -521,3 +521,15 @@ func TestNetnsSeries(t *testing.T) {
 		}
 	}
 }
+
+func TestNetnsTakeCancelled(t *testing.T) {
+	path, _ := newTestNetns(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Take(ctx, Options{Netns: path}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Take with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	if _, err := Take(context.Background(), Options{Netns: "/run/netns/does-not-exist"}); !errors.Is(err, netns.ErrNetns) || !strings.Contains(err.Error(), "does-not-exist") {
+		t.Fatalf("Take in a missing namespace: err = %v, want ErrNetns naming the path", err)
+	}
+}
