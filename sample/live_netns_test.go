@@ -533,3 +533,76 @@ func TestNetnsTakeCancelled(t *testing.T) {
 		t.Fatalf("Take in a missing namespace: err = %v, want ErrNetns naming the path", err)
 	}
 }
+
+// TestNetnsKernelSynFlood makes the kernel log a real SYN-flooding line in
+// a throwaway namespace (a backlog-2 listener whose SYN-ACKs are dropped, so
+// its SYN queue fills) and finds it, with its port, in that namespace's
+// sample, and not in another namespace's.
+func TestNetnsKernelSynFlood(t *testing.T) {
+	path, name := newTestNetns(t)
+	other, _ := newTestNetns(t)
+	var lfd int
+	err := netns.Do(path, func() (err error) {
+		lfd, err = rawListen(unix.AF_INET, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}, 2, false)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	p := port(lfd)
+	out, err := exec.Command("ip", "netns", "exec", name, "iptables-legacy", "-A", "OUTPUT", "-p", "tcp",
+		"--sport", strconv.Itoa(p), "--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "DROP").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-legacy: %v: %s", err, out)
+	}
+	_, last, err := readKmsg("/dev/kmsg", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = netns.Do(path, func() error {
+		for range 8 {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: p}); err != nil && err != unix.EINPROGRESS {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev *KernelEvent
+	for deadline := time.Now().Add(3 * time.Second); ev == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		s, err := Take(context.Background(), Options{Netns: path, KmsgAfter: last})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range s.Kernel {
+			if e.Kind == KernelSynFlood && e.Port == uint16(p) {
+				ev = &s.Kernel[i]
+			}
+		}
+	}
+	if ev == nil {
+		t.Fatalf("no SYN-flooding line for 127.0.0.1:%d in the sample (kernel log rate-limited by other floods?)", p)
+	}
+	if ev.Addr != "127.0.0.1" || ev.Action != "cookies" || ev.Seq <= last ||
+		ev.Time.Before(start.Add(-2*time.Second)) || ev.Time.After(time.Now().Add(2*time.Second)) {
+		t.Errorf("event %+v: want 127.0.0.1, cookies, a new sequence number and a time near %v", *ev, start)
+	}
+	s, err := Take(context.Background(), Options{Netns: other, KmsgAfter: last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range s.Kernel {
+		if e.Kind == KernelSynFlood && e.Port == uint16(p) {
+			t.Errorf("another namespace's sample holds this namespace's flood line: %+v", e)
+		}
+	}
+}
