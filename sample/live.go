@@ -43,6 +43,27 @@ type unownedSocket struct {
 	state int
 }
 
+// minUnowned is how many sockets without an owner justify reading the
+// processes of other namespaces. A few are normal on a busy host (sockets
+// opened between the owner scan and the dump, kernel sockets): chasing
+// them would read every container's descriptors at every sample.
+const minUnowned = 16
+
+// worthLooking says whether the sockets left without an owner call for a
+// look at the processes outside the namespace: an unowned listener always
+// does (its owner is what a diagnosis names), otherwise a pile of them.
+func worthLooking(unowned []unownedSocket) bool {
+	if len(unowned) >= minUnowned {
+		return true
+	}
+	for _, u := range unowned {
+		if u.state == 10 {
+			return true
+		}
+	}
+	return false
+}
+
 // dumpCensus feeds the census: listeners first (the census tells inbound
 // from outbound connections by them), then, unless cheap, every other
 // state. One connection, one pass over the kernel's socket hash: splitting
@@ -141,7 +162,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 					return nil, 0, err
 				}
 			}
-		case len(unowned) > 0:
+		case worthLooking(unowned):
 			only := make(map[uint64]bool, len(unowned))
 			for _, u := range unowned {
 				only[u.inode] = true
