@@ -145,9 +145,8 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 			}
 			cl.add("netns.txt", "the --netns path")
 		}
-		ssOK = runTool(ctx, &cl, dir, "ss-tan.txt", "ss", ssTanArgs...)
-		runTool(ctx, &cl, dir, "ss-tlnp.txt", "ss", "-tlnp")
-		runTool(ctx, &cl, dir, "ss-s.txt", "ss", "-s")
+		// /proc/net first: sockstat's "sockets: used" still counts the
+		// netlink sockets ss has just closed for a moment afterwards.
 		for _, f := range []string{"netstat", "snmp", "sockstat", "sockstat6"} {
 			src := filepath.Join(netns.ProcNet, f)
 			if err := copyFile(src, filepath.Join(dir, f+".txt")); err != nil {
@@ -156,6 +155,9 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 			}
 			cl.add(f+".txt", "cat /proc/net/"+f)
 		}
+		ssOK = runTool(ctx, &cl, dir, "ss-tan.txt", "ss", ssTanArgs...)
+		runTool(ctx, &cl, dir, "ss-tlnp.txt", "ss", "-tlnp")
+		runTool(ctx, &cl, dir, "ss-s.txt", "ss", "-s")
 		if !runTool(ctx, &cl, dir, "sysctl.txt", "sysctl", "-a") {
 			var b strings.Builder
 			for _, k := range SysctlKeys {

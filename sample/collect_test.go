@@ -150,6 +150,11 @@ func toComparable(s *Sample) comparable {
 		}
 	}
 	c.Sockstat.TCPMemPages, c.Sockstat.TCPOrphan, c.Sockstat.TCPAlloc = 0, 0, 0
+	// "sockets: used" counts every socket of the namespace, the
+	// samplers' own netlink sockets included (and, for a moment after
+	// close, the ones ss just used): it differs by one or two between
+	// any two readers, so it is no measure of agreement.
+	c.Sockstat.SocketsUsed = 0
 	for k, v := range s.Counters {
 		if strings.HasPrefix(k, "Tcp") {
 			c.TCPCounters[k] = v
