@@ -132,19 +132,19 @@ func TestFormatLocal(t *testing.T) {
 }
 
 func TestWorthLooking(t *testing.T) {
-	few := make([]unownedSocket, minUnowned-1)
+	few := make([]pendingOwner, minUnowned-1)
 	for i := range few {
-		few[i] = unownedSocket{inode: uint64(i + 1), state: 1}
+		few[i] = pendingOwner{inode: uint64(i + 1), state: 1}
 	}
 	for _, tc := range []struct {
 		name string
-		in   []unownedSocket
+		in   []pendingOwner
 		want bool
 	}{
 		{"none", nil, false},
 		{"a few racing connections", few, false},
-		{"a pile", append(few, unownedSocket{inode: 99, state: 8}), true},
-		{"one listener", []unownedSocket{{inode: 7, state: 10}}, true},
+		{"a pile", append(few, pendingOwner{inode: 99, state: 8}), true},
+		{"one listener", []pendingOwner{{inode: 7, state: 10}}, true},
 	} {
 		if got := worthLooking(tc.in); got != tc.want {
 			t.Errorf("%s: worthLooking = %v, want %v", tc.name, got, tc.want)

@@ -35,12 +35,11 @@ func TakeCheap(ctx context.Context, opts Options) (*Sample, error) {
 	return s, err
 }
 
-// maxUnowned bounds the sockets remembered for a second owner lookup.
-const maxUnowned = 4096
-
-type unownedSocket struct {
+// pendingOwner is a socket with a descriptor, seen in the dump, waiting for
+// the owner scan.
+type pendingOwner struct {
 	inode uint64
-	state int
+	state uint8
 }
 
 // minUnowned is how many sockets without an owner justify reading the
@@ -52,7 +51,7 @@ const minUnowned = 16
 // worthLooking says whether the sockets left without an owner call for a
 // look at the processes outside the namespace: an unowned listener always
 // does (its owner is what a diagnosis names), otherwise a pile of them.
-func worthLooking(unowned []unownedSocket) bool {
+func worthLooking(unowned []pendingOwner) bool {
 	if len(unowned) >= minUnowned {
 		return true
 	}
@@ -62,6 +61,34 @@ func worthLooking(unowned []unownedSocket) bool {
 		}
 	}
 	return false
+}
+
+// attachPending gives the dumped sockets their owners from the scan of the
+// sampled namespace's processes. Sockets left without one are looked up in
+// the other processes (those skipped by the first scan) when worthLooking.
+func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, skipped []int, pending []pendingOwner) {
+	var unowned []pendingOwner
+	for _, p := range pending {
+		if o := x.lookup(p.inode); o != nil {
+			c.attachOwners(int(p.state), p.inode, o)
+			continue
+		}
+		unowned = append(unowned, p)
+	}
+	if len(skipped) == 0 || !worthLooking(unowned) || ctx.Err() != nil {
+		return
+	}
+	only := make(map[uint64]bool, len(unowned))
+	for _, u := range unowned {
+		only[u.inode] = true
+	}
+	more, _, _, err := scanOwnersScoped(opts.proc(), ownerScan{pids: skipped, only: only})
+	if err != nil {
+		return
+	}
+	for _, u := range unowned {
+		c.attachOwners(int(u.state), u.inode, more.lookup(u.inode))
+	}
 }
 
 // dumpCensus feeds the census: listeners first (the census tells inbound
@@ -96,22 +123,29 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		s.NetnsID = id
 	}
 
-	var (
-		owners  *ownerIndex
+	// The owner scan (/proc/PID/fd, one readlink per descriptor) runs
+	// while the kernel dumps the sockets: they are the two costs of a
+	// census and use different CPUs. Sockets with a descriptor are
+	// remembered as (inode, state) during the dump and given their owners
+	// once both are done.
+	type ownerResult struct {
+		x       *ownerIndex
 		skipped []int
-	)
+		miss    *Missing
+		err     error
+	}
+	var scanned chan ownerResult
 	if opts.Owners && !cheap {
-		// Processes in the sampled namespace first: on a host full of
-		// containers this skips most descriptors. Sockets they do not
-		// explain are looked up in the other processes afterwards.
-		x, sk, miss, err := scanOwnersScoped(opts.proc(), ownerScan{netns: s.NetnsID})
-		switch {
-		case err != nil:
-			s.noteMissing("process owners", err)
-		case miss != nil:
-			s.noteMissing(miss.Source, errors.New(miss.Reason))
-		}
-		owners, skipped = x, sk
+		scanned = make(chan ownerResult, 1)
+		nsID := s.NetnsID
+		go func() {
+			// Processes in the sampled namespace first: on a host
+			// full of containers this skips most descriptors.
+			// Sockets they do not explain are looked up in the
+			// other processes afterwards.
+			x, sk, miss, err := scanOwnersScoped(opts.proc(), ownerScan{netns: nsID})
+			scanned <- ownerResult{x, sk, miss, err}
+		}()
 	}
 
 	var conn *netlink.Conn
@@ -122,57 +156,47 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		return nil
 	})
 	if err != nil {
+		if scanned != nil {
+			<-scanned
+		}
 		return nil, 0, err
 	}
 	c := NewCensus(opts.topDest(), opts.topProc())
+	var pending []pendingOwner
 	if dialErr != nil {
 		if !errors.Is(dialErr, ErrNoData) {
+			if scanned != nil {
+				<-scanned
+			}
 			return nil, 0, dialErr
 		}
 		s.noteMissing("sock_diag", dialErr)
 	} else {
 		defer conn.Close()
-		var unowned []unownedSocket
-		overflow := false
 		add := func(sk Socket) error {
-			o := owners.lookup(sk.Inode)
-			if o == nil && owners != nil && sk.Inode != 0 && len(skipped) > 0 {
-				if len(unowned) < maxUnowned {
-					unowned = append(unowned, unownedSocket{inode: sk.Inode, state: stateIndex(sk.State)})
-				} else {
-					overflow = true
-				}
+			c.Add(sk, nil)
+			if scanned != nil && sk.Inode != 0 {
+				pending = append(pending, pendingOwner{inode: sk.Inode, state: uint8(stateIndex(sk.State))})
 			}
-			c.Add(sk, o)
 			return nil
 		}
 		if err := dumpCensus(ctx, conn, cheap, add); err != nil {
+			if scanned != nil {
+				<-scanned
+			}
 			return nil, 0, err
 		}
+	}
+	if scanned != nil {
+		r := <-scanned
 		switch {
-		case overflow:
-			// Many sockets held from outside the namespace: map
-			// every process and count again.
-			log.Debug("many sockets owned from outside the namespace; full owner scan", zap.Int("skipped_processes", len(skipped)))
-			x, _, _, err := scanOwnersScoped(opts.proc(), ownerScan{})
-			if err == nil {
-				owners, skipped = x, nil
-				c = NewCensus(opts.topDest(), opts.topProc())
-				if err := dumpCensus(ctx, conn, cheap, add); err != nil {
-					return nil, 0, err
-				}
-			}
-		case worthLooking(unowned):
-			only := make(map[uint64]bool, len(unowned))
-			for _, u := range unowned {
-				only[u.inode] = true
-			}
-			x, _, _, err := scanOwnersScoped(opts.proc(), ownerScan{pids: skipped, only: only})
-			if err == nil {
-				for _, u := range unowned {
-					c.attachOwners(u.state, u.inode, x.lookup(u.inode))
-				}
-			}
+		case r.err != nil:
+			s.noteMissing("process owners", r.err)
+		case r.miss != nil:
+			s.noteMissing(r.miss.Source, errors.New(r.miss.Reason))
+		}
+		if r.err == nil {
+			attachPending(ctx, c, opts, r.x, r.skipped, pending)
 		}
 	}
 	c.Fill(s)

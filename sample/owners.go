@@ -105,12 +105,16 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 	results := make(chan procSockets, 64)
 	var denied atomic.Int32
 	var wg sync.WaitGroup
-	for w := range workers {
+	// Workers take the next process from a shared counter: a few
+	// processes often hold most descriptors, and a fixed split would leave
+	// one worker with them.
+	var next atomic.Int64
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			link := make([]byte, 64)
-			for i := w; i < len(pids); i += workers {
+			for i := int(next.Add(1) - 1); i < len(pids); i = int(next.Add(1) - 1) {
 				ps, err := scanProcess(procRoot, pids[i], link, sc.only)
 				if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 					denied.Add(1)

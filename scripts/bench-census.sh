@@ -75,27 +75,31 @@ measure() {
   echo "$(( (t1 - t0) / 1000 )) $(awk -v u="$u" -v s="$s" 'BEGIN{print (u+s)*1000}') $m"
 }
 ss_pipe() { ss -N "$NS" -tan | wc -l; }
-export -f ss_pipe; export NS
+ssp_pipe() { ss -N "$NS" -tanp | wc -l; }
+export -f ss_pipe ssp_pipe; export NS
 
 census_cmd=("$tmp/sockwarden" sample --json --netns "/run/netns/$NS")
-declare -a cw cc cr nw nc nr sw sc ratio ratio_no
+declare -a cw cc cr nw nc nr sw sc pw pc ratio ratio_no ratio_p
 for r in $(seq "$ROUNDS"); do
   # Alternate the order so that neither side always runs first.
   if (( r % 2 )); then
     read -r a b c < <(measure "${census_cmd[@]}")
     read -r d e f < <(SOCKWARDEN_SAMPLE_OWNERS=false measure "${census_cmd[@]}")
     read -r g h _ < <(measure bash -c ss_pipe)
+    read -r p q _ < <(measure bash -c ssp_pipe)
   else
+    read -r p q _ < <(measure bash -c ssp_pipe)
     read -r g h _ < <(measure bash -c ss_pipe)
     read -r d e f < <(SOCKWARDEN_SAMPLE_OWNERS=false measure "${census_cmd[@]}")
     read -r a b c < <(measure "${census_cmd[@]}")
   fi
-  cw+=("$a"); cc+=("$b"); cr+=("$c"); nw+=("$d"); nc+=("$e"); nr+=("$f"); sw+=("$g"); sc+=("$h")
+  cw+=("$a"); cc+=("$b"); cr+=("$c"); nw+=("$d"); nc+=("$e"); nr+=("$f"); sw+=("$g"); sc+=("$h"); pw+=("$p"); pc+=("$q")
   ratio+=("$(awk -v a="$a" -v b="$g" 'BEGIN{printf "%.3f", a/b}')")
   ratio_no+=("$(awk -v a="$d" -v b="$g" 'BEGIN{printf "%.3f", a/b}')")
-  printf 'round %d: census %7.1f ms (cpu %4.0f ms, %5d KiB) | census, owners off %7.1f ms (cpu %4.0f ms, %5d KiB) | ss -tan|wc -l %7.1f ms (cpu %4.0f ms) | ratios %s %s\n' \
+  ratio_p+=("$(awk -v a="$a" -v b="$p" 'BEGIN{printf "%.3f", a/b}')")
+  printf 'round %d: census %7.1f ms (cpu %4.0f ms, %5d KiB) | census, owners off %7.1f ms (cpu %4.0f ms, %5d KiB) | ss -tan|wc -l %7.1f ms (cpu %4.0f ms) | ss -tanp|wc -l %7.1f ms | ratios %s %s (vs -tanp %s)\n' \
     "$r" "$(awk -v x="$a" 'BEGIN{print x/1000}')" "$b" "$c" "$(awk -v x="$d" 'BEGIN{print x/1000}')" "$e" "$f" \
-    "$(awk -v x="$g" 'BEGIN{print x/1000}')" "$h" "${ratio[-1]}" "${ratio_no[-1]}"
+    "$(awk -v x="$g" 'BEGIN{print x/1000}')" "$h" "$(awk -v x="$p" 'BEGIN{print x/1000}')" "${ratio[-1]}" "${ratio_no[-1]}" "${ratio_p[-1]}"
 done
 left=$(( $(ss -N "$NS" -tan | wc -l) - 1 ))
 
@@ -105,5 +109,7 @@ echo "== result: $ROUNDS rounds, $total sockets at the start, $left at the end; 
 echo "census (owners on, the default):  median wall $(ms "$(median "${cw[@]}")") ms, cpu $(median "${cc[@]}") ms, peak RSS max $(printf '%s\n' "${cr[@]}" | sort -n | tail -n1) KiB"
 echo "census (sample.owners=false):     median wall $(ms "$(median "${nw[@]}")") ms, cpu $(median "${nc[@]}") ms, peak RSS max $(printf '%s\n' "${nr[@]}" | sort -n | tail -n1) KiB"
 echo "ss -tan | wc -l:                  median wall $(ms "$(median "${sw[@]}")") ms, cpu $(median "${sc[@]}") ms"
+echo "ss -tanp | wc -l (owners, like the census): median wall $(ms "$(median "${pw[@]}")") ms, cpu $(median "${pc[@]}") ms"
+echo "median ratio census (owners on) / ss -tanp wall: $(median "${ratio_p[@]}")"
 echo "median ratio census/ss wall: owners on $(median "${ratio[@]}"), owners off $(median "${ratio_no[@]}") (target <= 0.35)"
 echo "cpu ratio (medians): owners on $(awk -v a="$(median "${cc[@]}")" -v b="$(median "${sc[@]}")" 'BEGIN{printf "%.2f", a/b}'), owners off $(awk -v a="$(median "${nc[@]}")" -v b="$(median "${sc[@]}")" 'BEGIN{printf "%.2f", a/b}')"
