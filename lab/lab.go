@@ -15,6 +15,12 @@
 // is done, or when Stop is called, whichever comes first; stopping kills the
 // child and removes the namespace, and with it every socket, sysctl and
 // iptables rule the scenario made. Nothing is changed outside the namespace.
+//
+// Options.Netns builds a scenario in an existing namespace instead (a
+// container's own, for instance): the machine's initial namespace is
+// refused before anything is written, scenarios with firewall rules are
+// refused, the old value of every sysctl set is recorded and written back
+// on Stop, and the namespace itself is left in place.
 package lab
 
 import (
@@ -34,6 +40,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/sockwarden/sockwarden/internal/netns"
 )
@@ -66,11 +73,105 @@ type Options struct {
 	Relisten bool
 	// Log receives progress and the child's stderr (debug). Nil: none.
 	Log *zap.Logger
+	// Netns, when set, is an existing network namespace (a path such as
+	// /run/netns/NAME, /proc/PID/ns/net or a container's own
+	// /proc/self/ns/net) to build the scenario in, instead of a fresh
+	// throwaway one. The machine's initial namespace is refused (see
+	// CheckNetns); so are scenarios that add firewall rules. The sysctls
+	// the scenario sets are restored to their old values on Stop, and the
+	// namespace is never removed.
+	Netns string
+}
+
+// ErrHostNetns: Options.Netns names the machine's initial network
+// namespace, whose sysctls the lab never writes.
+var ErrHostNetns = errors.New("refusing the machine's initial network namespace")
+
+// containerMarker exists inside a container whose PID 1 is its own init
+// (systemd writes it at boot; systemd-nspawn, podman and others do too).
+// Without it, PID 1's network namespace is the machine's initial one.
+var containerMarker = "/run/systemd/container"
+
+// CheckNetns refuses a namespace the lab must never change, and writes
+// nothing:
+//   - the namespace of the kernel's threads (kthreadd, PID 2 when the
+//     caller sees the machine's PID namespace), which is by definition the
+//     machine's initial network namespace;
+//   - the namespace PID 1 lives in, unless /run/systemd/container exists,
+//     which says that PID 1 is a container's own init (then that namespace
+//     is the container's, not the machine's);
+//   - a path that is not a namespace file, or any namespace when neither
+//     PID 1's nor kthreadd's namespace can be read (no way to tell).
+func CheckNetns(path string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil {
+		return fmt.Errorf("%w: cannot read namespace %s: %w", ErrLab, path, err)
+	}
+	if fs.Type != unix.NSFS_MAGIC {
+		return fmt.Errorf("%w: %s is not a namespace file (want /run/netns/NAME or /proc/PID/ns/net)", ErrLab, path)
+	}
+	target, err := netns.ID(path)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrLab, err)
+	}
+	known := false
+	if kthread, ok := kthreaddNetns(); ok {
+		known = true
+		if target == kthread {
+			return fmt.Errorf("%w: %w: %s is net:[%d], the namespace of the kernel's own threads (kthreadd): its sysctls are the host's",
+				ErrLab, ErrHostNetns, path, target)
+		}
+	}
+	initial, err := netns.ID("/proc/1/ns/net")
+	if err != nil {
+		if known {
+			return nil // kthreadd's namespace is the initial one, and it is not the target
+		}
+		return fmt.Errorf("%w: cannot tell whether %s is the machine's initial namespace: %w", ErrLab, path, err)
+	}
+	if target != initial {
+		return nil
+	}
+	_, err = os.Stat(containerMarker)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: cannot tell whether %s is the machine's initial namespace: %w", ErrLab, path, err)
+	}
+	return fmt.Errorf("%w: %w: %s is net:[%d], the namespace of PID 1, and %s does not exist, so PID 1 is the machine's own init, not a container's: its sysctls are the host's",
+		ErrLab, ErrHostNetns, path, target, containerMarker)
+}
+
+// kthreaddNetns returns the namespace of kthreadd (PID 2, parent 0) when the
+// caller can see it, that is when it shares the machine's PID namespace.
+func kthreaddNetns() (uint64, bool) {
+	b, err := os.ReadFile("/proc/2/status")
+	if err != nil {
+		return 0, false
+	}
+	var name, ppid string
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "Name":
+			name = strings.TrimSpace(v)
+		case "PPid":
+			ppid = strings.TrimSpace(v)
+		}
+	}
+	if name != "kthreadd" || ppid != "0" {
+		return 0, false
+	}
+	id, err := netns.ID("/proc/2/ns/net")
+	return id, err == nil
 }
 
 // Env is a running scenario.
 type Env struct {
-	// Name is the namespace name (`ss -N NAME`, `ip netns exec NAME`).
+	// Name is the namespace name (`ss -N NAME`, `ip netns exec NAME`):
+	// for Options.Netns, the last element of a /run/netns/NAME path, and
+	// empty for any other path (use `nsenter --net=PATH` then).
 	Name string
 	// Netns is the namespace path, usable as --netns.
 	Netns string
@@ -84,6 +185,11 @@ type Env struct {
 
 	log     *zap.Logger
 	release func() error
+	// existing: the namespace was given (Options.Netns), not created.
+	existing bool
+	// restore holds the sysctls' values before the scenario set them,
+	// written back in reverse order on Stop (existing namespaces only).
+	restore []Sysctl
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the child has been reaped
 	waitErr error         // the child's exit status (valid after exited)
@@ -114,17 +220,38 @@ func Start(ctx context.Context, name string, opts Options) (*Env, error) {
 	}
 	log = log.Named("lab").With(zap.String("scenario", name))
 
+	if opts.Netns != "" {
+		// Every refusal comes before anything is written.
+		if err := CheckNetns(opts.Netns); err != nil {
+			return nil, err
+		}
+		if len(sc.Firewall) > 0 {
+			return nil, fmt.Errorf("%w: %s adds iptables rules, which an existing namespace would keep: run it in a throwaway namespace (without Options.Netns / --in-netns)", ErrLab, name)
+		}
+	}
 	if removed, err := CleanStale(); len(removed) > 0 || err != nil {
 		log.Info("removed namespaces of dead lab runs", zap.Strings("names", removed), zap.Error(err))
 	}
-	nsName := fmt.Sprintf("sw-lab-%d-%d", os.Getpid(), seq.Add(1))
-	path, release, err := netns.New(nsName)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrLab, name, err)
+	var (
+		nsName, path string
+		release      func() error
+	)
+	if opts.Netns != "" {
+		path = opts.Netns
+		if filepath.Dir(filepath.Clean(path)) == netnsDir {
+			nsName = filepath.Base(path)
+		}
+	} else {
+		nsName = fmt.Sprintf("sw-lab-%d-%d", os.Getpid(), seq.Add(1))
+		var err error
+		path, release, err = netns.New(nsName)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrLab, name, err)
+		}
 	}
 	e := &Env{
 		Name: nsName, Netns: path, Scenario: name, Listen: fmt.Sprintf("%s:%d", ListenIP, sc.Port), Comm: sc.app.Comm,
-		log: log.With(zap.String("netns", path)), release: release,
+		log: log.With(zap.String("netns", path)), release: release, existing: opts.Netns != "",
 		exited: make(chan struct{}), done: make(chan struct{}), stderr: &tailBuffer{max: 4096},
 	}
 	close(e.exited) // no child yet; replaced by startChild
@@ -139,8 +266,15 @@ func Start(ctx context.Context, name string, opts Options) (*Env, error) {
 }
 
 func (e *Env) build(sc Scenario, opts Options) error {
-	if err := setSysctls(e.Netns, sc.Sysctls); err != nil {
+	var old *[]Sysctl
+	if e.existing {
+		old = &e.restore
+	}
+	if err := setSysctls(e.Netns, sc.Sysctls, old); err != nil {
 		return err
+	}
+	if len(e.restore) > 0 {
+		e.log.Info("sysctls set in an existing namespace; their old values are restored on stop", zap.Any("old", e.restore))
 	}
 	for _, rule := range sc.Firewall {
 		if err := iptables(e.Netns, rule); err != nil {
@@ -174,8 +308,10 @@ func (e *Env) supervise(ctx context.Context, d time.Duration) {
 	e.Stop()
 }
 
-// Stop kills the scenario's application and removes its namespace. It is
-// safe to call more than once and from several goroutines.
+// Stop kills the scenario's application and removes its namespace, or, in
+// an existing namespace (Options.Netns), writes back the old values of the
+// sysctls the scenario set and leaves the namespace in place. It is safe to
+// call more than once and from several goroutines.
 func (e *Env) Stop() error {
 	e.stopOnce.Do(func() {
 		var errs []error
@@ -186,6 +322,11 @@ func (e *Env) Stop() error {
 			case <-time.After(2 * time.Second):
 				_ = e.cmd.Process.Kill()
 				<-e.exited
+			}
+		}
+		if len(e.restore) > 0 {
+			if err := e.restoreSysctls(); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if e.release != nil {
@@ -201,7 +342,22 @@ func (e *Env) Stop() error {
 	return e.stopErr
 }
 
-// Done is closed once the scenario has stopped and its namespace is gone.
+// restoreSysctls writes back, in reverse order, the values the sysctls had
+// before the scenario set them in an existing namespace.
+func (e *Env) restoreSysctls() error {
+	back := make([]Sysctl, 0, len(e.restore))
+	for i := len(e.restore) - 1; i >= 0; i-- {
+		back = append(back, e.restore[i])
+	}
+	if err := setSysctls(e.Netns, back, nil); err != nil {
+		return fmt.Errorf("%w: %s: restore sysctls in %s: %w", ErrLab, e.Scenario, e.Netns, err)
+	}
+	e.log.Info("sysctls restored", zap.Any("values", back))
+	return nil
+}
+
+// Done is closed once the scenario has stopped and its namespace is gone
+// (or, in an existing namespace, its sysctls are restored).
 func (e *Env) Done() <-chan struct{} { return e.done }
 
 // Err says why the scenario ended on its own before its time (the
@@ -314,14 +470,23 @@ func (e *Env) startChild(spec appSpec) error {
 }
 
 // setSysctls writes sysctls inside the namespace (never the host's) and
-// reads each back.
-func setSysctls(path string, kv []Sysctl) error {
+// reads each back. When old is not nil, each sysctl's value before the
+// write is appended to it first, so that a failed write leaves in old
+// everything that needs restoring.
+func setSysctls(path string, kv []Sysctl, old *[]Sysctl) error {
 	if len(kv) == 0 {
 		return nil
 	}
 	return netns.Do(path, func() error {
 		for _, s := range kv {
 			file := filepath.Join("/proc/sys", strings.ReplaceAll(s.Key, ".", "/"))
+			if old != nil {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return fmt.Errorf("read %s before setting it: %w", s.Key, err)
+				}
+				*old = append(*old, Sysctl{s.Key, strings.Join(strings.Fields(string(b)), " ")})
+			}
 			if err := os.WriteFile(file, []byte(s.Value+"\n"), 0); err != nil {
 				return fmt.Errorf("set %s=%q in namespace: %w", s.Key, s.Value, err)
 			}

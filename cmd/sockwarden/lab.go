@@ -25,7 +25,8 @@ func newLabCmd(a *app) *cobra.Command {
 namespace of its own (/run/netns/sw-lab-...): its sysctls and firewall rules
 are set inside that namespace only, its application and load run inside it
 on 127.0.0.1, and everything goes away when it stops. Nothing on the host
-changes. See docs/lab.md.`,
+changes. lab run --in-netns builds it in an existing namespace instead (a
+container's own) and restores its sysctls on stop. See docs/lab.md.`,
 	}
 	cmd.AddCommand(newLabListCmd(), newLabRunCmd(a), newLabCleanCmd())
 	return cmd
@@ -89,6 +90,7 @@ func newLabRunCmd(a *app) *cobra.Command {
 	var (
 		duration time.Duration
 		relisten bool
+		inNetns  string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -96,7 +98,10 @@ func newLabRunCmd(a *app) *cobra.Command {
 		Example: `  sockwarden lab run somaxconn-capped --relisten --duration 5m
   # in another terminal:
   ss -N sw-lab-1234-1 -tln
-  sockwarden diagnose --netns /run/netns/sw-lab-1234-1`,
+  sockwarden diagnose --netns /run/netns/sw-lab-1234-1
+  # inside a container with its own network namespace (systemd-nspawn
+  # --private-network), in that namespace itself:
+  sockwarden lab run somaxconn-capped --relisten --in-netns /proc/self/ns/net`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if duration <= 0 {
@@ -105,12 +110,15 @@ func newLabRunCmd(a *app) *cobra.Command {
 			if !slices.Contains(lab.Names(), args[0]) {
 				return usageErr("%w: %q (see sockwarden lab list)", lab.ErrUnknownScenario, args[0])
 			}
+			if cmd.Flags().Changed("in-netns") && inNetns == "" {
+				return usageErr("--in-netns: empty path (want /run/netns/NAME or /proc/PID/ns/net)")
+			}
 			if os.Geteuid() != 0 {
-				return withCode(exitFailed, errors.New("lab run needs root (it creates a network namespace)"))
+				return withCode(exitFailed, errors.New("lab run needs root (it creates or enters a network namespace and writes its sysctls)"))
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			env, err := lab.Start(ctx, args[0], lab.Options{Duration: duration, Relisten: relisten, Log: a.log})
+			env, err := lab.Start(ctx, args[0], lab.Options{Duration: duration, Relisten: relisten, Netns: inNetns, Log: a.log})
 			if err != nil {
 				return withCode(exitFailed, err)
 			}
@@ -123,21 +131,35 @@ func newLabRunCmd(a *app) *cobra.Command {
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "scenario %s running in network namespace %s\n", env.Scenario, env.Netns)
 			fmt.Fprintf(w, "application: %s (pid %d), listening on %s inside the namespace\n", env.Comm, env.PID, env.Listen)
+			if inNetns != "" {
+				fmt.Fprintln(w, "existing namespace: its sysctls are restored on stop, the namespace is kept")
+			}
 			fmt.Fprintf(w, "expect: %s\n\nlook at it:\n", expect)
-			fmt.Fprintf(w, "  ss -N %s -tln\n", env.Name)
-			fmt.Fprintf(w, "  ss -N %s -tanp\n", env.Name)
-			fmt.Fprintf(w, "  ip netns exec %s nstat -az TcpExtListenOverflows TcpExtTCPReqQFullDrop\n", env.Name)
+			if env.Name != "" {
+				fmt.Fprintf(w, "  ss -N %s -tln\n", env.Name)
+				fmt.Fprintf(w, "  ss -N %s -tanp\n", env.Name)
+				fmt.Fprintf(w, "  ip netns exec %s nstat -az TcpExtListenOverflows TcpExtTCPReqQFullDrop\n", env.Name)
+			} else {
+				fmt.Fprintf(w, "  nsenter --net=%s ss -tln\n", env.Netns)
+				fmt.Fprintf(w, "  nsenter --net=%s ss -tanp\n", env.Netns)
+				fmt.Fprintf(w, "  nsenter --net=%s nstat -az TcpExtListenOverflows TcpExtTCPReqQFullDrop\n", env.Netns)
+			}
 			fmt.Fprintf(w, "  sockwarden diagnose --netns %s\n", env.Netns)
 			fmt.Fprintf(w, "\nstops by itself in %s, or on Ctrl-C\n", duration)
 			<-env.Done()
 			if err := errors.Join(env.Err(), env.Stop()); err != nil {
 				return withCode(exitFailed, err)
 			}
-			fmt.Fprintf(w, "scenario %s stopped, namespace %s removed\n", env.Scenario, env.Name)
+			if inNetns != "" {
+				fmt.Fprintf(w, "scenario %s stopped, sysctls restored in %s (namespace kept)\n", env.Scenario, env.Netns)
+			} else {
+				fmt.Fprintf(w, "scenario %s stopped, namespace %s removed\n", env.Scenario, env.Name)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&duration, "duration", lab.DefaultDuration, "how long the scenario stays up")
 	cmd.Flags().BoolVar(&relisten, "relisten", false, "the application calls listen() again when the namespace's somaxconn changes, as a reload would")
+	cmd.Flags().StringVar(&inNetns, "in-netns", "", "build the scenario in an existing namespace, e.g. a container's own /proc/self/ns/net; its sysctls are restored on stop; refused for the host's initial namespace and for scenarios with firewall rules")
 	return cmd
 }
