@@ -8,13 +8,17 @@
 #   2. the unit becomes active only after READY=1 (the first good sample);
 #   3. STATUS= text shows in `systemctl status`;
 #   4. a stalled sampling loop is killed by the watchdog and restarted;
-#   5. SIGHUP (systemctl reload) reloads the config, and a bad config is
-#      refused with the old one kept;
-#   6. with the lab's somaxconn-capped scenario running inside the container,
-#      the agent proposes, `sockwarden approve` is given, the agent writes
-#      net.core.somaxconn in that namespace and journald has the change with
+#   5. SIGHUP (systemctl reload) reloads the config (agent.mode observe shows
+#      in `sockwarden status`), a bad config is refused with the old one
+#      kept, and a reload back to the packaged config restores propose mode;
+#   6. with the lab's somaxconn-capped scenario built in the container's OWN
+#      network namespace (`lab run --in-netns /proc/self/ns/net`), the agent,
+#      watching its own namespace, proposes, `sockwarden approve` is given,
+#      the agent writes the container's net.core.somaxconn (the host's stays
+#      untouched) and journald has the change with
 #      SOCKWARDEN_KEY/OLD/NEW/PROPOSAL/APPROVER/REASON;
-#   7. SIGTERM (systemctl stop) during the verification rolls it back.
+#   7. SIGTERM (systemctl stop) during the verification rolls it back to the
+#      exact old value; stopping the lab restores the container's own value.
 #
 # Usage (root): packaging/test/nspawn-test.sh [--files] [--keep]
 #   --files  install the binary, unit, config and tmpfiles directly instead
@@ -179,7 +183,8 @@ expo=$(in_ct systemd-analyze security --offline=yes /usr/lib/systemd/system/sock
 echo "     $expo"
 
 # The test's drop-in: fast ticks, a short watchdog, the test-only stall
-# file, and what watching another namespace (the lab's) requires.
+# file. The agent watches only its own namespace (the container's), so the
+# unit's capabilities stay as shipped (no CAP_SYS_ADMIN, no setns).
 in_ct mkdir -p /etc/systemd/system/sockwarden.service.d
 put /etc/systemd/system/sockwarden.service.d/test.conf 0644 <<'EOF'
 [Service]
@@ -189,10 +194,6 @@ Environment=SOCKWARDEN_VERIFY_INTERVAL=2s SOCKWARDEN_VERIFY_WINDOW=90s
 WatchdogSec=8s
 RestartSec=1s
 TimeoutStartSec=30s
-# agent.netns (the lab's namespace): setns(2) needs these (docs/agent.md).
-CapabilityBoundingSet=CAP_SYS_ADMIN
-RestrictNamespaces=net
-SystemCallFilter=setns
 EOF
 in_ct systemctl daemon-reload
 show() { in_ct systemctl show -P "$1" sockwarden; }
@@ -238,30 +239,42 @@ wait_until 20 "active again" is ActiveState active
 pass "watchdog killed the stalled loop ($(in_ct journalctl --no-pager -u sockwarden -o cat | grep -m1 'Watchdog timeout' | sed 's/^ *//')), NRestarts $r0 -> $(show NRestarts), active again"
 
 # --- 5. SIGHUP --------------------------------------------------------------------
-say "starting the lab scenario somaxconn-capped inside the container"
-in_ct systemd-run --quiet --unit=swlab --collect /usr/bin/sockwarden lab run somaxconn-capped --relisten --duration 4m
-wait_until 20 "the lab namespace" sh -c "nsenter -t $leader -a -- sh -c 'ls /run/netns/sw-lab-* >/dev/null 2>&1'"
-labns=$(in_ct sh -c 'ls -d /run/netns/sw-lab-* | head -1')
-cat >"$work/config.yaml" <<EOF
-agent:
-  netns: [$labns]
-EOF
-put /etc/sockwarden/config.yaml 0644 <"$work/config.yaml"
+say "reloading a config that switches the agent to observe mode"
+in_ct cat /etc/sockwarden/config.yaml >"$work/config.orig.yaml"
+# The client reads no config: the file may be a bad one on purpose.
+agent_mode() { in_ct sockwarden --config /dev/null status --json 2>/dev/null | grep -m1 '"mode"' | tr -d ' ",' || true; }
+mode_is() { [ "$(agent_mode)" = "mode:$1" ]; }
+printf 'agent:\n  mode: observe\n' | put /etc/sockwarden/config.yaml 0644
 in_ct systemctl reload sockwarden
-wait_until 15 "the reload" journal_has "configuration reloaded.*$labns"
+wait_until 15 "the reload" journal_has "configuration reloaded.*mode=observe"
+wait_until 10 "sockwarden status to say mode observe" mode_is observe
 [ "$(show ActiveState)" = active ] || fail "not active after reload"
 printf 'agent:\n  mode: bogus\n' | put /etc/sockwarden/config.yaml 0644
 in_ct systemctl reload sockwarden
 wait_until 15 "the bad reload to be refused" journal_has "config reload refused"
 sleep 1
 [ "$(show ActiveState)" = active ] || fail "not active after a bad reload"
-mode=$(in_ct sockwarden --config /dev/null status --json 2>/dev/null | grep -m1 '"mode"' | tr -d ' ",' || true)
-[ "$mode" = mode:propose ] || fail "after a refused reload the agent says $mode, want mode:propose"
-put /etc/sockwarden/config.yaml 0644 <"$work/config.yaml"
-pass "SIGHUP reloads (lab namespace $labns added); a bad config is refused, the old one kept"
+mode_is observe || fail "after a refused reload the agent says $(agent_mode), want mode:observe (the old config kept)"
+put /etc/sockwarden/config.yaml 0644 <"$work/config.orig.yaml"
+in_ct systemctl reload sockwarden
+wait_until 15 "the packaged config's propose mode" mode_is propose
+pass "SIGHUP reloads (sockwarden status: mode propose -> observe); a bad config is refused, observe kept; the packaged config reloaded: propose again"
 
-# --- 6. a kernel change, journaled with its fields ------------------------------
-say "waiting for the agent to propose a somaxconn change for $labns"
+# --- 6. a kernel change in the container's own namespace, journaled --------------
+ct_somaxconn() { in_ct cat /proc/sys/net/core/somaxconn; }
+ct_is() { [ "$(ct_somaxconn)" = "$1" ]; }
+ct0=$(ct_somaxconn)
+host0=$(cat /proc/sys/net/core/somaxconn)
+[ "$(readlink /proc/$leader/ns/net)" != "$(readlink /proc/self/ns/net)" ] || fail "the container shares the host's network namespace"
+say "starting the lab scenario somaxconn-capped in the container's own network namespace (somaxconn $ct0 there, $host0 on the host)"
+in_ct systemd-run --quiet --unit=swlab --collect /usr/bin/sockwarden lab run somaxconn-capped --relisten --duration 4m --in-netns /proc/self/ns/net
+listener_capped() { [ "$(in_ct ss -Htln 'sport = :8082' | awk '{print $3}')" = 64 ]; }
+wait_until 20 "the lab's listener (Send-Q 64) in the container's namespace" listener_capped
+ct_is 64 || fail "the container's somaxconn is $(ct_somaxconn) with the lab running, want 64"
+if in_ct sh -c 'ls /run/netns/sw-lab-* >/dev/null 2>&1'; then fail "the lab made a namespace of its own"; fi
+[ "$(cat /proc/sys/net/core/somaxconn)" = "$host0" ] || fail "the host's somaxconn changed when the lab started"
+
+say "waiting for the agent to propose a somaxconn change for its own namespace"
 id=""
 find_pending() {
   id=$(in_ct sockwarden status --json 2>/dev/null | tr -d '\n ' | grep -o '"pending":\[{"id":"[^"]*"' | sed 's/.*"id":"//; s/"$//' || true)
@@ -276,10 +289,11 @@ for f in SOCKWARDEN_KEY=net.core.somaxconn SOCKWARDEN_OLD=64 SOCKWARDEN_NEW= SOC
 done
 echo "$v" | grep -E '^ *(MESSAGE|SOCKWARDEN_(KEY|OLD|NEW|PROPOSAL|APPROVER|REASON))=' | sed 's/^ */     /'
 new=$(echo "$v" | grep -m1 -o 'SOCKWARDEN_NEW=[0-9]*' | cut -d= -f2)
-live=$(in_ct nsenter --net="$labns" cat /proc/sys/net/core/somaxconn)
-[ "$live" = "$new" ] || fail "somaxconn in $labns is $live, want $new"
+live=$(ct_somaxconn)
+[ "$live" = "$new" ] || fail "the container's own somaxconn is $live, want $new"
 hostv=$(cat /proc/sys/net/core/somaxconn)
-pass "net.core.somaxconn 64 -> $new in the container's lab namespace; journalctl SOCKWARDEN_KEY=net.core.somaxconn shows KEY, OLD, NEW, PROPOSAL, APPROVER, REASON (host value untouched: $hostv)"
+[ "$hostv" = "$host0" ] || fail "the host's somaxconn changed: $host0 -> $hostv"
+pass "net.core.somaxconn 64 -> $new in the container's own network namespace (nsenter reads $live; the host's stays $hostv); journalctl SOCKWARDEN_KEY=net.core.somaxconn shows KEY, OLD, NEW, PROPOSAL, APPROVER, REASON"
 
 # --- 7. SIGTERM during the verification -------------------------------------------
 wait_until 20 "the verification to be in flight" sh -c "nsenter -t $leader -a -- sockwarden status --json 2>/dev/null | grep -q '\"verifying\"'"
@@ -288,10 +302,16 @@ in_ct systemctl stop --no-block sockwarden
 wait_until 30 "the agent to stop" is ActiveState inactive
 journal_has "stopping during an apply" || fail "the agent did not log that SIGTERM interrupted the apply"
 journal_has "kernel change rolled-back" || fail "no 'kernel change rolled-back' entry after SIGTERM"
-live=$(in_ct nsenter --net="$labns" cat /proc/sys/net/core/somaxconn)
-[ "$live" = 64 ] || fail "after SIGTERM somaxconn in $labns is $live, want 64"
+live=$(ct_somaxconn)
+[ "$live" = 64 ] || fail "after SIGTERM the container's somaxconn is $live, want 64"
 [ "$(show Result)" = success ] || fail "stop result $(show Result), want success (within TimeoutStopSec)"
-pass "SIGTERM during verification: apply interrupted, change rolled back (somaxconn 64 again), clean stop within TimeoutStopSec"
+[ "$(cat /proc/sys/net/core/somaxconn)" = "$host0" ] || fail "the host's somaxconn changed"
+pass "SIGTERM during verification: apply interrupted, change rolled back (the container's somaxconn 64 again), clean stop within TimeoutStopSec"
 
+say "stopping the lab: it restores the container's own somaxconn"
 in_ct systemctl stop swlab 2>/dev/null || true
+wait_until 10 "the container's somaxconn back to $ct0" ct_is "$ct0"
+in_ct journalctl --no-pager -u swlab -o cat | grep -q "sysctls restored" || fail "the lab did not log 'sysctls restored'"
+[ "$(cat /proc/sys/net/core/somaxconn)" = "$host0" ] || fail "the host's somaxconn changed"
+pass "lab stopped: the container's somaxconn is $ct0 again, the host's $host0 throughout"
 say "all $passed checks passed"
