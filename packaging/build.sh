@@ -27,7 +27,7 @@ go build -o "$dist/sockwarden-host" ./cmd/sockwarden
 rm "$dist/sockwarden-host"
 gzip -9n < packaging/sockwarden.8 > "$dist/sockwarden.8.gz"
 
-export SOCKWARDEN_VERSION=$version SOCKWARDEN_ARCH=$arch
+export SW_PKG_VERSION=$version SW_PKG_ARCH=$arch
 for p in deb rpm; do
   go run "$NFPM" package --config packaging/nfpm.yaml --packager "$p" --target "$dist/"
 done

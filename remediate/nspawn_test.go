@@ -22,7 +22,7 @@ import (
 // Send-Q rise and the overflows stop: verified.
 func TestNetnsRestartUnitNspawn(t *testing.T) {
 	needRoot(t)
-	cache := os.Getenv("SOCKWARDEN_NSPAWN_CACHE")
+	cache := os.Getenv("SWTEST_NSPAWN_CACHE")
 	if cache == "" {
 		cache = "/var/cache/sockwarden/nspawn"
 	}

@@ -24,7 +24,7 @@
 #   --files  install the binary, unit, config and tmpfiles directly instead
 #            of building and installing the deb (faster, no nfpm)
 #   --keep   leave the container running at the end (prints how to enter it)
-# Environment: SOCKWARDEN_NSPAWN_CACHE (default /var/cache/sockwarden/nspawn)
+# Environment: SWTEST_NSPAWN_CACHE (default /var/cache/sockwarden/nspawn)
 # holds the root file system, built once (about 60 s, 210 MB).
 #
 # Nothing on the host changes: the container has its own network namespace
@@ -32,7 +32,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 export PATH=/usr/local/go/bin:$PATH
-CACHE=${SOCKWARDEN_NSPAWN_CACHE:-/var/cache/sockwarden/nspawn}
+CACHE=${SWTEST_NSPAWN_CACHE:-/var/cache/sockwarden/nspawn}
 ROOTFS=$CACHE/bookworm
 NAME=swtest-$$
 use_deb=1 keep=0
