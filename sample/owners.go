@@ -1,11 +1,13 @@
 package sample
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,8 +142,11 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 			fillOwner(fs, &x.owners[i])
 		}
 	}
-	// Shared inodes were recorded before comm and limits were known.
+	// Shared inodes were recorded before comm and limits were known, in
+	// the order the workers happened to finish: give them both, by pid
+	// (as ss lists them).
 	for ino, list := range x.more {
+		slices.SortFunc(list, func(a, b Owner) int { return cmp.Compare(a.PID, b.PID) })
 		for j := range list {
 			for i := range x.owners {
 				if x.owners[i].PID == list[j].PID {
