@@ -43,6 +43,7 @@ const (
 	bfSockstat  = "sockstat"  // cat /proc/net/sockstat
 	bfSockstat6 = "sockstat6" // cat /proc/net/sockstat6
 	bfDmesg     = "dmesg"     // dmesg (or dmesg -T, journalctl -k)
+	bfProcesses = "processes" // PID FDS NOFILE UNIT COMM per process (the /proc loop of README.md)
 	bfCollect   = "collect"   // written by `sockwarden collect`: how the snapshot was made
 )
 
@@ -50,13 +51,13 @@ const (
 var bundleAliases = map[string]string{
 	"ss-tanp": bfSSTan, "ss-tanpe": bfSSTan, "ss-tane": bfSSTan, "ss-ta": bfSSTan,
 	"ss-tln": bfSSTlnp, "ss-tlpn": bfSSTlnp, "sysctl-a": bfSysctl, "nstat-az": bfNstat,
-	"nstat-asz": bfNstat, "dmesg-t": bfDmesg, "date-ins": bfDate,
+	"nstat-asz": bfNstat, "dmesg-t": bfDmesg, "date-ins": bfDate, "procs": bfProcesses,
 }
 
 var bundleFiles = map[string]bool{
 	bfDate: true, bfUptime: true, bfHostname: true, bfNetns: true, bfSSSummary: true, bfSSTan: true,
 	bfSSTlnp: true, bfSysctl: true, bfNstat: true, bfNetstat: true, bfSNMP: true, bfSockstat: true,
-	bfSockstat6: true, bfDmesg: true, bfCollect: true,
+	bfSockstat6: true, bfDmesg: true, bfProcesses: true, bfCollect: true,
 }
 
 // bundleKind returns the canonical name of a bundle file, "" for a file
@@ -308,6 +309,7 @@ type bundleSnap struct {
 	sockstat6 *Sockstat
 	sysctls   map[string]string
 	dmesg     []DmesgEvent
+	procs     map[int]Owner // processes.txt by pid
 	missing   []Missing
 	// collectLog maps a file kind to collect.txt's account of it.
 	collectLog map[string]string
@@ -432,6 +434,13 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 			return err
 		}
 		s.dmesg = ev
+	case bfProcesses:
+		m, nt, err := ParseProcesses(r, rel)
+		if err != nil {
+			return err
+		}
+		s.procs = m
+		s.missing = append(s.missing, nt...)
 	}
 	return nil
 }
@@ -553,7 +562,7 @@ func (s *bundleSnap) finish(source string) *Sample {
 		hasOwners = hasOwners || len(l.Owners) > 0
 	}
 	if hasOwners {
-		miss = append(miss, Missing{Source: "owners", Reason: "captured text has no open-fd counts, RLIMIT_NOFILE or systemd units for owning processes"})
+		s.noteOwners(smp, note, func(m Missing) { miss = append(miss, m) })
 	}
 
 	switch {
@@ -642,6 +651,53 @@ func (s *bundleSnap) finish(source string) *Sample {
 
 	smp.Missing = append(s.missing, miss...)
 	return smp
+}
+
+// noteOwners fills the owners of smp from processes.txt and says what is
+// still unknown: "owners" when nothing could be filled (no processes.txt,
+// or none of its lines matched), processes.txt itself when some owners
+// have no line there.
+func (s *bundleSnap) noteOwners(smp *Sample, note func(kind, reason string), add func(Missing)) {
+	const how = "capture processes.txt with the /proc loop of README.md, Captured bundles"
+	if s.procs == nil {
+		reason := "captured text has no open-fd counts, RLIMIT_NOFILE or systemd units for owning processes (" + how + ")"
+		if h, ok := s.collectLog[bfProcesses]; ok {
+			reason += "; collect.txt: " + h
+		}
+		add(Missing{Source: "owners", Reason: reason})
+		return
+	}
+	unknown := fillFromProcesses(smp, s.procs)
+	if len(unknown) == 0 {
+		return
+	}
+	var names []string
+	for _, o := range unknown[:min(len(unknown), 5)] {
+		names = append(names, fmt.Sprintf("pid %d (%s)", o.PID, o.Comm))
+	}
+	if len(unknown) > 5 {
+		names = append(names, fmt.Sprintf("%d more", len(unknown)-5))
+	}
+	what := fmt.Sprintf("no line (or another command name: a pid reused) for %d owning processes: %s; their descriptor counts, limits and units are unknown", len(unknown), strings.Join(names, ", "))
+	if len(unknown) == len(ownerPIDs(smp)) {
+		add(Missing{Source: "owners", Reason: s.seen[bfProcesses] + " has " + what})
+		return
+	}
+	note(bfProcesses, what)
+}
+
+// ownerPIDs lists the distinct pids of smp's owners.
+func ownerPIDs(smp *Sample) map[int]bool {
+	m := map[int]bool{}
+	for _, l := range smp.Listeners {
+		for _, o := range l.Owners {
+			m[o.PID] = true
+		}
+	}
+	for _, p := range smp.Processes {
+		m[p.PID] = true
+	}
+	return m
 }
 
 // naturalCompare orders "2" before "10" and "snap-2" before "snap-10".

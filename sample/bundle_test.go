@@ -147,7 +147,7 @@ func TestFromBundleCapture(t *testing.T) {
 	}
 	wantMissing := []Missing{
 		{Source: "1/ss-tan.txt", Reason: "captured without -e: socket inodes unknown, orphaned sockets not counted"},
-		{Source: "owners", Reason: "captured text has no open-fd counts, RLIMIT_NOFILE or systemd units for owning processes"},
+		{Source: "owners", Reason: "captured text has no open-fd counts, RLIMIT_NOFILE or systemd units for owning processes (capture processes.txt with the /proc loop of README.md, Captured bundles)"},
 		{Source: "1/sysctl.txt", Reason: "lacks net.ipv4.tcp_max_orphans, net.ipv4.tcp_mem"},
 	}
 	if diff := cmp.Diff(wantMissing, s.Missing); diff != "" {
