@@ -1,16 +1,21 @@
 package sample
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/sockwarden/sockwarden/internal/netns"
 )
@@ -102,7 +107,10 @@ func quietNetns(t *testing.T) string {
 			time.Sleep(10 * time.Millisecond)
 			s.Close()
 		}
-		return nil
+		// A process of the namespace's own holding a listener, with
+		// a limit of its own: unlike this test process, its
+		// descriptors do not move while the samplers run.
+		return startHolder(t)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +119,63 @@ func quietNetns(t *testing.T) string {
 	return path
 }
 
-// comparable keeps what a bundle and a live sample must agree on: a bundle
-// has no fd counts, limits or units for owners; sockstat's TCP memory,
+// holderNofile is the soft RLIMIT_NOFILE the holder process sets itself.
+const holderNofile = 77
+
+// startHolder starts this test binary again as a holder process (see
+// holder), from the calling thread, so in its network namespace, and
+// waits until it listens. It exits when the test ends (its stdin closes).
+func startHolder(t *testing.T) error {
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestNetnsCollectMatchesLive$")
+	cmd.Env = append(os.Environ(), "SW_HOLDER_CHILD=1")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	t.Cleanup(func() { in.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready") {
+		return fmt.Errorf("holder process: %q, %w", line, err)
+	}
+	return nil
+}
+
+// holder is the holder process: it lowers its descriptor limit, listens
+// on 127.0.0.1, says "ready", and waits for its stdin to close.
+func holder() {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	lim.Cur = holderNofile
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	defer l.Close()
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// comparable keeps what a bundle and a live sample must agree on. Owners
+// carry their descriptor counts, limits and units (processes.txt in a
+// bundle), except the descriptor count of this test process, which runs
+// the samplers and so opens and closes descriptors of its own while they
+// look (the holder process's count must agree exactly). Sockstat's TCP memory,
 // orphan and alloc counts and fs.file-nr are host-wide (global kernel
 // counters) and move with the rest of the machine.
 type comparable struct {
@@ -128,6 +191,16 @@ type comparable struct {
 	TCPCounters                map[string]uint64
 }
 
+// ownerString prints an owner for comparable: comm/pid unit fds/limit,
+// with "self" for this process's descriptor count.
+func ownerString(o Owner) string {
+	fds := strconv.Itoa(o.FDs)
+	if o.PID == os.Getpid() && o.FDs > 0 {
+		fds = "self"
+	}
+	return fmt.Sprintf("%s/%d unit=%q fds=%s/%d", o.Comm, o.PID, o.Unit, fds, o.FDLimit)
+}
+
 func toComparable(s *Sample) comparable {
 	c := comparable{
 		States: s.States, StatesV4: s.StatesV4, StatesV6: s.StatesV6, Total: s.Total,
@@ -137,12 +210,12 @@ func toComparable(s *Sample) comparable {
 	for _, l := range s.Listeners {
 		var ow []string
 		for _, o := range l.Owners {
-			ow = append(ow, fmt.Sprintf("%s/%d", o.Comm, o.PID))
+			ow = append(ow, ownerString(o))
 		}
 		c.Listeners = append(c.Listeners, fmt.Sprintf("%s %d/%d %s", l.Local, l.RecvQ, l.SendQ, strings.Join(ow, ",")))
 	}
 	for _, p := range s.Processes {
-		c.Processes = append(c.Processes, fmt.Sprintf("%s/%d %d %v", p.Comm, p.PID, p.Total, p.States))
+		c.Processes = append(c.Processes, fmt.Sprintf("%s %d %v", ownerString(p.Owner), p.Total, p.States))
 	}
 	for k, v := range s.Sysctls {
 		if k != "fs.file-nr" {
@@ -166,6 +239,9 @@ func toComparable(s *Sample) comparable {
 // A live sample and a Collect bundle of the same quiescent namespace give
 // the same census: the netlink path and the ss-text path agree.
 func TestNetnsCollectMatchesLive(t *testing.T) {
+	if os.Getenv("SW_HOLDER_CHILD") == "1" {
+		holder()
+	}
 	path := quietNetns(t)
 	if _, err := lookTool("ss"); err != nil {
 		t.Skip("needs iproute2's ss (apt-get install iproute2)")
@@ -198,7 +274,21 @@ func TestNetnsCollectMatchesLive(t *testing.T) {
 		t.Errorf("snapshots %s apart, want about 300ms", gap)
 	}
 	want := toComparable(live)
-	if want.States[StateListen] != 2 || want.States[StateTimeWait] != 4 || want.States[StateCloseWait] != 1 || want.States[StateFinWait2] != 1 || want.States[StateEstab] != 12 {
+	holders := 0
+	for _, l := range live.Listeners {
+		for _, o := range l.Owners {
+			if o.PID != os.Getpid() && o.FDLimit == holderNofile && o.FDs > 0 {
+				holders++
+			}
+			if o.FDs == 0 || o.FDLimit == 0 {
+				t.Errorf("live owner of %s without descriptor count or limit: %+v", l.Local, o)
+			}
+		}
+	}
+	if holders != 1 {
+		t.Errorf("live listeners %v: want one owned by the holder process (limit %d)", want.Listeners, holderNofile)
+	}
+	if want.States[StateListen] != 3 || want.States[StateTimeWait] != 4 || want.States[StateCloseWait] != 1 || want.States[StateFinWait2] != 1 || want.States[StateEstab] != 12 {
 		t.Fatalf("live census is not the scenario: %v", want.States)
 	}
 	for i, b := range bundle {
@@ -209,7 +299,9 @@ func TestNetnsCollectMatchesLive(t *testing.T) {
 			t.Errorf("snapshot %d (-live +bundle):\n%s", i+1, diff)
 		}
 		for _, m := range b.Missing {
-			if m.Source != "owners" && !strings.HasSuffix(m.Source, "sysctl.txt") {
+			// tcp_mem and tcp_max_orphans are host-wide: a
+			// namespace's sysctl -a lacks them.
+			if !strings.HasSuffix(m.Source, "sysctl.txt") {
 				t.Errorf("snapshot %d: unexpected missing %+v", i+1, m)
 			}
 		}
@@ -233,6 +325,10 @@ func TestNetnsSSFromDump(t *testing.T) {
 	}
 	dir := t.TempDir()
 	if err := ssFromDump(ctx, opts, filepath.Join(dir, "ss-tan.txt")); err != nil {
+		t.Fatal(err)
+	}
+	var cl collectLog
+	if err := collectProcesses(opts, dir, &cl); err != nil {
 		t.Fatal(err)
 	}
 	got, err := FromBundle(dir)
