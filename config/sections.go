@@ -16,18 +16,27 @@ type Sample struct {
 	TopProcesses int `mapstructure:"top_processes"`
 	// Owners maps sockets to processes through /proc/PID/fd (as ss -p).
 	Owners bool `mapstructure:"owners"`
+	// OwnerScan says how owners are found: "auto" (a BPF task_file
+	// iterator when the kernel and capabilities allow, /proc otherwise),
+	// "bpf" (the iterator or an error) or "proc" (/proc/PID/fd only).
+	OwnerScan string `mapstructure:"owner_scan"`
 	// WatchInterval is the poll period of the listener-only watch taken
 	// between two samples (0 disables it).
 	WatchInterval time.Duration `mapstructure:"watch_interval"`
 }
 
 func defaultSample() Sample {
-	return Sample{TopDestinations: 20, TopProcesses: 20, Owners: true, WatchInterval: 20 * time.Millisecond}
+	return Sample{TopDestinations: 20, TopProcesses: 20, Owners: true, OwnerScan: "auto", WatchInterval: 20 * time.Millisecond}
 }
 
 func (s Sample) validate() error {
 	var errs []error
 	errs = append(errs, positive("sample.top_destinations", s.TopDestinations), positive("sample.top_processes", s.TopProcesses))
+	switch s.OwnerScan {
+	case "auto", "bpf", "proc":
+	default:
+		errs = append(errs, fmt.Errorf("sample.owner_scan: %q is not one of auto, bpf, proc", s.OwnerScan))
+	}
 	if s.WatchInterval < 0 {
 		errs = append(errs, fmt.Errorf("sample.watch_interval: must not be negative, got %s", s.WatchInterval))
 	}

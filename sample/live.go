@@ -35,6 +35,25 @@ func TakeCheap(ctx context.Context, opts Options) (*Sample, error) {
 	return s, err
 }
 
+// scanOwnersAuto finds socket owners the cheapest way allowed: the BPF
+// task_file iterator (every process at once, no second pass needed), or
+// /proc/PID/fd, processes of the sampled namespace first. It says which
+// ("bpf-iter" or "proc").
+func scanOwnersAuto(opts Options, netnsID uint64) (*ownerIndex, []int, *Missing, string, error) {
+	if opts.OwnerScan != "proc" && opts.procRoot == "" {
+		x, err := scanOwnersBPF(opts.proc())
+		if err == nil {
+			return x, nil, nil, "bpf-iter", nil
+		}
+		if opts.OwnerScan == "bpf" {
+			return nil, nil, nil, "", fmt.Errorf("sample.owner_scan bpf: %w", err)
+		}
+		opts.logger().Debug("BPF owner scan unavailable; reading /proc/PID/fd", zap.Error(err))
+	}
+	x, sk, miss, err := scanOwnersScoped(opts.proc(), ownerScan{netns: netnsID})
+	return x, sk, miss, "proc", err
+}
+
 // pendingOwner is a socket with a descriptor, seen in the dump, waiting for
 // the owner scan.
 type pendingOwner struct {
@@ -132,6 +151,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		x       *ownerIndex
 		skipped []int
 		miss    *Missing
+		via     string
 		err     error
 	}
 	var scanned chan ownerResult
@@ -143,9 +163,28 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 			// full of containers this skips most descriptors.
 			// Sockets they do not explain are looked up in the
 			// other processes afterwards.
-			x, sk, miss, err := scanOwnersScoped(opts.proc(), ownerScan{netns: nsID})
-			scanned <- ownerResult{x, sk, miss, err}
+			x, sk, miss, via, err := scanOwnersAuto(opts, nsID)
+			scanned <- ownerResult{x, sk, miss, via, err}
 		}()
+	}
+	// got is the scan's result once received; the dump callback polls
+	// for it so that, when the scan finishes first (the usual case with
+	// the BPF iterator), sockets get their owners as they stream by.
+	var got *ownerResult
+	poll := func(block bool) *ownerResult {
+		if got == nil && scanned != nil {
+			if block {
+				r := <-scanned
+				got = &r
+			} else {
+				select {
+				case r := <-scanned:
+					got = &r
+				default:
+				}
+			}
+		}
+		return got
 	}
 
 	var conn *netlink.Conn
@@ -156,18 +195,14 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		return nil
 	})
 	if err != nil {
-		if scanned != nil {
-			<-scanned
-		}
+		poll(true)
 		return nil, 0, err
 	}
 	c := NewCensus(opts.topDest(), opts.topProc())
 	var pending []pendingOwner
 	if dialErr != nil {
 		if !errors.Is(dialErr, ErrNoData) {
-			if scanned != nil {
-				<-scanned
-			}
+			poll(true)
 			return nil, 0, dialErr
 		}
 		s.noteMissing("sock_diag", dialErr)
@@ -176,19 +211,23 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		add := func(sk Socket) error {
 			c.Add(sk, nil)
 			if scanned != nil && sk.Inode != 0 {
-				pending = append(pending, pendingOwner{inode: sk.Inode, state: uint8(stateIndex(sk.State))})
+				st := uint8(stateIndex(sk.State))
+				if r := poll(false); r != nil && r.err == nil {
+					if o := r.x.lookup(sk.Inode); o != nil {
+						c.attachOwners(int(st), sk.Inode, o)
+						return nil
+					}
+				}
+				pending = append(pending, pendingOwner{inode: sk.Inode, state: st})
 			}
 			return nil
 		}
 		if err := dumpCensus(ctx, conn, cheap, add); err != nil {
-			if scanned != nil {
-				<-scanned
-			}
+			poll(true)
 			return nil, 0, err
 		}
 	}
-	if scanned != nil {
-		r := <-scanned
+	if r := poll(true); r != nil {
 		switch {
 		case r.err != nil:
 			s.noteMissing("process owners", r.err)
@@ -196,6 +235,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 			s.noteMissing(r.miss.Source, errors.New(r.miss.Reason))
 		}
 		if r.err == nil {
+			s.OwnersVia = r.via
 			attachPending(ctx, c, opts, r.x, r.skipped, pending)
 		}
 	}

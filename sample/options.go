@@ -18,6 +18,9 @@ type Options struct {
 	// `ss -p` does). Off, Listener.Owners and Sample.Processes stay empty
 	// and the sample is cheaper.
 	Owners bool
+	// OwnerScan: "auto" (default when ""), "bpf" or "proc"; see
+	// config.Sample.OwnerScan and owners_bpf.go.
+	OwnerScan string
 	// KmsgAfter makes a sample keep only kernel log records with a
 	// sequence number above it (0: every matching record still in the
 	// ring buffer). Series sets it from one sample to the next.
@@ -38,6 +41,7 @@ func OptionsFrom(c config.Sample, netns string, log *zap.Logger) Options {
 		TopDestinations: c.TopDestinations,
 		TopProcesses:    c.TopProcesses,
 		Owners:          c.Owners,
+		OwnerScan:       c.OwnerScan,
 		Log:             log,
 	}
 }

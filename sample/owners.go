@@ -26,21 +26,50 @@ type ownerIndex struct {
 	// (after fork).
 	one  map[uint64]int32
 	more map[uint64][]Owner
+
+	// Lazy details (the BPF scan indexes every process on the host and
+	// reads comm, unit and limit only for the owners a census looks up):
+	// filled is nil when every owner is already complete.
+	fs     *procfs.FS
+	filled []bool
+	byPID  map[int]int32
 }
 
 // lookup returns the owners of a socket inode (nil when none or unknown).
-// The slice is shared: callers must not modify it.
+// The slice is shared: callers must not modify it. Not safe for concurrent
+// use (it fills owners' details on first use).
 func (x *ownerIndex) lookup(inode uint64) []Owner {
 	if x == nil || inode == 0 {
 		return nil
 	}
 	if o, ok := x.more[inode]; ok {
+		if x.filled != nil {
+			for j := range o {
+				if i, ok := x.byPID[o[j].PID]; ok {
+					o[j] = x.fill(i)
+				}
+			}
+		}
 		return o
 	}
 	if i, ok := x.one[inode]; ok {
+		if x.filled != nil {
+			x.fill(i)
+		}
 		return x.owners[i : i+1 : i+1]
 	}
 	return nil
+}
+
+// fill completes owners[i] with command, unit and limit on first use.
+func (x *ownerIndex) fill(i int32) Owner {
+	if !x.filled[i] {
+		x.filled[i] = true
+		if x.fs != nil {
+			fillOwner(*x.fs, &x.owners[i])
+		}
+	}
+	return x.owners[i]
 }
 
 // ownerWorkers is how many goroutines read /proc/PID/fd at once.

@@ -94,7 +94,10 @@ type Sample struct {
 	// least one TCP socket, the largest first (bounded like
 	// Destinations). Orphans counts sockets with no owning descriptor
 	// (inode 0: TIME-WAIT, orphaned FIN-WAIT-2 ...), by state.
-	Processes []Process      `json:"processes"`
+	Processes []Process `json:"processes"`
+	// OwnersVia says how owners were found: "bpf-iter" (a BPF task_file
+	// iterator) or "proc" (/proc/PID/fd); empty when owners were not read.
+	OwnersVia string         `json:"owners_via,omitempty"`
 	Orphans   map[string]int `json:"orphans,omitempty"`
 
 	// Counters holds the Tcp and TcpExt counters of /proc/net/snmp and
