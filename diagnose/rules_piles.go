@@ -94,7 +94,7 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 	if okR && rng[0] <= rng[1] {
 		low, high := int(rng[0]), int(rng[1])
 		reserved := parsePortSet(s.Sysctls[kReserved])
-		usable := high - low + 1 - reserved.countIn(low, high)
+		usable := high - low + 1 - reserved.CountIn(low, high)
 		for _, d := range s.Destinations {
 			if usable <= 0 || float64(d.Total) < cfg.PortUseRatio*float64(usable) {
 				continue
@@ -125,14 +125,14 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 	}}
 }
 
-func portsObservation(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved portSet, usable int) Observation {
+func portsObservation(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved sample.PortSet, usable int) Observation {
 	share := float64(d.Total) / float64(usable)
 	tw := d.States[sample.StateTimeWait]
 	o := Observation{
 		Kind: KindEphemeralPorts, Subject: destSubject(d), Severity: SevWarning,
 		Evidence: []string{
 			fmt.Sprintf("%s holds %d ports (%s) of %d usable (%.0f%%)", destSubject(d), d.Total, statesLine(d.States), usable, 100*share),
-			fmt.Sprintf("%s = %d %d, %d of them reserved (%s = %q)", kPortRange, low, high, reserved.countIn(low, high), kReserved, s.Sysctls[kReserved]),
+			fmt.Sprintf("%s = %d %d, %d of them reserved (%s = %q)", kPortRange, low, high, reserved.CountIn(low, high), kReserved, s.Sysctls[kReserved]),
 		},
 		AppActions: []string{
 			fmt.Sprintf("Reuse connections to %s:%d: a connection pool with keep-alive (HTTP keep-alive, a database pool) instead of a new connection per request. This is the real fix; a wider range only moves the wall.", d.Dst, d.DstPort),
@@ -165,7 +165,7 @@ func portsObservation(s *sample.Sample, series []*sample.Sample, cfg config.Diag
 // tcp_tw_reuse when TIME-WAIT dominates. nil when nothing can change.
 // Listening ports are those of every sample in the series: a service
 // seen listening once may listen again.
-func portsPlan(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved portSet) *Plan {
+func portsPlan(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved sample.PortSet) *Plan {
 	unpriv := 1024
 	if v, ok := sysInt(s, kUnpriv); ok {
 		unpriv = int(v)
@@ -209,7 +209,7 @@ func portsPlan(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d
 		}
 		if len(listen) > 0 {
 			sort.Ints(listen)
-			nr := portSet{}
+			nr := sample.PortSet{}
 			for p := range reserved {
 				nr[p] = true
 			}
@@ -238,7 +238,7 @@ func portsPlan(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d
 		return nil
 	}
 	pre := nsPrefix(s.Netns)
-	newUsable := newHigh - newLow + 1 - reserved.countIn(newLow, newHigh)
+	newUsable := newHigh - newLow + 1 - reserved.CountIn(newLow, newHigh)
 	return &Plan{
 		Changes: changes,
 		Reason: fmt.Sprintf("%s holds %d of the usable ephemeral ports; policy: at least double the range (high end first, low end not below %d), reserve listening ports inside it, different parity for start and end, tcp_tw_reuse=1 when TIME-WAIT dominates outgoing connections",

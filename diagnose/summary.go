@@ -80,7 +80,7 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 
 	if rng, ok := sysInts(last, kPortRange, 2); ok && rng[0] <= rng[1] {
 		reserved := parsePortSet(last.Sysctls[kReserved])
-		usable := int(rng[1]-rng[0]+1) - reserved.countIn(int(rng[0]), int(rng[1]))
+		usable := int(rng[1]-rng[0]+1) - reserved.CountIn(int(rng[0]), int(rng[1]))
 		line := fmt.Sprintf("Ephemeral ports %d-%d (%d usable)", rng[0], rng[1], usable)
 		if len(last.Destinations) > 0 && usable > 0 {
 			d := last.Destinations[0]

@@ -2,7 +2,6 @@ package diagnose
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -100,66 +99,11 @@ func perSec(n uint64, secs float64) string {
 	return fmt.Sprintf("%.1f/s", float64(n)/secs)
 }
 
-// portSet is a set of ports, as ip_local_reserved_ports lists them
-// ("8080,9000-9100").
-type portSet map[int]bool
-
-func parsePortSet(s string) portSet {
-	ps := portSet{}
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			continue
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil {
-				continue
-			}
-		}
-		for p := a; p <= b && p <= 65535; p++ {
-			ps[p] = true
-		}
-	}
+// parsePortSet reads ip_local_reserved_ports for a diagnosis: what can be
+// read is used, a malformed part (which the kernel never prints) skipped.
+func parsePortSet(s string) sample.PortSet {
+	ps, _ := sample.ParsePortSet(s)
 	return ps
-}
-
-// String formats the set the way the kernel prints it.
-func (ps portSet) String() string {
-	ports := make([]int, 0, len(ps))
-	for p := range ps {
-		ports = append(ports, p)
-	}
-	sort.Ints(ports)
-	var parts []string
-	for i := 0; i < len(ports); {
-		j := i
-		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
-			j++
-		}
-		if j == i {
-			parts = append(parts, strconv.Itoa(ports[i]))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", ports[i], ports[j]))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ",")
-}
-
-func (ps portSet) countIn(lo, hi int) int {
-	n := 0
-	for p := range ps {
-		if p >= lo && p <= hi {
-			n++
-		}
-	}
-	return n
 }
 
 // listenerFor finds the listener a kernel log line names (by port, the

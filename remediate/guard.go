@@ -90,7 +90,7 @@ func checkBounds(key, v string, cfg config.Config) error {
 		_, _, err := parseRange(v)
 		return err
 	case "net.ipv4.ip_local_reserved_ports":
-		_, err := parsePortSet(v)
+		_, err := sample.ParsePortSet(v)
 		return err
 	}
 	if v == "" {
@@ -130,37 +130,6 @@ func parseRange(v string) (lo, hi int, err error) {
 	return lo, hi, nil
 }
 
-// parsePortSet parses ip_local_reserved_ports syntax: "8080,9000-9010" or
-// "" (none).
-func parsePortSet(v string) (func(int) bool, error) {
-	type span struct{ lo, hi int }
-	var spans []span
-	for _, part := range strings.Split(strings.ReplaceAll(v, " ", ""), ",") {
-		if part == "" {
-			continue
-		}
-		a, b, isRange := strings.Cut(part, "-")
-		lo, err1 := strconv.Atoi(a)
-		hi := lo
-		var err2 error
-		if isRange {
-			hi, err2 = strconv.Atoi(b)
-		}
-		if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
-			return nil, fmt.Errorf("bad port or range %q", part)
-		}
-		spans = append(spans, span{lo, hi})
-	}
-	return func(p int) bool {
-		for _, s := range spans {
-			if p >= s.lo && p <= s.hi {
-				return true
-			}
-		}
-		return false
-	}, nil
-}
-
 // checkKernelRules is the live part of guard 2: the kernel's own rules
 // (KERNEL-NOTES.md), judged with the values and listeners of the fresh
 // sample and the live sysctls.
@@ -192,7 +161,7 @@ func checkKernelRules(p diagnose.Proposal, live func(string) (string, error), se
 			if err != nil {
 				rv = ""
 			}
-			reserved, err := parsePortSet(rv)
+			reserved, err := sample.ParsePortSet(rv)
 			if err != nil {
 				return refuse(GuardAllowed, "net.ipv4.ip_local_reserved_ports = %q: %v", rv, err)
 			}
@@ -202,7 +171,7 @@ func checkKernelRules(p diagnose.Proposal, live func(string) (string, error), se
 				}
 				for _, l := range s.Listeners {
 					port := int(l.Port)
-					if port >= lo && port <= hi && !reserved(port) {
+					if port >= lo && port <= hi && !reserved[port] {
 						return refuse(GuardAllowed, "%s = %q would cover listening port %d (%s), which is not in net.ipv4.ip_local_reserved_ports", c.Key, c.Proposed, port, l.Local)
 					}
 				}
