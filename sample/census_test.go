@@ -1,11 +1,14 @@
 package sample
 
 import (
+	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 )
 
 func sock(state, local, remote string, inode uint64) Socket {
@@ -74,7 +77,7 @@ func TestCensus(t *testing.T) {
 		},
 		Orphans: map[string]int{StateSynRecv: 1, StateTimeWait: 2},
 	}
-	if d := cmp.Diff(want, got); d != "" {
+	if d := gocmp.Diff(want, got); d != "" {
 		t.Errorf("Fill (-want +got):\n%s", d)
 	}
 
@@ -149,5 +152,69 @@ func TestWorthLooking(t *testing.T) {
 		if got := worthLooking(tc.in); got != tc.want {
 			t.Errorf("%s: worthLooking = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestTopK checks the one-pass selection against a full sort, with ties,
+// for every k around the sizes that matter.
+func TestTopK(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 5, 20, 21, 1000} {
+		vals := make([]int, n)
+		for i := range vals {
+			vals[i] = rng.IntN(50) // many ties
+		}
+		byDesc := func(a, b int) int { return cmp.Compare(b, a) }
+		want := slices.SortedFunc(slices.Values(vals), byDesc)
+		for _, k := range []int{0, 1, 3, 20, n, n + 5} {
+			got := topK(slices.Values(vals), k, byDesc)
+			w := want[:min(k, n)]
+			if !slices.Equal(got, w) && !(len(got) == 0 && len(w) == 0) {
+				t.Errorf("n=%d k=%d: got %v, want %v", n, k, got, w)
+			}
+		}
+	}
+}
+
+// TestCensusDestinationsTop checks the destination table's order and
+// cut-off on a table full of single-socket groups (a server whose
+// listener is gone, holding TIME-WAIT to every client port).
+func TestCensusDestinationsTop(t *testing.T) {
+	c := NewCensus(3, 0)
+	for i := range 5000 {
+		c.Add(sock(StateTimeWait, "10.0.0.1:80", fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 1024+i), 0), nil)
+	}
+	for range 7 {
+		c.Add(sock(StateEstab, "10.0.0.1:40000", "10.9.9.9:5432", 1), nil)
+	}
+	for range 4 {
+		c.Add(sock(StateEstab, "10.0.0.1:40001", "10.9.9.8:6379", 1), nil)
+	}
+	var s Sample
+	c.Fill(&s)
+	got := []string{}
+	for _, d := range s.Destinations {
+		got = append(got, fmt.Sprintf("%s>%s:%d=%d", d.Src, d.Dst, d.DstPort, d.Total))
+	}
+	want := []string{"10.0.0.1>10.9.9.9:5432=7", "10.0.0.1>10.9.9.8:6379=4", "10.0.0.1>10.0.0.0:1024=1"}
+	if diff := gocmp.Diff(want, got); diff != "" {
+		t.Errorf("destinations (-want +got):\n%s", diff)
+	}
+	if s.DestinationGroups != 5002 {
+		t.Errorf("DestinationGroups = %d, want 5002", s.DestinationGroups)
+	}
+}
+
+// BenchmarkCensusFill: Fill over a full destination table of single-socket
+// groups (go test -bench CensusFill ./sample).
+func BenchmarkCensusFill(b *testing.B) {
+	c := NewCensus(20, 20)
+	for i := range maxDestGroups {
+		c.Add(sock(StateTimeWait, "10.0.0.1:80", fmt.Sprintf("10.%d.%d.%d:%d", i>>16, (i>>8)&255, i&255, 1024+i%60000), 0), nil)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		var s Sample
+		c.Fill(&s)
 	}
 }
