@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 )
 
@@ -72,6 +73,11 @@ func holdPairs(n int) error {
 	}
 	fmt.Println("ready", len(conns))
 	io.Copy(io.Discard, os.Stdin) // hold until the script closes stdin
+	// Keep the connections reachable while holding: otherwise the first
+	// GC after "ready" (the runtime forces one every two minutes) runs
+	// their cleanups, which close the descriptors and the pairs.
+	runtime.KeepAlive(conns)
+	runtime.KeepAlive(ln)
 	return nil
 }
 
