@@ -1,0 +1,281 @@
+package sample
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// A minimal reader of the kernel's BTF (/sys/kernel/btf/vmlinux), for the
+// owner iterator: it needs the type id of one function and the offsets of
+// nine fields, not the 150,000 decoded types a general BTF library builds
+// (cilium/ebpf's btf.LoadKernelSpec took 20 to 35 ms and 10 MiB here, as
+// much as the iteration itself; this scan takes about 2 ms and allocates
+// one id-to-offset table). Format: Documentation/bpf/btf.rst.
+
+// BTF kinds (BTF_KIND_*).
+const (
+	btfKindInt      = 1
+	btfKindPtr      = 2
+	btfKindArray    = 3
+	btfKindStruct   = 4
+	btfKindUnion    = 5
+	btfKindEnum     = 6
+	btfKindFwd      = 7
+	btfKindTypedef  = 8
+	btfKindVolatile = 9
+	btfKindConst    = 10
+	btfKindRestrict = 11
+	btfKindFunc     = 12
+	btfKindFuncProt = 13
+	btfKindVar      = 14
+	btfKindDatasec  = 15
+	btfKindFloat    = 16
+	btfKindDeclTag  = 17
+	btfKindTypeTag  = 18
+	btfKindEnum64   = 19
+)
+
+var errBTF = errors.New("kernel BTF")
+
+// btfTypes indexes the type section of one BTF blob.
+type btfTypes struct {
+	bo    binary.ByteOrder
+	types []byte   // the type section
+	strs  []byte   // the string section
+	offs  []uint32 // offs[id-1]: offset of type id in types (id 0 is void)
+}
+
+// readKernelBTF maps (or, where sysfs cannot map it, reads) the running
+// kernel's BTF and indexes it. release unmaps it: the types must not be
+// used after.
+func readKernelBTF() (t *btfTypes, release func(), err error) {
+	const path = "/sys/kernel/btf/vmlinux"
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errBTF, err)
+	}
+	defer f.Close()
+	release = func() {}
+	var b []byte
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		if m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE); err == nil {
+			b, release = m, func() { unix.Munmap(m) }
+		}
+	}
+	if b == nil {
+		if b, err = io.ReadAll(f); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: %w", errBTF, path, err)
+		}
+	}
+	if t, err = parseBTF(b); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return t, release, nil
+}
+
+// parseBTF checks the header and indexes every type, bounds-checked: a
+// truncated or foreign blob is an error, never a panic.
+func parseBTF(b []byte) (*btfTypes, error) {
+	if len(b) < 24 {
+		return nil, fmt.Errorf("%w: %d bytes is shorter than a header", errBTF, len(b))
+	}
+	var bo binary.ByteOrder
+	switch {
+	case binary.LittleEndian.Uint16(b) == 0xeB9F:
+		bo = binary.LittleEndian
+	case binary.BigEndian.Uint16(b) == 0xeB9F:
+		bo = binary.BigEndian
+	default:
+		return nil, fmt.Errorf("%w: bad magic %#x", errBTF, b[:2])
+	}
+	if b[2] != 1 {
+		return nil, fmt.Errorf("%w: version %d, want 1", errBTF, b[2])
+	}
+	hdrLen := uint64(bo.Uint32(b[4:]))
+	typeOff, typeLen := uint64(bo.Uint32(b[8:])), uint64(bo.Uint32(b[12:]))
+	strOff, strLen := uint64(bo.Uint32(b[16:])), uint64(bo.Uint32(b[20:]))
+	if hdrLen < 24 || hdrLen+typeOff+typeLen > uint64(len(b)) || hdrLen+strOff+strLen > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: sections out of bounds (%d bytes)", errBTF, len(b))
+	}
+	t := &btfTypes{
+		bo:    bo,
+		types: b[hdrLen+typeOff : hdrLen+typeOff+typeLen],
+		strs:  b[hdrLen+strOff : hdrLen+strOff+strLen],
+		offs:  make([]uint32, 0, typeLen/24),
+	}
+	for off := 0; off < len(t.types); {
+		if off+12 > len(t.types) {
+			return nil, fmt.Errorf("%w: type %d truncated", errBTF, len(t.offs)+1)
+		}
+		info := bo.Uint32(t.types[off+4:])
+		vlen, kind := int(info&0xffff), (info>>24)&0x1f
+		var extra int
+		switch kind {
+		case btfKindInt, btfKindVar, btfKindDeclTag:
+			extra = 4
+		case btfKindArray:
+			extra = 12
+		case btfKindStruct, btfKindUnion, btfKindDatasec, btfKindEnum64:
+			extra = 12 * vlen
+		case btfKindEnum, btfKindFuncProt:
+			extra = 8 * vlen
+		case btfKindPtr, btfKindFwd, btfKindTypedef, btfKindVolatile, btfKindConst,
+			btfKindRestrict, btfKindFunc, btfKindFloat, btfKindTypeTag:
+		default:
+			return nil, fmt.Errorf("%w: type %d has unknown kind %d", errBTF, len(t.offs)+1, kind)
+		}
+		t.offs = append(t.offs, uint32(off))
+		off += 12 + extra
+		if off > len(t.types) {
+			return nil, fmt.Errorf("%w: type %d truncated", errBTF, len(t.offs))
+		}
+	}
+	return t, nil
+}
+
+// header returns the kind, vlen, kind_flag, name offset and size/type
+// field of type id (1-based).
+func (t *btfTypes) header(id uint32) (kind uint32, vlen int, kflag bool, name, sizeType uint32, err error) {
+	if id == 0 || int(id) > len(t.offs) {
+		return 0, 0, false, 0, 0, fmt.Errorf("%w: no type id %d", errBTF, id)
+	}
+	b := t.types[t.offs[id-1]:]
+	info := t.bo.Uint32(b[4:])
+	return (info >> 24) & 0x1f, int(info & 0xffff), info>>31 == 1, t.bo.Uint32(b), t.bo.Uint32(b[8:]), nil
+}
+
+// nameIs compares the NUL-terminated string at off with name.
+func (t *btfTypes) nameIs(off uint32, name string) bool {
+	end := uint64(off) + uint64(len(name))
+	return end < uint64(len(t.strs)) && t.strs[end] == 0 && string(t.strs[off:end]) == name
+}
+
+// find returns the ids of the types of this kind with these names, in
+// one pass; each name must name exactly one type.
+func (t *btfTypes) find(kind uint32, names ...string) ([]uint32, error) {
+	ids := make([]uint32, len(names))
+	for i, off := range t.offs {
+		info := t.bo.Uint32(t.types[off+4:])
+		if (info>>24)&0x1f != kind {
+			continue
+		}
+		name := t.bo.Uint32(t.types[off:])
+		for j, n := range names {
+			if !t.nameIs(name, n) {
+				continue
+			}
+			if ids[j] != 0 {
+				return nil, fmt.Errorf("%w: two types named %s", errBTF, n)
+			}
+			ids[j] = uint32(i + 1)
+		}
+	}
+	for j, id := range ids {
+		if id == 0 {
+			return nil, fmt.Errorf("%w: no type %s", errBTF, names[j])
+		}
+	}
+	return ids, nil
+}
+
+// field returns the byte offset and size of a member of struct id,
+// looking into anonymous structs and unions as C does.
+func (t *btfTypes) field(id uint32, member string) (off, size uint32, err error) {
+	off, typ, ok, err := t.member(id, member, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: type %d has no field %s", errBTF, id, member)
+	}
+	if size, err = t.sizeOf(typ); err != nil {
+		return 0, 0, fmt.Errorf("%w (field %s)", err, member)
+	}
+	return off, size, nil
+}
+
+func (t *btfTypes) member(id uint32, name string, depth int) (off, typ uint32, ok bool, err error) {
+	if depth > 8 {
+		return 0, 0, false, fmt.Errorf("%w: anonymous members nested too deep", errBTF)
+	}
+	kind, vlen, kflag, _, _, err := t.header(id)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if kind != btfKindStruct && kind != btfKindUnion {
+		return 0, 0, false, nil
+	}
+	ms := t.types[t.offs[id-1]+12:]
+	bitOff := func(i int) uint32 {
+		o := t.bo.Uint32(ms[12*i+8:])
+		if kflag {
+			o &= 0xffffff
+		}
+		return o
+	}
+	for i := range vlen {
+		if t.nameIs(t.bo.Uint32(ms[12*i:]), name) {
+			o := bitOff(i)
+			if o%8 != 0 {
+				return 0, 0, false, fmt.Errorf("%w: field %s is a bit field", errBTF, name)
+			}
+			return o / 8, t.bo.Uint32(ms[12*i+4:]), true, nil
+		}
+	}
+	for i := range vlen {
+		if t.bo.Uint32(ms[12*i:]) != 0 {
+			continue
+		}
+		inner, err := t.resolve(t.bo.Uint32(ms[12*i+4:]))
+		if err != nil {
+			return 0, 0, false, err
+		}
+		o, typ, ok, err := t.member(inner, name, depth+1)
+		if err != nil || ok {
+			return bitOff(i)/8 + o, typ, ok, err
+		}
+	}
+	return 0, 0, false, nil
+}
+
+// resolve skips typedefs and qualifiers.
+func (t *btfTypes) resolve(id uint32) (uint32, error) {
+	for range 16 {
+		kind, _, _, _, next, err := t.header(id)
+		if err != nil {
+			return 0, err
+		}
+		switch kind {
+		case btfKindTypedef, btfKindVolatile, btfKindConst, btfKindRestrict, btfKindTypeTag:
+			id = next
+		default:
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: typedef chain too long at type %d", errBTF, id)
+}
+
+// sizeOf returns the size in bytes of a scalar or pointer type.
+func (t *btfTypes) sizeOf(id uint32) (uint32, error) {
+	id, err := t.resolve(id)
+	if err != nil {
+		return 0, err
+	}
+	kind, _, _, _, size, err := t.header(id)
+	if err != nil {
+		return 0, err
+	}
+	switch kind {
+	case btfKindInt, btfKindEnum, btfKindEnum64:
+		return size, nil
+	case btfKindPtr:
+		return 8, nil
+	}
+	return 0, fmt.Errorf("%w: type %d (kind %d) is not a scalar or a pointer", errBTF, id, kind)
+}
