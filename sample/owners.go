@@ -21,9 +21,9 @@ import (
 // them, as `ss -p` does: every /proc/PID/fd/N link reading "socket:[INODE]".
 type ownerIndex struct {
 	owners []Owner
-	// one holds the first owner of each socket inode; more holds the
-	// full owner list of the few inodes shared by several processes
-	// (after fork).
+	// one holds the owner of each socket inode, or sharedInode for the
+	// few inodes shared by several processes (after fork), whose owner
+	// list is in more: one map lookup per socket in the common case.
 	one  map[uint64]int32
 	more map[uint64][]Owner
 
@@ -42,7 +42,12 @@ func (x *ownerIndex) lookup(inode uint64) []Owner {
 	if x == nil || inode == 0 {
 		return nil
 	}
-	if o, ok := x.more[inode]; ok {
+	i, ok := x.one[inode]
+	if !ok {
+		return nil
+	}
+	if i == sharedInode {
+		o := x.more[inode]
 		if x.filled != nil {
 			for j := range o {
 				if i, ok := x.byPID[o[j].PID]; ok {
@@ -52,13 +57,10 @@ func (x *ownerIndex) lookup(inode uint64) []Owner {
 		}
 		return o
 	}
-	if i, ok := x.one[inode]; ok {
-		if x.filled != nil {
-			x.fill(i)
-		}
-		return x.owners[i : i+1 : i+1]
+	if x.filled != nil {
+		x.fill(i)
 	}
-	return nil
+	return x.owners[i : i+1 : i+1]
 }
 
 // fill completes owners[i] with command, unit and limit on first use.
@@ -236,23 +238,26 @@ func scanProcess(procRoot string, pid int, link []byte, only map[uint64]bool) (p
 }
 
 func (x *ownerIndex) add(ino uint64, idx int32) {
-	if list, ok := x.more[ino]; ok {
+	first, ok := x.one[ino]
+	switch {
+	case !ok:
+		x.one[ino] = idx
+	case first == sharedInode:
+		list := x.more[ino]
 		for _, o := range list {
 			if o.PID == x.owners[idx].PID {
 				return
 			}
 		}
 		x.more[ino] = append(list, Owner{PID: x.owners[idx].PID})
-		return
-	}
-	first, ok := x.one[ino]
-	switch {
-	case !ok:
-		x.one[ino] = idx
 	case first != idx:
+		x.one[ino] = sharedInode
 		x.more[ino] = []Owner{{PID: x.owners[first].PID}, {PID: x.owners[idx].PID}}
 	}
 }
+
+// sharedInode in ownerIndex.one sends a lookup to ownerIndex.more.
+const sharedInode = -1
 
 // fillOwner adds the command, systemd unit and descriptor limit of a
 // process; what cannot be read stays empty.
