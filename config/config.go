@@ -48,6 +48,7 @@ type Config struct {
 	Verify    Verify    `mapstructure:"verify"`
 	Agent     Agent     `mapstructure:"agent"`
 	Metrics   Metrics   `mapstructure:"metrics"`
+	Fleet     Fleet     `mapstructure:"fleet"`
 
 	// File is the config file actually read ("" when none).
 	File string `mapstructure:"-"`
@@ -65,6 +66,7 @@ func Defaults() Config {
 		Verify:    defaultVerify(),
 		Agent:     defaultAgent(),
 		Metrics:   defaultMetrics(),
+		Fleet:     defaultFleet(),
 	}
 }
 
@@ -238,7 +240,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs,
 		c.Sample.validate(), c.Diagnose.validate(), c.Remediate.validate(),
-		c.Verify.validate(), c.Agent.validate(), c.Metrics.validate())
+		c.Verify.validate(), c.Agent.validate(), c.Metrics.validate(), c.Fleet.validate())
 	return errors.Join(errs...)
 }
 

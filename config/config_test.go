@@ -71,6 +71,18 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad yaml", "diagnose: [\n", nil, "config.yaml"},
 		{"unknown env", "", []string{"SOCKWARDEN_NOPE=1"}, "SOCKWARDEN_NOPE"},
 		{"bad env value", "", []string{"SOCKWARDEN_VERIFY_WINDOW=-1s"}, "verify.window"},
+		{"etcd endpoint without scheme", "fleet:\n  etcd:\n    endpoints: [etcd1:2379]\n", nil, "fleet.etcd.endpoints[0]"},
+		{"etcd endpoint without port", "", []string{"SOCKWARDEN_FLEET_ETCD_ENDPOINTS=http://a:2379,https://b"}, "fleet.etcd.endpoints[1]"},
+		{"etcd prefix", "fleet:\n  etcd:\n    prefix: sockwarden\n", nil, "fleet.etcd.prefix"},
+		{"etcd request timeout", "", []string{"SOCKWARDEN_FLEET_ETCD_REQUEST_TIMEOUT=0s"}, "fleet.etcd.request_timeout"},
+		{"etcd dial timeout", "fleet:\n  etcd:\n    dial_timeout: -1s\n", nil, "fleet.etcd.dial_timeout"},
+		{"etcd password in config", "fleet:\n  etcd:\n    password: hunter2\n", nil, "fleet.etcd.password: unknown key"},
+		{"etcd username without file", "fleet:\n  etcd:\n    username: sw\n", nil, "fleet.etcd.password_file"},
+		{"etcd relative password file", "fleet:\n  etcd:\n    username: sw\n    password_file: pw\n", nil, "fleet.etcd.password_file"},
+		{"etcd cert without key", "fleet:\n  etcd:\n    endpoints: [https://e:2379]\n    tls:\n      cert: /etc/c.pem\n", nil, "fleet.etcd.tls.key"},
+		{"etcd tls over http", "fleet:\n  etcd:\n    endpoints: [http://e:2379]\n    tls:\n      ca: /etc/ca.pem\n", nil, "https://"},
+		{"max concurrent", "fleet:\n  max_concurrent: 0\n", nil, "fleet.max_concurrent"},
+		{"slot ttl", "", []string{"SOCKWARDEN_FLEET_SLOT_TTL=1s"}, "fleet.slot_ttl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := tc.env
@@ -98,5 +110,26 @@ func TestKeysCoverSections(t *testing.T) {
 		if !strings.Contains(keys, k) {
 			t.Errorf("Keys() lacks %s", k)
 		}
+	}
+}
+
+func TestFleetFromEnvironment(t *testing.T) {
+	c, err := Load(Options{File: write(t, "fleet:\n  max_concurrent: 3\n"), Env: []string{
+		"SOCKWARDEN_FLEET_ETCD_ENDPOINTS=https://etcd1:2379,https://etcd2:2379",
+		"SOCKWARDEN_FLEET_ETCD_TLS_CA=/etc/sockwarden/etcd-ca.pem",
+		"SOCKWARDEN_FLEET_SLOT_TTL=45s",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Defaults().Fleet
+	want.Etcd.Endpoints = []string{"https://etcd1:2379", "https://etcd2:2379"}
+	want.Etcd.TLS.CA = "/etc/sockwarden/etcd-ca.pem"
+	want.MaxConcurrent, want.SlotTTL = 3, 45*time.Second
+	if diff := cmp.Diff(want, c.Fleet); diff != "" {
+		t.Fatalf("(-want +got)\n%s", diff)
+	}
+	if !c.Fleet.Enabled() || Defaults().Fleet.Enabled() {
+		t.Fatal("Enabled: want true with endpoints, false by default")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -279,4 +280,105 @@ func (m Metrics) validate() error {
 		return fmt.Errorf("metrics.listen: %q: %w", m.Listen, err)
 	}
 	return nil
+}
+
+// Fleet configures the shared approvals store and the rollout limits of a
+// fleet (docs/remediate.md, "Fleet"). With no etcd endpoints (the default)
+// approvals stay in the local state directory and nothing below is used.
+type Fleet struct {
+	Etcd Etcd `mapstructure:"etcd"`
+	// MaxConcurrent: at most this many hosts of the fleet may have a
+	// change in flight (apply, verify, keep or roll back) at once.
+	MaxConcurrent int `mapstructure:"max_concurrent"`
+	// SlotTTL is the lease of a rollout slot: kept alive while the change
+	// is in flight, freed this long after its host dies.
+	SlotTTL time.Duration `mapstructure:"slot_ttl"`
+}
+
+// Etcd says how to reach the fleet's etcd cluster.
+type Etcd struct {
+	// Endpoints are client URLs (https://etcd1:2379); empty = no fleet.
+	Endpoints []string `mapstructure:"endpoints"`
+	// Prefix is put before every key sockwarden reads or writes.
+	Prefix string `mapstructure:"prefix"`
+	// DialTimeout bounds connecting, RequestTimeout every single call.
+	DialTimeout    time.Duration `mapstructure:"dial_timeout"`
+	RequestTimeout time.Duration `mapstructure:"request_timeout"`
+	TLS            EtcdTLS       `mapstructure:"tls"`
+	// Username and PasswordFile: etcd's own authentication. The password
+	// is read from the file (mode 0600 or stricter), never from config.
+	Username     string `mapstructure:"username"`
+	PasswordFile string `mapstructure:"password_file"`
+}
+
+// EtcdTLS names PEM files: the CA that signed the servers' certificates,
+// and this client's certificate and key (both or neither).
+type EtcdTLS struct {
+	CA   string `mapstructure:"ca"`
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+}
+
+// Enabled reports whether a fleet store is configured.
+func (f Fleet) Enabled() bool { return len(f.Etcd.Endpoints) > 0 }
+
+// MinSlotTTL is the shortest fleet.slot_ttl accepted: etcd raises shorter
+// leases to about 1.5 s (its election timeout and a half) anyway.
+const MinSlotTTL = 2 * time.Second
+
+func defaultFleet() Fleet {
+	return Fleet{
+		Etcd: Etcd{
+			Endpoints: []string{}, Prefix: "/sockwarden/",
+			DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
+		},
+		MaxConcurrent: 1,
+		SlotTTL:       30 * time.Second,
+	}
+}
+
+func (f Fleet) validate() error {
+	var errs []error
+	e := f.Etcd
+	https := false
+	for i, ep := range e.Endpoints {
+		u, err := url.Parse(ep)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("fleet.etcd.endpoints[%d]: %q: %w", i, ep, err))
+		case u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.Port() == "":
+			errs = append(errs, fmt.Errorf("fleet.etcd.endpoints[%d]: %q is not a client URL such as https://etcd1:2379", i, ep))
+		case u.Scheme == "https":
+			https = true
+		}
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") || len(e.Prefix) < 2 ||
+		strings.Contains(e.Prefix, "//") || strings.Contains(e.Prefix, "..") || strings.ContainsAny(e.Prefix, " \t\n") {
+		errs = append(errs, fmt.Errorf("fleet.etcd.prefix: %q must start and end with / (e.g. /sockwarden/), without spaces, // or ..", e.Prefix))
+	}
+	errs = append(errs, positiveDur("fleet.etcd.dial_timeout", e.DialTimeout), positiveDur("fleet.etcd.request_timeout", e.RequestTimeout))
+	for _, p := range []struct{ key, path string }{
+		{"fleet.etcd.tls.ca", e.TLS.CA}, {"fleet.etcd.tls.cert", e.TLS.Cert}, {"fleet.etcd.tls.key", e.TLS.Key},
+		{"fleet.etcd.password_file", e.PasswordFile},
+	} {
+		if p.path != "" && !strings.HasPrefix(p.path, "/") {
+			errs = append(errs, fmt.Errorf("%s: %q must be an absolute path", p.key, p.path))
+		}
+	}
+	if (e.TLS.Cert == "") != (e.TLS.Key == "") {
+		errs = append(errs, fmt.Errorf("fleet.etcd.tls.cert and fleet.etcd.tls.key: give both or neither"))
+	}
+	if (e.TLS.CA != "" || e.TLS.Cert != "") && len(e.Endpoints) > 0 && !https {
+		errs = append(errs, fmt.Errorf("fleet.etcd.tls: TLS files are set but no endpoint in fleet.etcd.endpoints is https://"))
+	}
+	if (e.Username == "") != (e.PasswordFile == "") {
+		errs = append(errs, fmt.Errorf("fleet.etcd.username and fleet.etcd.password_file: give both or neither (the password is read from the file, never from config)"))
+	}
+	if f.MaxConcurrent < 1 {
+		errs = append(errs, fmt.Errorf("fleet.max_concurrent: must be at least 1, got %d", f.MaxConcurrent))
+	}
+	if f.SlotTTL < MinSlotTTL {
+		errs = append(errs, fmt.Errorf("fleet.slot_ttl: must be at least %s, got %s", MinSlotTTL, f.SlotTTL))
+	}
+	return errors.Join(errs...)
 }

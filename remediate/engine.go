@@ -50,6 +50,10 @@ type Options struct {
 	StateDir string
 	// Store defaults to the FileStore under StateDir.
 	Store Store
+	// Rollout, when set (a fleet: EtcdStore), limits the changes in
+	// flight across hosts: guard 6 takes a slot before the write and
+	// releases it once the change is kept or rolled back.
+	Rollout Rollout
 	// Host is this host's name (default os.Hostname).
 	Host string
 	// ProcSys is the /proc/sys root (tests: a temporary tree).
@@ -297,6 +301,17 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		o.Interval = e.cfg.Verify.Interval
 	}
 	pp, err := e.store.Proposal(id)
+	if errors.Is(err, ErrStoreUnavailable) {
+		// Fail closed: without the store there is no approval to check.
+		r := refuse(GuardApproval, "cannot read proposal %s and its approval: %v; nothing applied", id, err)
+		e.log.Warn("apply refused", zap.String("proposal", id), zap.String("guard", r.Guard), zap.String("reason", r.Reason))
+		if !o.DryRun {
+			if jerr := e.journal.Append(Record{Proposal: id, State: StateRefused, Guard: r.Guard, Reason: r.Reason}); jerr != nil {
+				return Outcome{Proposal: id, State: StateRefused, Guard: r.Guard, Reason: r.Reason, DryRun: o.DryRun}, errors.Join(r, jerr)
+			}
+		}
+		return Outcome{Proposal: id, State: StateRefused, Guard: r.Guard, Reason: r.Reason, DryRun: o.DryRun}, r
+	}
 	if err != nil {
 		return Outcome{Proposal: id, State: StateFailed, Reason: err.Error()}, err
 	}
@@ -420,6 +435,17 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		}
 	}
 
+	// Guard 6: a fleet rollout slot (a dry run only looks).
+	if e.opts.Rollout != nil && o.DryRun {
+		hs, max, err := e.opts.Rollout.Holders(ctx)
+		if err != nil {
+			return refused(refuse(GuardFleetSlot, "fleet rollout slots unreadable: %v", err))
+		}
+		if len(hs) >= max {
+			return refused(refuse(GuardFleetSlot, "%v: %d of %d (fleet.max_concurrent) in flight: %s", ErrNoSlot, len(hs), max, describeHolders(hs)))
+		}
+	}
+
 	if o.DryRun {
 		out.State = StateApproved
 		out.Reason = "dry run: every guard passed; would write " + describeValues(p.Changes, false)
@@ -428,12 +454,24 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	}
 
 	change := newChangeID(e.opts.Now())
-	out.Change = change
 	cl, err := lockFile(filepath.Join(e.locks, "change-"+change+".lock"), false)
 	if err != nil {
 		return out, err
 	}
 	defer cl.Unlock()
+	if e.opts.Rollout != nil {
+		slot, err := e.opts.Rollout.Acquire(ctx, SlotHolder{Host: e.opts.Host, Change: change, Proposal: id, Netns: p.Netns,
+			Values: out.Values, PID: os.Getpid(), Since: e.opts.Now().UTC()})
+		if err != nil {
+			return refused(refuse(GuardFleetSlot, "%v", err))
+		}
+		// Released once the change is kept or rolled back (commit
+		// returns only then); a dead process's slot expires with its
+		// lease.
+		defer slot.Release()
+		e.event(id, change, "guard", "fleet rollout slot taken")
+	}
+	out.Change = change
 	if standing == nil {
 		if _, err := e.store.UseApproval(id, change, e.opts.Now()); err != nil {
 			return refused(refuse(GuardApproval, "%v", err))

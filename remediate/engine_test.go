@@ -23,6 +23,7 @@ import (
 // tests (TestNetns...) do the same against a real kernel and the lab.
 type world struct {
 	t     *testing.T
+	host  string
 	root  string
 	mu    sync.Mutex
 	sendQ uint32 // the listener's current limit
@@ -37,6 +38,10 @@ type world struct {
 	// onVerifySample runs at each single sample (verification).
 	onVerifySample func(n int)
 	verifyN        int
+	// store and rollout, when set, replace the engine's FileStore and
+	// add a fleet rollout limit.
+	store   Store
+	rollout Rollout
 }
 
 func newWorld(t *testing.T) *world {
@@ -48,7 +53,7 @@ func newWorld(t *testing.T) *world {
 		"net/ipv4/tcp_syncookies":             "1\n",
 		"net/ipv4/tcp_max_syn_backlog":        "512\n",
 	})
-	return &world{t: t, root: root, sendQ: 128, side: diagnose.SideKernel}
+	return &world{t: t, host: "h1", root: root, sendQ: 128, side: diagnose.SideKernel}
 }
 
 func (w *world) somaxconn() string {
@@ -78,7 +83,7 @@ func (w *world) take(at time.Time) *sample.Sample {
 			w.overflows += 50
 		}
 	}
-	return &sample.Sample{Time: at, Host: "h1",
+	return &sample.Sample{Time: at, Host: w.host,
 		Counters: map[string]uint64{"TcpExtListenOverflows": w.overflows, "TcpPassiveOpens": w.opens, "TcpActiveOpens": 0},
 		Listeners: []sample.Listener{{Local: "127.0.0.1:8080", Port: 8080, SendQ: w.sendQ, RecvQ: w.sendQ + 1,
 			Owners: []sample.Owner{{PID: 7, Comm: "labapp", Unit: "lab.service"}}}},
@@ -106,7 +111,7 @@ func (w *world) Series(_ context.Context, _ string, n int, interval time.Duratio
 func (w *world) diagnose(series []*sample.Sample) diagnose.Report {
 	cur := w.somaxconn()
 	f := diagnose.Finding{Kind: diagnose.KindAcceptQueueOverflow, Side: w.side, Subject: "127.0.0.1:8080", Confirmed: true, Counter: "TcpExtListenOverflows"}
-	r := diagnose.Report{Host: "h1", Findings: []diagnose.Finding{f}}
+	r := diagnose.Report{Host: w.host, Findings: []diagnose.Finding{f}}
 	if w.side == diagnose.SideKernel {
 		r.Proposals = []diagnose.Proposal{w.proposal(cur)}
 	}
@@ -114,7 +119,7 @@ func (w *world) diagnose(series []*sample.Sample) diagnose.Report {
 }
 
 func (w *world) proposal(cur string) diagnose.Proposal {
-	return diagnose.Proposal{ID: "p-somaxconn-" + cur, Host: "h1", Finding: diagnose.KindAcceptQueueOverflow, Subject: "127.0.0.1:8080",
+	return diagnose.Proposal{ID: "p-somaxconn-" + w.host + "-" + cur, Host: w.host, Finding: diagnose.KindAcceptQueueOverflow, Subject: "127.0.0.1:8080",
 		Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: cur, Proposed: "1024"}}, Reason: "accept queue capped by somaxconn",
 		Verify: diagnose.Verification{Counters: []string{"TcpExtListenOverflows"}, ListenerLocal: "127.0.0.1:8080", ListenerSendQ: 1024}, Ready: true}
 }
@@ -128,7 +133,7 @@ func (w *world) engine(mod func(*config.Config)) *Engine {
 	if mod != nil {
 		mod(&cfg)
 	}
-	e, err := New(Options{Config: cfg, Host: "h1", ProcSys: w.root, Sampler: w, Diagnose: w.diagnose})
+	e, err := New(Options{Config: cfg, Host: w.host, ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Store: w.store, Rollout: w.rollout})
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -21,6 +21,11 @@ const (
 	GuardSamples    = "3-fresh-samples"
 	GuardApproval   = "4-approval"
 	GuardLiveValue  = "5-live-value"
+	// GuardFleetSlot is checked last, when a fleet store is configured:
+	// one of the fleet's fleet.max_concurrent rollout slots must be free.
+	// It is taken before the approval is used, and held until the change
+	// is kept or rolled back.
+	GuardFleetSlot = "6-fleet-slot"
 )
 
 // ErrRefused is wrapped by every *Refusal.

@@ -91,8 +91,7 @@ type Pending struct {
 }
 
 // Store keeps pending proposals and approvals. The local implementation is
-// FileStore; a fleet can plug in a shared store (etcd, ...) behind the same
-// interface.
+// FileStore; a fleet's is EtcdStore, shared by every host.
 type Store interface {
 	// RecordProposal stores p; recording the same id again keeps the
 	// first Recorded time and updates LastSeen.
@@ -105,14 +104,32 @@ type Store interface {
 	// UseApproval marks the approval of id used by change, atomically:
 	// of two concurrent callers exactly one succeeds; the other gets
 	// ErrApprovalUsed.
+	// An approval that is denied or expired at now is not used either
+	// (ErrApprovalDenied, ErrApprovalExpired).
 	UseApproval(id, change string, now time.Time) (Approval, error)
 }
 
 // Approval errors.
 var (
-	ErrApprovalUsed = errors.New("approval already used")
-	ErrBadID        = errors.New("invalid id")
+	ErrApprovalUsed    = errors.New("approval already used")
+	ErrApprovalDenied  = errors.New("proposal denied")
+	ErrApprovalExpired = errors.New("approval expired")
+	ErrBadID           = errors.New("invalid id")
 )
+
+// usable says whether approval a of id may be used now: not used, not a
+// denial, not expired. Every Store's UseApproval checks it.
+func usable(a Approval, id string, now time.Time) error {
+	switch {
+	case a.UsedBy != "":
+		return fmt.Errorf("%w: by change %s at %s", ErrApprovalUsed, a.UsedBy, a.UsedAt.Format(time.RFC3339))
+	case a.Denied:
+		return fmt.Errorf("%w: %s was denied by %s", ErrApprovalDenied, id, a.Approver)
+	case a.Expires.IsZero() || !now.Before(a.Expires):
+		return fmt.Errorf("%w: the approval of %s expired at %s", ErrApprovalExpired, id, a.Expires.Format(time.RFC3339))
+	}
+	return nil
+}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
@@ -275,11 +292,8 @@ func (s *FileStore) UseApproval(id, change string, now time.Time) (Approval, err
 	if err != nil {
 		return Approval{}, err
 	}
-	if a.UsedBy != "" {
-		return a, fmt.Errorf("%w: by change %s at %s", ErrApprovalUsed, a.UsedBy, a.UsedAt.Format(time.RFC3339))
-	}
-	if a.Denied {
-		return a, fmt.Errorf("proposal %s was denied", id)
+	if err := usable(a, id, now); err != nil {
+		return a, err
 	}
 	a.UsedBy, a.UsedAt = change, now.UTC()
 	return a, s.write("approvals", id, a)

@@ -2,6 +2,7 @@ package remediate
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -102,74 +103,219 @@ func TestJournalAppendAndFold(t *testing.T) {
 	}
 }
 
-func TestFileStore(t *testing.T) {
+// storeContract is the Store contract: every implementation (FileStore,
+// EtcdStore) runs the same cases. open returns a fresh, empty store; all
+// of its proposals are for host "h1".
+func storeContract(t *testing.T, open func(t *testing.T) Store) {
+	t1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	pending := func(id string, at time.Time) Pending {
+		return Pending{Proposal: diagnose.Proposal{ID: id, Host: "h1", Netns: "/run/netns/x", Finding: diagnose.KindAcceptQueueOverflow,
+			Subject: "127.0.0.1:8080", Ready: true, Reason: "why",
+			Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: "128", Proposed: "1024"}}},
+			Side: diagnose.SideKernel, Recorded: at, LastSeen: at, Source: "test"}
+	}
+	approval := func(id string) Approval {
+		p := pending(id, t1).Proposal
+		return Approval{Proposal: id, Host: p.Host, Netns: p.Netns, Changes: p.Changes, Approver: Approver{UID: 0, User: "root", SudoUser: "alice"},
+			Comment: "ok", Created: t1, Expires: t1.Add(time.Hour)}
+	}
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s Store)
+	}{
+		{"record keeps the first time and updates last seen", func(t *testing.T, s Store) {
+			if err := s.RecordProposal(pending("abc123", t1)); err != nil {
+				t.Fatal(err)
+			}
+			again := pending("abc123", t1.Add(time.Hour))
+			if err := s.RecordProposal(again); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Proposal("abc123")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := pending("abc123", t1)
+			want.LastSeen = t1.Add(time.Hour)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("(-want +got)\n%s", diff)
+			}
+		}},
+		{"record fills in missing times", func(t *testing.T, s Store) {
+			p := pending("abc124", time.Time{})
+			if err := s.RecordProposal(p); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Proposal("abc124")
+			if err != nil || got.Recorded.IsZero() || !got.LastSeen.Equal(got.Recorded) {
+				t.Fatalf("got %+v, %v: want Recorded set and LastSeen = Recorded", got, err)
+			}
+		}},
+		{"missing is ErrNotFound", func(t *testing.T, s Store) {
+			if _, err := s.Proposal("feedface"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Proposal: %v, want ErrNotFound", err)
+			}
+			if _, err := s.Approval("feedface"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Approval: %v, want ErrNotFound", err)
+			}
+			if _, err := s.UseApproval("feedface", "c-1", t1); !errors.Is(err, ErrNotFound) {
+				t.Errorf("UseApproval: %v, want ErrNotFound", err)
+			}
+		}},
+		{"bad ids are refused", func(t *testing.T, s Store) {
+			for _, id := range []string{"../x", "a/b", "", ".hidden", "a..b"} {
+				if _, err := s.Proposal(id); !errors.Is(err, ErrBadID) {
+					t.Errorf("Proposal(%q) = %v, want ErrBadID", id, err)
+				}
+				if _, err := s.Approval(id); !errors.Is(err, ErrBadID) {
+					t.Errorf("Approval(%q) = %v, want ErrBadID", id, err)
+				}
+				if err := s.RecordProposal(pending(id, t1)); !errors.Is(err, ErrBadID) {
+					t.Errorf("RecordProposal(%q) = %v, want ErrBadID", id, err)
+				}
+				if err := s.PutApproval(Approval{Proposal: id}); !errors.Is(err, ErrBadID) {
+					t.Errorf("PutApproval(%q) = %v, want ErrBadID", id, err)
+				}
+			}
+		}},
+		{"proposals newest first", func(t *testing.T, s Store) {
+			for i, id := range []string{"p1", "p3", "p2"} {
+				at := t1.Add(time.Duration([]int{1, 3, 2}[i]) * time.Minute)
+				if err := s.RecordProposal(pending(id, at)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ps, err := s.Proposals()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, p := range ps {
+				ids = append(ids, p.Proposal.ID)
+			}
+			if diff := cmp.Diff([]string{"p3", "p2", "p1"}, ids); diff != "" {
+				t.Fatalf("(-want +got)\n%s", diff)
+			}
+		}},
+		{"approval round trip and deny replaces it", func(t *testing.T, s Store) {
+			a := approval("abc125")
+			a.AllowRestart = true
+			if err := s.PutApproval(a); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Approval("abc125")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(a, got); diff != "" {
+				t.Fatalf("(-want +got)\n%s", diff)
+			}
+			d := approval("abc125")
+			d.Denied, d.Expires = true, d.Created
+			if err := s.PutApproval(d); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := s.Approval("abc125"); !got.Denied || got.AllowRestart {
+				t.Fatalf("after deny: %+v", got)
+			}
+			if _, err := s.UseApproval("abc125", "c-1", t1); !errors.Is(err, ErrApprovalDenied) {
+				t.Fatalf("UseApproval of a denial: %v, want ErrApprovalDenied", err)
+			}
+		}},
+		{"expired approval is not used", func(t *testing.T, s Store) {
+			if err := s.PutApproval(approval("abc126")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.UseApproval("abc126", "c-1", t1.Add(time.Hour)); !errors.Is(err, ErrApprovalExpired) {
+				t.Fatalf("UseApproval at expiry: %v, want ErrApprovalExpired", err)
+			}
+			if got, _ := s.Approval("abc126"); got.UsedBy != "" {
+				t.Fatalf("an expired approval was marked used: %+v", got)
+			}
+		}},
+		{"used once, even with concurrent users", func(t *testing.T, s Store) {
+			if err := s.PutApproval(approval("abc127")); err != nil {
+				t.Fatal(err)
+			}
+			wins, used := useConcurrently(t, []Store{s}, "abc127", 8, t1)
+			if len(wins) != 1 || used != 7 {
+				t.Fatalf("UseApproval: %d succeeded, %d refused as used; want 1 and 7", len(wins), used)
+			}
+			got, err := s.Approval("abc127")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.UsedBy != wins[0] || !got.UsedAt.Equal(t1) {
+				t.Fatalf("used by %q at %v, want %q at %v", got.UsedBy, got.UsedAt, wins[0], t1)
+			}
+			if _, err := s.UseApproval("abc127", "c-late", t1); !errors.Is(err, ErrApprovalUsed) {
+				t.Fatalf("a later use: %v, want ErrApprovalUsed", err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t)) })
+	}
+}
+
+// useConcurrently has n goroutines per store use approval id at once, each
+// with its own change id. It returns the changes that won and the count of
+// ErrApprovalUsed; any other error fails the test.
+func useConcurrently(t *testing.T, stores []Store, id string, n int, now time.Time) (wins []string, used int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	start := make(chan struct{})
+	for si, s := range stores {
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				change := fmt.Sprintf("c-%d-%d", si, i)
+				<-start
+				_, err := s.UseApproval(id, change, now)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins = append(wins, change)
+				case errors.Is(err, ErrApprovalUsed):
+					used++
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	return wins, used
+}
+
+func TestFileStoreContract(t *testing.T) {
+	storeContract(t, func(t *testing.T) Store {
+		s, err := OpenFileStore(filepath.Join(t.TempDir(), "state"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestFileStoreRefusesOpenFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	s, err := OpenFileStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Pending{Proposal: diagnose.Proposal{ID: "abc123", Finding: diagnose.KindAcceptQueueOverflow,
-		Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: "128", Proposed: "1024"}}}, Side: diagnose.SideKernel}
-	t1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p.Recorded, p.LastSeen = t1, t1
-	if err := s.RecordProposal(p); err != nil {
+	if err := s.PutApproval(Approval{Proposal: "abc123", Approver: Approver{UID: 0, User: "root"}}); err != nil {
 		t.Fatal(err)
 	}
-	p2 := p
-	p2.Recorded, p2.LastSeen = t1.Add(time.Hour), t1.Add(time.Hour)
-	if err := s.RecordProposal(p2); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Proposal("abc123")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Recorded.Equal(t1) || !got.LastSeen.Equal(t1.Add(time.Hour)) {
-		t.Fatalf("recorded %v last seen %v: want first record kept, last seen updated", got.Recorded, got.LastSeen)
-	}
-	if _, err := s.Approval("abc123"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("missing approval: %v, want ErrNotFound", err)
-	}
-	if err := s.PutApproval(Approval{Proposal: "abc123", Approver: Approver{UID: 0, User: "root"}, Expires: t1.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-
-	// Used once, even with concurrent users.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	wins, used := 0, 0
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := s.UseApproval("abc123", "c-x", t1)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, ErrApprovalUsed):
-				used++
-			default:
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if wins != 1 || used != 7 {
-		t.Fatalf("UseApproval: %d succeeded, %d refused as used; want 1 and 7", wins, used)
-	}
-
 	// A file others may read or write is refused.
 	ap := filepath.Join(dir, "approvals", "abc123.json")
 	os.Chmod(ap, 0o644)
 	if _, err := s.Approval("abc123"); !errors.Is(err, ErrUnsafeState) {
 		t.Fatalf("0644 approval file: %v, want ErrUnsafeState", err)
-	}
-	for _, id := range []string{"../x", "a/b", "", ".hidden", "a..b"} {
-		if _, err := s.Proposal(id); !errors.Is(err, ErrBadID) {
-			t.Errorf("Proposal(%q) = %v, want ErrBadID", id, err)
-		}
 	}
 }
 

@@ -1,0 +1,604 @@
+package remediate
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/config"
+)
+
+// ErrStoreUnavailable wraps every error of the fleet store's server: it is
+// unreachable, timed out, or refused the request. Nothing is applied then
+// (fail closed): an approval that cannot be checked is no approval.
+var ErrStoreUnavailable = errors.New("fleet store unavailable")
+
+// EtcdStore is the fleet's Store: proposals and approvals in etcd, shared
+// by every host, and the fleet's rollout slots (Rollout). Keys, under the
+// configured prefix (default /sockwarden/):
+//
+//	PREFIX/proposals/HOST/ID   a Pending, JSON (as FileStore's files)
+//	PREFIX/approvals/ID        an Approval, JSON
+//	PREFIX/rollout/HOST/CHANGE a SlotHolder, JSON, bound to a lease
+//
+// A proposal id hashes host, namespace, finding and values, so an approval
+// (keyed by id alone) cannot move to another host. Every call runs under
+// fleet.etcd.request_timeout.
+type EtcdStore struct {
+	cli       *clientv3.Client
+	endpoints string
+	prefix    string
+	host      string
+	timeout   time.Duration
+	max       int
+	ttl       time.Duration
+	log       *zap.Logger
+}
+
+var (
+	_ Store   = (*EtcdStore)(nil)
+	_ Rollout = (*EtcdStore)(nil)
+)
+
+// EtcdClientConfig turns the fleet section into an etcd client
+// configuration: TLS files loaded, the password read from its file (which
+// others must not be able to read). Errors name the key.
+func EtcdClientConfig(f config.Fleet) (clientv3.Config, error) {
+	e := f.Etcd
+	cc := clientv3.Config{Endpoints: e.Endpoints, DialTimeout: e.DialTimeout, Username: e.Username,
+		// Keep the connection checked while idle, so that an outage is
+		// seen by the next call rather than after a TCP timeout.
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: e.RequestTimeout}
+	https := false
+	for _, ep := range e.Endpoints {
+		https = https || strings.HasPrefix(ep, "https://")
+	}
+	if https || e.TLS.CA != "" || e.TLS.Cert != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if e.TLS.CA != "" {
+			b, err := os.ReadFile(e.TLS.CA)
+			if err != nil {
+				return cc, fmt.Errorf("%w: fleet.etcd.tls.ca: %w", config.ErrConfig, err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(b) {
+				return cc, fmt.Errorf("%w: fleet.etcd.tls.ca: %s holds no PEM certificate", config.ErrConfig, e.TLS.CA)
+			}
+		}
+		if e.TLS.Cert != "" {
+			kp, err := tls.LoadX509KeyPair(e.TLS.Cert, e.TLS.Key)
+			if err != nil {
+				return cc, fmt.Errorf("%w: fleet.etcd.tls.cert/key: %w", config.ErrConfig, err)
+			}
+			tc.Certificates = []tls.Certificate{kp}
+		}
+		cc.TLS = tc
+	}
+	if e.PasswordFile != "" {
+		st, err := os.Stat(e.PasswordFile)
+		if err != nil {
+			return cc, fmt.Errorf("%w: fleet.etcd.password_file: %w", config.ErrConfig, err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			return cc, fmt.Errorf("%w: fleet.etcd.password_file: %s is mode %04o: group or others may read the password (chmod 600)",
+				config.ErrConfig, e.PasswordFile, st.Mode().Perm())
+		}
+		b, err := os.ReadFile(e.PasswordFile)
+		if err != nil {
+			return cc, fmt.Errorf("%w: fleet.etcd.password_file: %w", config.ErrConfig, err)
+		}
+		cc.Password = strings.TrimRight(string(b), "\r\n")
+		if cc.Password == "" {
+			return cc, fmt.Errorf("%w: fleet.etcd.password_file: %s is empty", config.ErrConfig, e.PasswordFile)
+		}
+	}
+	return cc, nil
+}
+
+// OpenEtcdStore connects to the fleet's etcd as host. Connecting does not
+// wait for the server: a store opened during an outage fails its calls
+// (ErrStoreUnavailable) until the server is back.
+func OpenEtcdStore(f config.Fleet, host string, log *zap.Logger) (*EtcdStore, error) {
+	if !f.Enabled() {
+		return nil, fmt.Errorf("%w: fleet.etcd.endpoints: empty", config.ErrConfig)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	cc, err := EtcdClientConfig(f)
+	if err != nil {
+		return nil, err
+	}
+	// The client's own logs are about connections; ours say what failed.
+	cc.Logger = log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: etcd %s: %w", ErrStoreUnavailable, strings.Join(f.Etcd.Endpoints, ","), err)
+	}
+	return &EtcdStore{cli: cli, endpoints: strings.Join(f.Etcd.Endpoints, ","), prefix: f.Etcd.Prefix, host: host,
+		timeout: f.Etcd.RequestTimeout, max: f.MaxConcurrent, ttl: f.SlotTTL, log: log.Named("fleet")}, nil
+}
+
+// Close closes the connection. Slots still held are freed by their lease.
+func (s *EtcdStore) Close() error { return s.cli.Close() }
+
+// Endpoints names the servers, for messages.
+func (s *EtcdStore) Endpoints() string { return s.endpoints }
+
+// Host is the host this store records proposals for.
+func (s *EtcdStore) Host() string { return s.host }
+
+func (s *EtcdStore) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.timeout)
+}
+
+func (s *EtcdStore) fail(op, key string, err error) error {
+	return fmt.Errorf("%w: etcd %s: %s %s: %w", ErrStoreUnavailable, s.endpoints, op, key, err)
+}
+
+func hostSeg(h string) string {
+	if h == "" {
+		return "_"
+	}
+	return url.PathEscape(h)
+}
+
+func (s *EtcdStore) proposalKey(host, id string) string {
+	return s.prefix + "proposals/" + hostSeg(host) + "/" + id
+}
+
+func (s *EtcdStore) approvalKey(id string) string { return s.prefix + "approvals/" + id }
+
+func (s *EtcdStore) rolloutPrefix() string { return s.prefix + "rollout/" }
+
+// get reads one key: its value and ModRevision (0 when absent).
+func (s *EtcdStore) get(key string) ([]byte, int64, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, 0, s.fail("get", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, nil
+	}
+	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, nil
+}
+
+// cas writes key if its ModRevision is still rev (0: still absent).
+func (s *EtcdStore) cas(key string, rev int64, v any) (bool, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, string(b))).
+		Commit()
+	if err != nil {
+		return false, s.fail("txn", key, err)
+	}
+	return resp.Succeeded, nil
+}
+
+// casRetries bounds the read-compare-write loops; each lost race means
+// another writer succeeded, so a few are plenty.
+const casRetries = 16
+
+func decode(key string, b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: etcd key %s: %w", ErrUnsafeState, key, err)
+	}
+	return nil
+}
+
+// RecordProposal implements Store, under the proposal's own host.
+func (s *EtcdStore) RecordProposal(p Pending) error {
+	if err := ValidID(p.Proposal.ID); err != nil {
+		return err
+	}
+	host := p.Proposal.Host
+	if host == "" {
+		host = s.host
+	}
+	key := s.proposalKey(host, p.Proposal.ID)
+	for range casRetries {
+		b, rev, err := s.get(key)
+		if err != nil {
+			return err
+		}
+		q := p
+		if b != nil {
+			var old Pending
+			if err := decode(key, b, &old); err == nil && !old.Recorded.IsZero() {
+				q.Recorded = old.Recorded
+			}
+		}
+		if q.Recorded.IsZero() {
+			q.Recorded = time.Now().UTC()
+		}
+		if q.LastSeen.IsZero() {
+			q.LastSeen = q.Recorded
+		}
+		ok, err := s.cas(key, rev, q)
+		if err != nil || ok {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: etcd %s: put %s: too much contention", ErrStoreUnavailable, s.endpoints, key)
+}
+
+// Proposal implements Store. The id is looked up under this host first,
+// then under every host, so that an operator anywhere can approve it.
+func (s *EtcdStore) Proposal(id string) (Pending, error) {
+	if err := ValidID(id); err != nil {
+		return Pending{}, err
+	}
+	key := s.proposalKey(s.host, id)
+	b, _, err := s.get(key)
+	if err != nil {
+		return Pending{}, err
+	}
+	if b == nil {
+		ctx, cancel := s.ctx()
+		defer cancel()
+		pfx := s.prefix + "proposals/"
+		resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return Pending{}, s.fail("list", pfx, err)
+		}
+		for _, kv := range resp.Kvs {
+			if strings.HasSuffix(string(kv.Key), "/"+id) {
+				key = string(kv.Key)
+				if b, _, err = s.get(key); err != nil {
+					return Pending{}, err
+				}
+				break
+			}
+		}
+	}
+	if b == nil {
+		return Pending{}, fmt.Errorf("%w: proposal %s (etcd %s, %s)", ErrNotFound, id, s.endpoints, s.prefix+"proposals/")
+	}
+	var p Pending
+	if err := decode(key, b, &p); err != nil {
+		return Pending{}, err
+	}
+	if p.Proposal.ID != id {
+		return Pending{}, fmt.Errorf("%w: etcd key %s holds id %q", ErrUnsafeState, key, p.Proposal.ID)
+	}
+	return p, nil
+}
+
+// Proposals implements Store: this host's, newest first.
+func (s *EtcdStore) Proposals() ([]Pending, error) {
+	return s.list(s.prefix + "proposals/" + hostSeg(s.host) + "/")
+}
+
+// FleetProposals lists the proposals of every host, newest first.
+func (s *EtcdStore) FleetProposals() ([]Pending, error) {
+	return s.list(s.prefix + "proposals/")
+}
+
+func (s *EtcdStore) list(pfx string) ([]Pending, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	if err != nil {
+		return nil, s.fail("list", pfx, err)
+	}
+	var out []Pending
+	for _, kv := range resp.Kvs {
+		var p Pending
+		if err := decode(string(kv.Key), kv.Value, &p); err != nil {
+			return nil, err
+		}
+		if !strings.HasSuffix(string(kv.Key), "/"+p.Proposal.ID) {
+			return nil, fmt.Errorf("%w: etcd key %s holds id %q", ErrUnsafeState, kv.Key, p.Proposal.ID)
+		}
+		out = append(out, p)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Recorded.After(out[j].Recorded) })
+	return out, nil
+}
+
+// PutApproval implements Store.
+func (s *EtcdStore) PutApproval(a Approval) error {
+	if err := ValidID(a.Proposal); err != nil {
+		return err
+	}
+	key := s.approvalKey(a.Proposal)
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if _, err := s.cli.Put(ctx, key, string(b)); err != nil {
+		return s.fail("put", key, err)
+	}
+	return nil
+}
+
+func (s *EtcdStore) approval(id string) (Approval, int64, error) {
+	if err := ValidID(id); err != nil {
+		return Approval{}, 0, err
+	}
+	key := s.approvalKey(id)
+	b, rev, err := s.get(key)
+	if err != nil {
+		return Approval{}, 0, err
+	}
+	if b == nil {
+		return Approval{}, 0, fmt.Errorf("%w: approval %s (etcd %s, %s)", ErrNotFound, id, s.endpoints, key)
+	}
+	var a Approval
+	if err := decode(key, b, &a); err != nil {
+		return Approval{}, 0, err
+	}
+	if a.Proposal != id {
+		return Approval{}, 0, fmt.Errorf("%w: etcd key %s holds id %q", ErrUnsafeState, key, a.Proposal)
+	}
+	return a, rev, nil
+}
+
+// Approval implements Store.
+func (s *EtcdStore) Approval(id string) (Approval, error) {
+	a, _, err := s.approval(id)
+	return a, err
+}
+
+// UseApproval implements Store, exactly once across the fleet: the
+// approval is read, checked (not used, not denied, not expired), and
+// marked used in one etcd Txn that succeeds only if the key's ModRevision
+// is still the one read. Of concurrent callers on any hosts, one Txn wins;
+// the others read the winner's mark and get ErrApprovalUsed.
+func (s *EtcdStore) UseApproval(id, change string, now time.Time) (Approval, error) {
+	for range casRetries {
+		a, rev, err := s.approval(id)
+		if err != nil {
+			return Approval{}, err
+		}
+		if err := usable(a, id, now); err != nil {
+			return a, err
+		}
+		a.UsedBy, a.UsedAt = change, now.UTC()
+		ok, err := s.cas(s.approvalKey(id), rev, a)
+		if err != nil {
+			return Approval{}, err
+		}
+		if ok {
+			return a, nil
+		}
+		// Someone wrote the approval since we read it: read it again.
+	}
+	return Approval{}, fmt.Errorf("%w: etcd %s: use %s: too much contention", ErrStoreUnavailable, s.endpoints, s.approvalKey(id))
+}
+
+// Ping checks that the store answers a linearizable read (a quorum is up).
+func (s *EtcdStore) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if _, err := s.cli.Get(ctx, s.prefix, clientv3.WithCountOnly()); err != nil {
+		return s.fail("get", s.prefix, err)
+	}
+	return nil
+}
+
+// SlotHolder is a change holding one of the fleet's rollout slots.
+type SlotHolder struct {
+	Host     string    `json:"host"`
+	Change   string    `json:"change"`
+	Proposal string    `json:"proposal"`
+	Netns    string    `json:"netns,omitempty"`
+	Values   []Value   `json:"values,omitempty"`
+	PID      int       `json:"pid"`
+	Since    time.Time `json:"since"`
+}
+
+func (h SlotHolder) String() string {
+	var v []string
+	for _, x := range h.Values {
+		v = append(v, fmt.Sprintf("%s %s->%s", x.Key, x.Old, x.New))
+	}
+	return fmt.Sprintf("%s change %s (%s) since %s", h.Host, h.Change, strings.Join(v, ", "), h.Since.Format(time.RFC3339))
+}
+
+// ErrNoSlot: the fleet already has fleet.max_concurrent changes in flight.
+var ErrNoSlot = errors.New("no fleet rollout slot free")
+
+// Rollout limits how many hosts of a fleet have a change in flight.
+type Rollout interface {
+	// Acquire takes a slot for the change h describes; ErrNoSlot when
+	// the fleet is full. The slot is held until Release, or until the
+	// holder dies (its lease expires).
+	Acquire(ctx context.Context, h SlotHolder) (Slot, error)
+	// Holders lists the changes holding slots, and the fleet's limit.
+	Holders(ctx context.Context) ([]SlotHolder, int, error)
+}
+
+// Slot is a held rollout slot.
+type Slot interface {
+	Release() error
+}
+
+// Holders implements Rollout.
+func (s *EtcdStore) Holders(ctx context.Context) ([]SlotHolder, int, error) {
+	hs, _, err := s.holders(ctx)
+	return hs, s.max, err
+}
+
+func (s *EtcdStore) holders(ctx context.Context) ([]SlotHolder, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pfx := s.rolloutPrefix()
+	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, s.fail("list", pfx, err)
+	}
+	var out []SlotHolder
+	for _, kv := range resp.Kvs {
+		var h SlotHolder
+		if err := json.Unmarshal(kv.Value, &h); err != nil {
+			// Still a holder: count it, whatever it says.
+			h = SlotHolder{Host: "?", Change: string(kv.Key)}
+		}
+		out = append(out, h)
+	}
+	return out, resp.Header.Revision, nil
+}
+
+func describeHolders(hs []SlotHolder) string {
+	var d []string
+	for _, h := range hs {
+		d = append(d, h.String())
+	}
+	return strings.Join(d, "; ")
+}
+
+// Acquire implements Rollout. A slot is a key PREFIX/rollout/HOST/CHANGE
+// bound to a lease of fleet.slot_ttl kept alive while held. It is taken by
+// one Txn that succeeds only if no key under PREFIX/rollout/ changed since
+// the holders were counted (a range compare on ModRevision) and the new key
+// does not exist yet: two hosts counting the same free slot cannot both
+// take it.
+func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
+	if h.Host == "" {
+		h.Host = s.host
+	}
+	if err := ValidID(h.Change); err != nil {
+		return nil, err
+	}
+	key := s.rolloutPrefix() + hostSeg(h.Host) + "/" + h.Change
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, err
+	}
+	var lease clientv3.LeaseID
+	revoke := func() {
+		if lease != 0 {
+			rctx, cancel := s.ctx()
+			defer cancel()
+			s.cli.Revoke(rctx, lease)
+		}
+	}
+	for range casRetries {
+		hs, rev, err := s.holders(ctx)
+		if err != nil {
+			revoke()
+			return nil, err
+		}
+		if len(hs) >= s.max {
+			revoke()
+			return nil, fmt.Errorf("%w: %d of %d (fleet.max_concurrent) in flight: %s; try again when one settles",
+				ErrNoSlot, len(hs), s.max, describeHolders(hs))
+		}
+		if lease == 0 {
+			gctx, cancel := context.WithTimeout(ctx, s.timeout)
+			g, err := s.cli.Grant(gctx, int64((s.ttl+time.Second-1)/time.Second))
+			cancel()
+			if err != nil {
+				return nil, s.fail("grant lease for", key, err)
+			}
+			lease = g.ID
+		}
+		tctx, cancel := context.WithTimeout(ctx, s.timeout)
+		resp, err := s.cli.Txn(tctx).
+			If(clientv3.Compare(clientv3.ModRevision(s.rolloutPrefix()), "<", rev+1).WithPrefix(),
+				clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).
+			Commit()
+		cancel()
+		if err != nil {
+			revoke()
+			return nil, s.fail("txn", key, err)
+		}
+		if resp.Succeeded {
+			return s.hold(key, lease, h), nil
+		}
+	}
+	revoke()
+	return nil, fmt.Errorf("%w: too much contention on %s", ErrNoSlot, s.rolloutPrefix())
+}
+
+// etcdSlot keeps its lease alive until released.
+type etcdSlot struct {
+	s       *EtcdStore
+	key     string
+	lease   clientv3.LeaseID
+	cancel  context.CancelFunc
+	done    chan struct{}
+	release sync.Once
+}
+
+func (s *EtcdStore) hold(key string, lease clientv3.LeaseID, h SlotHolder) *etcdSlot {
+	kctx, cancel := context.WithCancel(context.Background())
+	sl := &etcdSlot{s: s, key: key, lease: lease, cancel: cancel, done: make(chan struct{})}
+	log := s.log.With(zap.String("slot", key), zap.String("change", h.Change))
+	go func() {
+		defer close(sl.done)
+		for kctx.Err() == nil {
+			ch, err := s.cli.KeepAlive(kctx, lease)
+			if err != nil {
+				log.Warn("fleet rollout slot: keepalive failed; the slot is freed when its lease expires", zap.Error(err))
+				return
+			}
+			for range ch {
+			}
+			if kctx.Err() != nil {
+				return
+			}
+			// The channel closes when the lease is gone or the
+			// client gave up; ask once more whether it still exists.
+			tctx, tc := s.ctx()
+			ttl, err := s.cli.TimeToLive(tctx, lease)
+			tc()
+			if err == nil && ttl.TTL <= 0 {
+				log.Warn("fleet rollout slot lost (its lease expired): the change in flight continues; another host may start one")
+				return
+			}
+			select {
+			case <-kctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	log.Info("fleet rollout slot taken", zap.Duration("ttl", s.ttl))
+	return sl
+}
+
+// Release implements Slot: the lease is revoked, which deletes the key.
+// When etcd cannot be reached, the lease expires within fleet.slot_ttl.
+func (sl *etcdSlot) Release() error {
+	var err error
+	sl.release.Do(func() {
+		sl.cancel()
+		<-sl.done
+		ctx, cancel := sl.s.ctx()
+		defer cancel()
+		if _, rerr := sl.s.cli.Revoke(ctx, sl.lease); rerr != nil {
+			err = sl.s.fail("revoke lease of", sl.key, rerr)
+			sl.s.log.Warn("fleet rollout slot not released; freed when its lease expires", zap.String("slot", sl.key), zap.Duration("ttl", sl.s.ttl), zap.Error(rerr))
+			return
+		}
+		sl.s.log.Info("fleet rollout slot released", zap.String("slot", sl.key))
+	})
+	return err
+}
