@@ -8,6 +8,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,7 +40,12 @@ func main() {
 }
 
 func holdPairs(n int) error {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	// No keepalive: Go turns it on (15 s) for every connection, and the
+	// probes of thousands of connections made in the same second arrive
+	// together, overflow loopback's backlog and abort most pairs
+	// (TCPAbortOnTimeout) about two and a half minutes in.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
@@ -59,8 +65,9 @@ func holdPairs(n int) error {
 		}
 		done <- nil
 	}()
+	d := net.Dialer{KeepAlive: -1}
 	for range n {
-		c, err := net.Dial("tcp4", ln.Addr().String())
+		c, err := d.Dial("tcp4", ln.Addr().String())
 		if err != nil {
 			return fmt.Errorf("dial: %w", err)
 		}
