@@ -303,7 +303,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	pp, err := e.store.Proposal(id)
 	if errors.Is(err, ErrStoreUnavailable) {
 		// Fail closed: without the store there is no approval to check.
-		r := refuse(GuardApproval, "cannot read proposal %s and its approval: %v; nothing applied", id, err)
+		r := refuseErr(GuardApproval, err, "cannot read proposal %s and its approval: %v; nothing applied", id, err)
 		e.log.Warn("apply refused", zap.String("proposal", id), zap.String("guard", r.Guard), zap.String("reason", r.Reason))
 		if !o.DryRun {
 			if jerr := e.journal.Append(Record{Proposal: id, State: StateRefused, Guard: r.Guard, Reason: r.Reason}); jerr != nil {
@@ -415,7 +415,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		}
 		appr = Approval{Proposal: id, Approver: Approver{Standing: strings.Join(rules, ",")}}
 	case err != nil:
-		return refused(refuse(GuardApproval, "approval for %s unreadable: %v", id, err))
+		return refused(refuseErr(GuardApproval, err, "approval for %s unreadable: %v", id, err))
 	default:
 		if r := checkApproval(appr, p, e.opts.Now()); r != nil {
 			return refused(r)
@@ -439,10 +439,10 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	if e.opts.Rollout != nil && o.DryRun {
 		hs, max, err := e.opts.Rollout.Holders(ctx)
 		if err != nil {
-			return refused(refuse(GuardFleetSlot, "fleet rollout slots unreadable: %v", err))
+			return refused(refuseErr(GuardFleetSlot, err, "fleet rollout slots unreadable: %v", err))
 		}
 		if len(hs) >= max {
-			return refused(refuse(GuardFleetSlot, "%v: %d of %d (fleet.max_concurrent) in flight: %s", ErrNoSlot, len(hs), max, describeHolders(hs)))
+			return refused(refuseErr(GuardFleetSlot, ErrNoSlot, "%v: %d of %d (fleet.max_concurrent) in flight: %s", ErrNoSlot, len(hs), max, describeHolders(hs)))
 		}
 	}
 
@@ -463,7 +463,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		slot, err := e.opts.Rollout.Acquire(ctx, SlotHolder{Host: e.opts.Host, Change: change, Proposal: id, Netns: p.Netns,
 			Values: out.Values, PID: os.Getpid(), Since: e.opts.Now().UTC()})
 		if err != nil {
-			return refused(refuse(GuardFleetSlot, "%v", err))
+			return refused(refuseErr(GuardFleetSlot, err, "%v", err))
 		}
 		// Released once the change is kept or rolled back (commit
 		// returns only then); a dead process's slot expires with its
@@ -474,7 +474,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	out.Change = change
 	if standing == nil {
 		if _, err := e.store.UseApproval(id, change, e.opts.Now()); err != nil {
-			return refused(refuse(GuardApproval, "%v", err))
+			return refused(refuseErr(GuardApproval, err, "%v", err))
 		}
 	} else {
 		e.log.Warn("applying under a standing approval", zap.String("proposal", id), zap.String("approver", out.Approver))

@@ -364,6 +364,9 @@ func TestEtcdEngineRolloutLimit(t *testing.T) {
 
 	out, err := e2.Apply(context.Background(), id2, ApplyOptions{})
 	r := refusedBy(t, err, GuardFleetSlot)
+	if !errors.Is(err, ErrNoSlot) || !errors.Is(err, ErrRefused) {
+		t.Fatalf("%v: want ErrNoSlot and ErrRefused", err)
+	}
 	if !strings.Contains(r.Reason, "h1 change c-") || out.Change != "" || w2.somaxconn() != "128" {
 		t.Fatalf("refusal %q, change %q, h2 somaxconn %s: want h1's change named, no change, 128", r.Reason, out.Change, w2.somaxconn())
 	}
@@ -406,6 +409,9 @@ func TestEtcdEngineFailsClosed(t *testing.T) {
 	}
 	out, err := e.Apply(context.Background(), id, ApplyOptions{})
 	r := refusedBy(t, err, GuardApproval)
+	if !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("%v: want ErrStoreUnavailable", err)
+	}
 	if !strings.Contains(r.Reason, srv.Endpoint) || out.Change != "" || w.somaxconn() != "128" {
 		t.Fatalf("refusal %q, change %q, somaxconn %s: want the endpoint named, nothing written", r.Reason, out.Change, w.somaxconn())
 	}

@@ -35,13 +35,28 @@ var ErrRefused = errors.New("refused")
 type Refusal struct {
 	Guard  string
 	Reason string
+	// Err is the cause when one is worth testing for (ErrNoSlot,
+	// ErrStoreUnavailable: the agent tries again later).
+	Err error
 }
 
 func (r *Refusal) Error() string {
 	return fmt.Sprintf("refused by guard %s: %s", r.Guard, r.Reason)
 }
 
-func (r *Refusal) Unwrap() error { return ErrRefused }
+func (r *Refusal) Unwrap() []error {
+	if r.Err != nil {
+		return []error{ErrRefused, r.Err}
+	}
+	return []error{ErrRefused}
+}
+
+// refuseErr is refuse with a cause: the reason says err.
+func refuseErr(guard string, err error, format string, a ...any) *Refusal {
+	r := refuse(guard, format, a...)
+	r.Err = err
+	return r
+}
 
 func refuse(guard, format string, a ...any) *Refusal {
 	return &Refusal{Guard: guard, Reason: fmt.Sprintf(format, a...)}

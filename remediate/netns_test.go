@@ -76,8 +76,15 @@ func testConfig(t *testing.T) config.Config {
 
 func liveEngine(t *testing.T, cfg config.Config, onEvent func(Event)) *Engine {
 	t.Helper()
+	return liveEngineWith(t, cfg, onEvent, nil)
+}
+
+// liveEngineWith is liveEngine with its options changed by mod (a fleet
+// store, ...).
+func liveEngineWith(t *testing.T, cfg config.Config, onEvent func(Event), mod func(*Options)) *Engine {
+	t.Helper()
 	log := zaptest.NewLogger(t)
-	e, err := New(Options{
+	opts := Options{
 		Config: cfg,
 		Sampler: SamplerFunc(func(ctx context.Context, ns string, n int, interval time.Duration) ([]*sample.Sample, error) {
 			watch := cfg.Sample.WatchInterval
@@ -94,7 +101,11 @@ func liveEngine(t *testing.T, cfg config.Config, onEvent func(Event)) *Engine {
 			}
 		},
 		Log: log,
-	})
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	e, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
