@@ -9,6 +9,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -84,6 +85,13 @@ type Agent struct {
 	tried     map[string]bool
 	work      *work
 	newCfg    *config.Config // a reload waiting for the apply in flight
+	// fleet is the fleet store (nil without one); fleetOK says whether
+	// it answered the last check. While it does not, nothing is applied
+	// and proposals are kept in unrecorded (by namespace) until it does.
+	fleet      *remediate.EtcdStore
+	fleetOK    bool
+	unrecorded map[string]diagnose.Report
+	waitLogged map[string]bool
 
 	// mu guards what the control socket and engine events read or write.
 	mu        sync.Mutex
@@ -94,6 +102,7 @@ type Agent struct {
 	full      uint64
 	lastErr   string
 	ready     bool
+	fleetInfo *FleetInfo
 }
 
 // New builds an agent. The engine's journal and store are opened in the
@@ -108,6 +117,7 @@ func New(opts Options) (*Agent, error) {
 	a := &Agent{
 		opts: opts, log: opts.Log.Named("agent"), notify: opts.Notifier, started: time.Now(),
 		announced: map[string]bool{}, tried: map[string]bool{}, pending: map[string]ProposalBrief{},
+		unrecorded: map[string]diagnose.Report{}, waitLogged: map[string]bool{},
 	}
 	if err := a.configure(opts.Config); err != nil {
 		return nil, err
@@ -133,8 +143,22 @@ func (a *Agent) configure(cfg config.Config) error {
 	if cfg.Remediate.RestartUnit {
 		eo.Restarter = remediate.SystemdRestarter{}
 	}
+	var fleet *remediate.EtcdStore
+	if cfg.Fleet.Enabled() {
+		// Connecting does not wait for etcd: an agent started during an
+		// outage runs, observes, and applies nothing until it answers.
+		fs, err := remediate.OpenEtcdStore(cfg.Fleet, "", a.opts.Log)
+		if err != nil {
+			return err
+		}
+		fleet = fs
+		eo.Store, eo.Rollout = fs, fs
+	}
 	eng, err := remediate.New(eo)
 	if err != nil {
+		if fleet != nil {
+			fleet.Close()
+		}
 		return err
 	}
 	old := map[string]*nsState{}
@@ -149,9 +173,17 @@ func (a *Agent) configure(cfg config.Config) error {
 		}
 		ns = append(ns, &nsState{path: p, info: NetnsInfo{Path: p}})
 	}
+	oldFleet := a.fleet
 	a.mu.Lock()
 	a.cfg, a.engine, a.ns = cfg, eng, ns
+	a.fleet, a.fleetOK, a.fleetInfo = fleet, false, nil
+	if fleet != nil {
+		a.fleetInfo = &FleetInfo{Endpoints: fleet.Endpoints()}
+	}
 	a.mu.Unlock()
+	if oldFleet != nil {
+		oldFleet.Close()
+	}
 	if a.metrics == nil {
 		a.metrics = NewMetrics(a.opts.Version, cfg.Agent.Mode)
 	}
@@ -176,6 +208,11 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		zap.Duration("tick", cfg.Agent.Tick), zap.Int("full_every", cfg.Agent.FullEvery),
 		zap.Strings("netns", cfg.Agent.Netns), zap.Duration("watchdog", a.notify.WatchdogInterval()))
 
+	defer func() {
+		if a.fleet != nil {
+			a.fleet.Close()
+		}
+	}()
 	// Changes left open by a previous run are settled before anything.
 	outs, err := a.engine.Resolve(ctx)
 	for _, o := range outs {
@@ -284,6 +321,7 @@ func (a *Agent) tick(ctx context.Context) {
 	a.mu.Lock()
 	a.ticks++
 	a.mu.Unlock()
+	a.checkFleet(ctx)
 	var errs []string
 	for _, st := range a.ns {
 		if err := a.tickNS(ctx, st); err != nil {
@@ -372,6 +410,55 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 	return nil
 }
 
+// checkFleet asks the fleet store whether it answers, once a tick. A
+// warning is logged once per outage, and when it answers again the
+// proposals kept locally meanwhile are recorded.
+func (a *Agent) checkFleet(ctx context.Context) {
+	if a.fleet == nil {
+		return
+	}
+	err := a.fleet.Ping(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	a.mu.Lock()
+	info := a.fleetInfo
+	first, was := info.Since.IsZero(), info.Reachable
+	prevSince := info.Since
+	info.Reachable = err == nil
+	if first || was != info.Reachable {
+		info.Since = now
+	}
+	info.Error = ""
+	if err != nil {
+		info.Error = err.Error()
+		info.Waiting = ""
+	}
+	a.mu.Unlock()
+	a.fleetOK = err == nil
+	a.metrics.SetFleetUp(err == nil)
+	switch {
+	case err != nil && (first || was):
+		a.log.Warn("fleet store unreachable: nothing is applied until it answers; still observing and proposing locally",
+			zap.String("endpoints", a.fleet.Endpoints()), zap.Error(err))
+	case err == nil && !first && !was:
+		a.log.Info("fleet store reachable again", zap.String("endpoints", a.fleet.Endpoints()), zap.Duration("outage", now.Sub(prevSince)))
+		for path, rep := range a.unrecorded {
+			delete(a.unrecorded, path)
+			recorded, err := a.engine.Propose(rep, "agent")
+			if err != nil {
+				a.log.Error("recording proposals kept during the outage", zap.Error(err))
+				a.unrecorded[path] = rep
+				continue
+			}
+			a.announce(recorded)
+		}
+	case err == nil && first:
+		a.log.Info("fleet store reachable", zap.String("endpoints", a.fleet.Endpoints()))
+	}
+}
+
 // markReady sends READY=1 once, after the first good sample of the
 // agent's own namespace.
 func (a *Agent) markReady() {
@@ -421,10 +508,41 @@ func (a *Agent) propose(st *nsState, rep diagnose.Report) {
 	if a.work != nil {
 		return // the engine is busy; the next census proposes again
 	}
+	delete(a.unrecorded, st.path)
+	if a.fleet != nil && !a.fleetOK {
+		a.keepLocal(st.path, ready)
+		return
+	}
 	recorded, err := a.engine.Propose(ready, "agent")
+	if errors.Is(err, remediate.ErrStoreUnavailable) {
+		a.log.Debug("fleet store unavailable: proposals kept locally", zap.Error(err))
+		a.keepLocal(st.path, ready)
+		return
+	}
 	if err != nil {
 		a.log.Error("recording proposals", zap.Error(err))
 	}
+	a.announce(recorded)
+}
+
+// keepLocal lists proposals the fleet store could not record: status shows
+// them, and they are recorded when the store answers again.
+func (a *Agent) keepLocal(path string, rep diagnose.Report) {
+	a.unrecorded[path] = rep
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range rep.Proposals {
+		if _, ok := a.pending[p.ID]; ok {
+			continue
+		}
+		a.pending[p.ID] = ProposalBrief{ID: p.ID, Netns: p.Netns, Finding: p.Finding, Subject: p.Subject,
+			Changes: changeStrings(p.Changes), Since: now}
+	}
+}
+
+// announce lists recorded proposals as pending and logs each new one once.
+func (a *Agent) announce(recorded []remediate.Pending) {
 	for _, pp := range recorded {
 		p := pp.Proposal
 		a.mu.Lock()
@@ -471,12 +589,21 @@ func (a *Agent) maybeApply() {
 	}
 	a.mu.Unlock()
 	slices.Sort(ids)
+	if a.fleet != nil && !a.fleetOK {
+		return // fail closed: no approval can be checked
+	}
 	now := time.Now()
 	for _, id := range ids {
 		appr, err := a.engine.Store().Approval(id)
+		if errors.Is(err, remediate.ErrStoreUnavailable) {
+			return // the next tick's check logs the outage
+		}
 		approved := err == nil && !appr.Denied && appr.UsedBy == "" && now.Before(appr.Expires)
 		if !approved && !(a.cfg.Agent.Mode == "auto" && !a.tried[id]) {
 			continue
+		}
+		if a.fleet != nil && !a.slotFree(id) {
+			return
 		}
 		a.tried[id] = true
 		pp, err := a.engine.Store().Proposal(id)
@@ -487,6 +614,42 @@ func (a *Agent) maybeApply() {
 		a.start(pp.Proposal)
 		return
 	}
+}
+
+// slotFree says whether the fleet has a rollout slot free for proposal id
+// now; when not, status says what it waits for (logged once per proposal).
+// Guard 6 takes the slot for real: this only spares a refusal in the
+// journal at every tick while another host's change is in flight.
+func (a *Agent) slotFree(id string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Fleet.Etcd.RequestTimeout)
+	defer cancel()
+	hs, max, err := a.fleet.Holders(ctx)
+	waiting := ""
+	switch {
+	case err != nil:
+		waiting = fmt.Sprintf("approved proposal %s waits: fleet rollout slots unreadable: %v", id, err)
+	case len(hs) >= max:
+		var who []string
+		for _, h := range hs {
+			who = append(who, h.String())
+		}
+		waiting = fmt.Sprintf("approved proposal %s waits for a fleet rollout slot: %d of %d (fleet.max_concurrent) in flight: %s",
+			id, len(hs), max, strings.Join(who, "; "))
+	}
+	a.mu.Lock()
+	if a.fleetInfo != nil {
+		a.fleetInfo.Waiting = waiting
+	}
+	a.mu.Unlock()
+	if waiting == "" {
+		delete(a.waitLogged, id)
+		return true
+	}
+	if !a.waitLogged[id] {
+		a.waitLogged[id] = true
+		a.log.Info(waiting, zap.String("proposal", id))
+	}
+	return false
 }
 
 func (a *Agent) start(p diagnose.Proposal) {
@@ -545,8 +708,18 @@ func (a *Agent) finish(r applyResult) {
 		a.log.Error("apply failed", zap.String("proposal", w.proposal.ID), zap.Error(r.err))
 	}
 	a.logOutcome(r.out, "")
+	// Refused for want of a rollout slot, or because the fleet store did
+	// not answer: nothing was written and the approval is unused; try
+	// again at a later tick.
+	retry := errors.Is(r.err, remediate.ErrNoSlot) || errors.Is(r.err, remediate.ErrStoreUnavailable)
+	if retry {
+		delete(a.tried, w.proposal.ID)
+		a.log.Info("apply deferred: tried again at a later tick", zap.String("proposal", w.proposal.ID), zap.String("reason", r.out.Reason))
+	}
 	a.mu.Lock()
-	delete(a.pending, w.proposal.ID)
+	if !retry {
+		delete(a.pending, w.proposal.ID)
+	}
 	a.verifying = nil
 	a.mu.Unlock()
 	if a.newCfg != nil {
@@ -696,6 +869,10 @@ func (a *Agent) Status() Status {
 	if a.verifying != nil {
 		v := *a.verifying
 		st.Verifying = &v
+	}
+	if a.fleetInfo != nil {
+		f := *a.fleetInfo
+		st.Fleet = &f
 	}
 	st.Line = StatusLine(st)
 	return st

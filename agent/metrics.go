@@ -53,6 +53,8 @@ type Metrics struct {
 	mu        sync.Mutex
 	ns        map[string]*nsSnapshot
 	proposals map[string]int
+	// fleetUp is 1 or 0 once a fleet store is checked, nil without one.
+	fleetUp *float64
 
 	descs map[string]*prometheus.Desc
 }
@@ -100,6 +102,7 @@ func NewMetrics(version, mode string) *Metrics {
 	d("sockwarden_findings", "Findings of the last diagnosis by kind, side (app, kernel, peer, none), severity and whether confirmed.", "netns", "kind", "side", "severity", "confirmed")
 	d("sockwarden_proposals", "Proposals known to the agent by state (pending, approved, applied, verifying, ...).", "state")
 	d("sockwarden_last_sample_timestamp_seconds", "When the namespace was last sampled successfully.", "netns")
+	d("sockwarden_fleet_store_up", "1 when the fleet's etcd answered the last check, 0 when not (nothing is applied then); absent without a fleet store.")
 	for _, c := range dropCounters {
 		d(c.metric, c.help, "netns")
 	}
@@ -156,6 +159,17 @@ func (m *Metrics) SetProposals(byState map[string]int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.proposals = byState
+}
+
+// SetFleetUp records whether the fleet store answered its last check.
+func (m *Metrics) SetFleetUp(up bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.fleetUp = &v
 }
 
 // ChangeOutcome counts one change reaching a state.
@@ -229,6 +243,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	sort.Strings(states)
 	for _, st := range states {
 		gauge("sockwarden_proposals", float64(m.proposals[st]), st)
+	}
+	if m.fleetUp != nil {
+		gauge("sockwarden_fleet_store_up", *m.fleetUp)
 	}
 }
 

@@ -155,6 +155,9 @@ func StatusLine(st Status) string {
 			parts = append(parts, "healthy")
 		}
 	}
+	if f := st.Fleet; f != nil && !f.Reachable && !f.Since.IsZero() {
+		parts = append([]string{"fleet store unreachable, nothing applied"}, parts...)
+	}
 	line := strings.Join(parts, "; ")
 	if st.Mode != "" && st.Mode != "propose" {
 		line += " (" + st.Mode + " mode)"

@@ -31,6 +31,23 @@ type Status struct {
 	Verifying *ChangeBrief `json:"verifying,omitempty"`
 	// Recent holds the last outcomes (verified, rolled back, refused).
 	Recent []ChangeBrief `json:"recent,omitempty"`
+	// Fleet is the fleet store's state, nil without one.
+	Fleet *FleetInfo `json:"fleet,omitempty"`
+}
+
+// FleetInfo is the fleet store (etcd) as the agent last found it.
+type FleetInfo struct {
+	Endpoints string `json:"endpoints"`
+	// Reachable: the last check was answered. While it is false nothing
+	// is applied (an approval that cannot be checked is no approval);
+	// the agent keeps observing and proposing locally.
+	Reachable bool `json:"reachable"`
+	// Since is when the store went down or came back (zero before the
+	// first check).
+	Since time.Time `json:"since,omitzero"`
+	Error string    `json:"error,omitempty"`
+	// Waiting says why an approved proposal waits (no free rollout slot).
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // NetnsInfo is one watched namespace.

@@ -38,6 +38,14 @@ Modes (agent.mode):
             (remediate.standing) are applied without an operator
 Every guard of "sockwarden apply" holds in every mode.
 
+In a fleet (fleet.etcd.endpoints set) proposals and approvals live in etcd,
+so an operator approves from any host ("sockwarden proposals --fleet"), and
+at most fleet.max_concurrent hosts have a change in flight at once; an
+approved proposal waits for a free slot. While etcd does not answer nothing
+is applied: the agent logs one warning per outage, keeps observing and
+proposing locally, shows it in "sockwarden status" and as
+sockwarden_fleet_store_up 0, and checks again at every tick.
+
 Under systemd (packaging/sockwarden.service, Type=notify): READY=1 after the
 first good sample, WATCHDOG=1 from the sampling loop, STATUS= one-liners,
 RELOADING=1 on SIGHUP (a bad new config is refused and the old one kept),

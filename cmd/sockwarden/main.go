@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
 // Exit codes, documented in the README and `sockwarden --help`.
@@ -55,6 +56,10 @@ type app struct {
 
 	cfg config.Config
 	log *zap.Logger
+
+	// fleet is the fleet store, opened on first use (fleetStore) and
+	// closed when the command returns.
+	fleet *remediate.EtcdStore
 }
 
 var version = "dev" // set with -ldflags "-X main.version=..."
@@ -77,7 +82,9 @@ Start with:
   sockwarden collect b.tar.gz    capture a bundle to diagnose elsewhere
 
 Configuration: ` + config.DefaultPath + ` (YAML, optional), environment
-SOCKWARDEN_<SECTION>_<KEY>, then flags. Exit status: 0 healthy or done,
+SOCKWARDEN_<SECTION>_<KEY>, then flags. A fleet shares approvals and rollout
+limits through etcd: set fleet.etcd.endpoints (see "sockwarden help
+proposals"). Exit status: 0 healthy or done,
 1 findings, 2 usage or input error, 3 operation refused or failed.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -98,7 +105,44 @@ SOCKWARDEN_<SECTION>_<KEY>, then flags. Exit status: 0 healthy or done,
 	for _, add := range subcommands {
 		root.AddCommand(add(a))
 	}
+	closeAfter(root, a)
 	return root
+}
+
+// closeAfter makes every command close what it opened (the fleet store's
+// connection) when it returns, whatever it returns.
+func closeAfter(c *cobra.Command, a *app) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			defer a.close()
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		closeAfter(sub, a)
+	}
+}
+
+func (a *app) close() {
+	if a.fleet != nil {
+		a.fleet.Close()
+		a.fleet = nil
+	}
+}
+
+// fleetStore opens the fleet store (fleet.etcd.endpoints), nil when none is
+// configured. Opening does not wait for etcd; a bad TLS or password file is
+// a usage error naming the key.
+func (a *app) fleetStore() (*remediate.EtcdStore, error) {
+	if !a.cfg.Fleet.Enabled() || a.fleet != nil {
+		return a.fleet, nil
+	}
+	s, err := remediate.OpenEtcdStore(a.cfg.Fleet, "", a.log)
+	if err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	a.fleet = s
+	return s, nil
 }
 
 // subcommands is filled by each subcommand's file in an init function, so

@@ -46,6 +46,13 @@ func (a *app) engine(stderr io.Writer) (*remediate.Engine, error) {
 	if a.cfg.Remediate.RestartUnit {
 		opts.Restarter = remediate.SystemdRestarter{}
 	}
+	fs, err := a.fleetStore()
+	if err != nil {
+		return nil, err
+	}
+	if fs != nil {
+		opts.Store, opts.Rollout = fs, fs
+	}
 	e, err := remediate.New(opts)
 	if err != nil {
 		return nil, withCode(exitUsage, err)
@@ -160,17 +167,41 @@ func writePending(w io.Writer, p remediate.Pending, appr *remediate.Approval, no
 }
 
 func newProposalsCmd(a *app) *cobra.Command {
-	var asJSON, all bool
+	var asJSON, all, fleet bool
 	cmd := &cobra.Command{
 		Use:   "proposals",
-		Short: "List recorded proposals with their age and state",
-		Args:  cobra.NoArgs,
+		Short: "List recorded proposals with their age and state (--fleet: every host's, from etcd)",
+		Long: `proposals lists the proposals recorded on this host (by sockwarden propose
+or the agent) with their age and state: pending, approved by WHO until WHEN,
+denied, expired, or the change that used the approval and its state.
+
+In a fleet (fleet.etcd.endpoints set), proposals and approvals live in etcd,
+shared by every host: --fleet lists the open proposals of every host, so an
+operator can approve from anywhere; the host's agent applies an approved
+proposal at its next tick, one host at a time (fleet.max_concurrent).
+Changes are journaled on the host that made them: a change's state shows
+only on its own host.
+
+Examples:
+  sockwarden proposals                  this host's open proposals
+  sockwarden proposals --all --json     also used and denied ones, as JSON
+  sockwarden proposals --fleet          every host's, from etcd
+  sockwarden approve 3c2731033c78       approve one of them, from any host`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fleet && !a.cfg.Fleet.Enabled() {
+				return usageErr("--fleet lists every host's proposals from etcd: set fleet.etcd.endpoints (or SOCKWARDEN_FLEET_ETCD_ENDPOINTS)")
+			}
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			ps, err := e.Store().Proposals()
+			var ps []remediate.Pending
+			if fleet {
+				ps, err = a.fleet.FleetProposals()
+			} else {
+				ps, err = e.Store().Proposals()
+			}
 			if err != nil {
 				return withCode(exitFailed, err)
 			}
@@ -213,11 +244,17 @@ func newProposalsCmd(a *app) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			if fleet {
+				fmt.Fprint(tw, "HOST\t")
+			}
 			fmt.Fprintln(tw, "ID\tAGE\tFINDING\tSUBJECT\tCHANGE\tNETNS\tSTATE")
 			for _, r := range rows {
 				var ch []string
 				for _, c := range r.Proposal.Changes {
 					ch = append(ch, fmt.Sprintf("%s %s->%s", c.Key, remediate.Fold(c.Current), remediate.Fold(c.Proposed)))
+				}
+				if fleet {
+					fmt.Fprintf(tw, "%s\t", orDash(r.Proposal.Host))
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Proposal.ID, r.Age, r.Proposal.Finding, r.Proposal.Subject,
 					strings.Join(ch, ", "), orDash(r.Proposal.Netns), r.State)
@@ -227,6 +264,7 @@ func newProposalsCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	cmd.Flags().BoolVar(&all, "all", false, "also list used and denied proposals")
+	cmd.Flags().BoolVar(&fleet, "fleet", false, "list the proposals of every host from etcd (needs fleet.etcd.endpoints)")
 	return cmd
 }
 
@@ -246,7 +284,12 @@ func newApproveCmd(a *app) *cobra.Command {
 covers the host, the namespace, the key and both the current and the proposed
 value. The approval is used by one apply, expires after --ttl, and names you
 (uid, and the sudo user when run through sudo). It writes nothing to the
-kernel; sockwarden apply does, after checking every guard again.`,
+kernel; sockwarden apply does, after checking every guard again.
+
+In a fleet (fleet.etcd.endpoints set) the approval is stored in etcd: approve
+from any host (sockwarden proposals --fleet lists every host's proposals);
+the proposal's own host applies it (its agent at the next tick), and the
+approval is used once across the whole fleet.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := a.engine(cmd.ErrOrStderr())
@@ -261,6 +304,9 @@ kernel; sockwarden apply does, after checking every guard again.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "approved %s by %s until %s%s\n", ap.Proposal, ap.Approver, ap.Expires.Local().Format(time.RFC3339),
 				map[bool]string{true: " (unit restart allowed)", false: ""}[ap.AllowRestart])
+			if a.fleet != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "stored in etcd %s; host %s applies it (its agent at the next tick)\n", a.fleet.Endpoints(), orDash(ap.Host))
+			}
 			if p, err := e.Store().Proposal(args[0]); err == nil {
 				if p.Side != diagnose.SideKernel {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: the finding behind %s is %s-side: apply will refuse it (guard 1)\n", args[0], p.Side)
@@ -314,6 +360,13 @@ journaled write and read-back, then verification for --verify-window, and
 keep or roll back. Progress goes to stderr, the outcome to stdout.
 --dry-run runs every guard and writes nothing.
 
+In a fleet (fleet.etcd.endpoints set) the approval is read from etcd and used
+once fleet-wide, and a sixth guard (6-fleet-slot) takes one of the fleet's
+fleet.max_concurrent rollout slots before anything is written, holding it
+until the change is kept or rolled back. With every slot taken, or etcd
+unreachable, the apply is refused (journaled, nothing written, the approval
+left unused): try again later.
+
 Exit status: 0 verified (or kept, or a clean dry run), 3 refused, rolled
 back, failed or drift, 2 usage.`,
 		Args: cobra.ExactArgs(1),
@@ -340,10 +393,12 @@ back, failed or drift, 2 usage.`,
 			pp, err := e.Store().Proposal(args[0])
 			if errors.Is(err, remediate.ErrNotFound) {
 				return usageErr("%v (sockwarden propose records proposals; sockwarden proposals lists them)", err)
-			} else if err != nil {
+			} else if err != nil && !errors.Is(err, remediate.ErrStoreUnavailable) {
+				// An unreachable fleet store is left to Apply, which
+				// refuses and journals it (fail closed).
 				return withCode(exitFailed, err)
 			}
-			if a.cfg.Netns != "" && a.cfg.Netns != pp.Proposal.Netns {
+			if err == nil && a.cfg.Netns != "" && a.cfg.Netns != pp.Proposal.Netns {
 				return usageErr("proposal %s is for namespace %q, not --netns %q", args[0], pp.Proposal.Netns, a.cfg.Netns)
 			}
 			if !o.DryRun {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sockwarden/sockwarden/agent"
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
 func newStatusCmd(a *app) *cobra.Command {
@@ -25,7 +26,13 @@ caller's credentials) and prints its mode, the namespaces it watches, open
 findings, proposals waiting for "sockwarden approve", the change being
 verified and the latest outcomes.
 
-Exit status: 0 healthy, 1 findings or proposals pending, 3 no agent answered.`,
+In a fleet (fleet.etcd.endpoints set) it also says whether the agent reaches
+etcd (while it does not, nothing is applied), what an approved proposal waits
+for, and which hosts hold the fleet's rollout slots (read from etcd by this
+command).
+
+Exit status: 0 healthy, 1 findings or proposals pending or the fleet store
+unreachable, 3 no agent answered.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
@@ -38,16 +45,38 @@ Exit status: 0 healthy, 1 findings or proposals pending, 3 no agent answered.`,
 				return withCode(exitFailed, err)
 			}
 			out := cmd.OutOrStdout()
+			var slots *fleetSlots
+			if fs, err := a.fleetStore(); err != nil {
+				return err
+			} else if fs != nil {
+				slots = &fleetSlots{}
+				sctx, cancel := context.WithTimeout(cmd.Context(), a.cfg.Fleet.Etcd.RequestTimeout)
+				slots.Holders, slots.Max, err = fs.Holders(sctx)
+				cancel()
+				if err != nil {
+					slots.Error = err.Error()
+				}
+			}
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(st); err != nil {
+				v := any(st)
+				if slots != nil {
+					v = struct {
+						agent.Status
+						Slots *fleetSlots `json:"fleet_slots"`
+					}{st, slots}
+				}
+				if err := enc.Encode(v); err != nil {
 					return err
 				}
 			} else {
 				writeStatus(out, st, time.Now())
+				if slots != nil {
+					writeSlots(out, *slots, time.Now())
+				}
 			}
-			if st.Unhealthy > 0 || len(st.Pending) > 0 || st.Verifying != nil {
+			if st.Unhealthy > 0 || len(st.Pending) > 0 || st.Verifying != nil || (st.Fleet != nil && !st.Fleet.Reachable) {
 				return withCode(exitFindings, errors.New(""))
 			}
 			return nil
@@ -55,6 +84,28 @@ Exit status: 0 healthy, 1 findings or proposals pending, 3 no agent answered.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON ("+agent.StatusSchema+")")
 	return cmd
+}
+
+// fleetSlots is the fleet's rollout slots as this command read them.
+type fleetSlots struct {
+	Max     int                    `json:"max"`
+	Holders []remediate.SlotHolder `json:"holders"`
+	Error   string                 `json:"error,omitempty"`
+}
+
+func writeSlots(w io.Writer, s fleetSlots, now time.Time) {
+	if s.Error != "" {
+		fmt.Fprintf(w, "\nfleet rollout slots: unreadable: %s\n", s.Error)
+		return
+	}
+	fmt.Fprintf(w, "\nfleet rollout slots: %d of %d in use\n", len(s.Holders), s.Max)
+	for _, h := range s.Holders {
+		var v []string
+		for _, x := range h.Values {
+			v = append(v, fmt.Sprintf("%s %s->%s", x.Key, x.Old, x.New))
+		}
+		fmt.Fprintf(w, "  %s  change %s (proposal %s) %s since %s\n", h.Host, h.Change, h.Proposal, strings.Join(v, ", "), ago(now, h.Since))
+	}
 }
 
 func ago(now, t time.Time) string {
@@ -117,6 +168,20 @@ func writeStatus(w io.Writer, st agent.Status, now time.Time) {
 			fmt.Fprintf(w, ": %s", v.Detail)
 		}
 		fmt.Fprintln(w)
+	}
+	if f := st.Fleet; f != nil {
+		switch {
+		case f.Since.IsZero():
+			fmt.Fprintf(w, "\nfleet: etcd %s, not checked yet\n", f.Endpoints)
+		case f.Reachable:
+			fmt.Fprintf(w, "\nfleet: etcd %s, reachable (since %s)\n", f.Endpoints, ago(now, f.Since))
+		default:
+			fmt.Fprintf(w, "\nfleet: etcd %s UNREACHABLE since %s: nothing is applied until it answers (still observing, proposals kept locally)\n  error: %s\n",
+				f.Endpoints, ago(now, f.Since), f.Error)
+		}
+		if f.Waiting != "" {
+			fmt.Fprintf(w, "  %s\n", f.Waiting)
+		}
 	}
 	if len(st.Recent) > 0 {
 		fmt.Fprintln(w, "\nrecent changes:")

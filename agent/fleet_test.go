@@ -1,0 +1,179 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/internal/etcdtest"
+	"github.com/sockwarden/sockwarden/remediate"
+)
+
+// A fleet store outage, against a real etcd killed and restarted: one
+// warning per outage, status and the gauge show it, nothing is applied,
+// proposals are kept locally and recorded once etcd answers again.
+func TestFleetOutage(t *testing.T) {
+	srv := etcdtest.Start(t)
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Agent.ControlSocket = filepath.Join(dir, "control.sock")
+	cfg.Fleet.Etcd.Endpoints = []string{srv.Endpoint}
+	cfg.Fleet.Etcd.RequestTimeout = time.Second
+	core, logs := observer.New(zapcore.InfoLevel)
+	a, err := New(Options{Config: cfg, Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.fleet.Close()
+	ctx := context.Background()
+	up := func() float64 {
+		t.Helper()
+		n, err := testutil.GatherAndCount(a.metrics.Registry(), "sockwarden_fleet_store_up")
+		if err != nil || n != 1 {
+			t.Fatalf("sockwarden_fleet_store_up: %d series, %v", n, err)
+		}
+		mfs, _ := a.metrics.Registry().Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "sockwarden_fleet_store_up" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+
+	a.checkFleet(ctx)
+	if st := a.Status(); st.Fleet == nil || !st.Fleet.Reachable || st.Fleet.Endpoints != srv.Endpoint || up() != 1 {
+		t.Fatalf("etcd up: status fleet %+v, gauge %v", st.Fleet, up())
+	}
+
+	srv.Kill()
+	for i := 0; i < 3; i++ {
+		a.checkFleet(ctx)
+	}
+	st := a.Status()
+	if st.Fleet.Reachable || !strings.Contains(st.Fleet.Error, srv.Endpoint) || up() != 0 {
+		t.Fatalf("etcd down: status fleet %+v, gauge %v", st.Fleet, up())
+	}
+	if !strings.Contains(st.Line, "fleet store unreachable") {
+		t.Fatalf("STATUS= line %q does not say the fleet store is unreachable", st.Line)
+	}
+	if n := logs.FilterMessageSnippet("fleet store unreachable").FilterLevelExact(zapcore.WarnLevel).Len(); n != 1 {
+		t.Fatalf("%d warnings for one outage of three checks, want 1", n)
+	}
+
+	// A confirmed kernel proposal during the outage is kept locally.
+	p := diagnose.Proposal{ID: "b265cfbe0f28", Finding: diagnose.KindAcceptQueueOverflow, Subject: "127.0.0.1:8082", Ready: true,
+		Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: "64", Proposed: "128"}}}
+	rep := diagnose.Report{Findings: []diagnose.Finding{{Kind: p.Finding, Subject: p.Subject, Side: diagnose.SideKernel, Confirmed: true,
+		Severity: diagnose.SevWarning}}, Proposals: []diagnose.Proposal{p}}
+	a.propose(a.ns[0], rep)
+	if st := a.Status(); len(st.Pending) != 1 || st.Pending[0].ID != p.ID {
+		t.Fatalf("pending during the outage: %+v", st.Pending)
+	}
+	a.maybeApply()
+	if a.work != nil {
+		t.Fatal("an apply started while the fleet store is unreachable")
+	}
+
+	srv.Restart()
+	deadline := time.Now().Add(15 * time.Second)
+	for a.checkFleet(ctx); !a.Status().Fleet.Reachable; a.checkFleet(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet store not reachable again: %+v", a.Status().Fleet)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if up() != 1 || logs.FilterMessage("fleet store reachable again").Len() != 1 {
+		t.Fatalf("after restart: gauge %v, 'reachable again' lines %d", up(), logs.FilterMessage("fleet store reachable again").Len())
+	}
+	got, err := a.engine.Store().Proposal(p.ID)
+	if err != nil || got.Source != "agent" || got.Side != diagnose.SideKernel {
+		t.Fatalf("the proposal kept during the outage is not in etcd now: %+v, %v", got, err)
+	}
+	if logs.FilterMessage("proposal pending approval: sockwarden approve "+p.ID).Len() != 1 {
+		t.Fatal("the proposal recorded after the outage was not announced")
+	}
+}
+
+// While another host holds the fleet's only rollout slot, an approved
+// proposal waits (said in status, logged once) and no apply starts; an
+// apply refused by guard 6 anyway (a race) keeps its proposal pending for
+// a later tick.
+func TestFleetSlotWait(t *testing.T) {
+	srv := etcdtest.Start(t)
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Agent.ControlSocket = filepath.Join(dir, "control.sock")
+	cfg.Fleet.Etcd.Endpoints = []string{srv.Endpoint}
+	cfg.Fleet.SlotTTL = 2 * time.Second
+	core, logs := observer.New(zapcore.InfoLevel)
+	a, err := New(Options{Config: cfg, Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.fleet.Close()
+	other, err := remediate.OpenEtcdStore(cfg.Fleet, "other-host", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	slot, err := other.Acquire(context.Background(), remediate.SlotHolder{Host: "other-host", Change: "c-other", Proposal: "p0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Release()
+
+	host, _ := os.Hostname()
+	p := diagnose.Proposal{ID: "b265cfbe0f28", Host: host, Finding: diagnose.KindAcceptQueueOverflow, Subject: "127.0.0.1:8082", Ready: true,
+		Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: "64", Proposed: "128"}}}
+	rep := diagnose.Report{Findings: []diagnose.Finding{{Kind: p.Finding, Subject: p.Subject, Side: diagnose.SideKernel, Confirmed: true,
+		Severity: diagnose.SevWarning}}, Proposals: []diagnose.Proposal{p}}
+	a.checkFleet(context.Background())
+	a.propose(a.ns[0], rep)
+	if _, err := a.engine.Approve(p.ID, remediate.ApproveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		a.maybeApply()
+	}
+	if a.work != nil {
+		t.Fatal("an apply started while the fleet's only slot is held by another host")
+	}
+	if w := a.Status().Fleet.Waiting; !strings.Contains(w, "other-host change c-other") {
+		t.Fatalf("status fleet waiting %q, want it to name the holder", w)
+	}
+	if n := logs.FilterMessageSnippet("waits for a fleet rollout slot").Len(); n != 1 {
+		t.Fatalf("%d 'waits for a fleet rollout slot' lines for three ticks, want 1", n)
+	}
+
+	// A guard-6 refusal (another host took the slot between the check
+	// and the apply) keeps the proposal for a later tick.
+	a.work = &work{proposal: p, cancel: func() {}}
+	a.tried[p.ID] = true
+	err = &remediate.Refusal{Guard: remediate.GuardFleetSlot, Reason: "no slot", Err: remediate.ErrNoSlot}
+	a.finish(applyResult{out: remediate.Outcome{Proposal: p.ID, State: remediate.StateRefused, Guard: remediate.GuardFleetSlot}, err: err})
+	if st := a.Status(); len(st.Pending) != 1 || a.tried[p.ID] {
+		t.Fatalf("after a guard-6 refusal: pending %+v, tried %v; want kept and not tried", st.Pending, a.tried[p.ID])
+	}
+
+	slot.Release()
+	a.maybeApply()
+	if a.work == nil {
+		t.Fatal("no apply started once the slot was free")
+	}
+	a.work.cancel()
+	r := <-a.work.done
+	a.finish(r)
+}
