@@ -137,7 +137,7 @@ func TestFormatLocal(t *testing.T) {
 func TestWorthLooking(t *testing.T) {
 	few := make([]pendingOwner, minUnowned-1)
 	for i := range few {
-		few[i] = pendingOwner{inode: uint64(i + 1), state: 1}
+		few[i] = pendingOwner{inode: uint32(i + 1), state: 1}
 	}
 	for _, tc := range []struct {
 		name string

@@ -55,9 +55,9 @@ func scanOwnersAuto(opts Options, netnsID uint64) (*ownerIndex, []int, *Missing,
 }
 
 // pendingOwner is a socket with a descriptor, seen in the dump, waiting for
-// the owner scan.
+// the owner scan: 8 bytes, for the 80,000 of a busy host.
 type pendingOwner struct {
-	inode uint64
+	inode uint32 // sock_diag's idiag_inode is a u32
 	state uint8
 }
 
@@ -88,8 +88,8 @@ func worthLooking(unowned []pendingOwner) bool {
 func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, skipped []int, pending []pendingOwner) {
 	var unowned []pendingOwner
 	for _, p := range pending {
-		if o := x.lookup(p.inode); o != nil {
-			c.attachOwners(int(p.state), p.inode, o)
+		if o := x.lookup(uint64(p.inode)); o != nil {
+			c.attachOwners(int(p.state), uint64(p.inode), o)
 			continue
 		}
 		unowned = append(unowned, p)
@@ -99,14 +99,14 @@ func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, 
 	}
 	only := make(map[uint64]bool, len(unowned))
 	for _, u := range unowned {
-		only[u.inode] = true
+		only[uint64(u.inode)] = true
 	}
 	more, _, _, err := scanOwnersScoped(opts.proc(), ownerScan{pids: skipped, only: only})
 	if err != nil {
 		return
 	}
 	for _, u := range unowned {
-		c.attachOwners(int(u.state), u.inode, more.lookup(u.inode))
+		c.attachOwners(int(u.state), uint64(u.inode), more.lookup(uint64(u.inode)))
 	}
 }
 
@@ -218,7 +218,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 						return nil
 					}
 				}
-				pending = append(pending, pendingOwner{inode: sk.Inode, state: st})
+				pending = append(pending, pendingOwner{inode: uint32(sk.Inode), state: st})
 			}
 			return nil
 		}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,8 +25,10 @@ type ownerIndex struct {
 	// one holds the owner of each socket inode, or sharedInode for the
 	// few inodes shared by several processes (after fork), whose owner
 	// list is in more: one map lookup per socket in the common case.
-	one  map[uint64]int32
-	more map[uint64][]Owner
+	// Keys are 32-bit: socket inodes come from get_next_ino(), and
+	// sock_diag reports them as u32.
+	one  map[uint32]int32
+	more map[uint32][]Owner
 
 	// Lazy details (the BPF scan indexes every process on the host and
 	// reads comm, unit and limit only for the owners a census looks up):
@@ -39,15 +42,15 @@ type ownerIndex struct {
 // The slice is shared: callers must not modify it. Not safe for concurrent
 // use (it fills owners' details on first use).
 func (x *ownerIndex) lookup(inode uint64) []Owner {
-	if x == nil || inode == 0 {
+	if x == nil || inode == 0 || inode > math.MaxUint32 {
 		return nil
 	}
-	i, ok := x.one[inode]
+	i, ok := x.one[uint32(inode)]
 	if !ok {
 		return nil
 	}
 	if i == sharedInode {
-		o := x.more[inode]
+		o := x.more[uint32(inode)]
 		if x.filled != nil {
 			for j := range o {
 				if i, ok := x.byPID[o[j].PID]; ok {
@@ -160,12 +163,14 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 	}
 	go func() { wg.Wait(); close(results) }()
 
-	x = &ownerIndex{one: make(map[uint64]int32, 1024), more: map[uint64][]Owner{}}
+	x = &ownerIndex{one: make(map[uint32]int32, 1024), more: map[uint32][]Owner{}}
 	for ps := range results {
 		x.owners = append(x.owners, Owner{PID: ps.pid, FDs: ps.fds})
 		idx := int32(len(x.owners) - 1)
 		for _, ino := range ps.inodes {
-			x.add(ino, idx)
+			if ino <= math.MaxUint32 {
+				x.add(uint32(ino), idx)
+			}
 		}
 	}
 	if fs, err := procfs.NewFS(procRoot); err == nil {
@@ -237,7 +242,7 @@ func scanProcess(procRoot string, pid int, link []byte, only map[uint64]bool) (p
 	return ps, nil
 }
 
-func (x *ownerIndex) add(ino uint64, idx int32) {
+func (x *ownerIndex) add(ino uint32, idx int32) {
 	first, ok := x.one[ino]
 	switch {
 	case !ok:

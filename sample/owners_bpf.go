@@ -10,6 +10,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf/asm"
@@ -193,7 +195,7 @@ func scanOwnersBPF(procRoot string) (*ownerIndex, error) {
 	}
 	rd := os.NewFile(uintptr(fd), "bpf-iter:task_file")
 	defer rd.Close()
-	x, err := parseOwnerRecords(rd, os.Getpid())
+	x, err := parseOwnerRecords(rd, os.Getpid(), fileHandles(procRoot))
 	if err != nil {
 		return nil, err
 	}
@@ -203,50 +205,62 @@ func scanOwnersBPF(procRoot string) (*ownerIndex, error) {
 	return x, nil
 }
 
-// parseOwnerRecords builds the index from iterator records. self is the
-// calling process's id as this /proc knows it: its own descriptors are
-// always in the stream, so their absence means the ids are another pid
-// namespace's.
-func parseOwnerRecords(r io.Reader, self int) (*ownerIndex, error) {
+// parseOwnerRecords builds the index from iterator records, streamed
+// through one 64 KiB buffer (the records of 80,000 descriptors are 1.3 MB).
+// sizeHint sizes the inode map (growing it from empty doubled the parse's
+// time). self is the calling process's id as this /proc knows it: its own
+// descriptors are always in the stream, so their absence means the ids are
+// another pid namespace's.
+func parseOwnerRecords(r io.Reader, self, sizeHint int) (*ownerIndex, error) {
+	x := &ownerIndex{one: make(map[uint32]int32, sizeHint), more: map[uint32][]Owner{}, byPID: map[int]int32{}}
+	fds := map[int]int{}
 	// The iterator visits one process's descriptors in a row: keep the
 	// current process's index and count at hand instead of a map lookup
-	// per descriptor, and size the inode map from the stream's length.
-	buf, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("read task_file iterator: %w", err)
-	}
-	if len(buf)%bpfRecordSize != 0 {
-		return nil, fmt.Errorf("read task_file iterator: %d bytes is not a whole number of %d-byte records", len(buf), bpfRecordSize)
-	}
-	x := &ownerIndex{one: make(map[uint64]int32, len(buf)/bpfRecordSize), more: map[uint64][]Owner{}, byPID: map[int]int32{}}
-	fds := map[int]int{}
+	// per descriptor.
 	cur, curFDs, curIdx := -1, 0, int32(-1)
 	flush := func() {
 		if cur >= 0 {
 			fds[cur] += curFDs
 		}
 	}
-	for off := 0; off < len(buf); off += bpfRecordSize {
-		rec := buf[off : off+bpfRecordSize]
-		ino := binary.LittleEndian.Uint64(rec[0:])
-		tgid := int(binary.LittleEndian.Uint32(rec[8:]))
-		if tgid != cur {
-			flush()
-			cur, curFDs, curIdx = tgid, 0, -1
-			if idx, ok := x.byPID[tgid]; ok {
-				curIdx = idx
+	buf := make([]byte, 64<<10)
+	have := 0
+	for {
+		n, err := r.Read(buf[have:])
+		have += n
+		whole := have - have%bpfRecordSize
+		for off := 0; off < whole; off += bpfRecordSize {
+			rec := buf[off : off+bpfRecordSize]
+			ino := binary.LittleEndian.Uint64(rec[0:])
+			tgid := int(binary.LittleEndian.Uint32(rec[8:]))
+			if tgid != cur {
+				flush()
+				cur, curFDs, curIdx = tgid, 0, -1
+				if idx, ok := x.byPID[tgid]; ok {
+					curIdx = idx
+				}
 			}
+			curFDs++
+			if ino == 0 || ino > math.MaxUint32 {
+				continue
+			}
+			if curIdx < 0 {
+				x.owners = append(x.owners, Owner{PID: tgid})
+				curIdx = int32(len(x.owners) - 1)
+				x.byPID[tgid] = curIdx
+			}
+			x.add(uint32(ino), curIdx)
 		}
-		curFDs++
-		if ino == 0 {
-			continue
+		have = copy(buf, buf[whole:have])
+		if err == io.EOF {
+			break
 		}
-		if curIdx < 0 {
-			x.owners = append(x.owners, Owner{PID: tgid})
-			curIdx = int32(len(x.owners) - 1)
-			x.byPID[tgid] = curIdx
+		if err != nil {
+			return nil, fmt.Errorf("read task_file iterator: %w", err)
 		}
-		x.add(ino, curIdx)
+	}
+	if have != 0 {
+		return nil, fmt.Errorf("read task_file iterator: %d bytes left over, not a whole %d-byte record", have, bpfRecordSize)
 	}
 	flush()
 	if _, ok := fds[self]; !ok {
@@ -257,4 +271,25 @@ func parseOwnerRecords(r io.Reader, self int) (*ownerIndex, error) {
 	}
 	x.filled = make([]bool, len(x.owners))
 	return x, nil
+}
+
+// fileHandles sizes the owner index: the host's allocated file handles
+// (fs.file-nr), an upper bound on the socket descriptors of most hosts,
+// capped so that a host of many open regular files does not reserve a
+// large table for few sockets.
+func fileHandles(procRoot string) int {
+	const lo, hi = 1 << 10, 1 << 18
+	b, err := os.ReadFile(procRoot + "/sys/fs/file-nr")
+	if err != nil {
+		return lo
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return lo
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return lo
+	}
+	return min(max(n, lo), hi)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"testing"
+	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -32,7 +33,7 @@ func TestParseOwnerRecords(t *testing.T) {
 		[3]uint64{100, 11, 3}, [3]uint64{0, 11, 0},
 		[3]uint64{0, 12, 0}, [3]uint64{0, 12, 1},
 	)
-	x, err := parseOwnerRecords(bytes.NewReader(in), 12)
+	x, err := parseOwnerRecords(bytes.NewReader(in), 12, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +52,19 @@ func TestParseOwnerRecords(t *testing.T) {
 		t.Errorf("pid 10 FDs: got %+v, want 3 descriptors", o)
 	}
 
-	if _, err := parseOwnerRecords(bytes.NewReader(in), 99); !errors.Is(err, errPidNamespace) {
+	// The kernel may hand records over in pieces: a one-byte reader
+	// gives the same index.
+	x1, err := parseOwnerRecords(iotest.OneByteReader(bytes.NewReader(in)), 12, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(x.one, x1.one); diff != "" {
+		t.Errorf("one byte at a time (-whole +pieces):\n%s", diff)
+	}
+	if _, err := parseOwnerRecords(bytes.NewReader(in), 99, 16); !errors.Is(err, errPidNamespace) {
 		t.Errorf("self absent: got %v, want errPidNamespace", err)
 	}
-	if _, err := parseOwnerRecords(bytes.NewReader(in[:len(in)-3]), 12); err == nil {
+	if _, err := parseOwnerRecords(bytes.NewReader(in[:len(in)-3]), 12, 16); err == nil {
 		t.Error("truncated record: no error")
 	}
 }
@@ -89,7 +99,7 @@ func TestNetnsOwnersBPFMatchesProc(t *testing.T) {
 	}
 	n := 0
 	for ino := range px.one {
-		po, bo := px.lookup(ino), bx.lookup(ino)
+		po, bo := px.lookup(uint64(ino)), bx.lookup(uint64(ino))
 		if len(po) != 1 || len(bo) != 1 || po[0].PID != bo[0].PID || po[0].Comm != bo[0].Comm || po[0].FDLimit != bo[0].FDLimit {
 			t.Errorf("socket %d: proc %+v, bpf %+v", ino, po, bo)
 		}
