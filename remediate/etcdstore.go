@@ -148,6 +148,10 @@ func (s *EtcdStore) ctx() (context.Context, context.CancelFunc) {
 }
 
 func (s *EtcdStore) fail(op, key string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: etcd %s: %s %s: no answer within %s (fleet.etcd.request_timeout): %w",
+			ErrStoreUnavailable, s.endpoints, op, key, s.timeout, err)
+	}
 	return fmt.Errorf("%w: etcd %s: %s %s: %w", ErrStoreUnavailable, s.endpoints, op, key, err)
 }
 

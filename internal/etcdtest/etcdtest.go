@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -103,12 +104,25 @@ func (s *Server) start() error {
 	)
 	cmd.Stdout = &lockedWriter{b: &s.logs, mu: &s.logMu}
 	cmd.Stderr = cmd.Stdout
+	// Killed with the test binary too. Pdeathsig fires when the thread
+	// that forked exits, not the process, and tests that enter network
+	// namespaces end locked threads: so etcd is forked from a thread
+	// locked for as long as etcd runs.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	started := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with etcd
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			cmd.Wait()
+		}
+		close(exited)
+	}()
+	if err := <-started; err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	s.mu.Lock()
 	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
