@@ -99,7 +99,7 @@ sockwarden_changes_total{key="net.core.somaxconn",netns="` + env.Netns + `",stat
 // startAgentOnLab starts the lab's somaxconn-capped scenario (with
 // relisten) and an agent in the given mode watching its namespace, with
 // short intervals. Everything stops when the test ends.
-func startAgentOnLab(t *testing.T, mode string, standing []string) (context.Context, *lab.Env, config.Config, *agent.Agent, *observer.ObservedLogs) {
+func startAgentOnLab(t *testing.T, mode string, standing []string, mods ...func(*config.Config)) (context.Context, *lab.Env, config.Config, *agent.Agent, *observer.ObservedLogs) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: builds a lab scenario in a throwaway network namespace")
@@ -125,6 +125,9 @@ func startAgentOnLab(t *testing.T, mode string, standing []string) (context.Cont
 	// a loaded machine.
 	cfg.Verify.Window = 20 * time.Second
 	cfg.Verify.Interval = 2 * time.Second
+	for _, mod := range mods {
+		mod(&cfg)
+	}
 
 	core, logs := observer.New(zapcore.InfoLevel)
 	ag, err := agent.New(agent.Options{Config: cfg, Version: "test", Log: zap.New(core)})

@@ -131,3 +131,79 @@ func TestWriteStatusFleet(t *testing.T) {
 		t.Errorf("status text:\n%s", b.String())
 	}
 }
+
+// The agent in a fleet, end to end with a real etcd: its proposal is
+// recorded in etcd; with etcd killed, `sockwarden status` shows the outage
+// (exit 1) and nothing is applied; with etcd back, an approval given with
+// `sockwarden approve` is read from etcd, the change applied and verified,
+// the approval used and the rollout slot released.
+func TestNetnsAgentFleet(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx, env, cfg, _, logs := startAgentOnLab(t, "propose", nil, func(c *config.Config) {
+		c.Fleet.Etcd.Endpoints = []string{srv.Endpoint}
+		c.Fleet.Etcd.RequestTimeout = time.Second
+		c.Fleet.SlotTTL = 5 * time.Second
+	})
+	// The CLI finds the same agent and etcd through the environment.
+	t.Setenv("SOCKWARDEN_AGENT_CONTROL_SOCKET", cfg.Agent.ControlSocket)
+	t.Setenv("SOCKWARDEN_FLEET_ETCD_ENDPOINTS", srv.Endpoint)
+	t.Setenv("SOCKWARDEN_FLEET_ETCD_REQUEST_TIMEOUT", "1s")
+	store, err := remediate.OpenEtcdStore(cfg.Fleet, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+
+	var id string
+	waitFor(t, ctx, 60*time.Second, "a somaxconn proposal for the lab namespace, recorded in etcd", func() bool {
+		ps, err := store.Proposals()
+		if err != nil {
+			return false
+		}
+		for _, p := range ps {
+			if p.Proposal.Netns == env.Netns && len(p.Proposal.Changes) == 1 && p.Proposal.Changes[0].Key == "net.core.somaxconn" {
+				id = p.Proposal.ID
+				return true
+			}
+		}
+		return false
+	})
+
+	srv.Kill()
+	var st struct {
+		agent.Status
+		Slots *fleetSlots `json:"fleet_slots"`
+	}
+	waitFor(t, ctx, 30*time.Second, "status to show the fleet store unreachable", func() bool {
+		out, _, code := runCLI(t, "status", "--json")
+		return code == exitFindings && json.Unmarshal([]byte(out), &st) == nil && st.Fleet != nil && !st.Fleet.Reachable && st.Fleet.Since.After(time.Time{})
+	})
+	if !strings.Contains(st.Fleet.Error, srv.Endpoint) || st.Slots == nil || !strings.Contains(st.Slots.Error, srv.Endpoint) {
+		t.Fatalf("status during the outage: fleet %+v, slots %+v", st.Fleet, st.Slots)
+	}
+	if out, _, _ := runCLI(t, "status"); !strings.Contains(out, "UNREACHABLE") || !strings.Contains(out, "fleet store unreachable, nothing applied") {
+		t.Fatalf("status text during the outage:\n%s", out)
+	}
+	if n := logs.FilterMessageSnippet("fleet store unreachable").Len(); n != 1 {
+		t.Fatalf("%d 'fleet store unreachable' warnings for one outage, want 1", n)
+	}
+
+	srv.Restart()
+	waitFor(t, ctx, 30*time.Second, "the agent to reach etcd again", func() bool {
+		return logs.FilterMessage("fleet store reachable again").Len() == 1
+	})
+	if _, errOut, code := runCLI(t, "approve", id, "--state-dir", cfg.StateDir, "--comment", "fleet e2e"); code != exitOK {
+		t.Fatalf("approve %s: exit %d: %s", id, code, errOut)
+	}
+	if e := settledAs(t, ctx, logs, id); e.Message != "kernel change verified" {
+		t.Fatalf("change settled as %q: %v", e.Message, e.ContextMap()["reason"])
+	}
+	a, err := store.Approval(id)
+	if err != nil || a.UsedBy == "" || a.Comment != "fleet e2e" {
+		t.Fatalf("approval in etcd after the change: %+v, %v: want it used", a, err)
+	}
+	waitFor(t, ctx, 10*time.Second, "the rollout slot to be released", func() bool {
+		hs, _, err := store.Holders(ctx)
+		return err == nil && len(hs) == 0
+	})
+}
