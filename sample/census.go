@@ -284,6 +284,20 @@ func (c *Census) Fill(s *Sample) {
 	}
 }
 
+// addProcess adds counts by state of sockets held by one process, counted
+// elsewhere (the live sampler's join of the dump with the owner scan).
+func (c *Census) addProcess(o Owner, states *[nStates]int) {
+	p := c.procs[o.PID]
+	if p == nil {
+		p = &procCount{owner: o}
+		c.procs[o.PID] = p
+	}
+	for st, n := range states {
+		p.total += n
+		p.states[st] += n
+	}
+}
+
 // attachOwners adds owners found after a socket was counted (the live
 // sampler's second look at processes outside the sampled namespace): the
 // per-process table, and the listener's owners when st is LISTEN.

@@ -87,12 +87,25 @@ func worthLooking(unowned []pendingOwner) bool {
 // the other processes (those skipped by the first scan) when worthLooking.
 func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, skipped []int, pending []pendingOwner) {
 	var unowned []pendingOwner
+	// Sockets of a single owner (nearly all) are counted per owner in a
+	// dense table and handed to the census once per process; listeners
+	// and shared sockets go through attachOwners.
+	counts := make([][nStates]int, len(x.owners))
 	for _, p := range pending {
+		if i, ok := x.one[p.inode]; ok && i != sharedInode && p.state != 10 && int(p.state) < nStates {
+			counts[i][p.state]++
+			continue
+		}
 		if o := x.lookup(uint64(p.inode)); o != nil {
 			c.attachOwners(int(p.state), uint64(p.inode), o)
 			continue
 		}
 		unowned = append(unowned, p)
+	}
+	for i := range counts {
+		if counts[i] != ([nStates]int{}) {
+			c.addProcess(x.owner(int32(i)), &counts[i])
+		}
 	}
 	if len(skipped) == 0 || !worthLooking(unowned) || ctx.Err() != nil {
 		return
@@ -184,6 +197,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 
 	var conn *netlink.Conn
 	var dialErr error
+	tCounters := time.Now()
 	err := netns.Do(opts.Netns, func() error {
 		readCounters(s, opts.proc(), filepath.Join(opts.proc(), "thread-self", "net"))
 		conn, dialErr = dialDiag()
@@ -193,6 +207,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		poll()
 		return nil, 0, err
 	}
+	tCountersD := time.Since(tCounters)
 	c := NewCensus(opts.topDest(), opts.topProc())
 	var pending []pendingOwner
 	var tDump time.Duration
@@ -257,7 +272,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	s.Kernel = events
 	s.Duration = time.Since(start)
 	if ce := log.Check(zap.DebugLevel, "census"); ce != nil {
-		fields := []zap.Field{zap.Duration("took", s.Duration), zap.Duration("dump", tDump), zap.Int("sockets", s.Total),
+		fields := []zap.Field{zap.Duration("took", s.Duration), zap.Duration("counters", tCountersD), zap.Duration("dump", tDump), zap.Int("sockets", s.Total),
 			zap.Int("waiting_for_owner", len(pending)), zap.Duration("owners_wait_and_join", tJoin), zap.Duration("kmsg", tKmsg)}
 		if got != nil {
 			fields = append(fields, zap.Duration("owner_scan", got.took), zap.String("owners_via", got.via))

@@ -66,6 +66,14 @@ func (x *ownerIndex) lookup(inode uint64) []Owner {
 	return x.owners[i : i+1 : i+1]
 }
 
+// owner returns owners[i], its details filled.
+func (x *ownerIndex) owner(i int32) Owner {
+	if x.filled != nil {
+		return x.fill(i)
+	}
+	return x.owners[i]
+}
+
 // fill completes owners[i] with command, unit and limit on first use.
 func (x *ownerIndex) fill(i int32) Owner {
 	if !x.filled[i] {
