@@ -18,8 +18,10 @@ type Sample struct {
 	// Owners maps sockets to processes through /proc/PID/fd (as ss -p).
 	Owners bool `mapstructure:"owners"`
 	// OwnerScan says how owners are found: "auto" (a BPF task_file
-	// iterator when the kernel and capabilities allow, /proc otherwise),
-	// "bpf" (the iterator or an error) or "proc" (/proc/PID/fd only).
+	// iterator when the kernel and capabilities allow, /proc otherwise or
+	// when the sampled namespace's sockets are under a tenth of the
+	// host's open files), "bpf" (the iterator or an error) or "proc"
+	// (/proc/PID/fd only).
 	OwnerScan string `mapstructure:"owner_scan"`
 	// WatchInterval is the poll period of the listener-only watch taken
 	// between two samples (0 disables it).

@@ -606,3 +606,56 @@ func TestNetnsKernelSynFlood(t *testing.T) {
 		}
 	}
 }
+
+// TestNetnsOwnerScanPaths takes the same namespace with each owner scan:
+// the BPF iterator, /proc, and auto, which for a namespace this small
+// against the host's open files reads /proc (procCheaper) and, since the
+// owner (this test process) lives in another namespace, finds it in its
+// second pass. All three must name the same owners.
+func TestNetnsOwnerScanPaths(t *testing.T) {
+	path, name := newTestNetns(t)
+	p := buildStates(t, path, name)
+	defer p.close()
+	type view struct {
+		Listeners map[string][]int
+		Processes map[int]map[string]int
+		Via       string
+	}
+	var used int
+	take := func(scan string) view {
+		s, err := Take(context.Background(), Options{Netns: path, Owners: true, OwnerScan: scan, kmsgPath: os.DevNull})
+		if err != nil {
+			t.Fatalf("owner_scan %s: %v", scan, err)
+		}
+		used = s.Sockstat.SocketsUsed
+		v := view{Listeners: map[string][]int{}, Processes: map[int]map[string]int{}, Via: s.OwnersVia}
+		for _, l := range s.Listeners {
+			for _, o := range l.Owners {
+				v.Listeners[l.Local] = append(v.Listeners[l.Local], o.PID)
+			}
+		}
+		for _, pr := range s.Processes {
+			v.Processes[pr.PID] = pr.States
+		}
+		return v
+	}
+	bpf := take("bpf")
+	// The rule itself, not procCheaper, decides what auto must do here.
+	if files := fileHandles("/proc", 0); used*10 >= files {
+		t.Skipf("this host has only %d open files for the namespace's %d sockets: auto would pick the iterator", files, used)
+	}
+	proc, auto := take("proc"), take("auto")
+	if bpf.Via != "bpf-iter" || proc.Via != "proc" || auto.Via != "proc" {
+		t.Errorf("owners_via: bpf %q, proc %q, auto %q; want bpf-iter, proc, proc", bpf.Via, proc.Via, auto.Via)
+	}
+	if len(bpf.Listeners) == 0 || len(bpf.Processes) == 0 {
+		t.Fatalf("no owners found by the iterator: %+v", bpf)
+	}
+	bpf.Via, proc.Via, auto.Via = "", "", ""
+	if d := cmp.Diff(bpf, proc); d != "" {
+		t.Errorf("owners differ (-bpf +proc):\n%s", d)
+	}
+	if d := cmp.Diff(bpf, auto); d != "" {
+		t.Errorf("owners differ (-bpf +auto):\n%s", d)
+	}
+}

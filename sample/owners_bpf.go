@@ -195,7 +195,7 @@ func scanOwnersBPF(procRoot string) (*ownerIndex, error) {
 	}
 	rd := os.NewFile(uintptr(fd), "bpf-iter:task_file")
 	defer rd.Close()
-	x, err := parseOwnerRecords(rd, os.Getpid(), fileHandles(procRoot))
+	x, err := parseOwnerRecords(rd, os.Getpid(), min(max(fileHandles(procRoot, 1<<10), 1<<10), 1<<18))
 	if err != nil {
 		return nil, err
 	}
@@ -273,23 +273,24 @@ func parseOwnerRecords(r io.Reader, self, sizeHint int) (*ownerIndex, error) {
 	return x, nil
 }
 
-// fileHandles sizes the owner index: the host's allocated file handles
-// (fs.file-nr), an upper bound on the socket descriptors of most hosts,
-// capped so that a host of many open regular files does not reserve a
-// large table for few sockets.
-func fileHandles(procRoot string) int {
-	const lo, hi = 1 << 10, 1 << 18
+// fileHandles returns the host's allocated file handles (the first field
+// of fs.file-nr), or def when it cannot be read. It sizes the owner index
+// (capped by the caller, so that a host of many open regular files does
+// not reserve a large table for few sockets) and tells whether the BPF
+// iterator, whose cost grows with every descriptor on the host, is worth
+// it (procCheaper).
+func fileHandles(procRoot string, def int) int {
 	b, err := os.ReadFile(procRoot + "/sys/fs/file-nr")
 	if err != nil {
-		return lo
+		return def
 	}
 	f := strings.Fields(string(b))
 	if len(f) == 0 {
-		return lo
+		return def
 	}
 	n, err := strconv.Atoi(f[0])
 	if err != nil {
-		return lo
+		return def
 	}
-	return min(max(n, lo), hi)
+	return n
 }

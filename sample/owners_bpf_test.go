@@ -114,3 +114,20 @@ func TestNetnsOwnersBPFMatchesProc(t *testing.T) {
 		t.Fatalf("only %d sockets compared, want at least %d", n, len(held))
 	}
 }
+
+func TestProcCheaper(t *testing.T) {
+	for _, tc := range []struct {
+		sockets, files int
+		want           bool
+	}{
+		{sockets: 200, files: 1_000_000, want: true},   // a container on a busy host
+		{sockets: 80_000, files: 80_500, want: false},  // the namespace holds the host's descriptors
+		{sockets: 9_000, files: 100_000, want: true},   // under a tenth
+		{sockets: 10_000, files: 100_000, want: false}, // a tenth
+		{sockets: 5, files: 0, want: false},            // file-nr unreadable: the iterator
+	} {
+		if got := procCheaper(tc.sockets, tc.files); got != tc.want {
+			t.Errorf("procCheaper(%d, %d) = %v, want %v", tc.sockets, tc.files, got, tc.want)
+		}
+	}
+}
