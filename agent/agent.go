@@ -49,9 +49,12 @@ type nsState struct {
 	prev, lastFull *sample.Sample
 	ticksSinceFull int
 	kmsgAfter      uint64
-	report         *diagnose.Report
-	open           bool
-	info           NetnsInfo
+	// kmsg keeps /dev/kmsg open between ticks: each tick reads only the
+	// records logged since the last one, not the whole ring.
+	kmsg   *sample.KmsgReader
+	report *diagnose.Report
+	open   bool
+	info   NetnsInfo
 }
 
 // work is an apply (guards, write, verification) running in its own
@@ -171,7 +174,12 @@ func (a *Agent) configure(cfg config.Config) error {
 			ns = append(ns, st)
 			continue
 		}
-		ns = append(ns, &nsState{path: p, info: NetnsInfo{Path: p}})
+		ns = append(ns, &nsState{path: p, info: NetnsInfo{Path: p}, kmsg: sample.NewKmsgReader("")})
+	}
+	for p, st := range old {
+		if !slices.ContainsFunc(ns, func(n *nsState) bool { return n.path == p }) {
+			st.kmsg.Close() // a namespace no longer watched after a reload
+		}
 	}
 	oldFleet := a.fleet
 	a.mu.Lock()
@@ -211,6 +219,9 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	defer func() {
 		if a.fleet != nil {
 			a.fleet.Close()
+		}
+		for _, st := range a.ns {
+			st.kmsg.Close()
 		}
 	}()
 	// Changes left open by a previous run are settled before anything.
@@ -344,7 +355,7 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 	cfg := a.cfg
 	lbl := nsLabel(st.path)
 	opts := a.sampleOpts(cfg, st.path)
-	opts.KmsgAfter = st.kmsgAfter
+	opts.KmsgAfter, opts.Kmsg = st.kmsgAfter, st.kmsg
 	cur, err := sample.TakeCheap(ctx, opts)
 	if err != nil {
 		a.metrics.ObserveError(st.path)

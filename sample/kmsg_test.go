@@ -2,14 +2,18 @@ package sample
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/sockwarden/sockwarden/internal/netns"
 )
 
 func TestClassifyKernelLine(t *testing.T) {
@@ -221,5 +225,81 @@ func TestOwnEvents(t *testing.T) {
 	got := ownEvents(slices.Clone(evs), ls)
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
+	}
+}
+
+// TestNetnsKmsgReader: a reader kept open returns the ring once, then only
+// what was logged since. The kernel line is made for real: a port range
+// whose ends have the same parity, set in a throwaway namespace, makes the
+// kernel warn "ip_local_port_range: prefer different parity".
+func TestNetnsKmsgReader(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to read /dev/kmsg and make a namespace")
+	}
+	r := NewKmsgReader("")
+	defer r.Close()
+	_, last1, err := r.Read(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last1 == 0 {
+		t.Fatal("no record read from /dev/kmsg")
+	}
+	path, _ := newTestNetns(t)
+	var parity *KernelEvent
+	for try := 0; parity == nil && try < 30; try++ {
+		// The warning is rate-limited: try again for a few seconds.
+		err := netns.Do(path, func() error {
+			return os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte(fmt.Sprintf("%d 60000", 20000+2*try)), 0)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, _, err := r.Read(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ev := range evs {
+			if ev.Seq <= last1 {
+				t.Errorf("record %d (%s) read again", ev.Seq, ev.Line)
+			}
+			if ev.Kind == KernelPortRangeParity {
+				parity = &evs[i]
+			}
+		}
+		if parity == nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if parity == nil {
+		t.Fatal("the kernel logged no port-range parity warning within 6 s")
+	}
+	// With after = 0, a fresh read reports the warning again; the reader
+	// does not (another test may log meanwhile: only newer records).
+	if all, _, err := readKmsg("/dev/kmsg", 0); err != nil || !slices.ContainsFunc(all, func(e KernelEvent) bool { return e.Seq == parity.Seq }) {
+		t.Fatalf("a fresh read of the ring does not hold record %d (err %v)", parity.Seq, err)
+	}
+	evs, last2, err := r.Read(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.Seq <= parity.Seq {
+			t.Errorf("record %d (%s) read again", ev.Seq, ev.Line)
+		}
+	}
+	if last2 < parity.Seq {
+		t.Errorf("last sequence %d is before the warning's %d", last2, parity.Seq)
+	}
+	// Closed, it opens again and reads the ring from the start.
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err = r.Read(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(e KernelEvent) bool { return e.Seq == parity.Seq }) {
+		t.Errorf("after Close, the ring read again lacks record %d", parity.Seq)
 	}
 }

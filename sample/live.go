@@ -213,7 +213,14 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	kmsgRead := make(chan kmsgResult, 1)
 	go func() {
 		t0 := time.Now()
-		ev, last, err := readKmsg(kmsg, opts.KmsgAfter)
+		var ev []KernelEvent
+		var last uint64
+		var err error
+		if opts.Kmsg != nil {
+			ev, last, err = opts.Kmsg.Read(opts.KmsgAfter)
+		} else {
+			ev, last, err = readKmsg(kmsg, opts.KmsgAfter)
+		}
 		kmsgRead <- kmsgResult{ev, last, err, time.Since(t0)}
 	}()
 

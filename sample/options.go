@@ -25,6 +25,11 @@ type Options struct {
 	// sequence number above it (0: every matching record still in the
 	// ring buffer). Series sets it from one sample to the next.
 	KmsgAfter uint64
+	// Kmsg, when set, reads the kernel log through a descriptor kept open
+	// across samples (the agent: one reader per watched namespace), so
+	// that a sample reads only the records logged since the previous one.
+	// nil: each sample opens /dev/kmsg and reads the whole ring.
+	Kmsg *KmsgReader
 	// Log receives debug lines about missing sources (nil: none).
 	Log *zap.Logger
 
