@@ -5,6 +5,10 @@
 // Without an etcd binary on PATH (Debian: apt-get install etcd-server) the
 // test is skipped with a reason, unless CI is set: then it fails, so that a
 // CI machine missing the package cannot pass by skipping.
+//
+// StartTLS starts one that serves clients over TLS only and requires a
+// client certificate, as production clusters do; its certificates come
+// from a throwaway CA in the test's temporary directory (NewTLSFiles).
 package etcdtest
 
 import (
@@ -30,11 +34,15 @@ type Server struct {
 	Endpoint string
 	// DataDir is its data directory (kept across Stop and Start).
 	DataDir string
+	// TLS names the PEM files of a server from StartTLS (nil otherwise):
+	// the CA it trusts, its own pair, and a client pair it accepts.
+	TLS *TLSFiles
 
 	t      testing.TB
 	bin    string
 	name   string
 	peer   string
+	health *http.Client
 	mu     sync.Mutex // guards cmd and exited
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -70,8 +78,34 @@ func freePort() (string, error) {
 // in t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startServer(t, nil)
+}
+
+// StartTLS runs a new etcd that serves clients on https://127.0.0.1:PORT
+// only (--cert-file, --key-file, --trusted-ca-file) and refuses clients
+// without a certificate signed by its CA (--client-cert-auth). The peer
+// URL stays plain http: a single member has no peers. Server.TLS names
+// the files; the CA and the keys are fresh for every server.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	Binary(t)
+	f := NewTLSFiles(t, t.TempDir())
+	return startServer(t, &f)
+}
+
+func startServer(t testing.TB, tf *TLSFiles) *Server {
+	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
+	scheme, health := "http://", http.DefaultClient
+	if tf != nil {
+		tc, err := tf.ClientTLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		scheme = "https://"
+		health = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
+	}
 	var lastErr error
 	for try := 0; try < 3; try++ {
 		client, err1 := freePort()
@@ -79,7 +113,7 @@ func Start(t testing.TB) *Server {
 		if err := errors.Join(err1, err2); err != nil {
 			t.Fatal(err)
 		}
-		s := &Server{t: t, bin: bin, Endpoint: "http://" + client, peer: "http://" + peer,
+		s := &Server{t: t, bin: bin, Endpoint: scheme + client, peer: "http://" + peer, TLS: tf, health: health,
 			DataDir: filepath.Join(dir, fmt.Sprintf("data-%d", try)), name: "sw-test"}
 		if lastErr = s.start(); lastErr == nil {
 			t.Cleanup(s.Kill)
@@ -91,17 +125,22 @@ func Start(t testing.TB) *Server {
 }
 
 func (s *Server) start() error {
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--name", s.name,
 		"--data-dir", s.DataDir,
 		"--listen-client-urls", s.Endpoint,
 		"--advertise-client-urls", s.Endpoint,
 		"--listen-peer-urls", s.peer,
 		"--initial-advertise-peer-urls", s.peer,
-		"--initial-cluster", s.name+"="+s.peer,
+		"--initial-cluster", s.name + "=" + s.peer,
 		"--initial-cluster-state", "new",
 		"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
-	)
+	}
+	if s.TLS != nil {
+		args = append(args, "--cert-file", s.TLS.ServerCert, "--key-file", s.TLS.ServerKey,
+			"--client-cert-auth", "--trusted-ca-file", s.TLS.CA)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout = &lockedWriter{b: &s.logs, mu: &s.logMu}
 	cmd.Stderr = cmd.Stdout
 	// Killed with the test binary too. Pdeathsig fires when the thread
@@ -135,7 +174,7 @@ func (s *Server) start() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Endpoint+"/health", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := s.health.Do(req)
 		cancel()
 		if err == nil {
 			healthy := resp.StatusCode == http.StatusOK
