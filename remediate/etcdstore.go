@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"sort"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -37,8 +39,18 @@ var ErrStoreUnavailable = errors.New("fleet store unavailable")
 // (keyed by id alone) cannot move to another host. Every call runs under
 // fleet.etcd.request_timeout.
 type EtcdStore struct {
-	cli       *clientv3.Client
+	// cli is nil until the client has logged in: with etcd's
+	// authentication, the client fetches its token when created, so a
+	// store opened during an outage creates it at its first call that
+	// reaches etcd (client).
+	mu     sync.Mutex
+	cli    *clientv3.Client
+	cc     clientv3.Config
+	closed bool
+
 	endpoints string
+	user      string // fleet.etcd.username, for messages
+	pwFile    string // fleet.etcd.password_file, for messages
 	prefix    string
 	host      string
 	timeout   time.Duration
@@ -109,7 +121,11 @@ func EtcdClientConfig(f config.Fleet) (clientv3.Config, error) {
 
 // OpenEtcdStore connects to the fleet's etcd as host. Connecting does not
 // wait for the server: a store opened during an outage fails its calls
-// (ErrStoreUnavailable) until the server is back.
+// (ErrStoreUnavailable) until the server is back. With a username, the
+// client logs in when created, which waits up to fleet.etcd.dial_timeout:
+// a refused password fails here (naming the user and the password's file),
+// and a server that does not answer is logged in to at the first call that
+// reaches it.
 func OpenEtcdStore(f config.Fleet, host string, log *zap.Logger) (*EtcdStore, error) {
 	if !f.Enabled() {
 		return nil, fmt.Errorf("%w: fleet.etcd.endpoints: empty", config.ErrConfig)
@@ -126,16 +142,56 @@ func OpenEtcdStore(f config.Fleet, host string, log *zap.Logger) (*EtcdStore, er
 	}
 	// The client's own logs are about connections; ours say what failed.
 	cc.Logger = log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
+	s := &EtcdStore{cc: cc, endpoints: strings.Join(f.Etcd.Endpoints, ","), user: f.Etcd.Username, pwFile: f.Etcd.PasswordFile,
+		prefix: f.Etcd.Prefix, host: host, timeout: f.Etcd.RequestTimeout, max: f.MaxConcurrent, ttl: f.SlotTTL, log: log.Named("fleet")}
+	cli, err := clientv3.New(cc)
+	switch {
+	case err == nil:
+		s.cli = cli
+	case cc.Username != "" && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader)):
+		// Only a client that logs in waits for etcd here (its token).
+		// etcd did not answer in time: open anyway, as without
+		// authentication; the calls fail closed until it does.
+		s.log.Warn("fleet store: etcd did not answer the login; calls fail until it does", zap.String("etcd", s.endpoints), zap.Error(err))
+	default:
+		return nil, s.fail("log in", "", err)
+	}
+	return s, nil
+}
+
+// client is the etcd client, created (logging in) if opening could not.
+func (s *EtcdStore) client() (*clientv3.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cli != nil || s.closed {
+		if s.closed {
+			return nil, errors.New("store closed")
+		}
+		return s.cli, nil
+	}
+	cc := s.cc
+	if cc.DialTimeout <= 0 || cc.DialTimeout > s.timeout {
+		cc.DialTimeout = s.timeout // the login is this call's request
+	}
 	cli, err := clientv3.New(cc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: etcd %s: %w", ErrStoreUnavailable, strings.Join(f.Etcd.Endpoints, ","), err)
+		return nil, err
 	}
-	return &EtcdStore{cli: cli, endpoints: strings.Join(f.Etcd.Endpoints, ","), prefix: f.Etcd.Prefix, host: host,
-		timeout: f.Etcd.RequestTimeout, max: f.MaxConcurrent, ttl: f.SlotTTL, log: log.Named("fleet")}, nil
+	s.cli = cli
+	s.log.Info("fleet store: logged in to etcd", zap.String("etcd", s.endpoints), zap.String("user", s.user))
+	return cli, nil
 }
 
 // Close closes the connection. Slots still held are freed by their lease.
-func (s *EtcdStore) Close() error { return s.cli.Close() }
+func (s *EtcdStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.cli == nil {
+		return nil
+	}
+	return s.cli.Close()
+}
 
 // Endpoints names the servers, for messages.
 func (s *EtcdStore) Endpoints() string { return s.endpoints }
@@ -149,10 +205,78 @@ func (s *EtcdStore) ctx() (context.Context, context.CancelFunc) {
 
 func (s *EtcdStore) fail(op, key string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: etcd %s: %s %s: no answer within %s (fleet.etcd.request_timeout): %w",
-			ErrStoreUnavailable, s.endpoints, op, key, s.timeout, err)
+		// The client retries a failed TLS handshake until the deadline
+		// and reports only the deadline: find out why, once.
+		return fmt.Errorf("%w: etcd %s: %s %s: no answer within %s (fleet.etcd.request_timeout)%s: %w",
+			ErrStoreUnavailable, s.endpoints, op, key, s.timeout, s.tlsProblem(), err)
 	}
-	return fmt.Errorf("%w: etcd %s: %s %s: %w", ErrStoreUnavailable, s.endpoints, op, key, err)
+	if s.user != "" && op == "log in" {
+		return fmt.Errorf("%w: etcd %s: log in as %q: %w%s", ErrStoreUnavailable, s.endpoints, s.user, err, s.authProblem(err))
+	}
+	return fmt.Errorf("%w: etcd %s: %s %s: %w%s", ErrStoreUnavailable, s.endpoints, op, key, err, s.authProblem(err))
+}
+
+// authProblem says which setting an authentication error is about. It
+// names the user and the password's file, never the password.
+func (s *EtcdStore) authProblem(err error) string {
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed):
+		return fmt.Sprintf(" (fleet.etcd.username %q, the password in fleet.etcd.password_file %s)", s.user, s.pwFile)
+	case errors.Is(err, rpctypes.ErrPermissionDenied), errors.Is(err, rpctypes.ErrUserEmpty):
+		if s.user == "" {
+			return " (etcd has authentication enabled: set fleet.etcd.username and fleet.etcd.password_file)"
+		}
+		return fmt.Sprintf(" (user %q needs a role granting readwrite on the prefix %s)", s.user, s.prefix)
+	}
+	return ""
+}
+
+// tlsProblem, with TLS configured, shakes hands with each https endpoint
+// (within a second) and returns why that fails: the server's certificate
+// not signed by fleet.etcd.tls.ca, or our client certificate refused.
+// Empty when the handshakes succeed or the servers cannot be reached.
+func (s *EtcdStore) tlsProblem() string {
+	if s.cc.TLS == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.timeout, time.Second))
+	defer cancel()
+	for _, ep := range s.cc.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || u.Scheme != "https" {
+			continue
+		}
+		tc := s.cc.TLS.Clone()
+		if tc.ServerName == "" {
+			tc.ServerName = u.Hostname()
+		}
+		d := tls.Dialer{Config: tc}
+		conn, err := d.DialContext(ctx, "tcp", u.Host)
+		if err == nil {
+			// TLS 1.3: the server judges our certificate after the
+			// handshake; its alert is the first thing read.
+			dl, _ := ctx.Deadline()
+			if soon := time.Now().Add(200 * time.Millisecond); soon.Before(dl) {
+				dl = soon
+			}
+			conn.SetReadDeadline(dl)
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+		}
+		var cv *tls.CertificateVerificationError
+		var op *net.OpError
+		switch {
+		case errors.As(err, &cv):
+			return fmt.Sprintf("; TLS handshake with %s: %v (is fleet.etcd.tls.ca the CA of the server's certificate?)", u.Host, err)
+		case errors.As(err, &op) && op.Op == "remote error" && len(tc.Certificates) == 0:
+			return fmt.Sprintf("; TLS handshake with %s: the server wants a client certificate: %v (set fleet.etcd.tls.cert and key)", u.Host, err)
+		case errors.As(err, &op) && op.Op == "remote error":
+			return fmt.Sprintf("; TLS handshake with %s: the server refused our client certificate: %v (fleet.etcd.tls.cert and key: is it signed by the CA the server trusts?)", u.Host, err)
+		case err != nil && strings.Contains(err.Error(), "tls:"):
+			return fmt.Sprintf("; TLS handshake with %s: %v (fleet.etcd.tls)", u.Host, err)
+		}
+	}
+	return ""
 }
 
 func hostSeg(h string) string {
@@ -172,9 +296,13 @@ func (s *EtcdStore) rolloutPrefix() string { return s.prefix + "rollout/" }
 
 // get reads one key: its value and ModRevision (0 when absent).
 func (s *EtcdStore) get(key string) ([]byte, int64, error) {
+	cli, err := s.client()
+	if err != nil {
+		return nil, 0, s.fail("get", key, err)
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	resp, err := s.cli.Get(ctx, key)
+	resp, err := cli.Get(ctx, key)
 	if err != nil {
 		return nil, 0, s.fail("get", key, err)
 	}
@@ -190,9 +318,13 @@ func (s *EtcdStore) cas(key string, rev int64, v any) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	cli, err := s.client()
+	if err != nil {
+		return false, s.fail("txn", key, err)
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).
+	resp, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 		Then(clientv3.OpPut(key, string(b))).
 		Commit()
@@ -261,10 +393,14 @@ func (s *EtcdStore) Proposal(id string) (Pending, error) {
 		return Pending{}, err
 	}
 	if b == nil {
+		pfx := s.prefix + "proposals/"
+		cli, err := s.client()
+		if err != nil {
+			return Pending{}, s.fail("list", pfx, err)
+		}
 		ctx, cancel := s.ctx()
 		defer cancel()
-		pfx := s.prefix + "proposals/"
-		resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		resp, err := cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
 			return Pending{}, s.fail("list", pfx, err)
 		}
@@ -302,9 +438,13 @@ func (s *EtcdStore) FleetProposals() ([]Pending, error) {
 }
 
 func (s *EtcdStore) list(pfx string) ([]Pending, error) {
+	cli, err := s.client()
+	if err != nil {
+		return nil, s.fail("list", pfx, err)
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	resp, err := cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return nil, s.fail("list", pfx, err)
 	}
@@ -333,9 +473,13 @@ func (s *EtcdStore) PutApproval(a Approval) error {
 	if err != nil {
 		return err
 	}
+	cli, err := s.client()
+	if err != nil {
+		return s.fail("put", key, err)
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.cli.Put(ctx, key, string(b)); err != nil {
+	if _, err := cli.Put(ctx, key, string(b)); err != nil {
 		return s.fail("put", key, err)
 	}
 	return nil
@@ -398,9 +542,13 @@ func (s *EtcdStore) UseApproval(id, change string, now time.Time) (Approval, err
 
 // Ping checks that the store answers a linearizable read (a quorum is up).
 func (s *EtcdStore) Ping(ctx context.Context) error {
+	cli, err := s.client()
+	if err != nil {
+		return s.fail("get", s.prefix, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if _, err := s.cli.Get(ctx, s.prefix, clientv3.WithCountOnly()); err != nil {
+	if _, err := cli.Get(ctx, s.prefix, clientv3.WithCountOnly()); err != nil {
 		return s.fail("get", s.prefix, err)
 	}
 	return nil
@@ -450,10 +598,14 @@ func (s *EtcdStore) Holders(ctx context.Context) ([]SlotHolder, int, error) {
 }
 
 func (s *EtcdStore) holders(ctx context.Context) ([]SlotHolder, int64, error) {
+	pfx := s.rolloutPrefix()
+	cli, err := s.client()
+	if err != nil {
+		return nil, 0, s.fail("list", pfx, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	pfx := s.rolloutPrefix()
-	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	resp, err := cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, s.fail("list", pfx, err)
 	}
@@ -496,11 +648,12 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 		return nil, err
 	}
 	var lease clientv3.LeaseID
+	var cli *clientv3.Client // set with the lease: holders logged in
 	revoke := func() {
 		if lease != 0 {
 			rctx, cancel := s.ctx()
 			defer cancel()
-			s.cli.Revoke(rctx, lease)
+			cli.Revoke(rctx, lease)
 		}
 	}
 	for range casRetries {
@@ -515,8 +668,11 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 				ErrNoSlot, len(hs), s.max, describeHolders(hs))
 		}
 		if lease == 0 {
+			if cli, err = s.client(); err != nil {
+				return nil, s.fail("grant lease for", key, err)
+			}
 			gctx, cancel := context.WithTimeout(ctx, s.timeout)
-			g, err := s.cli.Grant(gctx, int64((s.ttl+time.Second-1)/time.Second))
+			g, err := cli.Grant(gctx, int64((s.ttl+time.Second-1)/time.Second))
 			cancel()
 			if err != nil {
 				return nil, s.fail("grant lease for", key, err)
@@ -524,7 +680,7 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 			lease = g.ID
 		}
 		tctx, cancel := context.WithTimeout(ctx, s.timeout)
-		resp, err := s.cli.Txn(tctx).
+		resp, err := cli.Txn(tctx).
 			If(clientv3.Compare(clientv3.ModRevision(s.rolloutPrefix()), "<", rev+1).WithPrefix(),
 				clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).
@@ -535,7 +691,7 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 			return nil, s.fail("txn", key, err)
 		}
 		if resp.Succeeded {
-			return s.hold(key, lease, h), nil
+			return s.hold(cli, key, lease, h), nil
 		}
 	}
 	revoke()
@@ -545,6 +701,7 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 // etcdSlot keeps its lease alive until released.
 type etcdSlot struct {
 	s       *EtcdStore
+	cli     *clientv3.Client
 	key     string
 	lease   clientv3.LeaseID
 	cancel  context.CancelFunc
@@ -552,14 +709,14 @@ type etcdSlot struct {
 	release sync.Once
 }
 
-func (s *EtcdStore) hold(key string, lease clientv3.LeaseID, h SlotHolder) *etcdSlot {
+func (s *EtcdStore) hold(cli *clientv3.Client, key string, lease clientv3.LeaseID, h SlotHolder) *etcdSlot {
 	kctx, cancel := context.WithCancel(context.Background())
-	sl := &etcdSlot{s: s, key: key, lease: lease, cancel: cancel, done: make(chan struct{})}
+	sl := &etcdSlot{s: s, cli: cli, key: key, lease: lease, cancel: cancel, done: make(chan struct{})}
 	log := s.log.With(zap.String("slot", key), zap.String("change", h.Change))
 	go func() {
 		defer close(sl.done)
 		for kctx.Err() == nil {
-			ch, err := s.cli.KeepAlive(kctx, lease)
+			ch, err := cli.KeepAlive(kctx, lease)
 			if err != nil {
 				log.Warn("fleet rollout slot: keepalive failed; the slot is freed when its lease expires", zap.Error(err))
 				return
@@ -572,7 +729,7 @@ func (s *EtcdStore) hold(key string, lease clientv3.LeaseID, h SlotHolder) *etcd
 			// The channel closes when the lease is gone or the
 			// client gave up; ask once more whether it still exists.
 			tctx, tc := s.ctx()
-			ttl, err := s.cli.TimeToLive(tctx, lease)
+			ttl, err := cli.TimeToLive(tctx, lease)
 			tc()
 			if err == nil && ttl.TTL <= 0 {
 				log.Warn("fleet rollout slot lost (its lease expired): the change in flight continues; another host may start one")
@@ -597,7 +754,7 @@ func (sl *etcdSlot) Release() error {
 		<-sl.done
 		ctx, cancel := sl.s.ctx()
 		defer cancel()
-		if _, rerr := sl.s.cli.Revoke(ctx, sl.lease); rerr != nil {
+		if _, rerr := sl.cli.Revoke(ctx, sl.lease); rerr != nil {
 			err = sl.s.fail("revoke lease of", sl.key, rerr)
 			sl.s.log.Warn("fleet rollout slot not released; freed when its lease expires", zap.String("slot", sl.key), zap.Duration("ttl", sl.s.ttl), zap.Error(rerr))
 			return
