@@ -228,6 +228,18 @@ func TestEtcdAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("role without the prefix", func(t *testing.T) {
+		f := f
+		f.Etcd.Prefix = "/not-granted/"
+		f.Etcd.Username, f.Etcd.PasswordFile = "sockwarden", pwFile("right2", userPW, 0o600)
+		s := openEtcd(t, f, "h1")
+		_, err := s.Approval("abc123")
+		if !errors.Is(err, ErrStoreUnavailable) || !strings.Contains(err.Error(), "permission denied") ||
+			!strings.Contains(err.Error(), `user "sockwarden" needs a role granting readwrite on the prefix /not-granted/`) {
+			t.Fatalf("err = %v: want permission denied naming the user and the prefix", err)
+		}
+	})
+
 	t.Run("password file readable by others", func(t *testing.T) {
 		for _, mode := range []os.FileMode{0o640, 0o604} {
 			f := f
