@@ -350,6 +350,18 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	if r := checkStatic(p, e.cfg); r != nil {
 		return refused(r)
 	}
+	// An approval is for writing p's values over p's current ones: if a
+	// key no longer holds its current value, the approval is stale
+	// (guard 4), whatever fresh samples would show. Checked before the
+	// samples, it cannot be masked by a pathology that happens to pause
+	// during them (the fresh diagnosis finds the same when it runs).
+	for _, c := range p.Changes {
+		live, err := e.sysctl(p.Netns).Read(c.Key)
+		if err == nil && Fold(live) != Fold(c.Current) {
+			return refused(refuse(GuardApproval, "stale: proposal %s was made for %s = %q; it is %q now; diagnose again and approve the new proposal if it is still wanted",
+				id, c.Key, Fold(c.Current), Fold(live)))
+		}
+	}
 
 	// Fresh samples: a baseline and two more, so drops must rise in two
 	// intervals.
