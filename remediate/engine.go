@@ -414,24 +414,9 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		return refused(refuse(GuardApproval, "stale: proposal %s was made for %s; the host now gives proposal %s (%s); approve that one if it is still wanted",
 			id, describeValues(p.Changes, true), stale.ID, describeValues(stale.Changes, true)))
 	}
-	appr, err = e.store.Approval(id)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		standing = standingFor(p, e.standing)
-		if standing == nil {
-			return refused(refuse(GuardApproval, "no approval for proposal %s (sockwarden approve %s)", id, id))
-		}
-		rules := make([]string, len(standing))
-		for i, s := range standing {
-			rules[i] = s.Rule
-		}
-		appr = Approval{Proposal: id, Approver: Approver{Standing: strings.Join(rules, ",")}}
-	case err != nil:
-		return refused(refuseErr(GuardApproval, err, "approval for %s unreadable: %v", id, err))
-	default:
-		if r := checkApproval(appr, p, e.opts.Now()); r != nil {
-			return refused(r)
-		}
+	appr, standing, r = e.approvalFor(id, p)
+	if r != nil {
+		return refused(r)
 	}
 	out.Approver = appr.Approver.String()
 
@@ -493,6 +478,30 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	}
 	nsID, _ := netns.ID(p.Netns)
 	return e.commit(ctx, change, p, appr, nsID, o)
+}
+
+// approvalFor is guard 4 without side effects: the approval of id, or the
+// standing rules covering p when there is none (then standing is not nil).
+func (e *Engine) approvalFor(id string, p diagnose.Proposal) (appr Approval, standing []Standing, r *Refusal) {
+	appr, err := e.store.Approval(id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		standing = standingFor(p, e.standing)
+		if standing == nil {
+			return Approval{}, nil, refuse(GuardApproval, "no approval for proposal %s (sockwarden approve %s)", id, id)
+		}
+		rules := make([]string, len(standing))
+		for i, s := range standing {
+			rules[i] = s.Rule
+		}
+		return Approval{Proposal: id, Approver: Approver{Standing: strings.Join(rules, ",")}}, standing, nil
+	case err != nil:
+		return Approval{}, nil, refuseErr(GuardApproval, err, "approval for %s unreadable: %v", id, err)
+	}
+	if r := checkApproval(appr, p, e.opts.Now()); r != nil {
+		return appr, nil, r
+	}
+	return appr, nil, nil
 }
 
 // checkFresh is guard 3. It returns the fresh proposal when it differs from
