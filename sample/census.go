@@ -133,11 +133,7 @@ func (c *Census) Add(sk Socket, owners []Owner) {
 		c.orphans[st]++
 	}
 	for _, o := range owners {
-		p := c.procs[o.PID]
-		if p == nil {
-			p = &procCount{owner: o}
-			c.procs[o.PID] = p
-		}
+		p := c.proc(o)
 		p.total++
 		p.states[st]++
 	}
@@ -292,14 +288,20 @@ func (c *Census) Fill(s *Sample) {
 	}
 }
 
-// addProcess adds counts by state of sockets held by one process, counted
-// elsewhere (the live sampler's join of the dump with the owner scan).
-func (c *Census) addProcess(o Owner, states *[nStates]int) {
+// proc returns o's row of the per-process table, adding it on first use.
+func (c *Census) proc(o Owner) *procCount {
 	p := c.procs[o.PID]
 	if p == nil {
 		p = &procCount{owner: o}
 		c.procs[o.PID] = p
 	}
+	return p
+}
+
+// addProcess adds counts by state of sockets held by one process, counted
+// elsewhere (the live sampler's join of the dump with the owner scan).
+func (c *Census) addProcess(o Owner, states *[nStates]int) {
+	p := c.proc(o)
 	for st, n := range states {
 		p.total += n
 		p.states[st] += n
@@ -314,11 +316,7 @@ func (c *Census) attachOwners(st int, inode uint64, owners []Owner) {
 		return
 	}
 	for _, o := range owners {
-		p := c.procs[o.PID]
-		if p == nil {
-			p = &procCount{owner: o}
-			c.procs[o.PID] = p
-		}
+		p := c.proc(o)
 		p.total++
 		p.states[st]++
 	}

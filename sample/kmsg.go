@@ -116,12 +116,9 @@ func parseKmsgRecord(b []byte) (kmsgRecord, error) {
 // all), and the last sequence number read.
 // /dev/kmsg is host-wide: the lines of every network namespace are there.
 func readKmsg(path string, after uint64) ([]KernelEvent, uint64, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, 0, procNoData(fmt.Errorf("open %s: %w", path, err))
-	}
-	defer unix.Close(fd)
-	return readKmsgFD(fd, path, after)
+	r := NewKmsgReader(path)
+	defer r.Close()
+	return r.Read(after)
 }
 
 // readKmsgFD reads the records of an open /dev/kmsg descriptor from its

@@ -39,18 +39,17 @@ func TakeCheap(ctx context.Context, opts Options) (*Sample, error) {
 // task_file iterator (every process at once, no second pass needed), or
 // /proc/PID/fd, processes of the sampled namespace first. It says which
 // ("bpf-iter" or "proc"). nsSockets is the sampled namespace's sockets in
-// use (sockstat), for procCheaper.
-func scanOwnersAuto(opts Options, netnsID uint64, nsSockets int) (*ownerIndex, []int, *Missing, string, error) {
-	bpf := opts.OwnerScan != "proc" && opts.procRoot == ""
-	if bpf && opts.OwnerScan != "bpf" {
-		if files := fileHandles(opts.proc(), 0); procCheaper(nsSockets, files) {
-			opts.logger().Debug("owner scan: /proc, the namespace's processes first (few of the host's open files are its sockets)",
-				zap.Int("namespace_sockets", nsSockets), zap.Int("host_open_files", files))
-			bpf = false
-		}
+// use (sockstat) and hostFiles the host's open files (fs.file-nr, 0 when
+// unknown), both read by the sample already, for procCheaper.
+func scanOwnersAuto(opts Options, netnsID uint64, nsSockets, hostFiles int) (*ownerIndex, []int, *Missing, string, error) {
+	bpf := opts.bpfAllowed()
+	if bpf && opts.OwnerScan != "bpf" && procCheaper(nsSockets, hostFiles) {
+		opts.logger().Debug("owner scan: /proc, the namespace's processes first (few of the host's open files are its sockets)",
+			zap.Int("namespace_sockets", nsSockets), zap.Int("host_open_files", hostFiles))
+		bpf = false
 	}
 	if bpf {
-		x, err := scanOwnersBPF(opts.proc())
+		x, err := scanOwnersBPF(opts.proc(), hostFiles)
 		if err == nil {
 			return x, nil, nil, "bpf-iter", nil
 		}
@@ -105,7 +104,7 @@ func worthLooking(unowned []pendingOwner) bool {
 // attachPending gives the dumped sockets their owners from the scan of the
 // sampled namespace's processes. Sockets left without one are looked up in
 // the other processes (those skipped by the first scan) when worthLooking.
-func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, skipped []int, pending []pendingOwner) {
+func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, skipped []int, pending []pendingOwner, hostFiles int) {
 	var unowned []pendingOwner
 	// Sockets of a single owner (nearly all) are counted per owner in a
 	// dense table and handed to the census once per process; listeners
@@ -134,8 +133,8 @@ func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, 
 	// containers of a busy host): the iterator reads them six times
 	// faster than /proc when it is allowed.
 	var more *ownerIndex
-	if opts.OwnerScan != "proc" && opts.procRoot == "" {
-		more, _ = scanOwnersBPF(opts.proc())
+	if opts.bpfAllowed() {
+		more, _ = scanOwnersBPF(opts.proc(), hostFiles)
 	}
 	if more == nil {
 		only := make(map[uint64]bool, len(unowned))
@@ -250,6 +249,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		return nil, 0, err
 	}
 	tCountersD := time.Since(tCounters)
+	hostFiles := openFiles(s.Sysctls["fs.file-nr"])
 	// The owner scan starts once sockstat is read (it chooses between
 	// the iterator and /proc by the namespace's sockets) and runs while
 	// the kernel dumps the sockets.
@@ -262,7 +262,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 			// Sockets they do not explain are looked up in the
 			// other processes afterwards.
 			t0 := time.Now()
-			x, sk, miss, via, err := scanOwnersAuto(opts, nsID, nsSockets)
+			x, sk, miss, via, err := scanOwnersAuto(opts, nsID, nsSockets, hostFiles)
 			scanned <- ownerResult{x, sk, miss, via, err, time.Since(t0)}
 		}()
 	}
@@ -307,7 +307,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		}
 		if r.err == nil {
 			s.OwnersVia = r.via
-			attachPending(ctx, c, opts, r.x, r.skipped, pending)
+			attachPending(ctx, c, opts, r.x, r.skipped, pending, hostFiles)
 		}
 	}
 	tJoin := time.Since(tWait)

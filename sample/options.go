@@ -72,6 +72,10 @@ func (o Options) topProc() int {
 	return o.TopProcesses
 }
 
+// bpfAllowed says whether the owner scan may use the BPF iterator: not
+// with owner_scan proc, nor against a fixture /proc (tests).
+func (o Options) bpfAllowed() bool { return o.OwnerScan != "proc" && o.procRoot == "" }
+
 func (o Options) proc() string {
 	if o.procRoot == "" {
 		return "/proc"

@@ -184,7 +184,7 @@ var errPidNamespace = errors.New("process ids of the BPF iterator are not this /
 // scanOwnersBPF maps every process's sockets with the iterator. Owners'
 // command, unit and limit are read from procRoot lazily, for the sockets a
 // census actually looks up.
-func scanOwnersBPF(procRoot string) (*ownerIndex, error) {
+func scanOwnersBPF(procRoot string, hostFiles int) (*ownerIndex, error) {
 	link, err := loadOwnerIter()
 	if err != nil {
 		return nil, err
@@ -195,7 +195,10 @@ func scanOwnersBPF(procRoot string) (*ownerIndex, error) {
 	}
 	rd := os.NewFile(uintptr(fd), "bpf-iter:task_file")
 	defer rd.Close()
-	x, err := parseOwnerRecords(rd, os.Getpid(), min(max(fileHandles(procRoot, 1<<10), 1<<10), 1<<18))
+	// The index is sized from the host's open files, an upper bound on
+	// its socket descriptors, capped so that a host of many open regular
+	// files does not reserve a large table for few sockets.
+	x, err := parseOwnerRecords(rd, os.Getpid(), min(max(hostFiles, 1<<10), 1<<18))
 	if err != nil {
 		return nil, err
 	}
@@ -273,24 +276,18 @@ func parseOwnerRecords(r io.Reader, self, sizeHint int) (*ownerIndex, error) {
 	return x, nil
 }
 
-// fileHandles returns the host's allocated file handles (the first field
-// of fs.file-nr), or def when it cannot be read. It sizes the owner index
-// (capped by the caller, so that a host of many open regular files does
-// not reserve a large table for few sockets) and tells whether the BPF
-// iterator, whose cost grows with every descriptor on the host, is worth
-// it (procCheaper).
-func fileHandles(procRoot string, def int) int {
-	b, err := os.ReadFile(procRoot + "/sys/fs/file-nr")
-	if err != nil {
-		return def
-	}
-	f := strings.Fields(string(b))
+// openFiles returns the host's allocated file handles from the value of
+// fs.file-nr ("allocated free max"), 0 when absent or unreadable. They tell
+// whether the BPF iterator, whose cost grows with every descriptor on the
+// host, is worth it (procCheaper), and size its index.
+func openFiles(fileNr string) int {
+	f := strings.Fields(fileNr)
 	if len(f) == 0 {
-		return def
+		return 0
 	}
 	n, err := strconv.Atoi(f[0])
-	if err != nil {
-		return def
+	if err != nil || n < 0 {
+		return 0
 	}
 	return n
 }

@@ -89,7 +89,7 @@ func TestNetnsOwnersBPFMatchesProc(t *testing.T) {
 			l.Close()
 		}
 	}()
-	bx, err := scanOwnersBPF("/proc")
+	bx, err := scanOwnersBPF("/proc", 0)
 	if err != nil {
 		t.Fatalf("BPF owner scan on this kernel (%v): the CI machine supports it; fix or explain", err)
 	}
