@@ -75,12 +75,17 @@ func Collect(ctx context.Context, opts Options, out string, snapshots int, gap t
 	for i := 1; i <= snapshots; i++ {
 		start := time.Now()
 		dir := filepath.Join(work, strconv.Itoa(i))
-		if err := collectSnapshot(ctx, opts, dir, log); err != nil {
+		taken, err := collectSnapshot(ctx, opts, dir, log)
+		if err != nil {
 			return fmt.Errorf("%w: snapshot %d: %w", ErrCollect, i, err)
 		}
 		log.Debug("snapshot written", zap.Int("snapshot", i), zap.Duration("took", time.Since(start)))
 		if i < snapshots {
-			t := time.NewTimer(time.Until(start.Add(gap)))
+			// Paced from the time the snapshot recorded (date.txt), not
+			// from when it was started: the next one records its own
+			// time after this wait, so the times in the bundle are at
+			// least gap apart even when entering the namespace is slow.
+			t := time.NewTimer(time.Until(taken.Add(gap)))
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -106,9 +111,12 @@ type collectLog struct {
 
 func (c *collectLog) add(file, how string) { fmt.Fprintf(&c.b, "%-14s %s\n", file, how) }
 
-func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Logger) error {
+// collectSnapshot writes one snapshot into dir and returns the time it
+// recorded in date.txt.
+func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Logger) (time.Time, error) {
+	var now time.Time
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return now, err
 	}
 	var cl collectLog
 	cl.add("#", "written by sockwarden collect; see README.md, Captured bundles")
@@ -123,7 +131,7 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 	err := netns.Do(opts.Netns, func() error {
 		// The date first: it is the time of the socket table that
 		// follows. Same format as `date +%s.%N`.
-		now := time.Now()
+		now = time.Now()
 		if err := write("date.txt", fmt.Sprintf("%d.%09d\n", now.Unix(), now.Nanosecond())); err != nil {
 			return err
 		}
@@ -173,17 +181,17 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 		return nil
 	})
 	if err != nil {
-		return err
+		return now, err
 	}
 	if !ssOK {
 		if err := ssFromDump(ctx, opts, filepath.Join(dir, "ss-tan.txt")); err != nil {
-			return fmt.Errorf("socket table: %w", err)
+			return now, fmt.Errorf("socket table: %w", err)
 		}
 		cl.add("ss-tan.txt", "ss -tane(p) layout written by sockwarden from sock_diag (ss unavailable)")
 	}
 	if opts.Owners {
 		if err := collectProcesses(opts, dir, &cl); err != nil {
-			return fmt.Errorf("processes.txt: %w", err)
+			return now, fmt.Errorf("processes.txt: %w", err)
 		}
 	} else {
 		cl.add("processes.txt", "not written: owners not read (sample.owners off)")
@@ -199,7 +207,7 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 			cl.add("dmesg.txt", fmt.Sprintf("dmesg layout written by sockwarden from /dev/kmsg (%d records)", n))
 		}
 	}
-	return write("collect.txt", cl.b.String())
+	return now, write("collect.txt", cl.b.String())
 }
 
 // collectProcesses writes processes.txt, the lines the /proc loop of
