@@ -221,7 +221,7 @@ func TestNetnsDiagnoseSomaxconnFixed(t *testing.T) {
 	c := changeOf(t, r.Proposals[0], "net.core.somaxconn")
 	writeSysctl(t, env, c.Key, c.Proposed)
 	want, _ := strconv.Atoi(c.Proposed)
-	waitFor(t, 3*time.Second, "Send-Q did not reach the proposed somaxconn", func() bool { return listener(t, env).SendQ == want })
+	waitRelisten(t, env, want)
 	time.Sleep(500 * time.Millisecond)
 	_, r = diagnoseEnv(t, env, 3, 1500*time.Millisecond)
 	for _, f := range r.Findings {

@@ -191,6 +191,21 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Fatalf("after %s: %s", d, what)
 }
 
+// waitRelisten waits for the lab application (Options.Relisten) to call
+// listen() again after a somaxconn change, so that its listener's Send-Q
+// is want. It polls every 100 ms; the wait is long because a loaded
+// machine starves the application, and on failure its log says whether
+// it saw the change.
+func waitRelisten(t *testing.T, env *Env, want int) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if listener(t, env).SendQ == want {
+			return
+		}
+	}
+	t.Fatalf("after 10s: Send-Q %d, want %d after listen() again; the application said:\n%s", listener(t, env).SendQ, want, env.stderr.String())
+}
+
 func TestNetnsKernelAcceptQueue(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
@@ -260,7 +275,7 @@ func TestNetnsKernelSomaxconnRelisten(t *testing.T) {
 				}
 				return
 			}
-			waitFor(t, 3*time.Second, "Send-Q did not reach 128", func() bool { return listener(t, env).SendQ == 128 })
+			waitRelisten(t, env, 128)
 			time.Sleep(300 * time.Millisecond) // connects already in flight
 			if d := rises(t, env, "TcpExtListenOverflows", 2, time.Second); d[0]+d[1] != 0 {
 				t.Errorf("overflows per interval after somaxconn 128 and listen(): %v, want none", d)
