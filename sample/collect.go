@@ -183,6 +183,11 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 	if err != nil {
 		return now, err
 	}
+	if opts.Netns != "" {
+		if err := appendGlobalSysctls(opts.proc(), filepath.Join(dir, "sysctl.txt"), &cl); err != nil {
+			return now, fmt.Errorf("sysctl.txt: %w", err)
+		}
+	}
 	if !ssOK {
 		if err := ssFromDump(ctx, opts, filepath.Join(dir, "ss-tan.txt")); err != nil {
 			return now, fmt.Errorf("socket table: %w", err)
@@ -208,6 +213,43 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 		}
 	}
 	return now, write("collect.txt", cl.b.String())
+}
+
+// appendGlobalSysctls adds to a namespace's sysctl.txt the global sysctls
+// its own `sysctl -a` lacks, read in the collector's namespace when that
+// is the initial one (fillGlobalSysctls does the same for a live sample),
+// so that the bundle reads as the live sample does.
+func appendGlobalSysctls(procRoot, path string, cl *collectLog) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	have, _, err := ParseSysctlText(f, "sysctl.txt")
+	if err != nil {
+		// The bundle's reader reports this file; add nothing to it.
+		cl.add("sysctl.txt", "global sysctls not added: "+err.Error())
+		return nil
+	}
+	var add strings.Builder
+	var keys []string
+	for _, k := range globalSysctlKeys() {
+		if _, ok := have[k]; ok {
+			continue
+		}
+		if v, err := readSysctl(procRoot, k); err == nil {
+			fmt.Fprintf(&add, "%s = %s\n", k, v)
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := f.WriteString(add.String()); err != nil {
+		return err
+	}
+	cl.add("sysctl.txt", "+ "+strings.Join(keys, ", ")+": global, read in the initial namespace (sysctl KEY there)")
+	return f.Close()
 }
 
 // collectProcesses writes processes.txt, the lines the /proc loop of

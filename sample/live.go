@@ -248,6 +248,9 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if err != nil {
 		return nil, 0, err
 	}
+	if opts.Netns != "" {
+		fillGlobalSysctls(s, opts.proc())
+	}
 	tCountersD := time.Since(tCounters)
 	hostFiles := openFiles(s.Sysctls["fs.file-nr"])
 	// The owner scan starts once sockstat is read (it chooses between

@@ -310,6 +310,21 @@ func TestNetnsTakeMatchesSS(t *testing.T) {
 		t.Errorf("header, sysctls or counters not filled: id=%d source=%q somaxconn=%q passive=%d",
 			s.NetnsID, s.Source, s.Sysctls["net.core.somaxconn"], s.Counters["TcpPassiveOpens"])
 	}
+	// The global sysctls, which the namespace's /proc/sys lacks, are the
+	// ones this (initial) namespace shows; in a child namespace of its
+	// own the test expects them missing instead.
+	for _, k := range []string{"net.ipv4.tcp_mem", "net.ipv4.tcp_max_orphans"} {
+		host, err := readSysctl("/proc", k)
+		if err != nil {
+			if _, ok := s.Sysctls[k]; ok || !hasMissing(s, "sysctl "+k, "global") {
+				t.Errorf("%s: %v here, yet the sample has %q, missing %v", k, err, s.Sysctls[k], s.Missing)
+			}
+			continue
+		}
+		if s.Sysctls[k] != host || hasMissing(s, "sysctl "+k, "") {
+			t.Errorf("%s = %q in the sample, %q in the initial namespace; missing %v", k, s.Sysctls[k], host, s.Missing)
+		}
+	}
 	// Overflowing the accept queue counted in this namespace's TcpExt.
 	if s.Counters["TcpExtListenOverflows"] == 0 {
 		t.Errorf("TcpExtListenOverflows = 0 after an accept-queue overflow")

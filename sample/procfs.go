@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -216,7 +217,7 @@ func readCounters(s *Sample, procRoot, netDir string) {
 		v, err := readSysctl(procRoot, k)
 		if err != nil {
 			if globalSysctl[k] && errors.Is(err, ErrNoData) {
-				err = fmt.Errorf("%w: a global sysctl, kept by the initial network namespace only; a child namespace has no %s (the host's value applies)", ErrNoData, k)
+				err = fmt.Errorf("%w: a global sysctl, kept by the initial network namespace only; a child namespace has no %s (the host's value applies: run sockwarden in the host's namespace, with --netns for this one, to read it)", ErrNoData, k)
 			}
 			s.noteMissing("sysctl "+k, err)
 			continue
@@ -228,6 +229,46 @@ func readCounters(s *Sample, procRoot, netDir string) {
 // globalSysctl marks the recorded sysctls that are not per network
 // namespace: /proc/sys shows them in the initial namespace only.
 var globalSysctl = map[string]bool{"net.ipv4.tcp_mem": true, "net.ipv4.tcp_max_orphans": true}
+
+// globalSysctlKeys lists globalSysctl's keys in SysctlKeys order.
+func globalSysctlKeys() []string {
+	var ks []string
+	for _, k := range SysctlKeys {
+		if globalSysctl[k] {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// fillGlobalSysctls sets the global sysctls that another namespace's
+// /proc/sys did not show from the calling thread's own namespace, when
+// that has them: only the initial namespace does, and its values are the
+// ones every namespace runs under (sockstat's TCP mem and orphan counts,
+// which they bound, are host-wide too). It returns the keys it filled;
+// a sampler that itself runs in a child namespace fills none, and they
+// stay listed as missing.
+func fillGlobalSysctls(s *Sample, procRoot string) []string {
+	var filled []string
+	for _, k := range globalSysctlKeys() {
+		if _, ok := s.Sysctls[k]; ok {
+			continue
+		}
+		v, err := readSysctl(procRoot, k)
+		if err != nil {
+			continue
+		}
+		s.Sysctls[k] = v
+		s.dropMissing("sysctl " + k)
+		filled = append(filled, k)
+	}
+	return filled
+}
+
+// dropMissing forgets a missing source that was found after all.
+func (s *Sample) dropMissing(source string) {
+	s.Missing = slices.DeleteFunc(s.Missing, func(m Missing) bool { return m.Source == source })
+}
 
 // noteMissing records a missing source once.
 func (s *Sample) noteMissing(source string, err error) {

@@ -192,6 +192,48 @@ func TestReadCountersFixture(t *testing.T) {
 	}
 }
 
+// A child namespace's /proc/sys has no tcp_mem or tcp_max_orphans; the
+// sampler fills them from its own namespace when that one has them (the
+// initial namespace does), and keeps them missing otherwise.
+func TestFillGlobalSysctls(t *testing.T) {
+	child := t.TempDir() // a namespace's /proc: no global sysctls
+	var s Sample
+	readCounters(&s, child, filepath.Join(child, "thread-self", "net"))
+	for _, k := range []string{"net.ipv4.tcp_mem", "net.ipv4.tcp_max_orphans"} {
+		if !hasMissing(&s, "sysctl "+k, "") {
+			t.Fatalf("%s not listed missing in a child namespace: %+v", k, s.Missing)
+		}
+	}
+	before := len(s.Missing)
+
+	if got := fillGlobalSysctls(&s, t.TempDir()); len(got) != 0 || len(s.Missing) != before {
+		t.Errorf("filled %v from a namespace without them; missing %d -> %d", got, before, len(s.Missing))
+	}
+
+	host := t.TempDir()
+	ipv4 := filepath.Join(host, "sys", "net", "ipv4")
+	if err := os.MkdirAll(ipv4, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(ipv4, "tcp_mem"), []byte("94401\t125868\t188802\n"), 0o644)
+	os.WriteFile(filepath.Join(ipv4, "tcp_max_orphans"), []byte("65536\n"), 0o644)
+	os.WriteFile(filepath.Join(ipv4, "tcp_fin_timeout"), []byte("60\n"), 0o644) // per namespace: not taken
+	s.Sysctls["net.ipv4.tcp_max_orphans"] = "4096"                              // already read: kept
+	got := fillGlobalSysctls(&s, host)
+	if d := cmp.Diff([]string{"net.ipv4.tcp_mem"}, got); d != "" {
+		t.Errorf("filled (-want +got):\n%s", d)
+	}
+	if s.Sysctls["net.ipv4.tcp_mem"] != "94401 125868 188802" || s.Sysctls["net.ipv4.tcp_max_orphans"] != "4096" {
+		t.Errorf("sysctls after fill: %v", s.Sysctls)
+	}
+	if _, ok := s.Sysctls["net.ipv4.tcp_fin_timeout"]; ok || !hasMissing(&s, "sysctl net.ipv4.tcp_fin_timeout", "") {
+		t.Errorf("a per-namespace sysctl was taken from another namespace: %v", s.Sysctls)
+	}
+	if hasMissing(&s, "sysctl net.ipv4.tcp_mem", "") || len(s.Missing) != before-1 {
+		t.Errorf("missing after fill (%d, want %d): %+v", len(s.Missing), before-1, s.Missing)
+	}
+}
+
 func FuzzParseNetstat(f *testing.F) {
 	for _, n := range []string{"netstat-host.txt", "snmp-host.txt", "netstat-synflood.txt", "snmp-synflood.txt"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "proc", n))
