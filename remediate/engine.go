@@ -897,6 +897,26 @@ func (e *Engine) Rollback(ctx context.Context, changeID string) (Outcome, error)
 	return e.rollback(c.ID, c.Netns, c.NetnsID, c.Values, "rolled back by hand by "+CurrentApprover().String())
 }
 
+// resume verifies an interrupted change again. The change is live on the
+// host, so with a fleet store it holds a rollout slot while it is verified
+// (the dead process's own slot, if its lease has not expired, is taken
+// over); when no slot can be had it is rolled back instead: resuming must
+// not take the fleet over fleet.max_concurrent.
+func (e *Engine) resume(ctx context.Context, c Change, why string) (Outcome, error) {
+	if e.opts.Rollout != nil {
+		slot, err := e.opts.Rollout.Acquire(ctx, SlotHolder{Host: e.opts.Host, Change: c.ID, Proposal: c.Proposal, Netns: c.Netns,
+			Values: c.Values, PID: os.Getpid(), Since: e.opts.Now().UTC()})
+		if err != nil {
+			return e.rollback(c.ID, c.Netns, c.NetnsID, c.Values, fmt.Sprintf("%s; not resumed: no fleet rollout slot: %v", why, err))
+		}
+		defer slot.Release()
+		e.event(c.Proposal, c.ID, "guard", "fleet rollout slot taken to resume verification")
+	}
+	appr, _ := e.store.Approval(c.Proposal)
+	return e.verifyAndSettle(ctx, c.ID, c.Netns, c.NetnsID, c.Values, *c.Verify, appr,
+		ApplyOptions{Window: e.cfg.Verify.Window, Interval: e.cfg.Verify.Interval})
+}
+
 // Resolve settles every change left open (applying, applied, verifying) by
 // a process that is gone (killed, host rebooted): rolled back by default,
 // or verified again when remediate.on_restart is "resume". Changes whose
@@ -923,9 +943,7 @@ func (e *Engine) Resolve(ctx context.Context) ([]Outcome, error) {
 		e.log.Warn("resolving an interrupted change", zap.String("change", c.ID), zap.String("state", string(c.State)), zap.String("on_restart", e.cfg.Remediate.OnRestart))
 		var o Outcome
 		if e.cfg.Remediate.OnRestart == "resume" && c.State != StateApplying && c.Verify != nil && e.opts.Sampler != nil {
-			appr, _ := e.store.Approval(c.Proposal)
-			o, err = e.verifyAndSettle(ctx, c.ID, c.Netns, c.NetnsID, c.Values, *c.Verify, appr,
-				ApplyOptions{Window: e.cfg.Verify.Window, Interval: e.cfg.Verify.Interval})
+			o, err = e.resume(ctx, c, why)
 		} else {
 			o, err = e.rollback(c.ID, c.Netns, c.NetnsID, c.Values, why)
 		}

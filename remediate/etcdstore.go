@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -635,6 +636,12 @@ func describeHolders(hs []SlotHolder) string {
 // the holders were counted (a range compare on ModRevision) and the new key
 // does not exist yet: two hosts counting the same free slot cannot both
 // take it.
+//
+// The one exception is the change's own key, left by this host's previous
+// process (killed, restarted) whose lease has not expired yet: that slot
+// already counts this change, so it is taken over, rebound to the new
+// lease, instead of counted against the limit. Only one process works on
+// a change (its lock file), so nobody else holds that key.
 func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 	if h.Host == "" {
 		h.Host = s.host
@@ -662,6 +669,9 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 			revoke()
 			return nil, err
 		}
+		n := len(hs)
+		hs = slices.DeleteFunc(hs, func(o SlotHolder) bool { return o.Host == h.Host && o.Change == h.Change })
+		takeover := len(hs) < n
 		if len(hs) >= s.max {
 			revoke()
 			return nil, fmt.Errorf("%w: %d of %d (fleet.max_concurrent) in flight: %s; try again when one settles",
@@ -679,10 +689,13 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 			}
 			lease = g.ID
 		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.rolloutPrefix()), "<", rev+1).WithPrefix()}
+		if !takeover {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		}
 		tctx, cancel := context.WithTimeout(ctx, s.timeout)
 		resp, err := cli.Txn(tctx).
-			If(clientv3.Compare(clientv3.ModRevision(s.rolloutPrefix()), "<", rev+1).WithPrefix(),
-				clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			If(cmps...).
 			Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).
 			Commit()
 		cancel()

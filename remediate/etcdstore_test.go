@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -427,5 +428,86 @@ func TestEtcdEngineFailsClosed(t *testing.T) {
 	}
 	if rec := lastRecord(t, e); rec.State != StateRefused || rec.Proposal != id {
 		t.Fatalf("last journal record %+v, want refused for %s", rec, id)
+	}
+}
+
+// interrupted leaves in h1's journal a change c-3 (somaxconn 128 -> 1024,
+// written) whose process died while verifying it, as TestResolveResume
+// does, and returns h1's engine with remediate.on_restart "resume" and a
+// verification window of window.
+func interrupted(t *testing.T, f config.Fleet, window time.Duration) (*world, *Engine) {
+	t.Helper()
+	w := newWorld(t)
+	w.host, w.relisten = "h1", true
+	s := openEtcd(t, f, "h1")
+	w.store, w.rollout = s, s
+	e := w.engine(func(c *config.Config) {
+		c.Fleet = f
+		c.Remediate.OnRestart = "resume"
+		c.Verify.Window, c.Verify.Interval = window, 100*time.Millisecond
+	})
+	p := w.proposal("128")
+	vals := []Value{{Key: "net.core.somaxconn", Old: "128", New: "1024"}}
+	e.Journal().Append(Record{Change: "c-3", Proposal: p.ID, State: StateApplying, Values: vals, Verify: &p.Verify, PID: 999999})
+	e.Journal().Append(Record{Change: "c-3", Proposal: p.ID, State: StateVerifying, Values: vals, PID: 999999})
+	w.set("net.core.somaxconn", "1024")
+	return w, e
+}
+
+// A resumed verification holds the change's rollout slot: it takes over
+// the slot the dead process left (its lease still alive), keeps it past
+// that lease's expiry, and frees it once the change is settled.
+func TestEtcdResumeHoldsSlot(t *testing.T) {
+	srv := etcdtest.Start(t)
+	f := fleetConfig(srv) // max_concurrent 1, slot_ttl 2s
+	// The window outlasts the wait for the dead process's lease below.
+	w, e := interrupted(t, f, f.SlotTTL+3*time.Second)
+	dead, err := OpenEtcdStore(f, "h1", zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dead.Acquire(context.Background(), SlotHolder{Change: "c-3", PID: 999999}); err != nil {
+		t.Fatal(err)
+	}
+	dead.Close() // killed: no release, the lease lives out its TTL
+
+	var during []SlotHolder
+	w.onVerifySample = func(n int) {
+		if n == 1 {
+			time.Sleep(f.SlotTTL + 500*time.Millisecond) // the dead process's lease expires
+			during, _, _ = e.opts.Rollout.Holders(context.Background())
+		}
+	}
+	outs, err := e.Resolve(context.Background())
+	if err != nil || len(outs) != 1 || outs[0].State != StateVerified || w.somaxconn() != "1024" {
+		t.Fatalf("resume: %+v %v, somaxconn %s; want verified, 1024 kept", outs, err, w.somaxconn())
+	}
+	if len(during) != 1 || during[0].Host != "h1" || during[0].Change != "c-3" || during[0].PID != os.Getpid() {
+		t.Fatalf("slots while resuming, after the dead process's lease expired: %+v; want h1's c-3 held by pid %d", during, os.Getpid())
+	}
+	if hs, _, _ := e.opts.Rollout.Holders(context.Background()); len(hs) != 0 {
+		t.Fatalf("slots held after the change settled: %+v", hs)
+	}
+}
+
+// With the fleet's only slot held by another host, an interrupted change
+// is not resumed (its verification would make two in flight) but rolled
+// back, saying why.
+func TestEtcdResumeWithoutSlotRollsBack(t *testing.T) {
+	srv := etcdtest.Start(t)
+	f := fleetConfig(srv)
+	w, e := interrupted(t, f, 1500*time.Millisecond)
+	other := openEtcd(t, f, "h2")
+	slot, err := other.Acquire(context.Background(), SlotHolder{Change: "c-9", PID: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Release()
+	outs, err := e.Resolve(context.Background())
+	if err != nil || len(outs) != 1 || outs[0].State != StateRolledBack || w.somaxconn() != "128" {
+		t.Fatalf("resolve: %+v %v, somaxconn %s; want rolled back to 128", outs, err, w.somaxconn())
+	}
+	if !strings.Contains(outs[0].Reason, "not resumed: no fleet rollout slot") || !strings.Contains(outs[0].Reason, "h2 change c-9") {
+		t.Fatalf("reason %q: want the missing slot and its holder named", outs[0].Reason)
 	}
 }
