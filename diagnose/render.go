@@ -279,6 +279,9 @@ func findingCheck(r Report, f Finding) (string, string) {
 		return pre + "cat /proc/net/sockstat", "TCP mem stays below the pressure value of net.ipv4.tcp_mem."
 	case KindOrphanPressure:
 		return pre + "cat /proc/net/sockstat", "orphan stays well below net.ipv4.tcp_max_orphans."
+	case KindConntrackFull:
+		return pre + "cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max; dmesg | grep -c 'nf_conntrack: table full'",
+			"the count stays below the max and the number of `table full` lines stops growing."
 	}
 	return "", ""
 }
@@ -325,7 +328,19 @@ func verdictLine(r Report) string {
 	return fmt.Sprintf("Findings: %d (%d confirmed), %d kernel change(s) proposed.", n, conf, len(r.Proposals))
 }
 
+// handOnly names the limit of the kernel-side kinds that never propose a
+// change: their sysctl is not on the remediation allowlist.
+var handOnly = map[string]string{
+	KindTCPMemoryPressure: "net.ipv4.tcp_mem",
+	KindConntrackFull:     "net.netfilter.nf_conntrack_max",
+}
+
 func noChangeWhy(r Report) string {
+	for _, f := range r.Findings {
+		if key := handOnly[f.Kind]; key != "" && f.Side == SideKernel {
+			return fmt.Sprintf("%s is not on the remediation allowlist: for %s, see what holds the resource, then change it by hand (see its explanation).", key, f.Kind)
+		}
+	}
 	for _, f := range r.Findings {
 		if f.Side == SideKernel {
 			return "the kernel-side finding has no change within the configured bounds (see its explanation)."

@@ -216,3 +216,21 @@ func TestPartialSampleSummary(t *testing.T) {
 		t.Errorf("summary of a cheap sample: %q", r.Summary[0])
 	}
 }
+
+// A kernel-side finding without a proposal says why: its sysctl is not
+// on the allowlist (tcp_mem, nf_conntrack_max), or no change fits the
+// configured bounds.
+func TestNoChangeWhy(t *testing.T) {
+	for _, tc := range []struct {
+		kind, want string
+	}{
+		{KindConntrackFull, "net.netfilter.nf_conntrack_max is not on the remediation allowlist"},
+		{KindTCPMemoryPressure, "net.ipv4.tcp_mem is not on the remediation allowlist"},
+		{KindAcceptQueueOverflow, "no change within the configured bounds"},
+	} {
+		r := Report{Findings: []Finding{{Kind: tc.kind, Side: SideKernel, Severity: SevCritical, Confirmed: true}}}
+		if got := noChangeWhy(r); !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want it to say %q", tc.kind, got, tc.want)
+		}
+	}
+}

@@ -125,4 +125,10 @@ var Rules = []Rule{
 		Why:       "Orphans are closed connections the peers do not finish; past tcp_max_orphans the kernel resets them. Raising the limit only spends memory on unresponsive peers.",
 		Confirm:   ConfirmPile, Pile: checkOrphans,
 	},
+	{
+		Name: "conntrack", Kinds: []string{KindConntrackFull}, Sides: []Side{SideKernel},
+		Condition: "an `nf_conntrack: table full, dropping packet` kernel line",
+		Why:       "A full connection-tracking table makes netfilter drop the packets of new connections before TCP sees them: clients time out and no TCP counter moves. The limit, net.netfilter.nf_conntrack_max, is host-wide and not on the remediation allowlist.",
+		Confirm:   ConfirmPile, Pile: checkConntrack,
+	},
 }

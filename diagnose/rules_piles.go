@@ -418,6 +418,32 @@ func checkTCPMemory(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) [
 	}}
 }
 
+// checkConntrack reads the kernel log only: the table's fill
+// (nf_conntrack_count against nf_conntrack_max) is not sampled, and the
+// line, which names no namespace, is the kernel's own word that packets
+// were dropped.
+func checkConntrack(s *sample.Sample, _ []*sample.Sample, _ config.Diagnose) []Observation {
+	var ev []string
+	for _, e := range s.Kernel {
+		if e.Kind == sample.KernelConntrackFull {
+			ev = append(ev, "kernel: "+e.Line)
+		}
+	}
+	if len(ev) == 0 {
+		return nil
+	}
+	return []Observation{{
+		Kind: KindConntrackFull, Subject: "host", Side: SideKernel, Severity: SevCritical,
+		Title:       "connection-tracking table full: new connections dropped",
+		Explanation: "netfilter's connection-tracking table (nf_conntrack) is full, so the kernel drops the packets of connections it cannot track: SYNs vanish before TCP sees them, clients time out, and no TCP counter records it. The limit is net.netfilter.nf_conntrack_max, host-wide (a container's namespace cannot change it). It is not on the remediation allowlist: each entry costs kernel memory, so first see what fills the table, then raise the limit (with nf_conntrack_buckets) by hand on the host, or track less.",
+		Evidence:    ev,
+		AppActions: []string{
+			"See how full it is and what fills it: `cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max`, `conntrack -L -o extended | awk '{print $1, $3, $4}' | sort | uniq -c | sort -rn | head` (conntrack-tools).",
+			"Track less: NOTRACK (raw table) for high-volume local traffic that needs no NAT or stateful filtering, or shorter timeouts (net.netfilter.nf_conntrack_tcp_timeout_time_wait, ..._established).",
+		},
+	}}
+}
+
 // sevMax returns the worse of two severities.
 func sevMax(a, b Severity) Severity {
 	if sevRank(b) > sevRank(a) {

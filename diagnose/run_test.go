@@ -478,6 +478,23 @@ func TestRules(t *testing.T) {
 			want: []verdict{{KindOrphanPressure, "host", SidePeer, true}},
 		},
 		{
+			name: "conntrack table full in the kernel log of every sample", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Kernel = []sample.KernelEvent{{Kind: "conntrack-full", Line: "nf_conntrack: nf_conntrack: table full, dropping packet"}}
+			},
+			want: []verdict{{KindConntrackFull, "host", SideKernel, true}},
+		},
+		{
+			// The first sample's read of the log goes back to boot:
+			// a line there and none since is no current drop.
+			name: "conntrack table full once, before the first sample", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				if i == 0 {
+					s.Kernel = []sample.KernelEvent{{Kind: "conntrack-full", Line: "nf_conntrack: nf_conntrack: table full, dropping packet"}}
+				}
+			},
+		},
+		{
 			name: "orphans near tcp_max_orphans", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Sysctls[kMaxOrphans] = "1000"

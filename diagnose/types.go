@@ -41,6 +41,7 @@ const (
 	KindFDExhaustion        = "fd-exhaustion"
 	KindTCPMemoryPressure   = "tcp-memory-pressure"
 	KindOrphanPressure      = "orphan-pressure"
+	KindConntrackFull       = "conntrack-full"
 )
 
 // Finding is one diagnosed condition.
