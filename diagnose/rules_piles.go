@@ -400,11 +400,9 @@ func checkTCPMemory(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) [
 		}
 		ev = append(ev, fmt.Sprintf("sockstat TCP mem %d pages; %s = %d %d %d (low, pressure, high)", pages, kTCPMem, mem[0], mem[1], mem[2]))
 	}
-	for _, e := range s.Kernel {
-		if e.Kind == "tcp-oom" {
-			ev = append(ev, "kernel: "+e.Line)
-			sev = sevMax(sev, SevWarning)
-		}
+	if oom := kernelLines(s, sample.KernelTCPOOM); len(oom) > 0 {
+		ev = append(ev, oom...)
+		sev = sevMax(sev, SevWarning)
 	}
 	if len(ev) == 0 {
 		return nil
@@ -423,12 +421,7 @@ func checkTCPMemory(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) [
 // line, which names no namespace, is the kernel's own word that packets
 // were dropped.
 func checkConntrack(s *sample.Sample, _ []*sample.Sample, _ config.Diagnose) []Observation {
-	var ev []string
-	for _, e := range s.Kernel {
-		if e.Kind == sample.KernelConntrackFull {
-			ev = append(ev, "kernel: "+e.Line)
-		}
-	}
+	ev := kernelLines(s, sample.KernelConntrackFull)
 	if len(ev) == 0 {
 		return nil
 	}
@@ -442,6 +435,17 @@ func checkConntrack(s *sample.Sample, _ []*sample.Sample, _ config.Diagnose) []O
 			"Track less: NOTRACK (raw table) for high-volume local traffic that needs no NAT or stateful filtering, or shorter timeouts (net.netfilter.nf_conntrack_tcp_timeout_time_wait, ..._established).",
 		},
 	}}
+}
+
+// kernelLines returns the sample's kernel log lines of kind, as evidence.
+func kernelLines(s *sample.Sample, kind string) []string {
+	var ev []string
+	for _, e := range s.Kernel {
+		if e.Kind == kind {
+			ev = append(ev, "kernel: "+e.Line)
+		}
+	}
+	return ev
 }
 
 // sevMax returns the worse of two severities.
@@ -458,11 +462,7 @@ func checkOrphans(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []O
 	if mo, ok := sysInt(s, kMaxOrphans); ok && mo > 0 && float64(orph) >= cfg.OrphanUseRatio*float64(mo) {
 		ev = append(ev, fmt.Sprintf("sockstat orphans %d; %s = %d (%.0f%%)", orph, kMaxOrphans, mo, 100*float64(orph)/float64(mo)))
 	}
-	for _, e := range s.Kernel {
-		if e.Kind == "too-many-orphans" {
-			ev = append(ev, "kernel: "+e.Line)
-		}
-	}
+	ev = append(ev, kernelLines(s, sample.KernelTooManyOrphans)...)
 	if len(ev) == 0 {
 		return nil
 	}
