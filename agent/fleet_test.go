@@ -19,23 +19,32 @@ import (
 	"github.com/sockwarden/sockwarden/remediate"
 )
 
-// A fleet store outage, against a real etcd killed and restarted: one
-// warning per outage, status and the gauge show it, nothing is applied,
-// proposals are kept locally and recorded once etcd answers again.
-func TestFleetOutage(t *testing.T) {
-	srv := etcdtest.Start(t)
+// fleetAgent is an agent with its state in a temporary directory and its
+// fleet store in srv, logging at info level to the returned observer; mod
+// adjusts the config first. Its store is closed at the end of the test.
+func fleetAgent(t *testing.T, srv *etcdtest.Server, mod func(*config.Config)) (*Agent, *observer.ObservedLogs) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Defaults()
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Agent.ControlSocket = filepath.Join(dir, "control.sock")
 	cfg.Fleet.Etcd.Endpoints = []string{srv.Endpoint}
-	cfg.Fleet.Etcd.RequestTimeout = time.Second
+	mod(&cfg)
 	core, logs := observer.New(zapcore.InfoLevel)
 	a, err := New(Options{Config: cfg, Log: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.fleet.Close()
+	t.Cleanup(func() { a.fleet.Close() })
+	return a, logs
+}
+
+// A fleet store outage, against a real etcd killed and restarted: one
+// warning per outage, status and the gauge show it, nothing is applied,
+// proposals are kept locally and recorded once etcd answers again.
+func TestFleetOutage(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, logs := fleetAgent(t, srv, func(c *config.Config) { c.Fleet.Etcd.RequestTimeout = time.Second })
 	ctx := context.Background()
 	up := func() float64 {
 		t.Helper()
@@ -112,19 +121,8 @@ func TestFleetOutage(t *testing.T) {
 // a later tick.
 func TestFleetSlotWait(t *testing.T) {
 	srv := etcdtest.Start(t)
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.Agent.ControlSocket = filepath.Join(dir, "control.sock")
-	cfg.Fleet.Etcd.Endpoints = []string{srv.Endpoint}
-	cfg.Fleet.SlotTTL = 2 * time.Second
-	core, logs := observer.New(zapcore.InfoLevel)
-	a, err := New(Options{Config: cfg, Log: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.fleet.Close()
-	other, err := remediate.OpenEtcdStore(cfg.Fleet, "other-host", nil)
+	a, logs := fleetAgent(t, srv, func(c *config.Config) { c.Fleet.SlotTTL = 2 * time.Second })
+	other, err := remediate.OpenEtcdStore(a.cfg.Fleet, "other-host", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
