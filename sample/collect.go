@@ -216,9 +216,8 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 }
 
 // appendGlobalSysctls adds to a namespace's sysctl.txt the global sysctls
-// its own `sysctl -a` lacks, read in the collector's namespace when that
-// is the initial one (fillGlobalSysctls does the same for a live sample),
-// so that the bundle reads as the live sample does.
+// its own `sysctl -a` lacks (addGlobalSysctls, as for a live sample), so
+// that the bundle reads as the live sample does.
 func appendGlobalSysctls(procRoot, path string, cl *collectLog) error {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
@@ -231,19 +230,13 @@ func appendGlobalSysctls(procRoot, path string, cl *collectLog) error {
 		cl.add("sysctl.txt", "global sysctls not added: "+err.Error())
 		return nil
 	}
-	var add strings.Builder
-	var keys []string
-	for _, k := range globalSysctlKeys() {
-		if _, ok := have[k]; ok {
-			continue
-		}
-		if v, err := readSysctl(procRoot, k); err == nil {
-			fmt.Fprintf(&add, "%s = %s\n", k, v)
-			keys = append(keys, k)
-		}
-	}
+	keys := addGlobalSysctls(have, procRoot)
 	if len(keys) == 0 {
 		return nil
+	}
+	var add strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&add, "%s = %s\n", k, have[k])
 	}
 	if _, err := f.WriteString(add.String()); err != nil {
 		return err

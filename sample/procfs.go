@@ -241,26 +241,33 @@ func globalSysctlKeys() []string {
 	return ks
 }
 
-// fillGlobalSysctls sets the global sysctls that another namespace's
-// /proc/sys did not show from the calling thread's own namespace, when
-// that has them: only the initial namespace does, and its values are the
-// ones every namespace runs under (sockstat's TCP mem and orphan counts,
-// which they bound, are host-wide too). It returns the keys it filled;
-// a sampler that itself runs in a child namespace fills none, and they
-// stay listed as missing.
-func fillGlobalSysctls(s *Sample, procRoot string) []string {
-	var filled []string
+// addGlobalSysctls adds to have the global sysctls that another
+// namespace's /proc/sys did not show, read in the calling thread's own
+// namespace when that has them: only the initial namespace does, and its
+// values are the ones every namespace runs under (sockstat's TCP mem and
+// orphan counts, which they bound, are host-wide too). It returns the keys
+// it added, in SysctlKeys order; a sampler that itself runs in a child
+// namespace adds none.
+func addGlobalSysctls(have map[string]string, procRoot string) []string {
+	var added []string
 	for _, k := range globalSysctlKeys() {
-		if _, ok := s.Sysctls[k]; ok {
+		if _, ok := have[k]; ok {
 			continue
 		}
-		v, err := readSysctl(procRoot, k)
-		if err != nil {
-			continue
+		if v, err := readSysctl(procRoot, k); err == nil {
+			have[k] = v
+			added = append(added, k)
 		}
-		s.Sysctls[k] = v
+	}
+	return added
+}
+
+// fillGlobalSysctls completes a live sample of another namespace with
+// addGlobalSysctls; what it could not read stays listed as missing.
+func fillGlobalSysctls(s *Sample, procRoot string) []string {
+	filled := addGlobalSysctls(s.Sysctls, procRoot)
+	for _, k := range filled {
 		s.dropMissing("sysctl " + k)
-		filled = append(filled, k)
 	}
 	return filled
 }
