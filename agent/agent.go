@@ -88,11 +88,10 @@ type Agent struct {
 	tried     map[string]bool
 	work      *work
 	newCfg    *config.Config // a reload waiting for the apply in flight
-	// fleet is the fleet store (nil without one); fleetOK says whether
-	// it answered the last check. While it does not, nothing is applied
-	// and proposals are kept in unrecorded (by namespace) until it does.
+	// fleet is the fleet store (nil without one). While it does not
+	// answer (fleetDown), nothing is applied and proposals are kept in
+	// unrecorded (by namespace) until it does.
 	fleet      *remediate.EtcdStore
-	fleetOK    bool
 	unrecorded map[string]diagnose.Report
 	waitLogged map[string]bool
 
@@ -184,7 +183,7 @@ func (a *Agent) configure(cfg config.Config) error {
 	oldFleet := a.fleet
 	a.mu.Lock()
 	a.cfg, a.engine, a.ns = cfg, eng, ns
-	a.fleet, a.fleetOK, a.fleetInfo = fleet, false, nil
+	a.fleet, a.fleetInfo = fleet, nil
 	if fleet != nil {
 		a.fleetInfo = &FleetInfo{Endpoints: fleet.Endpoints()}
 	}
@@ -447,7 +446,6 @@ func (a *Agent) checkFleet(ctx context.Context) {
 		info.Waiting = ""
 	}
 	a.mu.Unlock()
-	a.fleetOK = err == nil
 	a.metrics.SetFleetUp(err == nil)
 	switch {
 	case err != nil && (first || was):
@@ -520,7 +518,7 @@ func (a *Agent) propose(st *nsState, rep diagnose.Report) {
 		return // the engine is busy; the next census proposes again
 	}
 	delete(a.unrecorded, st.path)
-	if a.fleet != nil && !a.fleetOK {
+	if a.fleetDown() {
 		a.keepLocal(st.path, ready)
 		return
 	}
@@ -590,8 +588,8 @@ func changeStrings(cs []diagnose.Change) []string {
 // (or, in auto mode, one a standing approval may cover). Every guard runs
 // in the engine.
 func (a *Agent) maybeApply() {
-	if a.work != nil || a.cfg.Agent.Mode == "observe" {
-		return
+	if a.work != nil || a.cfg.Agent.Mode == "observe" || a.fleetDown() {
+		return // busy, observing, or failing closed: no approval can be checked
 	}
 	a.mu.Lock()
 	ids := make([]string, 0, len(a.pending))
@@ -600,9 +598,6 @@ func (a *Agent) maybeApply() {
 	}
 	a.mu.Unlock()
 	slices.Sort(ids)
-	if a.fleet != nil && !a.fleetOK {
-		return // fail closed: no approval can be checked
-	}
 	now := time.Now()
 	for _, id := range ids {
 		appr, err := a.engine.Store().Approval(id)
@@ -627,6 +622,10 @@ func (a *Agent) maybeApply() {
 	}
 }
 
+// fleetDown says whether the fleet store did not answer its last check.
+// fleetInfo is written by the agent's loop only, which is the caller.
+func (a *Agent) fleetDown() bool { return a.fleet != nil && !a.fleetInfo.Reachable }
+
 // slotFree says whether the fleet has a rollout slot free for proposal id
 // now; when not, status says what it waits for (logged once per proposal).
 // Guard 6 takes the slot for real: this only spares a refusal in the
@@ -640,12 +639,7 @@ func (a *Agent) slotFree(id string) bool {
 	case err != nil:
 		waiting = fmt.Sprintf("approved proposal %s waits: fleet rollout slots unreadable: %v", id, err)
 	case len(hs) >= max:
-		var who []string
-		for _, h := range hs {
-			who = append(who, h.String())
-		}
-		waiting = fmt.Sprintf("approved proposal %s waits for a fleet rollout slot: %d of %d (fleet.max_concurrent) in flight: %s",
-			id, len(hs), max, strings.Join(who, "; "))
+		waiting = fmt.Sprintf("approved proposal %s waits for a fleet rollout slot: %s", id, remediate.InFlight(hs, max))
 	}
 	a.mu.Lock()
 	if a.fleetInfo != nil {

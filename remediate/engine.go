@@ -301,21 +301,14 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		o.Interval = e.cfg.Verify.Interval
 	}
 	pp, err := e.store.Proposal(id)
-	if errors.Is(err, ErrStoreUnavailable) {
-		// Fail closed: without the store there is no approval to check.
-		r := refuseErr(GuardApproval, err, "cannot read proposal %s and its approval: %v; nothing applied", id, err)
-		e.log.Warn("apply refused", zap.String("proposal", id), zap.String("guard", r.Guard), zap.String("reason", r.Reason))
-		if !o.DryRun {
-			if jerr := e.journal.Append(Record{Proposal: id, State: StateRefused, Guard: r.Guard, Reason: r.Reason}); jerr != nil {
-				return Outcome{Proposal: id, State: StateRefused, Guard: r.Guard, Reason: r.Reason, DryRun: o.DryRun}, errors.Join(r, jerr)
-			}
-		}
-		return Outcome{Proposal: id, State: StateRefused, Guard: r.Guard, Reason: r.Reason, DryRun: o.DryRun}, r
-	}
-	if err != nil {
+	unavailable := errors.Is(err, ErrStoreUnavailable)
+	if err != nil && !unavailable {
 		return Outcome{Proposal: id, State: StateFailed, Reason: err.Error()}, err
 	}
 	p := pp.Proposal
+	if unavailable {
+		p = diagnose.Proposal{}
+	}
 	out := Outcome{Proposal: id, Host: p.Host, Netns: p.Netns, Values: valuesOf(p), DryRun: o.DryRun}
 	refused := func(r *Refusal) (Outcome, error) {
 		out.State, out.Guard, out.Reason = StateRefused, r.Guard, r.Reason
@@ -327,6 +320,10 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 			}
 		}
 		return out, r
+	}
+	if unavailable {
+		// Fail closed: without the store there is no approval to check.
+		return refused(refuseErr(GuardApproval, err, "cannot read proposal %s and its approval: %v; nothing applied", id, err))
 	}
 	if p.Host != "" && e.opts.Host != "" && p.Host != e.opts.Host {
 		return refused(refuse(GuardAllowed, "proposal %s is for host %q, this is %q", id, p.Host, e.opts.Host))
@@ -439,7 +436,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 			return refused(refuseErr(GuardFleetSlot, err, "fleet rollout slots unreadable: %v", err))
 		}
 		if len(hs) >= max {
-			return refused(refuseErr(GuardFleetSlot, ErrNoSlot, "%v: %d of %d (fleet.max_concurrent) in flight: %s", ErrNoSlot, len(hs), max, describeHolders(hs)))
+			return refused(refuseErr(GuardFleetSlot, ErrNoSlot, "%v: %s", ErrNoSlot, InFlight(hs, max)))
 		}
 	}
 
@@ -457,8 +454,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	}
 	defer cl.Unlock()
 	if e.opts.Rollout != nil {
-		slot, err := e.opts.Rollout.Acquire(ctx, SlotHolder{Host: e.opts.Host, Change: change, Proposal: id, Netns: p.Netns,
-			Values: out.Values, PID: os.Getpid(), Since: e.opts.Now().UTC()})
+		slot, err := e.takeSlot(ctx, id, change, p.Netns, out.Values, "fleet rollout slot taken")
 		if err != nil {
 			return refused(refuseErr(GuardFleetSlot, err, "%v", err))
 		}
@@ -466,7 +462,6 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		// returns only then); a dead process's slot expires with its
 		// lease.
 		defer slot.Release()
-		e.event(id, change, "guard", "fleet rollout slot taken")
 	}
 	out.Change = change
 	if standing == nil {
@@ -897,6 +892,19 @@ func (e *Engine) Rollback(ctx context.Context, changeID string) (Outcome, error)
 	return e.rollback(c.ID, c.Netns, c.NetnsID, c.Values, "rolled back by hand by "+CurrentApprover().String())
 }
 
+// takeSlot takes a fleet rollout slot for this host's change of proposal
+// id and records the event saying so; the caller releases it once the
+// change is settled.
+func (e *Engine) takeSlot(ctx context.Context, id, change, netns string, v []Value, event string) (Slot, error) {
+	slot, err := e.opts.Rollout.Acquire(ctx, SlotHolder{Host: e.opts.Host, Change: change, Proposal: id, Netns: netns,
+		Values: v, PID: os.Getpid(), Since: e.opts.Now().UTC()})
+	if err != nil {
+		return nil, err
+	}
+	e.event(id, change, "guard", "%s", event)
+	return slot, nil
+}
+
 // resume verifies an interrupted change again. The change is live on the
 // host, so with a fleet store it holds a rollout slot while it is verified
 // (the dead process's own slot, if its lease has not expired, is taken
@@ -904,13 +912,11 @@ func (e *Engine) Rollback(ctx context.Context, changeID string) (Outcome, error)
 // not take the fleet over fleet.max_concurrent.
 func (e *Engine) resume(ctx context.Context, c Change, why string) (Outcome, error) {
 	if e.opts.Rollout != nil {
-		slot, err := e.opts.Rollout.Acquire(ctx, SlotHolder{Host: e.opts.Host, Change: c.ID, Proposal: c.Proposal, Netns: c.Netns,
-			Values: c.Values, PID: os.Getpid(), Since: e.opts.Now().UTC()})
+		slot, err := e.takeSlot(ctx, c.Proposal, c.ID, c.Netns, c.Values, "fleet rollout slot taken to resume verification")
 		if err != nil {
 			return e.rollback(c.ID, c.Netns, c.NetnsID, c.Values, fmt.Sprintf("%s; not resumed: no fleet rollout slot: %v", why, err))
 		}
 		defer slot.Release()
-		e.event(c.Proposal, c.ID, "guard", "fleet rollout slot taken to resume verification")
 	}
 	appr, _ := e.store.Approval(c.Proposal)
 	return e.verifyAndSettle(ctx, c.ID, c.Netns, c.NetnsID, c.Values, *c.Verify, appr,

@@ -622,12 +622,14 @@ func (s *EtcdStore) holders(ctx context.Context) ([]SlotHolder, int64, error) {
 	return out, resp.Header.Revision, nil
 }
 
-func describeHolders(hs []SlotHolder) string {
+// InFlight says how full the fleet's rollout slots are, naming the
+// holders: "2 of 2 (fleet.max_concurrent) in flight: h1 change c-1 ...".
+func InFlight(hs []SlotHolder, max int) string {
 	var d []string
 	for _, h := range hs {
 		d = append(d, h.String())
 	}
-	return strings.Join(d, "; ")
+	return fmt.Sprintf("%d of %d (fleet.max_concurrent) in flight: %s", len(hs), max, strings.Join(d, "; "))
 }
 
 // Acquire implements Rollout. A slot is a key PREFIX/rollout/HOST/CHANGE
@@ -674,8 +676,7 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 		takeover := len(hs) < n
 		if len(hs) >= s.max {
 			revoke()
-			return nil, fmt.Errorf("%w: %d of %d (fleet.max_concurrent) in flight: %s; try again when one settles",
-				ErrNoSlot, len(hs), s.max, describeHolders(hs))
+			return nil, fmt.Errorf("%w: %s; try again when one settles", ErrNoSlot, InFlight(hs, s.max))
 		}
 		if lease == 0 {
 			if cli, err = s.client(); err != nil {
