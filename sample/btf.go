@@ -139,15 +139,15 @@ func parseBTF(b []byte) (*btfTypes, error) {
 	return t, nil
 }
 
-// header returns the kind, vlen, kind_flag, name offset and size/type
-// field of type id (1-based).
-func (t *btfTypes) header(id uint32) (kind uint32, vlen int, kflag bool, name, sizeType uint32, err error) {
+// header returns the kind, vlen, kind_flag and size/type field of type id
+// (1-based).
+func (t *btfTypes) header(id uint32) (kind uint32, vlen int, kflag bool, sizeType uint32, err error) {
 	if id == 0 || int(id) > len(t.offs) {
-		return 0, 0, false, 0, 0, fmt.Errorf("%w: no type id %d", errBTF, id)
+		return 0, 0, false, 0, fmt.Errorf("%w: no type id %d", errBTF, id)
 	}
 	b := t.types[t.offs[id-1]:]
 	info := t.bo.Uint32(b[4:])
-	return (info >> 24) & 0x1f, int(info & 0xffff), info>>31 == 1, t.bo.Uint32(b), t.bo.Uint32(b[8:]), nil
+	return (info >> 24) & 0x1f, int(info & 0xffff), info>>31 == 1, t.bo.Uint32(b[8:]), nil
 }
 
 // nameIs compares the NUL-terminated string at off with name.
@@ -204,7 +204,7 @@ func (t *btfTypes) member(id uint32, name string, depth int) (off, typ uint32, o
 	if depth > 8 {
 		return 0, 0, false, fmt.Errorf("%w: anonymous members nested too deep", errBTF)
 	}
-	kind, vlen, kflag, _, _, err := t.header(id)
+	kind, vlen, kflag, _, err := t.header(id)
 	if err != nil {
 		return 0, 0, false, err
 	}
@@ -247,7 +247,7 @@ func (t *btfTypes) member(id uint32, name string, depth int) (off, typ uint32, o
 // resolve skips typedefs and qualifiers.
 func (t *btfTypes) resolve(id uint32) (uint32, error) {
 	for range 16 {
-		kind, _, _, _, next, err := t.header(id)
+		kind, _, _, next, err := t.header(id)
 		if err != nil {
 			return 0, err
 		}
@@ -267,7 +267,7 @@ func (t *btfTypes) sizeOf(id uint32) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	kind, _, _, _, size, err := t.header(id)
+	kind, _, _, size, err := t.header(id)
 	if err != nil {
 		return 0, err
 	}

@@ -111,16 +111,6 @@ func parseKmsgRecord(b []byte) (kmsgRecord, error) {
 	return kmsgRecord{seq: seq, usec: usec, msg: string(body)}, nil
 }
 
-// readKmsg reads every record in the kernel ring buffer without blocking and
-// returns the ones that classify, with sequence numbers above after (0:
-// all), and the last sequence number read.
-// /dev/kmsg is host-wide: the lines of every network namespace are there.
-func readKmsg(path string, after uint64) ([]KernelEvent, uint64, error) {
-	r := NewKmsgReader(path)
-	defer r.Close()
-	return r.Read(after)
-}
-
 // readKmsgFD reads the records of an open /dev/kmsg descriptor from its
 // position until there are none (EAGAIN). Each read(2) returns one record.
 func readKmsgFD(fd int, path string, after uint64) ([]KernelEvent, uint64, error) {

@@ -303,3 +303,13 @@ func TestNetnsKmsgReader(t *testing.T) {
 		t.Errorf("after Close, the ring read again lacks record %d", parity.Seq)
 	}
 }
+
+// readKmsg reads every record in the kernel ring buffer without blocking and
+// returns the ones that classify, with sequence numbers above after (0:
+// all), and the last sequence number read.
+// /dev/kmsg is host-wide: the lines of every network namespace are there.
+func readKmsg(path string, after uint64) ([]KernelEvent, uint64, error) {
+	r := NewKmsgReader(path)
+	defer r.Close()
+	return r.Read(after)
+}

@@ -111,19 +111,19 @@ func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, 
 	// and shared sockets go through attachOwners.
 	counts := make([][nStates]int, len(x.owners))
 	for _, p := range pending {
-		if i, ok := x.one[p.inode]; ok && i != sharedInode && p.state != 10 && int(p.state) < nStates {
+		i, ok := x.one[p.inode]
+		switch {
+		case !ok:
+			unowned = append(unowned, p)
+		case i != sharedInode && p.state != 10 && int(p.state) < nStates:
 			counts[i][p.state]++
-			continue
+		default:
+			c.attachOwners(int(p.state), uint64(p.inode), x.lookup(uint64(p.inode)))
 		}
-		if o := x.lookup(uint64(p.inode)); o != nil {
-			c.attachOwners(int(p.state), uint64(p.inode), o)
-			continue
-		}
-		unowned = append(unowned, p)
 	}
 	for i := range counts {
 		if counts[i] != ([nStates]int{}) {
-			c.addProcess(x.owner(int32(i)), &counts[i])
+			c.addProcess(x.fill(int32(i)), &counts[i])
 		}
 	}
 	if len(skipped) == 0 || !worthLooking(unowned) || ctx.Err() != nil {
@@ -196,12 +196,13 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		err     error
 		took    time.Duration
 	}
-	// The kernel log is read while the sockets are dumped: formatting the
-	// ring's records takes the kernel 2 to 20 ms here, for nothing the
-	// dump needs.
-	kmsg := opts.kmsgPath
-	if kmsg == "" {
-		kmsg = "/dev/kmsg"
+	// The kernel log is read while the sockets are dumped (readLog, once
+	// the namespace is entered): formatting the ring's records takes the
+	// kernel 2 to 20 ms here, for nothing the dump needs.
+	klog := opts.Kmsg
+	if klog == nil {
+		klog = NewKmsgReader(opts.kmsgPath)
+		defer klog.Close()
 	}
 	type kmsgResult struct {
 		events []KernelEvent
@@ -210,18 +211,13 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		took   time.Duration
 	}
 	kmsgRead := make(chan kmsgResult, 1)
-	go func() {
-		t0 := time.Now()
-		var ev []KernelEvent
-		var last uint64
-		var err error
-		if opts.Kmsg != nil {
-			ev, last, err = opts.Kmsg.Read(opts.KmsgAfter)
-		} else {
-			ev, last, err = readKmsg(kmsg, opts.KmsgAfter)
-		}
-		kmsgRead <- kmsgResult{ev, last, err, time.Since(t0)}
-	}()
+	readLog := func() {
+		go func() {
+			t0 := time.Now()
+			ev, last, err := klog.Read(opts.KmsgAfter)
+			kmsgRead <- kmsgResult{ev, last, err, time.Since(t0)}
+		}()
+	}
 
 	// Sockets are given their owners after the dump, in one tight loop,
 	// even when the scan finishes first: looked up between messages, the
@@ -248,6 +244,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if err != nil {
 		return nil, 0, err
 	}
+	readLog()
 	if opts.Netns != "" {
 		fillGlobalSysctls(s, opts.proc())
 	}
@@ -323,7 +320,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	kr := <-kmsgRead
 	events, last, err := kr.events, kr.last, kr.err
 	if err != nil {
-		s.noteMissing(kmsg, err)
+		s.noteMissing(klog.path, err)
 	}
 	if opts.Netns != "" {
 		events = ownEvents(events, s.Listeners)

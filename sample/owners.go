@@ -66,17 +66,10 @@ func (x *ownerIndex) lookup(inode uint64) []Owner {
 	return x.owners[i : i+1 : i+1]
 }
 
-// owner returns owners[i], its details filled.
-func (x *ownerIndex) owner(i int32) Owner {
-	if x.filled != nil {
-		return x.fill(i)
-	}
-	return x.owners[i]
-}
-
-// fill completes owners[i] with command, unit and limit on first use.
+// fill returns owners[i], completed with command, unit and limit on first
+// use when the index fills lazily (the BPF iterator's).
 func (x *ownerIndex) fill(i int32) Owner {
-	if !x.filled[i] {
+	if x.filled != nil && !x.filled[i] {
 		x.filled[i] = true
 		if x.fs != nil {
 			fillOwner(*x.fs, &x.owners[i])

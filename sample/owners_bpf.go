@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf/asm"
@@ -154,21 +153,7 @@ func ownerIterProgram(offs [9]int16) ([]byte, error) {
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
 		asm.Return(),
 	}
-	// Jumps to labels: every instruction here is one slot, so a jump's
-	// offset is the label's index less the next instruction's.
-	labels, err := insns.SymbolOffsets()
-	if err != nil {
-		return nil, err
-	}
-	for i := range insns {
-		if ref := insns[i].Reference(); ref != "" && insns[i].OpCode.JumpOp() != asm.Call {
-			to, ok := labels[ref]
-			if !ok {
-				return nil, fmt.Errorf("BPF program: no label %q", ref)
-			}
-			insns[i].Offset = int16(to - i - 1)
-		}
-	}
+	// Marshal resolves the jumps to labels (WithSymbol) itself.
 	var b bytes.Buffer
 	if err := insns.Marshal(&b, binary.LittleEndian); err != nil {
 		return nil, fmt.Errorf("BPF program: %w", err)
@@ -281,11 +266,7 @@ func parseOwnerRecords(r io.Reader, self, sizeHint int) (*ownerIndex, error) {
 // whether the BPF iterator, whose cost grows with every descriptor on the
 // host, is worth it (procCheaper), and size its index.
 func openFiles(fileNr string) int {
-	f := strings.Fields(fileNr)
-	if len(f) == 0 {
-		return 0
-	}
-	n, err := strconv.Atoi(f[0])
+	n, err := strconv.Atoi(firstField(fileNr))
 	if err != nil || n < 0 {
 		return 0
 	}
