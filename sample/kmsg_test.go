@@ -2,6 +2,7 @@ package sample
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -312,4 +313,34 @@ func readKmsg(path string, after uint64) ([]KernelEvent, uint64, error) {
 	r := NewKmsgReader(path)
 	defer r.Close()
 	return r.Read(after)
+}
+
+// A sample that fails after reading the kernel log (here: cancelled during
+// the dump) closes the kept reader, so the next read starts again from the
+// ring and the records the failed sample consumed are not lost.
+func TestFailedSampleRewindsKmsgReader(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: /dev/kmsg")
+	}
+	r := NewKmsgReader("")
+	defer r.Close()
+	all, last, err := r.Read(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last == 0 {
+		t.Skip("empty kernel log")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Take(ctx, Options{Kmsg: r}); err == nil {
+		t.Fatal("a cancelled sample succeeded")
+	}
+	if r.fd >= 0 {
+		t.Fatal("the reader is still open after the failed sample: the records it read would be lost")
+	}
+	again, last2, err := r.Read(0)
+	if err != nil || last2 < last || len(again) < len(all) {
+		t.Fatalf("after the failed sample: %d events up to %d, %v; want the %d events up to %d again", len(again), last2, err, len(all), last)
+	}
 }

@@ -218,6 +218,14 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 			kmsgRead <- kmsgResult{ev, last, err, time.Since(t0)}
 		}()
 	}
+	// A sample that fails after the log was read is thrown away, and a
+	// kept reader (the agent's) has moved past its records: closing it
+	// makes the next read start again from the ring, filtered by
+	// KmsgAfter, so no line is lost.
+	dropLog := func() {
+		<-kmsgRead
+		klog.Close()
+	}
 
 	// Sockets are given their owners after the dump, in one tight loop,
 	// even when the scan finishes first: looked up between messages, the
@@ -278,6 +286,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if dialErr != nil {
 		if !errors.Is(dialErr, ErrNoData) {
 			poll()
+			dropLog()
 			return nil, 0, dialErr
 		}
 		s.noteMissing("sock_diag", dialErr)
@@ -293,6 +302,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		t0 := time.Now()
 		if err := dumpCensus(ctx, conn, cheap, add); err != nil {
 			poll()
+			dropLog()
 			return nil, 0, err
 		}
 		tDump = time.Since(t0)
