@@ -545,8 +545,7 @@ func (a *Agent) keepLocal(path string, rep diagnose.Report) {
 		if _, ok := a.pending[p.ID]; ok {
 			continue
 		}
-		a.pending[p.ID] = ProposalBrief{ID: p.ID, Netns: p.Netns, Finding: p.Finding, Subject: p.Subject,
-			Changes: changeStrings(p.Changes), Since: now}
+		a.pending[p.ID] = briefOf(p, now)
 	}
 }
 
@@ -555,8 +554,7 @@ func (a *Agent) announce(recorded []remediate.Pending) {
 	for _, pp := range recorded {
 		p := pp.Proposal
 		a.mu.Lock()
-		a.pending[p.ID] = ProposalBrief{ID: p.ID, Netns: p.Netns, Finding: p.Finding, Subject: p.Subject,
-			Changes: changeStrings(p.Changes), Since: pp.Recorded}
+		a.pending[p.ID] = briefOf(p, pp.Recorded)
 		a.mu.Unlock()
 		if a.announced[p.ID] {
 			continue
@@ -574,6 +572,12 @@ func (a *Agent) announce(recorded []remediate.Pending) {
 			a.log.Info("proposal pending approval: sockwarden approve "+p.ID, fields...)
 		}
 	}
+}
+
+// briefOf is the status line of a pending proposal, pending since since.
+func briefOf(p diagnose.Proposal, since time.Time) ProposalBrief {
+	return ProposalBrief{ID: p.ID, Netns: p.Netns, Finding: p.Finding, Subject: p.Subject,
+		Changes: changeStrings(p.Changes), Since: since}
 }
 
 func changeStrings(cs []diagnose.Change) []string {

@@ -401,16 +401,13 @@ func (s *EtcdStore) Proposal(id string) (Pending, error) {
 		}
 		ctx, cancel := s.ctx()
 		defer cancel()
-		resp, err := cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		resp, err := cli.Get(ctx, pfx, clientv3.WithPrefix())
 		if err != nil {
 			return Pending{}, s.fail("list", pfx, err)
 		}
 		for _, kv := range resp.Kvs {
 			if strings.HasSuffix(string(kv.Key), "/"+id) {
-				key = string(kv.Key)
-				if b, _, err = s.get(key); err != nil {
-					return Pending{}, err
-				}
+				key, b = string(kv.Key), kv.Value
 				break
 			}
 		}
@@ -567,11 +564,16 @@ type SlotHolder struct {
 }
 
 func (h SlotHolder) String() string {
+	return fmt.Sprintf("%s change %s (%s) since %s", h.Host, h.Change, h.ValuesString(), h.Since.Format(time.RFC3339))
+}
+
+// ValuesString is the change's values, "key old->new, ...".
+func (h SlotHolder) ValuesString() string {
 	var v []string
 	for _, x := range h.Values {
 		v = append(v, fmt.Sprintf("%s %s->%s", x.Key, x.Old, x.New))
 	}
-	return fmt.Sprintf("%s change %s (%s) since %s", h.Host, h.Change, strings.Join(v, ", "), h.Since.Format(time.RFC3339))
+	return strings.Join(v, ", ")
 }
 
 // ErrNoSlot: the fleet already has fleet.max_concurrent changes in flight.

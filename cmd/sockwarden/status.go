@@ -100,11 +100,7 @@ func writeSlots(w io.Writer, s fleetSlots, now time.Time) {
 	}
 	fmt.Fprintf(w, "\nfleet rollout slots: %d of %d in use\n", len(s.Holders), s.Max)
 	for _, h := range s.Holders {
-		var v []string
-		for _, x := range h.Values {
-			v = append(v, fmt.Sprintf("%s %s->%s", x.Key, x.Old, x.New))
-		}
-		fmt.Fprintf(w, "  %s  change %s (proposal %s) %s since %s\n", h.Host, h.Change, h.Proposal, strings.Join(v, ", "), ago(now, h.Since))
+		fmt.Fprintf(w, "  %s  change %s (proposal %s) %s since %s\n", h.Host, h.Change, h.Proposal, h.ValuesString(), ago(now, h.Since))
 	}
 }
 
