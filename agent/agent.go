@@ -55,6 +55,9 @@ type nsState struct {
 	report *diagnose.Report
 	open   bool
 	info   NetnsInfo
+	// findings are the findings last logged (logFindings), to log only
+	// what changed between two diagnoses.
+	findings map[findingKey]seenFinding
 }
 
 // work is an apply (guards, write, verification) running in its own
@@ -412,6 +415,9 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 		}
 	}
 	a.metrics.ObserveFindings(st.path, rep.Findings)
+	evs, seen := diffFindings(st.findings, rep)
+	st.findings = seen
+	logFindings(a.log, st.path, evs)
 	a.setInfo(st, func(i *NetnsInfo) {
 		i.LastSample, i.Tier, i.FullReason, i.Duration, i.Error = last.Time, TierFull, reason, last.Duration, ""
 		i.Sockets, i.Listeners, i.Healthy = last.Total, len(last.Listeners), rep.Healthy
