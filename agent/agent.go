@@ -706,11 +706,9 @@ func (a *Agent) onEvent(eng *remediate.Engine, ev remediate.Event) {
 	if err != nil {
 		return
 	}
+	o := remediate.Outcome{Proposal: c.Proposal, Change: c.ID, Approver: c.Approver, Reason: c.Reason, Netns: c.Netns, State: remediate.StateApplied}
 	for _, v := range c.Values {
-		a.log.Info("kernel change applied",
-			zap.String("key", v.Key), zap.String("old", v.Old), zap.String("new", v.New),
-			zap.String("proposal", c.Proposal), zap.String("change", c.ID), zap.String("approver", c.Approver),
-			zap.String("reason", c.Reason), zap.String("netns", nsLabel(c.Netns)), zap.String("state", "applied"))
+		a.log.Info("kernel change applied", remediate.OutcomeFields(o, v)...)
 	}
 }
 
@@ -750,7 +748,6 @@ func (a *Agent) logOutcome(o remediate.Outcome, prefix string) {
 	if o.State == "" {
 		return
 	}
-	state := strings.ReplaceAll(string(o.State), "-", "_")
 	msg := "kernel change " + string(o.State)
 	if o.State == remediate.StateRefused {
 		msg = "apply refused by guard " + o.Guard
@@ -770,11 +767,11 @@ func (a *Agent) logOutcome(o remediate.Outcome, prefix string) {
 		vals = []remediate.Value{{}}
 	}
 	for _, v := range vals {
-		lvl(msg, zap.String("key", v.Key), zap.String("old", v.Old), zap.String("new", v.New),
-			zap.String("proposal", o.Proposal), zap.String("change", o.Change), zap.String("approver", o.Approver),
-			zap.String("reason", o.Reason), zap.String("netns", nsLabel(o.Netns)), zap.String("state", string(o.State)))
+		lvl(msg, remediate.OutcomeFields(o, v)...)
 		if v.Key != "" {
-			a.metrics.ChangeOutcome(o.Netns, v.Key, state)
+			// The state as the journal spells it (rolled-back), in
+			// the metrics label too.
+			a.metrics.ChangeOutcome(o.Netns, v.Key, string(o.State))
 		}
 	}
 	brief := ChangeBrief{Proposal: o.Proposal, Netns: o.Netns, State: string(o.State), Since: time.Now(), Detail: o.Reason}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/diagnose"
 	"github.com/sockwarden/sockwarden/internal/journalzap"
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
 // sent is one journal entry as the fake sink received it, cut down to the
@@ -122,5 +123,13 @@ func TestFindingsJournalMessage(t *testing.T) {
 		` confirmed=true event=appeared kind=accept-queue-overflow netns=/run/netns/web proposal=3c2731033c78 severity=warning side=kernel subject=0.0.0.0:8080`
 	if len(msgs) != 1 || msgs[0] != want {
 		t.Errorf("messages %q, want [%q]", msgs, want)
+	}
+}
+
+// TestNetnsOneSpelling: the agent's own namespace has one name in its
+// metrics, its logs and the remediate engine's logs.
+func TestHostNamespaceOneSpelling(t *testing.T) {
+	if NetnsLabel != remediate.HostNetns || nsLabel("") != remediate.NetnsName("") {
+		t.Errorf("agent names the host namespace %q, remediate %q", NetnsLabel, remediate.HostNetns)
 	}
 }

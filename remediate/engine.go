@@ -641,7 +641,7 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 	}
 	sc := e.sysctl(p.Netns)
 	for i, c := range p.Changes {
-		e.log.Info("writing sysctl", zap.String("change", change), zap.String("key", c.Key), zap.String("netns", p.Netns),
+		e.log.Info("writing sysctl", zap.String("change", change), zap.String("proposal", p.ID), zap.String("key", c.Key), zap.String("netns", NetnsName(p.Netns)),
 			zap.String("old", vals[i].Old), zap.String("new", vals[i].New), zap.String("approver", out.Approver), zap.String("reason", p.Reason))
 		res, err := sc.CompareAndSet(c.Key, vals[i].Old, vals[i].New)
 		vals[i].Live = res.Live
@@ -650,7 +650,7 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 			out.State = StateFailed
 			out.Reason = fmt.Sprintf("%v; nothing written to %s", err, c.Key)
 			if i > 0 {
-				back, _ := e.restore(p.Netns, nsID, vals[:i])
+				back, _ := e.restore(p.Netns, nsID, vals[:i], zap.String("change", change), zap.String("proposal", p.ID))
 				out.Reason += "; earlier keys: " + back
 			}
 			return out, rec(Record{State: StateFailed, Values: vals, Error: err.Error(), Reason: out.Reason})
@@ -661,7 +661,7 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 			out.Reason = fmt.Sprintf("write %s = %q refused: %v; old value left in place", c.Key, vals[i].New, err)
 			// Undo the changes of this proposal already written.
 			if i > 0 {
-				back, _ := e.restore(p.Netns, nsID, vals[:i])
+				back, _ := e.restore(p.Netns, nsID, vals[:i], zap.String("change", change), zap.String("proposal", p.ID))
 				out.Reason += "; earlier keys: " + back
 			}
 			if now, rerr := sc.Read(c.Key); rerr == nil {
@@ -679,7 +679,7 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 			out.State = StateFailed
 			out.Reason = fmt.Sprintf("%s reads back %q after writing %q", c.Key, res.Live, vals[i].New)
 			vals[i].New = res.Live
-			back, st := e.restore(p.Netns, nsID, vals[:i+1])
+			back, st := e.restore(p.Netns, nsID, vals[:i+1], zap.String("change", change), zap.String("proposal", p.ID))
 			out.Reason += "; " + back
 			if st == StateDrift {
 				out.State = StateDrift
@@ -738,7 +738,7 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change, ns string, nsID ui
 				out.State = StateDrift
 				out.Reason = fmt.Sprintf("drift: %s changed to %q by someone else during verification (we wrote %q); not rolled back, left as found", vals[i].Key, live, vals[i].New)
 				e.log.Error("DRIFT: sysctl changed under us; leaving it", zap.String("change", change), zap.String("key", vals[i].Key),
-					zap.String("ours", vals[i].New), zap.String("live", live), zap.String("old", vals[i].Old))
+					zap.String("ours", vals[i].New), zap.String("live", live), zap.String("old", vals[i].Old), zap.String("netns", NetnsName(ns)))
 				e.event(c.Proposal, change, "drift", "%s", out.Reason)
 				return out, rec(Record{State: StateDrift, Values: vals, Reason: out.Reason})
 			}
@@ -807,8 +807,8 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change, ns string, nsID ui
 
 // restore writes the old values back, in reverse order, but only where the
 // live value is still ours. It returns a description and StateRolledBack or
-// StateDrift.
-func (e *Engine) restore(ns string, nsID uint64, vals []Value) (string, State) {
+// StateDrift. ids (the change and proposal) go on every log line.
+func (e *Engine) restore(ns string, nsID uint64, vals []Value, ids ...zap.Field) (string, State) {
 	if nsID != 0 {
 		if now, err := netns.ID(ns); err != nil || now != nsID {
 			return fmt.Sprintf("namespace %q is gone or was replaced (inode %d, now %d): nothing of ours to restore", ns, nsID, now), StateDrift
@@ -844,12 +844,15 @@ func (e *Engine) restore(ns string, nsID uint64, vals []Value) (string, State) {
 				state = StateFailed
 				continue
 			}
-			e.log.Info("sysctl restored", zap.String("key", v.Key), zap.String("netns", ns), zap.String("from", v.New), zap.String("to", v.Old))
+			// OLD/NEW are this write's, as on "writing sysctl": ours
+			// before, the old value after.
+			e.log.Info("sysctl restored", append([]zap.Field{zap.String("key", v.Key), zap.String("netns", NetnsName(ns)),
+				zap.String("old", v.New), zap.String("new", v.Old), zap.String("state", string(StateRolledBack))}, ids...)...)
 			parts = append(parts, fmt.Sprintf("%s restored %q -> %q", v.Key, v.New, v.Old))
 		default:
 			v.Live = live
-			e.log.Error("DRIFT: sysctl is neither ours nor the old value; leaving it", zap.String("key", v.Key), zap.String("netns", ns),
-				zap.String("old", v.Old), zap.String("ours", v.New), zap.String("live", live))
+			e.log.Error("DRIFT: sysctl is neither ours nor the old value; leaving it", append([]zap.Field{zap.String("key", v.Key), zap.String("netns", NetnsName(ns)),
+				zap.String("old", v.Old), zap.String("ours", v.New), zap.String("live", live), zap.String("state", string(StateDrift))}, ids...)...)
 			parts = append(parts, fmt.Sprintf("drift: %s is %q, neither ours (%q) nor the old value (%q); left alone", v.Key, live, v.New, v.Old))
 			if state == StateRolledBack {
 				state = StateDrift
@@ -861,7 +864,7 @@ func (e *Engine) restore(ns string, nsID uint64, vals []Value) (string, State) {
 
 func (e *Engine) rollback(change, ns string, nsID uint64, vals []Value, why string) (Outcome, error) {
 	c, _ := e.journal.ChangeByID(change)
-	desc, st := e.restore(ns, nsID, vals)
+	desc, st := e.restore(ns, nsID, vals, zap.String("change", change), zap.String("proposal", c.Proposal))
 	out := Outcome{Proposal: c.Proposal, Change: change, Host: c.Host, Netns: ns, Values: vals, Approver: c.Approver, State: st}
 	out.Reason = desc
 	if why != "" {

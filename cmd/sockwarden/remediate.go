@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
@@ -292,6 +293,7 @@ the proposal's own host applies it (its agent at the next tick), and the
 approval is used once across the whole fleet.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			a.journalOperator("approve")
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -330,6 +332,7 @@ func newDenyCmd(a *app) *cobra.Command {
 		Short: "Deny a recorded proposal (replaces any approval)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			a.journalOperator("deny")
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -339,6 +342,7 @@ func newDenyCmd(a *app) *cobra.Command {
 			} else if err != nil {
 				return withCode(exitFailed, err)
 			}
+			a.log.Info("proposal denied", zap.String("proposal", args[0]), zap.String("comment", comment))
 			fmt.Fprintf(cmd.OutOrStdout(), "denied %s\n", args[0])
 			return nil
 		},
@@ -373,6 +377,7 @@ back, failed or drift, 2 usage.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
+			a.journalOperator("apply")
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -407,6 +412,7 @@ back, failed or drift, 2 usage.`,
 				}
 			}
 			out, err := e.Apply(ctx, args[0], o)
+			logOutcome(a.log, out)
 			if werr := writeOutcome(cmd.OutOrStdout(), out, asJSON); werr != nil {
 				return werr
 			}
@@ -470,6 +476,7 @@ func newRollbackCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
+			a.journalOperator("rollback")
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -481,6 +488,7 @@ func newRollbackCmd(a *app) *cobra.Command {
 				return withCode(exitFailed, err)
 			}
 			out, err := e.Rollback(ctx, args[0])
+			logOutcome(a.log, out)
 			if errors.Is(err, remediate.ErrNotFound) {
 				return usageErr("%v (sockwarden history lists changes)", err)
 			}
