@@ -856,6 +856,11 @@ func (a *Agent) Status() Status {
 		Schema: StatusSchema, Version: a.opts.Version, PID: os.Getpid(), Mode: a.cfg.Agent.Mode,
 		Started: a.started, Ready: a.ready, Ticks: a.ticks, Full: a.full, LastError: a.lastErr,
 		Recent: slices.Clone(a.recent),
+		// Empty lists are [], never null, in every JSON document.
+		Namespaces: []NetnsInfo{}, Findings: []FindingBrief{}, Pending: []ProposalBrief{},
+	}
+	if st.Recent == nil {
+		st.Recent = []ChangeBrief{}
 	}
 	for _, ns := range a.ns {
 		st.Namespaces = append(st.Namespaces, ns.info)

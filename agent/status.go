@@ -2,7 +2,7 @@ package agent
 
 import "time"
 
-// StatusSchema names the JSON layout `sockwarden status --json` prints and
+// StatusSchema names the JSON layout `sockwarden status -o json` prints and
 // the control socket returns.
 const StatusSchema = "sockwarden.agent-status/v1"
 
@@ -25,12 +25,12 @@ type Status struct {
 	Namespaces []NetnsInfo `json:"namespaces"`
 	// Unhealthy counts findings above info in the last diagnosis.
 	Unhealthy int             `json:"unhealthy"`
-	Findings  []FindingBrief  `json:"findings,omitempty"`
-	Pending   []ProposalBrief `json:"pending,omitempty"`
+	Findings  []FindingBrief  `json:"findings"`
+	Pending   []ProposalBrief `json:"pending"`
 	// Verifying is the change being verified, nil when none.
 	Verifying *ChangeBrief `json:"verifying,omitempty"`
 	// Recent holds the last outcomes (verified, rolled back, refused).
-	Recent []ChangeBrief `json:"recent,omitempty"`
+	Recent []ChangeBrief `json:"recent"`
 	// Fleet is the fleet store's state, nil without one.
 	Fleet *FleetInfo `json:"fleet,omitempty"`
 }

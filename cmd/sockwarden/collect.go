@@ -2,9 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,7 +46,7 @@ Exit status: 0 done, 2 usage error, 3 collect failed.`,
 				return usageErr("--gap must not be negative, got %s", gap)
 			}
 			out := args[0]
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext()
 			defer stop()
 			where := "this namespace"
 			if a.cfg.Netns != "" {

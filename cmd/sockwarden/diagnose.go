@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -21,7 +19,7 @@ func init() { subcommands = append(subcommands, newDiagnoseCmd) }
 
 func newDiagnoseCmd(a *app) *cobra.Command {
 	var (
-		format string
+		format *string
 		from   string
 		quiet  bool
 		rules  bool
@@ -46,15 +44,15 @@ Exit status: 0 healthy (nothing above info), 1 findings, 2 usage or input
 error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 		Example: `  sudo sockwarden diagnose
   sudo sockwarden diagnose --netns /run/netns/web --samples 3 --interval 2s
-  sockwarden diagnose --from bundle.tar.gz --format markdown > ticket.md
-  sockwarden diagnose --from bundle.tar.gz --format json | jq '.findings[] | {kind, side, confirmed}'
+  sockwarden diagnose --from bundle.tar.gz -o markdown > ticket.md
+  sockwarden diagnose --from bundle.tar.gz -o json | jq '.findings[] | {kind, side, confirmed}'
   sockwarden diagnose --rules`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if rules {
 				return diagnose.WriteRules(cmd.OutOrStdout())
 			}
-			write, err := reportWriter(format)
+			write, err := reportWriter(*format)
 			if err != nil {
 				return err
 			}
@@ -62,7 +60,7 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 			if quiet {
 				progress = io.Discard
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext()
 			defer stop()
 			series, err := diagnoseInput(ctx, a, cmd, from, progress)
 			if err != nil {
@@ -86,7 +84,10 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 	f.Duration("interval", config.Defaults().Diagnose.Interval, "time between live samples (config diagnose.interval)")
 	config.BindFlag(f, "samples", "diagnose.samples")
 	config.BindFlag(f, "interval", "diagnose.interval")
-	f.StringVar(&format, "format", "text", "report format: text, markdown or json")
+	format = outputFlag(cmd, "markdown", "json")
+	// --format was diagnose's -o before every command had one.
+	f.Var(f.Lookup("output").Value, "format", "same as -o")
+	deprecate(f, "format", "use -o")
 	f.StringVar(&from, "from", "", "diagnose a bundle (directory or .tar.gz from `sockwarden collect` or made by hand) instead of this host")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
 	f.BoolVar(&rules, "rules", false, "list the rules (kinds, sides, conditions, why) and exit")
@@ -102,7 +103,7 @@ func reportWriter(format string) (func(io.Writer, diagnose.Report) error, error)
 	case "json":
 		return diagnose.WriteJSON, nil
 	}
-	return nil, usageErr("--format: %q is not one of text, markdown, json", format)
+	return nil, usageErr("-o: %q is not one of text, markdown, json", format)
 }
 
 // diagnoseInput returns the series to judge: a bundle's snapshots, or live
@@ -139,7 +140,9 @@ func diagnoseInput(ctx context.Context, a *app, cmd *cobra.Command, from string,
 	}
 	fmt.Fprintf(progress, "sampling %s: %d samples %s apart, %s ...\n", where, d.Samples, d.Interval, watch)
 	opts := sample.OptionsFrom(a.cfg.Sample, a.cfg.Netns, a.log.Named("sample"))
+	stop := countdown(progress, "sampling", time.Duration(d.Samples-1)*d.Interval)
 	series, err := sample.Series(ctx, opts, d.Samples, d.Interval, a.cfg.Sample.WatchInterval)
+	stop()
 	if err != nil {
 		return nil, withCode(exitFailed, fmt.Errorf("sampling %s: %w", where, err))
 	}

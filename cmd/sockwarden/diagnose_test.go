@@ -31,7 +31,7 @@ func TestDiagnoseFromBundleGolden(t *testing.T) {
 		name := "lab-bundle-" + strings.TrimSuffix(filepath.Base(b), ".tar.gz")
 		for format, ext := range map[string]string{"text": "txt", "markdown": "md", "json": "json"} {
 			t.Run(name+"."+ext, func(t *testing.T) {
-				out, errOut, code := runCLI(t, "diagnose", "--from", b, "--format", format)
+				out, errOut, code := runCLI(t, "diagnose", "--from", b, "-o", format)
 				wantCode := exitFindings
 				if strings.Contains(out, "Healthy: nothing wrong") || strings.Contains(out, `"healthy": true`) {
 					wantCode = exitOK
@@ -70,7 +70,8 @@ func TestDiagnoseExitStatus(t *testing.T) {
 		{"healthy bundle", []string{"--from", "../sample/testdata/bundle/ns", "-q"}, exitOK, ""},
 		{"findings", []string{"--from", "../testdata/bundles/close-wait.tar.gz", "-q"}, exitFindings, ""},
 		{"one snapshot", []string{"--from", one}, exitOK, "one snapshot: findings cannot be confirmed"},
-		{"bad format", []string{"--from", "../testdata/bundles/close-wait.tar.gz", "--format", "xml"}, exitUsage, `--format: "xml" is not one of text, markdown, json`},
+		{"bad format", []string{"--from", "../testdata/bundles/close-wait.tar.gz", "-o", "xml"}, exitUsage, `"xml" is not one of text, markdown, json`},
+		{"deprecated --format still read", []string{"--from", "../testdata/bundles/close-wait.tar.gz", "--format", "xml"}, exitUsage, `"xml" is not one of text, markdown, json`},
 		{"missing bundle", []string{"--from", "../testdata/bundles/nope.tar.gz"}, exitUsage, "nope.tar.gz"},
 		{"bundle and netns", []string{"--from", "../testdata/bundles/close-wait.tar.gz", "--netns", "/run/netns/x"}, exitUsage, "--netns applies to live sampling only"},
 		{"bundle and samples", []string{"--from", "../testdata/bundles/close-wait.tar.gz", "--samples", "3"}, exitUsage, "--samples and --interval apply to live sampling"},
@@ -103,7 +104,7 @@ func TestDiagnoseOneSnapshotJSON(t *testing.T) {
 	if out, err := exec.Command("tar", "-xzf", "../testdata/bundles/close-wait.tar.gz", "-C", one, "3").CombinedOutput(); err != nil {
 		t.Fatalf("tar: %v: %s", err, out)
 	}
-	out, errOut, code := runCLI(t, "diagnose", "--from", one, "--format", "json", "-q")
+	out, errOut, code := runCLI(t, "diagnose", "--from", one, "-o", "json", "-q")
 	if code != exitFindings {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -172,7 +173,7 @@ func TestNetnsDiagnoseLive(t *testing.T) {
 			}
 			defer env.Stop()
 			time.Sleep(500 * time.Millisecond)
-			out, errOut, code := runCLI(t, "diagnose", "--netns", env.Netns, "--samples", "2", "--interval", "1500ms", "--format", "json")
+			out, errOut, code := runCLI(t, "diagnose", "--netns", env.Netns, "--samples", "2", "--interval", "1500ms", "-o", "json")
 			if code != tc.code {
 				t.Errorf("exit %d, want %d: %s", code, tc.code, errOut)
 			}

@@ -42,13 +42,16 @@ func TestFleetCLI(t *testing.T) {
 	common := []string{"--state-dir", dir, "--log-level", "warn"}
 	cli := func(args ...string) (string, string, int) { return runCLI(t, append(args, common...)...) }
 
-	out, errOut, code := cli("proposals", "--fleet", "--json")
-	var rows []struct {
-		remediate.Pending
-		State string `json:"state"`
+	out, errOut, code := cli("proposals", "--fleet", "-o", "json")
+	var doc struct {
+		Proposals []struct {
+			remediate.Pending
+			State string `json:"state"`
+		} `json:"proposals"`
 	}
-	if code != exitOK || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].Proposal.Host != "web-2" || rows[0].State != "pending" {
-		t.Fatalf("proposals --fleet --json: exit %d, %q %s", code, out, errOut)
+	rows := &doc.Proposals
+	if code != exitOK || json.Unmarshal([]byte(out), &doc) != nil || len(*rows) != 1 || (*rows)[0].Proposal.Host != "web-2" || (*rows)[0].State != "pending" {
+		t.Fatalf("proposals --fleet -o json: exit %d, %q %s", code, out, errOut)
 	}
 	if out, _, code := cli("proposals", "--fleet"); code != exitOK || !strings.Contains(out, "HOST") || !strings.Contains(out, "web-2") {
 		t.Fatalf("proposals --fleet: exit %d, %q", code, out)
@@ -175,7 +178,7 @@ func TestNetnsAgentFleet(t *testing.T) {
 		Slots *fleetSlots `json:"fleet_slots"`
 	}
 	waitFor(t, ctx, 30*time.Second, "status to show the fleet store unreachable", func() bool {
-		out, _, code := runCLI(t, "status", "--json")
+		out, _, code := runCLI(t, "status", "-o", "json")
 		return code == exitFindings && json.Unmarshal([]byte(out), &st) == nil && st.Fleet != nil && !st.Fleet.Reachable && st.Fleet.Since.After(time.Time{})
 	})
 	if !strings.Contains(st.Fleet.Error, srv.Endpoint) || st.Slots == nil || !strings.Contains(st.Slots.Error, srv.Endpoint) {

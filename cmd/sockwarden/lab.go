@@ -56,14 +56,40 @@ func newLabCleanCmd() *cobra.Command {
 	}
 }
 
+// labScenario is one scenario as `lab list -o json` prints it.
+type labScenario struct {
+	Name    string      `json:"name"`
+	Port    uint16      `json:"port"`
+	Summary string      `json:"summary"`
+	Expect  string      `json:"expect"`
+	Sysctls []labSysctl `json:"sysctls"`
+}
+
+type labSysctl struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
 func newLabListCmd() *cobra.Command {
 	var verbose bool
+	var format *string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the scenarios and what a correct diagnosis says about each",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
+			if *format == "json" {
+				list := []labScenario{}
+				for _, s := range lab.Scenarios() {
+					l := labScenario{Name: s.Name, Port: s.Port, Summary: s.Summary, Expect: s.Expect, Sysctls: []labSysctl{}}
+					for _, kv := range s.Sysctls {
+						l.Sysctls = append(l.Sysctls, labSysctl{kv.Key, kv.Value})
+					}
+					list = append(list, l)
+				}
+				return writeJSON(w, docOf(schemaScenarios, "scenarios", list))
+			}
 			if verbose {
 				for _, s := range lab.Scenarios() {
 					fmt.Fprintf(w, "%s\n  builds: %s\n  expect: %s\n", s.Name, s.Summary, s.Expect)
@@ -83,6 +109,7 @@ func newLabListCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the expected verdict and the namespace's sysctls")
+	format = outputFlag(cmd, "json")
 	return cmd
 }
 

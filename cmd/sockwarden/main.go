@@ -91,9 +91,19 @@ proposals"). Exit status: 0 healthy or done,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			oneShotGC(cmd)
+			warnDeprecated(cmd)
+			if skipsConfig(cmd) {
+				// version, help and completion work whatever the
+				// config file or the environment hold.
+				a.log = zap.NewNop()
+				return nil
+			}
 			return a.load(cmd)
 		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Version = buildVersion().line()
+	root.Flags().BoolP("version", "V", false, "print the version and exit (sockwarden version -o json for the build details)")
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.cfgFile, "config", "", "config file (default "+config.DefaultPath+", absent is fine)")
 	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config: info)")
@@ -165,16 +175,23 @@ func (a *app) load(cmd *cobra.Command) error {
 	return nil
 }
 
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "sockwarden %s\n", version)
-			return nil
-		},
+// noConfig is the annotation of commands that must run whatever the
+// configuration holds (version, config check).
+const noConfig = "sockwarden/no-config"
+
+// skipsConfig says whether cmd runs without loading the configuration:
+// version, help, shell completion and those annotated noConfig.
+func skipsConfig(cmd *cobra.Command) bool {
+	for c := cmd; c != nil; c = c.Parent() {
+		if c.Annotations[noConfig] != "" {
+			return true
+		}
+		switch c.Name() {
+		case "help", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+			return true
+		}
 	}
+	return false
 }
 
 // oneShotGC lets a short-lived command's heap grow to five times its live
@@ -205,6 +222,11 @@ func run(args []string) int {
 	root := newRootCmd()
 	root.SetArgs(args)
 	err := root.Execute()
+	if sig := interrupted(); sig != 0 {
+		// The operator pressed Ctrl-C (or systemd sent SIGTERM): exit
+		// as a shell expects, 128+signal, without "context canceled".
+		return 128 + int(sig)
+	}
 	if err == nil {
 		return exitOK
 	}

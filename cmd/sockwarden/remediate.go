@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -71,10 +69,6 @@ func (a *app) resolve(ctx context.Context, e *remediate.Engine, w io.Writer) err
 	return err
 }
 
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-}
-
 func newProposeCmd(a *app) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -92,7 +86,9 @@ kernel. The agent records its proposals the same way.`,
 			if err != nil {
 				return err
 			}
+			stop := countdown(cmd.ErrOrStderr(), "sampling", time.Duration(a.cfg.Diagnose.Samples-1)*a.cfg.Diagnose.Interval)
 			series, err := sample.Series(ctx, sample.OptionsFrom(a.cfg.Sample, a.cfg.Netns, a.log), a.cfg.Diagnose.Samples, a.cfg.Diagnose.Interval, a.cfg.Sample.WatchInterval)
+			stop()
 			if err != nil {
 				return withCode(exitFailed, err)
 			}
@@ -103,7 +99,10 @@ kernel. The agent records its proposals the same way.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return writeJSON(out, ps)
+				if ps == nil {
+					ps = []remediate.Pending{}
+				}
+				return writeJSON(out, docOf(schemaProposals, "proposals", ps))
 			}
 			if len(ps) == 0 {
 				fmt.Fprintln(out, "No kernel-side proposal: nothing to approve.")
@@ -116,7 +115,7 @@ kernel. The agent records its proposals the same way.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the recorded proposals as JSON")
+	jsonOutput(cmd, &asJSON)
 	cmd.Flags().Int("samples", 0, "number of samples (default from config diagnose.samples)")
 	cmd.Flags().Duration("interval", 0, "time between samples (default from config diagnose.interval)")
 	config.BindFlag(cmd.Flags(), "samples", "diagnose.samples")
@@ -185,7 +184,7 @@ only on its own host.
 
 Examples:
   sockwarden proposals                  this host's open proposals
-  sockwarden proposals --all --json     also used and denied ones, as JSON
+  sockwarden proposals --all -o json    also used and denied ones, as JSON
   sockwarden proposals --fleet          every host's, from etcd
   sockwarden approve 3c2731033c78       approve one of them, from any host`,
 		Args: cobra.NoArgs,
@@ -238,7 +237,7 @@ Examples:
 				if rows == nil {
 					rows = []row{}
 				}
-				return writeJSON(out, rows)
+				return writeJSON(out, docOf(schemaProposals, "proposals", rows))
 			}
 			if len(rows) == 0 {
 				fmt.Fprintln(out, "No open proposal (sockwarden propose records them; --all shows closed ones).")
@@ -263,7 +262,7 @@ Examples:
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	jsonOutput(cmd, &asJSON)
 	cmd.Flags().BoolVar(&all, "all", false, "also list used and denied proposals")
 	cmd.Flags().BoolVar(&fleet, "fleet", false, "list the proposals of every host from etcd (needs fleet.etcd.endpoints)")
 	return cmd
@@ -424,7 +423,7 @@ back, failed or drift, 2 usage.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.DryRun, "dry-run", false, "run every guard, print what would be written, write nothing")
-	f.BoolVar(&asJSON, "json", false, "print the outcome as JSON")
+	jsonOutput(cmd, &asJSON)
 	f.DurationVar(&o.Window, "verify-window", 0, "verification window (default verify.window)")
 	f.DurationVar(&o.Interval, "interval", 0, "sample interval for the fresh samples and the verification (default verify.interval)")
 	return cmd
@@ -432,7 +431,10 @@ back, failed or drift, 2 usage.`,
 
 func writeOutcome(w io.Writer, o remediate.Outcome, asJSON bool) error {
 	if asJSON {
-		return writeJSON(w, o)
+		return writeJSON(w, struct {
+			Schema string `json:"schema"`
+			remediate.Outcome
+		}{schemaOutcome, o})
 	}
 	head := string(o.State)
 	if o.DryRun && o.Guard == "" {
@@ -501,12 +503,13 @@ func newRollbackCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the outcome as JSON")
+	jsonOutput(cmd, &asJSON)
 	return cmd
 }
 
 func newResolveCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "resolve",
 		Short: "Settle changes left applied or verifying by a process that died (remediate.on_restart)",
 		Args:  cobra.NoArgs,
@@ -519,6 +522,18 @@ func newResolveCmd(a *app) *cobra.Command {
 			}
 			outs, err := e.Resolve(ctx)
 			for _, o := range outs {
+				logOutcome(a.log, o)
+			}
+			if asJSON {
+				if outs == nil {
+					outs = []remediate.Outcome{}
+				}
+				if werr := writeJSON(cmd.OutOrStdout(), docOf(schemaOutcomes, "outcomes", outs)); werr != nil {
+					return werr
+				}
+				return withCode(exitFailed, err)
+			}
+			for _, o := range outs {
 				writeOutcome(cmd.OutOrStdout(), o, false)
 			}
 			if len(outs) == 0 && err == nil {
@@ -527,6 +542,8 @@ func newResolveCmd(a *app) *cobra.Command {
 			return withCode(exitFailed, err)
 		},
 	}
+	jsonOutput(cmd, &asJSON)
+	return cmd
 }
 
 func newHistoryCmd(a *app) *cobra.Command {
@@ -553,7 +570,7 @@ func newHistoryCmd(a *app) *cobra.Command {
 					if recs == nil {
 						recs = []remediate.Record{}
 					}
-					return writeJSON(out, recs)
+					return writeJSON(out, docOf(schemaRecords, "records", recs))
 				}
 				for _, r := range recs {
 					fmt.Fprintf(out, "%s  %-11s %s %s %s %s\n", r.Time.Local().Format(time.RFC3339), r.State, r.Proposal, r.Change, r.Guard, r.Reason)
@@ -570,9 +587,10 @@ func newHistoryCmd(a *app) *cobra.Command {
 					props = []remediate.ProposalState{}
 				}
 				return writeJSON(out, struct {
+					Schema    string                    `json:"schema"`
 					Changes   []remediate.Change        `json:"changes"`
 					Proposals []remediate.ProposalState `json:"proposals"`
-				}{changes, props})
+				}{schemaHistory, changes, props})
 			}
 			if len(changes) == 0 && len(props) == 0 {
 				fmt.Fprintln(out, "No change in the journal.")
@@ -619,7 +637,7 @@ func newHistoryCmd(a *app) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	jsonOutput(cmd, &asJSON)
 	cmd.Flags().BoolVar(&records, "records", false, "show every journal record, proposals and refusals included")
 	return cmd
 }

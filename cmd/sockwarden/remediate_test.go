@@ -66,14 +66,17 @@ func TestNetnsRemediateCLI(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	common := []string{"--state-dir", dir, "--log-level", "warn"}
 
-	out, errOut, code := runCLI(t, append([]string{"propose", "--json", "--netns", env.Netns, "--samples", "3", "--interval", "1s"}, common...)...)
+	out, errOut, code := runCLI(t, append([]string{"propose", "-o", "json", "--netns", env.Netns, "--samples", "3", "--interval", "1s"}, common...)...)
 	if code != exitOK {
 		t.Fatalf("propose: exit %d: %s", code, errOut)
 	}
-	var ps []remediate.Pending
-	if err := json.Unmarshal([]byte(out), &ps); err != nil || len(ps) == 0 {
-		t.Fatalf("propose --json: %v, %q", err, out)
+	var doc struct {
+		Proposals []remediate.Pending `json:"proposals"`
 	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Proposals) == 0 {
+		t.Fatalf("propose -o json: %v, %q", err, out)
+	}
+	ps := doc.Proposals
 	id := ps[0].Proposal.ID
 	somax := func() string { v, _ := (remediate.Sysctl{Netns: env.Netns}).Read("net.core.somaxconn"); return v }
 	before := somax()
@@ -98,7 +101,7 @@ func TestNetnsRemediateCLI(t *testing.T) {
 	if _, errOut, code := runCLI(t, append([]string{"approve", id, "--ttl", "5m", "--comment", "cli test"}, common...)...); code != exitOK {
 		t.Fatalf("approve: exit %d: %s", code, errOut)
 	}
-	out, errOut, code = runCLI(t, append([]string{"apply", id, "--dry-run", "--json", "--interval", "1s"}, common...)...)
+	out, errOut, code = runCLI(t, append([]string{"apply", id, "--dry-run", "-o", "json", "--interval", "1s"}, common...)...)
 	var o remediate.Outcome
 	if err := json.Unmarshal([]byte(out), &o); err != nil {
 		t.Fatalf("apply --dry-run --json: %v: %q", err, out)

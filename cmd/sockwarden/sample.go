@@ -3,9 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -30,14 +27,14 @@ their accept queues (Recv-Q/Send-Q, fill) and owners, the top destinations
 against the usable ephemeral port range, the processes, the counters that
 matter, the sysctls, the kernel log lines, and what could not be read.
 
---json prints the Sample as JSON ("schema": "sockwarden.sample/v1", every
+-o json prints the Sample as JSON ("schema": "sockwarden.sample/v1", every
 field in docs/sample-schema.md). A bundle with several snapshots prints one
 JSON object per snapshot, in time order (a stream: jq -s slurps it), and in
 text the counter rates between consecutive snapshots.
 
 Exit status: 0 done, 2 usage error or unreadable bundle, 3 live sampling failed.`,
 		Example: `  sudo sockwarden sample
-  sudo sockwarden sample --netns /run/netns/web --json | jq '.listeners[] | {local, recv_q, send_q}'
+  sudo sockwarden sample --netns /run/netns/web -o json | jq '.listeners[] | {local, recv_q, send_q}'
   sockwarden sample --from bundle.tar.gz`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,7 +50,7 @@ Exit status: 0 done, 2 usage error or unreadable bundle, 3 live sampling failed.
 				}
 				series = s
 			} else {
-				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				ctx, stop := signalContext()
 				defer stop()
 				s, err := sample.Take(ctx, opts)
 				if err != nil {
@@ -90,7 +87,7 @@ Exit status: 0 done, 2 usage error or unreadable bundle, 3 live sampling failed.
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema sockwarden.sample/v1) instead of text")
+	jsonOutput(cmd, &asJSON)
 	cmd.Flags().StringVar(&from, "from", "", "read a bundle (directory, .tar.gz or .tar) instead of the live host")
 	return cmd
 }

@@ -154,7 +154,7 @@ func TestNetnsCollectThenSampleCLI(t *testing.T) {
 	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("bundle %v, %v; want mode 0600", st, err)
 	}
-	js, errOut, code := runCLI(t, "sample", "--json", "--from", out)
+	js, errOut, code := runCLI(t, "sample", "-o", "json", "--from", out)
 	if code != exitOK {
 		t.Fatalf("sample: exit %d: %s", code, errOut)
 	}

@@ -82,7 +82,7 @@ unreachable, 3 no agent answered.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON ("+agent.StatusSchema+")")
+	jsonOutput(cmd, &asJSON)
 	return cmd
 }
 
