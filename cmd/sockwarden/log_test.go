@@ -29,7 +29,9 @@ func recordProposal(t *testing.T) (string, string) {
 	host, _ := os.Hostname()
 	f := diagnose.Finding{Kind: diagnose.KindAcceptQueueOverflow, Side: diagnose.SideKernel, Severity: diagnose.SevWarning, Subject: "127.0.0.1:8080", Confirmed: true}
 	p := diagnose.Proposal{ID: "3c2731033c78", Host: host, Finding: f.Kind, Subject: f.Subject, Ready: true,
-		Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: "128", Proposed: "1024"}}}
+		Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: "128", Proposed: "1024"}}, Reason: "accept queue capped by somaxconn",
+		Verify: diagnose.Verification{Commands: []string{"nstat -az TcpExtListenOverflows"}, Fixed: "TcpExtListenOverflows stops rising",
+			Counters: []string{"TcpExtListenOverflows"}, ListenerLocal: "127.0.0.1:8080", ListenerSendQ: 1024}}
 	if _, err := e.Propose(diagnose.Report{Findings: []diagnose.Finding{f}, Proposals: []diagnose.Proposal{p}}, "test"); err != nil {
 		t.Fatal(err)
 	}
