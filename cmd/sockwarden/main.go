@@ -118,6 +118,7 @@ proposals"). Exit status: 0 healthy or done,
 		root.AddCommand(add(a))
 	}
 	closeAfter(root, a)
+	addCompletions(root, a)
 	return root
 }
 

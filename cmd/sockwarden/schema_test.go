@@ -136,6 +136,8 @@ func TestOutputSchemas(t *testing.T) {
 	run("sample of the sample package's bundle", exitOK, "sample", "--from", "../../sample/testdata/bundle/ns", "-o", "json")
 
 	run("version", exitOK, "version", "-o", "json")
+	t.Setenv("SOCKWARDEN_AGENT_MODE", "observe")
+	run("config show", exitOK, "config", "show", "-o", "json", "--state-dir", "/var/tmp/sw")
 	run("lab list", exitOK, "lab", "list", "-o", "json")
 
 	empty := filepath.Join(t.TempDir(), "state")
