@@ -66,6 +66,16 @@ func TestNetnsAgentProposeApproveVerify(t *testing.T) {
 		t.Errorf("want one 'kernel change applied' entry for %s", id)
 	}
 
+	// The finding behind it was logged once when it appeared, with the
+	// fields journalctl selects on (SOCKWARDEN_KIND, _SIDE, _NETNS, ...).
+	appeared := logs.FilterMessageSnippet("finding appeared").FilterField(zap.String("kind", "accept-queue-overflow")).
+		FilterField(zap.String("netns", env.Netns)).All()
+	if len(appeared) != 1 {
+		t.Errorf("%d 'finding appeared' entries for accept-queue-overflow in %s, want 1", len(appeared), env.Netns)
+	} else if f := appeared[0].ContextMap(); f["event"] != "appeared" || f["side"] != "kernel" || f["subject"] == "" || f["severity"] == "" || f["proposal"] == "" {
+		t.Errorf("finding entry fields = %v", f)
+	}
+
 	// The change journal says verified.
 	j, err := remediate.OpenJournal(cfg.StateDir)
 	if err != nil {
