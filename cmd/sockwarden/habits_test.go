@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
 // TestVersionFlags: --version, -V and version print the same line; version
@@ -146,6 +148,28 @@ func TestCompletionValues(t *testing.T) {
 			}
 		}
 	}
+	// rollback completes the changes still open to a rollback, not the
+	// closed ones.
+	j, err := remediate.OpenJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := []remediate.Value{{Key: "net.core.somaxconn", Old: "128", New: "1024"}}
+	for _, r := range []remediate.Record{
+		{Change: "c-kept", Proposal: id, State: remediate.StateApplying, Values: vals},
+		{Change: "c-kept", Proposal: id, State: remediate.StateVerified},
+		{Change: "c-undone", Proposal: id, State: remediate.StateApplying, Values: vals},
+		{Change: "c-undone", Proposal: id, State: remediate.StateRolledBack},
+	} {
+		if err := j.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, _ := runCLI(t, "__complete", "rollback", "--state-dir", dir, "")
+	if !strings.Contains(out, "c-kept\tverified net.core.somaxconn 128->1024") || strings.Contains(out, "c-undone") {
+		t.Errorf("completing rollback: %q; want c-kept only", out)
+	}
+
 	// A state dir that does not exist completes nothing and is not made.
 	none := filepath.Join(t.TempDir(), "none")
 	if out, _, _ := runCLI(t, "__complete", "approve", "--state-dir", none, ""); strings.Contains(out, "\t") {

@@ -64,10 +64,16 @@ func TestOperatorJournal(t *testing.T) {
 	}
 
 	systemJournal.enabled = func() bool { return true }
-	for _, cmd := range []string{"approve", "deny"} {
+	for _, cmd := range []string{"approve", "deny", "apply"} {
 		got = nil
 		dir, id := recordProposal(t)
-		if _, errOut, code := runCLI(t, cmd, id, "--state-dir", dir, "--comment", "ticket 42"); code != exitOK {
+		args := []string{cmd, id, "--state-dir", dir, "--comment", "ticket 42"}
+		wantCode := exitOK
+		if cmd == "apply" {
+			// Not approved: refused by a guard, nothing written.
+			args, wantCode = []string{cmd, id, "--state-dir", dir, "--interval", "50ms"}, exitFailed
+		}
+		if _, errOut, code := runCLI(t, args...); code != wantCode {
 			t.Fatalf("%s: exit %d: %s", cmd, code, errOut)
 		}
 		var e map[string]string
@@ -89,7 +95,7 @@ func TestOperatorJournal(t *testing.T) {
 		if _, ok := e["SOCKWARDEN_LOGINUID"]; !ok {
 			t.Errorf("%s: no SOCKWARDEN_LOGINUID field", cmd)
 		}
-		if !strings.HasPrefix(e["MESSAGE"], "proposal "+map[string]string{"approve": "approved", "deny": "denied"}[cmd]) {
+		if !strings.HasPrefix(e["MESSAGE"], map[string]string{"approve": "proposal approved", "deny": "proposal denied", "apply": "apply refused"}[cmd]) {
 			t.Errorf("%s: message %q", cmd, e["MESSAGE"])
 		}
 	}
