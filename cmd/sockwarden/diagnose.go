@@ -12,6 +12,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/remediate"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -68,7 +69,7 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 			}
 			r := diagnose.Run(series, a.cfg.Diagnose)
 			a.log.Named("diagnose").Debug("diagnosed",
-				zap.String("host", r.Host), zap.String("netns", r.Netns), zap.Int("samples", r.Samples),
+				zap.String("host", r.Host), zap.String("netns", remediate.NetnsName(r.Netns)), zap.Int("samples", r.Samples),
 				zap.Int("findings", len(r.Findings)), zap.Int("proposals", len(r.Proposals)), zap.Bool("healthy", r.Healthy))
 			if err := write(cmd.OutOrStdout(), r); err != nil {
 				return withCode(exitFailed, fmt.Errorf("writing the report: %w", err))
