@@ -52,6 +52,9 @@ RELOADING=1 on SIGHUP (a bad new config is refused and the old one kept),
 STOPPING=1 on SIGTERM, which rolls back a change still being verified.
 Logs go to journald with every field as SOCKWARDEN_<FIELD>, e.g.
   journalctl -u sockwarden SOCKWARDEN_KEY=net.core.somaxconn
+Each finding is one entry when it appears, is confirmed, changes severity
+and clears (SOCKWARDEN_EVENT), in every mode, observe included:
+  journalctl -u sockwarden SOCKWARDEN_KIND=accept-queue-overflow
 "sockwarden status" asks the running agent over agent.control_socket
 (root only). Prometheus metrics: metrics.enabled, metrics.listen
 (loopback by default). See docs/agent.md.`,
