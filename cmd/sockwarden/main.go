@@ -25,6 +25,7 @@ const (
 	exitFindings = 1 // diagnose found something worth a look
 	exitUsage    = 2 // bad flags, bad config, unreadable input
 	exitFailed   = 3 // an operation ran and failed (refused, rolled back)
+	// 128+signal when interrupted: 130 for Ctrl-C (see run).
 )
 
 // exitError carries an exit code through cobra.
@@ -85,8 +86,11 @@ Start with:
 Configuration: ` + config.DefaultPath + ` (YAML, optional), environment
 SOCKWARDEN_<SECTION>_<KEY>, then flags. A fleet shares approvals and rollout
 limits through etcd: set fleet.etcd.endpoints (see "sockwarden help
-proposals"). Exit status: 0 healthy or done,
-1 findings, 2 usage or input error, 3 operation refused or failed.`,
+proposals"). Every command that prints data takes -o text|json (diagnose
+also -o markdown); each JSON document names its "schema" (docs/schema).
+"sockwarden config show" says where each setting came from.
+Exit status: 0 healthy or done, 1 findings, 2 usage or input error,
+3 operation refused or failed, 130 interrupted (Ctrl-C).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
