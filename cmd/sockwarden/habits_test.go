@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/sockwarden/sockwarden/remediate"
 )
 
@@ -252,3 +254,45 @@ func (s *syncBuffer) String() string {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile("(?m)^" + re).MatchString(s) }
+
+// TestOutputFlagEverywhere: every command that prints data takes -o, with
+// its formats; commands that print only a confirmation or progress do not
+// pretend to. A new command must be put in one list or the other.
+func TestOutputFlagEverywhere(t *testing.T) {
+	withOutput := map[string]string{
+		"sample": "text, json", "diagnose": "text, markdown, json", "status": "text, json", "propose": "text, json",
+		"proposals": "text, json", "apply": "text, json", "rollback": "text, json", "resolve": "text, json",
+		"history": "text, json", "lab list": "text, json", "version": "text, json", "config show": "text, json",
+	}
+	without := map[string]bool{"agent": true, "approve": true, "deny": true, "collect": true, "lab run": true,
+		"lab clean": true, "config check": true}
+	root := newRootCmd()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+		if !c.Runnable() || c == root {
+			return
+		}
+		path := strings.TrimPrefix(c.CommandPath(), "sockwarden ")
+		f := c.Flags().Lookup("output")
+		switch {
+		case withOutput[path] != "":
+			if f == nil || f.Shorthand != "o" || !strings.HasSuffix(f.Usage, withOutput[path]) {
+				t.Errorf("%s: -o/--output %v, want formats %s", path, f, withOutput[path])
+			}
+			delete(withOutput, path)
+		case without[path]:
+			if f != nil {
+				t.Errorf("%s prints no data but has --output", path)
+			}
+		default:
+			t.Errorf("command %q: say whether it prints data (withOutput) or not (without)", path)
+		}
+	}
+	walk(root)
+	for path := range withOutput {
+		t.Errorf("command %q not found", path)
+	}
+}
