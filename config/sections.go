@@ -145,6 +145,9 @@ type Remediate struct {
 	Allowlist []string `mapstructure:"allowlist"`
 	// ApprovalTTL is the default lifetime of an approval.
 	ApprovalTTL time.Duration `mapstructure:"approval_ttl"`
+	// MaxApprovalTTL caps an approval's lifetime (approve --ttl): an
+	// approval that lasts for ever is a standing approval by another name.
+	MaxApprovalTTL time.Duration `mapstructure:"max_approval_ttl"`
 	// OnRestart: what to do with a change found applied or verifying at
 	// start-up: "rollback" (default) or "resume".
 	OnRestart string `mapstructure:"on_restart"`
@@ -166,16 +169,20 @@ func defaultRemediate() Remediate {
 			"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.ip_local_port_range",
 			"net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_tw_reuse",
 		},
-		ApprovalTTL: time.Hour,
-		OnRestart:   "rollback",
-		PersistDir:  "/etc/sysctl.d",
-		Standing:    []string{},
+		ApprovalTTL:    time.Hour,
+		MaxApprovalTTL: 7 * 24 * time.Hour,
+		OnRestart:      "rollback",
+		PersistDir:     "/etc/sysctl.d",
+		Standing:       []string{},
 	}
 }
 
 func (r Remediate) validate() error {
 	var errs []error
-	errs = append(errs, positiveDur("remediate.approval_ttl", r.ApprovalTTL))
+	errs = append(errs, positiveDur("remediate.approval_ttl", r.ApprovalTTL), positiveDur("remediate.max_approval_ttl", r.MaxApprovalTTL))
+	if r.MaxApprovalTTL > 0 && r.ApprovalTTL > r.MaxApprovalTTL {
+		errs = append(errs, fmt.Errorf("remediate.approval_ttl: %s is over remediate.max_approval_ttl (%s)", r.ApprovalTTL, r.MaxApprovalTTL))
+	}
 	if r.OnRestart != "rollback" && r.OnRestart != "resume" {
 		errs = append(errs, fmt.Errorf("remediate.on_restart: %q is not rollback or resume", r.OnRestart))
 	}

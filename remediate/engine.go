@@ -3,7 +3,6 @@ package remediate
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
-	"github.com/sockwarden/sockwarden/internal/netns"
 	"github.com/sockwarden/sockwarden/sample"
 	"github.com/sockwarden/sockwarden/verify"
 )
@@ -72,6 +70,12 @@ type Options struct {
 	Log     *zap.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// LockDir holds the per-namespace apply locks; default
+	// DefaultLockDir. Tests point it at a temporary directory.
+	LockDir string
+	// HostNetns is the host's namespace file; default HostNetnsFile (PID 1's).
+	// Only a change whose namespace has its identity is persisted.
+	HostNetns string
 }
 
 // Engine proposes, approves, applies, verifies and rolls back sysctl
@@ -85,6 +89,9 @@ type Engine struct {
 	log      *zap.Logger
 	standing []Standing
 	locks    string
+	// holding is the namespace whose lock this engine holds (during
+	// Apply), so that its own rollback does not wait for itself.
+	holding *NetnsIdentity
 }
 
 // Event is one step of an apply, for progress reporting.
@@ -134,6 +141,12 @@ func New(opts Options) (*Engine, error) {
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
+	if opts.LockDir == "" {
+		opts.LockDir = DefaultLockDir
+	}
+	if opts.HostNetns == "" {
+		opts.HostNetns = orStr(testHostNetns(), HostNetnsFile)
+	}
 	j, err := OpenJournal(opts.StateDir)
 	if err != nil {
 		return nil, err
@@ -167,6 +180,26 @@ func (e *Engine) Journal() *Journal { return e.journal }
 func (e *Engine) Store() Store { return e.store }
 
 func (e *Engine) sysctl(ns string) Sysctl { return Sysctl{Root: e.opts.ProcSys, Netns: ns} }
+
+// sysctlAt reads and writes only in the namespace t identifies.
+func (e *Engine) sysctlAt(t Target) Sysctl {
+	id := t.ID
+	return Sysctl{Root: e.opts.ProcSys, Netns: t.Netns, Want: &id}
+}
+
+// lockTarget takes the namespace lock of t unless this engine holds it.
+func (e *Engine) lockTarget(t Target) (func(), error) {
+	if e.holding != nil && *e.holding == t.ID {
+		return func() {}, nil
+	}
+	l, err := lockNetns(e.opts.LockDir, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	id := t.ID
+	e.holding = &id
+	return func() { e.holding = nil; l.Unlock() }, nil
+}
 
 func (e *Engine) event(p, c, step, format string, a ...any) {
 	ev := Event{Time: e.opts.Now().UTC(), Proposal: p, Change: c, Step: step, Message: fmt.Sprintf(format, a...)}
@@ -226,14 +259,34 @@ type ApproveOptions struct {
 	Approver *Approver
 }
 
-// Approve records an operator's approval of a pending proposal.
+// ErrBadTTL: an approval's lifetime is not positive or is over
+// remediate.max_approval_ttl.
+var ErrBadTTL = errors.New("invalid approval lifetime")
+
+// ErrInFlight: a deny or approve came while a change of the proposal is
+// open (verifying, or left open by a process that died); it changes nothing.
+var ErrInFlight = errors.New("change in flight")
+
+// Approve records an operator's approval of a pending proposal. A zero TTL
+// is remediate.approval_ttl; a negative one, or one over
+// remediate.max_approval_ttl, is an error: an approval that never expires
+// is a standing approval by another name.
 func (e *Engine) Approve(id string, o ApproveOptions) (Approval, error) {
 	p, err := e.store.Proposal(id)
 	if err != nil {
 		return Approval{}, err
 	}
-	if o.TTL <= 0 {
+	if o.TTL < 0 {
+		return Approval{}, fmt.Errorf("%w: --ttl %s: an approval must last a positive time", ErrBadTTL, o.TTL)
+	}
+	if o.TTL == 0 {
 		o.TTL = e.cfg.Remediate.ApprovalTTL
+	}
+	if max := e.cfg.Remediate.MaxApprovalTTL; max > 0 && o.TTL > max {
+		return Approval{}, fmt.Errorf("%w: --ttl %s is over remediate.max_approval_ttl (%s)", ErrBadTTL, o.TTL, max)
+	}
+	if err := e.inFlight(id, "approve"); err != nil {
+		return Approval{}, err
 	}
 	who := CurrentApprover()
 	if o.Approver != nil {
@@ -254,20 +307,55 @@ func (e *Engine) Approve(id string, o ApproveOptions) (Approval, error) {
 		Finding: p.Proposal.Finding, Subject: p.Proposal.Subject, Values: valuesOf(p.Proposal), Approver: who.String(), Reason: reason})
 }
 
-// Deny records that a proposal must not be applied (replacing any approval).
+// Deny records that a proposal must not be applied (replacing any
+// approval). While a change of the proposal is in flight it changes nothing
+// and returns ErrInFlight saying what the change will do.
 func (e *Engine) Deny(id, comment string) error {
 	p, err := e.store.Proposal(id)
 	if err != nil {
 		return err
 	}
+	if err := e.inFlight(id, "deny"); err != nil {
+		return err
+	}
 	who := CurrentApprover()
 	now := e.opts.Now().UTC()
-	if err := e.store.PutApproval(Approval{Proposal: id, Host: p.Proposal.Host, Netns: p.Proposal.Netns, Changes: p.Proposal.Changes,
-		Approver: who, Comment: comment, Created: now, Expires: now, Denied: true}); err != nil {
+	d := Approval{Proposal: id, Host: p.Proposal.Host, Netns: p.Proposal.Netns, Changes: p.Proposal.Changes,
+		Approver: who, Comment: comment, Created: now, Expires: now, Denied: true}
+	if old, err := e.store.Approval(id); err == nil {
+		// Who used the approval before stays on record.
+		d.UsedBy, d.UsedAt = old.UsedBy, old.UsedAt
+	}
+	if err := e.store.PutApproval(d); err != nil {
 		return err
 	}
 	return e.journal.Append(Record{Proposal: id, State: StateDenied, Host: p.Proposal.Host, Netns: p.Proposal.Netns,
 		Finding: p.Proposal.Finding, Subject: p.Proposal.Subject, Values: valuesOf(p.Proposal), Approver: who.String(), Reason: comment})
+}
+
+// inFlight returns ErrInFlight when the approval of id was used by a change
+// this journal holds open: a deny or a new approval then would say it
+// changed something while the change goes on regardless.
+func (e *Engine) inFlight(id, verb string) error {
+	a, err := e.store.Approval(id)
+	if err != nil || a.UsedBy == "" {
+		return nil
+	}
+	c, err := e.journal.ChangeByID(a.UsedBy)
+	if err != nil || !c.State.Open() {
+		return nil
+	}
+	var vals []string
+	for _, v := range c.Values {
+		vals = append(vals, fmt.Sprintf("%s %q -> %q", v.Key, v.Old, v.New))
+	}
+	what := fmt.Sprintf("it is %s (pid %d); if verification passes it keeps %s, otherwise it restores the old values", c.State, c.PID, strings.Join(vals, ", "))
+	if l, err := lockFile(filepath.Join(e.locks, "change-"+c.ID+".lock"), false); err == nil {
+		l.Unlock()
+		what = fmt.Sprintf("it was left %s by pid %d, which is gone; sockwarden resolve settles it (remediate.on_restart: %s)", c.State, c.PID, e.cfg.Remediate.OnRestart)
+	}
+	return fmt.Errorf("%w: proposal %s is being applied by change %s: %s does not stop it and was not recorded; %s. To undo it once settled: sockwarden rollback %s",
+		ErrInFlight, id, c.ID, verb, what, c.ID)
 }
 
 // ApplyOptions qualify one apply.
@@ -282,11 +370,6 @@ func newChangeID(now time.Time) string {
 	b := make([]byte, 3)
 	rand.Read(b)
 	return "c-" + now.UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
-}
-
-func lockName(parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return hex.EncodeToString(h[:8])
 }
 
 // Apply runs the whole guarded path for one pending proposal: fresh
@@ -329,16 +412,24 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		return refused(refuse(GuardAllowed, "proposal %s is for host %q, this is %q", id, p.Host, e.opts.Host))
 	}
 
-	// One apply at a time per namespace: two changes to the same
-	// namespace would confuse each other's verification.
-	tl, err := lockFile(filepath.Join(e.locks, "netns-"+lockName(p.Netns)+".lock"), false)
+	// One apply at a time per namespace, whatever path names it and
+	// whatever state directory the process was given: two changes to the
+	// same namespace would confuse each other's verification, and both
+	// would pass guard 5 before either wrote.
+	nsid, err := netnsIdentity(p.Netns)
 	if err != nil {
-		if errors.Is(err, ErrLocked) {
-			return refused(refuse(GuardLiveValue, "another sockwarden process is applying or verifying a change in this namespace"))
+		return refused(refuseErr(GuardLiveValue, err, "cannot identify the namespace to write: %v", err))
+	}
+	tgt := Target{Host: e.opts.Host, Netns: p.Netns, ID: nsid}
+	unlock, err := e.lockTarget(tgt)
+	if err != nil {
+		var busy *NetnsBusy
+		if errors.As(err, &busy) {
+			return refused(refuseErr(GuardLiveValue, err, "%v", err))
 		}
 		return out, err
 	}
-	defer tl.Unlock()
+	defer unlock()
 
 	// Guards 1 and 2 on the recorded proposal: cheap, before sampling.
 	if r := checkSide(pp.Side, fmt.Sprintf("finding %s on %s", p.Finding, p.Subject)); r != nil {
@@ -353,7 +444,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	// samples, it cannot be masked by a pathology that happens to pause
 	// during them (the fresh diagnosis finds the same when it runs).
 	for _, c := range p.Changes {
-		live, err := e.sysctl(p.Netns).Read(c.Key)
+		live, err := e.sysctlAt(tgt).Read(c.Key)
 		if err == nil && Fold(live) != Fold(c.Current) {
 			return refused(refuse(GuardApproval, "stale: proposal %s was made for %s = %q; it is %q now; diagnose again and approve the new proposal if it is still wanted",
 				id, c.Key, Fold(c.Current), Fold(live)))
@@ -386,7 +477,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		}
 	}
 	// Guard 2, the kernel's rules with live values.
-	sc := e.sysctl(p.Netns)
+	sc := e.sysctlAt(tgt)
 	if r := checkKernelRules(p, sc.Read, series...); r != nil {
 		return refused(r)
 	}
@@ -464,15 +555,16 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 		defer slot.Release()
 	}
 	out.Change = change
+	var use func() error
 	if standing == nil {
-		if _, err := e.store.UseApproval(id, change, e.opts.Now()); err != nil {
-			return refused(refuseErr(GuardApproval, err, "%v", err))
+		use = func() error {
+			_, err := e.store.UseApproval(id, change, e.opts.Now())
+			return err
 		}
 	} else {
 		e.log.Warn("applying under a standing approval", zap.String("proposal", id), zap.String("approver", out.Approver))
 	}
-	nsID, _ := netns.ID(p.Netns)
-	return e.commit(ctx, change, p, appr, nsID, o)
+	return e.commit(ctx, change, p, appr, tgt, use, o)
 }
 
 // approvalFor is guard 4 without side effects: the approval of id, or the
@@ -619,38 +711,58 @@ func sameChanges(a, b []diagnose.Change) bool {
 	return true
 }
 
-// commit journals, writes, reads back, verifies and keeps or rolls back.
-// The caller holds the change's lock.
-func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal, appr Approval, nsID uint64, o ApplyOptions) (Outcome, error) {
+// commit journals, uses the approval (use, nil under a standing approval),
+// writes, reads back, verifies and keeps or rolls back. The caller holds the
+// change's lock and the namespace's; a zero tgt is the proposal's namespace
+// as it is now.
+func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal, appr Approval, tgt Target, use func() error, o ApplyOptions) (Outcome, error) {
 	vals := valuesOf(p)
 	out := Outcome{Proposal: p.ID, Change: change, Host: p.Host, Netns: p.Netns, Values: vals, Approver: appr.Approver.String()}
-	base := Record{Change: change, Proposal: p.ID, Host: p.Host, Netns: p.Netns, NetnsID: nsID, Finding: p.Finding, Subject: p.Subject}
+	if tgt.ID.Ino == 0 {
+		id, err := netnsIdentity(p.Netns)
+		if err != nil {
+			out.State, out.Reason = StateFailed, err.Error()
+			return out, err
+		}
+		tgt = Target{Host: e.opts.Host, Netns: p.Netns, ID: id}
+	}
 	rec := func(r Record) error {
-		r.Change, r.Proposal = base.Change, base.Proposal
+		r.Change, r.Proposal = change, p.ID
+		tgt.stamp(&r)
 		return e.journal.Append(r)
 	}
 
-	// The write-ahead record: fsynced before the kernel is touched.
-	ahead := base
-	ahead.State, ahead.Values, ahead.Approver, ahead.Reason = StateApplying, vals, out.Approver, p.Reason
+	// The write-ahead record (the intent): fsynced before the approval
+	// is used and before the kernel is touched, so that a kill at any
+	// later moment leaves a change the journal knows.
 	v := p.Verify
-	ahead.Verify = &v
-	if err := e.journal.Append(ahead); err != nil {
+	if err := rec(Record{State: StateApplying, Finding: p.Finding, Subject: p.Subject, Values: vals, Approver: out.Approver, Reason: p.Reason, Verify: &v}); err != nil {
 		out.State, out.Reason = StateFailed, "journal: "+err.Error()
 		return out, err
 	}
-	sc := e.sysctl(p.Netns)
+	if use != nil {
+		if err := use(); err != nil {
+			r := refuseErr(GuardApproval, err, "%v; nothing written", err)
+			out.State, out.Guard, out.Reason = StateRefused, r.Guard, r.Reason
+			return out, errors.Join(r, rec(Record{State: StateRefused, Guard: r.Guard, Reason: r.Reason}))
+		}
+		faultPoint("approval-used")
+	}
+	sc := e.sysctlAt(tgt)
 	for i, c := range p.Changes {
 		e.log.Info("writing sysctl", zap.String("change", change), zap.String("proposal", p.ID), zap.String("key", c.Key), zap.String("netns", NetnsName(p.Netns)),
 			zap.String("old", vals[i].Old), zap.String("new", vals[i].New), zap.String("approver", out.Approver), zap.String("reason", p.Reason))
 		res, err := sc.CompareAndSet(c.Key, vals[i].Old, vals[i].New)
 		vals[i].Live = res.Live
+		if res.Written {
+			faultPoint("sysctl-written")
+		}
 		if errors.Is(err, ErrValueChanged) {
 			// Changed between guard 5 and the write: nothing written.
 			out.State = StateFailed
 			out.Reason = fmt.Sprintf("%v; nothing written to %s", err, c.Key)
 			if i > 0 {
-				back, _ := e.restore(p.Netns, nsID, vals[:i], zap.String("change", change), zap.String("proposal", p.ID))
+				back, _ := e.restore(tgt, vals[:i], zap.String("change", change), zap.String("proposal", p.ID))
 				out.Reason += "; earlier keys: " + back
 			}
 			return out, rec(Record{State: StateFailed, Values: vals, Error: err.Error(), Reason: out.Reason})
@@ -661,7 +773,7 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 			out.Reason = fmt.Sprintf("write %s = %q refused: %v; old value left in place", c.Key, vals[i].New, err)
 			// Undo the changes of this proposal already written.
 			if i > 0 {
-				back, _ := e.restore(p.Netns, nsID, vals[:i], zap.String("change", change), zap.String("proposal", p.ID))
+				back, _ := e.restore(tgt, vals[:i], zap.String("change", change), zap.String("proposal", p.ID))
 				out.Reason += "; earlier keys: " + back
 			}
 			if now, rerr := sc.Read(c.Key); rerr == nil {
@@ -679,7 +791,7 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 			out.State = StateFailed
 			out.Reason = fmt.Sprintf("%s reads back %q after writing %q", c.Key, res.Live, vals[i].New)
 			vals[i].New = res.Live
-			back, st := e.restore(p.Netns, nsID, vals[:i+1], zap.String("change", change), zap.String("proposal", p.ID))
+			back, st := e.restore(tgt, vals[:i+1], zap.String("change", change), zap.String("proposal", p.ID))
 			out.Reason += "; " + back
 			if st == StateDrift {
 				out.State = StateDrift
@@ -691,26 +803,36 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 	if err := rec(Record{State: StateApplied, Values: vals, Reason: "written and read back"}); err != nil {
 		return out, err
 	}
-	return e.verifyAndSettle(ctx, change, p.Netns, nsID, vals, p.Verify, appr, o)
+	return e.verifyAndSettle(ctx, change, tgt, vals, p.Verify, nil, appr, o)
 }
 
 // verifyAndSettle runs the verification window for an applied change and
-// keeps it, rolls it back, or records drift.
-func (e *Engine) verifyAndSettle(ctx context.Context, change, ns string, nsID uint64, vals []Value, plan diagnose.Verification, appr Approval, o ApplyOptions) (Outcome, error) {
+// keeps it, rolls it back, or records drift. notes are the sysctl.d files a
+// dead process already planned (resume); nil plans them now.
+func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target, vals []Value, plan diagnose.Verification, notes []PersistNote, appr Approval, o ApplyOptions) (Outcome, error) {
+	ns := tgt.Netns
 	c, _ := e.journal.ChangeByID(change)
-	out := Outcome{Proposal: c.Proposal, Change: change, Host: c.Host, Netns: ns, Values: vals, Approver: c.Approver}
+	out := Outcome{Proposal: c.Proposal, Change: change, Host: tgt.Host, Netns: ns, Values: vals, Approver: c.Approver}
 	rec := func(r Record) error {
 		r.Change, r.Proposal = change, c.Proposal
+		tgt.stamp(&r)
 		if r.Values == nil {
 			r.Values = vals
 		}
 		return e.journal.Append(r)
 	}
-	if err := rec(Record{State: StateVerifying, Reason: fmt.Sprintf("watching for %s, a sample every %s", o.Window, o.Interval)}); err != nil {
+	// Persistence is planned (and journaled with what the files held)
+	// before any file is written, so that a rollback, even of a change
+	// killed while persisting, can put the files back.
+	var persistErr error
+	if e.cfg.Remediate.Persist && notes == nil {
+		notes, persistErr = e.planPersist(tgt, vals)
+	}
+	if err := rec(Record{State: StateVerifying, Persist: notes, Reason: fmt.Sprintf("watching for %s, a sample every %s", o.Window, o.Interval)}); err != nil {
 		return out, err
 	}
 	e.event(c.Proposal, change, "verifying", "verifying for %s, a sample every %s", o.Window, o.Interval)
-	sc := e.sysctl(ns)
+	sc := e.sysctlAt(tgt)
 	in := verify.Input{Plan: plan, MaxDropsPerSec: e.cfg.Verify.MaxDropsPerSec, MinArrivalsPerSec: e.cfg.Diagnose.MinArrivalsPerSec,
 		MinCleanIntervals: e.cfg.Verify.MinCleanIntervals}
 	deadline := e.opts.Now().Add(o.Window)
@@ -784,13 +906,14 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change, ns string, nsID ui
 	case verdict.Outcome == verify.Verified:
 		out.State, out.Reason = StateVerified, verdict.Reason
 		if e.cfg.Remediate.Persist {
-			f, err := e.persist(ns, change, c.Proposal, vals)
+			f, err := e.persist(notes, persistErr, change, c.Proposal, vals)
 			switch {
 			case err != nil:
 				out.Reason += "; not persisted: " + err.Error()
 			case f != "":
 				out.Persisted = f
 				out.Reason += "; persisted to " + f
+				faultPoint("persisted")
 			}
 		}
 		e.event(c.Proposal, change, "verified", "%s", out.Reason)
@@ -802,19 +925,19 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change, ns string, nsID ui
 	}
 	why := string(verdict.Outcome) + ": " + verdict.Reason
 	e.event(c.Proposal, change, "rollback", "rolling back (%s)", why)
-	return e.rollback(change, ns, nsID, vals, why)
+	return e.rollback(change, tgt, vals, why)
 }
 
 // restore writes the old values back, in reverse order, but only where the
-// live value is still ours. It returns a description and StateRolledBack or
-// StateDrift. ids (the change and proposal) go on every log line.
-func (e *Engine) restore(ns string, nsID uint64, vals []Value, ids ...zap.Field) (string, State) {
-	if nsID != 0 {
-		if now, err := netns.ID(ns); err != nil || now != nsID {
-			return fmt.Sprintf("namespace %q is gone or was replaced (inode %d, now %d): nothing of ours to restore", ns, nsID, now), StateDrift
-		}
+// live value is still ours, and only in the namespace t identifies. It
+// returns a description and StateRolledBack or StateDrift. ids (the change
+// and proposal) go on every log line.
+func (e *Engine) restore(t Target, vals []Value, ids ...zap.Field) (string, State) {
+	ns := t.Netns
+	if now, err := netnsIdentity(ns); err != nil || now != t.ID {
+		return fmt.Sprintf("namespace %q is gone or was replaced (%s when changed, %s now): nothing of ours to restore", ns, t.ID, now), StateDrift
 	}
-	sc := e.sysctl(ns)
+	sc := e.sysctlAt(t)
 	state := StateRolledBack
 	var parts []string
 	for i := len(vals) - 1; i >= 0; i-- {
@@ -862,17 +985,41 @@ func (e *Engine) restore(ns string, nsID uint64, vals []Value, ids ...zap.Field)
 	return strings.Join(parts, "; "), state
 }
 
-func (e *Engine) rollback(change, ns string, nsID uint64, vals []Value, why string) (Outcome, error) {
+// rollback restores a change's values in the namespace t identifies, puts
+// back the sysctl.d files it wrote, and journals the outcome. The caller has
+// proven t (the apply's own, or proveTarget's).
+func (e *Engine) rollback(change string, t Target, vals []Value, why string) (Outcome, error) {
 	c, _ := e.journal.ChangeByID(change)
-	desc, st := e.restore(ns, nsID, vals, zap.String("change", change), zap.String("proposal", c.Proposal))
-	out := Outcome{Proposal: c.Proposal, Change: change, Host: c.Host, Netns: ns, Values: vals, Approver: c.Approver, State: st}
-	out.Reason = desc
+	out := Outcome{Proposal: c.Proposal, Change: change, Host: t.Host, Netns: t.Netns, Values: vals, Approver: c.Approver}
+	unlock, err := e.lockTarget(t)
+	if err != nil {
+		out.State, out.Reason = c.State, fmt.Sprintf("not rolled back: %v", err)
+		return out, err
+	}
+	defer unlock()
+	desc, st := e.restore(t, vals, zap.String("change", change), zap.String("proposal", c.Proposal))
+	if d := e.unpersist(change, c.Persist); d != "" {
+		desc += "; " + d
+	}
+	out.State, out.Reason = st, desc
 	if why != "" {
 		out.Reason = why + "; " + desc
 	}
 	e.event(c.Proposal, change, string(st), "%s", out.Reason)
-	err := e.journal.Append(Record{Change: change, Proposal: c.Proposal, State: st, Values: vals, Reason: out.Reason})
-	return out, err
+	r := Record{Change: change, Proposal: c.Proposal, State: st, Values: vals, Reason: out.Reason}
+	t.stamp(&r)
+	return out, e.journal.Append(r)
+}
+
+// unproven closes change c, whose namespace cannot be proven, without
+// writing anything, and says how to restore it by hand.
+func (e *Engine) unproven(c Change, perr error) (Outcome, error) {
+	err := fmt.Errorf("%w change %s touched: restore by hand: %s (%v)", ErrUnprovenTarget, c.ID, restoreByHand(c), strings.TrimPrefix(perr.Error(), ErrUnprovenTarget.Error()+" change "+c.ID+" touched: "))
+	out := Outcome{Proposal: c.Proposal, Change: c.ID, State: StateUnproven, Host: c.Host, Netns: c.Netns, Values: c.Values, Approver: c.Approver, Reason: err.Error()}
+	e.log.Error("change left alone: its namespace cannot be proven", zap.String("change", c.ID), zap.Error(err))
+	e.event(c.Proposal, c.ID, string(StateUnproven), "%s", out.Reason)
+	jerr := e.journal.Append(Record{Change: c.ID, Proposal: c.Proposal, State: StateUnproven, Reason: out.Reason})
+	return out, errors.Join(err, jerr)
 }
 
 // Rollback restores a change by hand (sockwarden rollback CHANGE_ID), under
@@ -883,7 +1030,7 @@ func (e *Engine) Rollback(ctx context.Context, changeID string) (Outcome, error)
 		return Outcome{Change: changeID, State: StateFailed, Reason: err.Error()}, err
 	}
 	switch c.State {
-	case StateRolledBack, StateFailed, StateDrift:
+	case StateRolledBack, StateFailed, StateDrift, StateRefused, StateUnproven:
 		return Outcome{Proposal: c.Proposal, Change: c.ID, State: c.State, Netns: c.Netns, Values: c.Values,
 			Reason: fmt.Sprintf("change %s is already closed (%s): nothing to roll back", c.ID, c.State)}, nil
 	}
@@ -892,7 +1039,11 @@ func (e *Engine) Rollback(ctx context.Context, changeID string) (Outcome, error)
 		return Outcome{Change: c.ID, State: c.State, Reason: "change is being verified by a live process (pid " + fmt.Sprint(c.PID) + "); try again when it settles"}, err
 	}
 	defer l.Unlock()
-	return e.rollback(c.ID, c.Netns, c.NetnsID, c.Values, "rolled back by hand by "+CurrentApprover().String())
+	t, perr := e.proveTarget(c)
+	if errors.Is(perr, ErrUnprovenTarget) {
+		return e.unproven(c, perr)
+	}
+	return e.rollback(c.ID, t, c.Values, "rolled back by hand by "+CurrentApprover().String())
 }
 
 // takeSlot takes a fleet rollout slot for this host's change of proposal
@@ -913,16 +1064,21 @@ func (e *Engine) takeSlot(ctx context.Context, id, change, netns string, v []Val
 // (the dead process's own slot, if its lease has not expired, is taken
 // over); when no slot can be had it is rolled back instead: resuming must
 // not take the fleet over fleet.max_concurrent.
-func (e *Engine) resume(ctx context.Context, c Change, why string) (Outcome, error) {
+func (e *Engine) resume(ctx context.Context, c Change, t Target, why string) (Outcome, error) {
 	if e.opts.Rollout != nil {
 		slot, err := e.takeSlot(ctx, c.Proposal, c.ID, c.Netns, c.Values, "fleet rollout slot taken to resume verification")
 		if err != nil {
-			return e.rollback(c.ID, c.Netns, c.NetnsID, c.Values, fmt.Sprintf("%s; not resumed: no fleet rollout slot: %v", why, err))
+			return e.rollback(c.ID, t, c.Values, fmt.Sprintf("%s; not resumed: no fleet rollout slot: %v", why, err))
 		}
 		defer slot.Release()
 	}
+	unlock, err := e.lockTarget(t)
+	if err != nil {
+		return Outcome{Proposal: c.Proposal, Change: c.ID, State: c.State, Netns: c.Netns, Values: c.Values, Reason: "not resumed: " + err.Error()}, err
+	}
+	defer unlock()
 	appr, _ := e.store.Approval(c.Proposal)
-	return e.verifyAndSettle(ctx, c.ID, c.Netns, c.NetnsID, c.Values, *c.Verify, appr,
+	return e.verifyAndSettle(ctx, c.ID, t, c.Values, *c.Verify, c.Persist, appr,
 		ApplyOptions{Window: e.cfg.Verify.Window, Interval: e.cfg.Verify.Interval})
 }
 
@@ -931,9 +1087,12 @@ func (e *Engine) resume(ctx context.Context, c Change, why string) (Outcome, err
 // or verified again when remediate.on_restart is "resume". Changes whose
 // process is still alive are left to it.
 func (e *Engine) Resolve(ctx context.Context) ([]Outcome, error) {
-	recs, _, err := e.journal.Records()
+	recs, damage, err := e.journal.Read()
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range damage {
+		e.log.Warn("journal line skipped", zap.String("line", d))
 	}
 	var outs []Outcome
 	var errs []error
@@ -951,10 +1110,23 @@ func (e *Engine) Resolve(ctx context.Context) ([]Outcome, error) {
 		why := fmt.Sprintf("resolved at start: change left %s by pid %d, which is gone", c.State, c.PID)
 		e.log.Warn("resolving an interrupted change", zap.String("change", c.ID), zap.String("state", string(c.State)), zap.String("on_restart", e.cfg.Remediate.OnRestart))
 		var o Outcome
-		if e.cfg.Remediate.OnRestart == "resume" && c.State != StateApplying && c.Verify != nil && e.opts.Sampler != nil {
-			o, err = e.resume(ctx, c, why)
-		} else {
-			o, err = e.rollback(c.ID, c.Netns, c.NetnsID, c.Values, why)
+		t, perr := e.proveTarget(c)
+		switch {
+		case errors.Is(perr, ErrUnprovenTarget):
+			o, err = e.unproven(c, perr)
+		case e.cfg.Remediate.OnRestart == "resume" && c.State != StateApplying && c.Verify != nil && e.opts.Sampler != nil && perr == nil:
+			o, err = e.resume(ctx, c, t, why)
+		default:
+			// A namespace that is gone or was replaced comes out of
+			// restore as drift: nothing of ours is left to restore.
+			o, err = e.rollback(c.ID, t, c.Values, why)
+		}
+		if errors.Is(err, ErrLocked) {
+			// Another process is changing that namespace: left open
+			// for a later resolve.
+			l.Unlock()
+			e.log.Warn("interrupted change left open: its namespace is busy", zap.String("change", c.ID), zap.Error(err))
+			continue
 		}
 		l.Unlock()
 		outs = append(outs, o)

@@ -42,6 +42,9 @@ type world struct {
 	// add a fleet rollout limit.
 	store   Store
 	rollout Rollout
+	// lockDir is the world's runtime lock directory, shared by every
+	// engine of the world as /run/sockwarden/locks is by every process.
+	lockDir string
 }
 
 func newWorld(t *testing.T) *world {
@@ -53,7 +56,7 @@ func newWorld(t *testing.T) *world {
 		"net/ipv4/tcp_syncookies":             "1\n",
 		"net/ipv4/tcp_max_syn_backlog":        "512\n",
 	})
-	return &world{t: t, host: "h1", root: root, sendQ: 128, side: diagnose.SideKernel}
+	return &world{t: t, host: "h1", root: root, sendQ: 128, side: diagnose.SideKernel, lockDir: filepath.Join(t.TempDir(), "locks")}
 }
 
 func (w *world) somaxconn() string {
@@ -133,7 +136,8 @@ func (w *world) engine(mod func(*config.Config)) *Engine {
 	if mod != nil {
 		mod(&cfg)
 	}
-	e, err := New(Options{Config: cfg, Host: w.host, ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Store: w.store, Rollout: w.rollout})
+	e, err := New(Options{Config: cfg, Host: w.host, ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Store: w.store, Rollout: w.rollout,
+		LockDir: w.lockDir, HostNetns: SelfNetnsFile})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -147,6 +151,17 @@ func (w *world) propose(e *Engine) string {
 		w.t.Fatalf("Propose: %v, %d proposals", err, len(ps))
 	}
 	return ps[0].Proposal.ID
+}
+
+// ownTarget is the target every record of a change in the engine's own
+// namespace carries, as commit writes it.
+func ownTarget(t *testing.T, e *Engine) Target {
+	t.Helper()
+	id, err := netnsIdentity("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Target{Host: e.opts.Host, ID: id}
 }
 
 func states(t *testing.T, e *Engine, change string) []State {
@@ -196,7 +211,7 @@ func TestApplyVerified(t *testing.T) {
 		t.Fatalf("history (-want +got)\n%s", diff)
 	}
 	c, _ := e.Journal().ChangeByID(out.Change)
-	if c.Values[0].Old != "128" || c.Values[0].New != "1024" || c.Approver != "root (uid 0) via sudo by alice" {
+	if c.Values[0].Old != "128" || c.Values[0].New != "1024" || c.Approver != "uid 0 (root), claims SUDO_USER=alice" {
 		t.Fatalf("journal values %+v approver %q", c.Values, c.Approver)
 	}
 	b, err := os.ReadFile(filepath.Join(persist, PersistFile("net.core.somaxconn")))
@@ -489,7 +504,9 @@ func TestResolveInterrupted(t *testing.T) {
 			e := w.engine(nil)
 			vals := []Value{{Key: "net.core.somaxconn", Old: "128", New: "1024"}}
 			for _, s := range []State{StateApplying, StateApplied, StateVerifying} {
-				e.Journal().Append(Record{Change: "c-1", Proposal: "p", State: s, Values: vals, PID: 999999})
+				r := Record{Change: "c-1", Proposal: "p", State: s, Values: vals, PID: 999999}
+				ownTarget(t, e).stamp(&r)
+				e.Journal().Append(r)
 				if s == tc.state {
 					break
 				}
@@ -514,7 +531,9 @@ func TestResolveLeavesLiveOwner(t *testing.T) {
 	w := newWorld(t)
 	e := w.engine(nil)
 	vals := []Value{{Key: "net.core.somaxconn", Old: "128", New: "1024"}}
-	e.Journal().Append(Record{Change: "c-2", Proposal: "p", State: StateVerifying, Values: vals})
+	r := Record{Change: "c-2", Proposal: "p", State: StateVerifying, Values: vals}
+	ownTarget(t, e).stamp(&r)
+	e.Journal().Append(r)
 	w.set("net.core.somaxconn", "1024")
 	l, err := lockFile(filepath.Join(e.locks, "change-c-2.lock"), false)
 	if err != nil {
@@ -554,7 +573,7 @@ func TestFailedWriteRecorded(t *testing.T) {
 	// A key that vanished between the guards and the write (ENOENT).
 	p := w.proposal("128")
 	os.Remove(filepath.Join(w.root, "net/core/somaxconn"))
-	out, err := e.commit(context.Background(), "c-fail", p, Approval{Approver: Approver{User: "root"}}, 0, ApplyOptions{Window: time.Millisecond, Interval: time.Millisecond})
+	out, err := e.commit(context.Background(), "c-fail", p, Approval{Approver: Approver{User: "root"}}, Target{}, nil, ApplyOptions{Window: time.Millisecond, Interval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,8 +657,11 @@ func TestResolveResume(t *testing.T) {
 	e := w.engine(func(c *config.Config) { c.Remediate.OnRestart = "resume" })
 	p := w.proposal("128")
 	vals := []Value{{Key: "net.core.somaxconn", Old: "128", New: "1024"}}
-	e.Journal().Append(Record{Change: "c-3", Proposal: p.ID, State: StateApplying, Values: vals, Verify: &p.Verify, PID: 999999})
-	e.Journal().Append(Record{Change: "c-3", Proposal: p.ID, State: StateVerifying, Values: vals, PID: 999999})
+	for _, r := range []Record{{Change: "c-3", Proposal: p.ID, State: StateApplying, Values: vals, Verify: &p.Verify, PID: 999999},
+		{Change: "c-3", Proposal: p.ID, State: StateVerifying, Values: vals, PID: 999999}} {
+		ownTarget(t, e).stamp(&r)
+		e.Journal().Append(r)
+	}
 	w.set("net.core.somaxconn", "1024")
 	outs, err := e.Resolve(context.Background())
 	if err != nil || len(outs) != 1 || outs[0].State != StateVerified || w.somaxconn() != "1024" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -37,6 +38,10 @@ const (
 	// StateKept closes an inconclusive change kept by configuration
 	// (verify.inconclusive: keep).
 	StateKept State = "kept"
+	// StateUnproven closes a change whose namespace its journal cannot
+	// prove (damaged or foreign records): nothing was written back; the
+	// reason says how to restore it by hand.
+	StateUnproven State = "unproven"
 )
 
 // Open reports whether a change in state s may still have a value of ours in
@@ -64,12 +69,16 @@ type Record struct {
 	State    State  `json:"state"`
 	Host     string `json:"host,omitempty"`
 	Netns    string `json:"netns,omitempty"`
-	// NetnsID is the namespace's inode when the change was made: a
-	// namespace path reused by a new namespace is not ours.
-	NetnsID uint64  `json:"netns_id,omitempty"`
-	Finding string  `json:"finding,omitempty"`
-	Subject string  `json:"subject,omitempty"`
-	Values  []Value `json:"values,omitempty"`
+	// NetnsID and NetnsDev are the namespace's inode and device when the
+	// change was made (see NetnsIdentity): a namespace path reused by a
+	// new namespace is not ours. Every record of a change carries them
+	// with Host and Netns, so that no single unreadable line leaves a
+	// change whose namespace must be guessed.
+	NetnsID  uint64  `json:"netns_id,omitempty"`
+	NetnsDev uint64  `json:"netns_dev,omitempty"`
+	Finding  string  `json:"finding,omitempty"`
+	Subject  string  `json:"subject,omitempty"`
+	Values   []Value `json:"values,omitempty"`
 	// Approver is who approved (or the standing rule of record).
 	Approver string `json:"approver,omitempty"`
 	Reason   string `json:"reason,omitempty"`
@@ -82,6 +91,19 @@ type Record struct {
 	// Verify carries the proposal's verification plan on the applied
 	// record, so that a restarted process can resume it.
 	Verify *diagnose.Verification `json:"verify,omitempty"`
+	// Persist, on the verifying record, names the sysctl.d files a
+	// verified change will write and what each held before, so that a
+	// rollback (by hand, or of a change killed while persisting) puts
+	// them back.
+	Persist []PersistNote `json:"persist,omitempty"`
+}
+
+// PersistNote is one sysctl.d file a change writes when verified, and its
+// content before (Existed false: there was none).
+type PersistNote struct {
+	Path    string `json:"path"`
+	Existed bool   `json:"existed,omitempty"`
+	Before  string `json:"before,omitempty"`
 }
 
 // Journal is the append-only change journal: one JSON record per line,
@@ -155,8 +177,14 @@ func (j *Journal) Append(r Record) error {
 	if _, err := f.Write(b); err != nil {
 		return fmt.Errorf("%w: append: %w", ErrJournal, err)
 	}
+	if r.Change != "" {
+		faultPoint("append-" + string(r.State) + "-unsynced")
+	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("%w: fsync: %w", ErrJournal, err)
+	}
+	if r.Change != "" {
+		faultPoint("append-" + string(r.State))
 	}
 	return nil
 }
@@ -174,49 +202,98 @@ func lastByte(path string, size int64) (byte, error) {
 	return b[0], nil
 }
 
-// Records reads every record in order. A torn line (a crash mid-append)
-// is skipped and counted in bad.
+// MaxJournalLine is the longest journal line read. A longer line is not a
+// record sockwarden wrote (the largest are a few KiB): it is skipped, named,
+// and reading goes on, so that one damaged line never wedges every command.
+const MaxJournalLine = 16 << 20
+
+// Records reads every record in order. A line that is not a record (torn by
+// a crash mid-append, damaged, over MaxJournalLine) is skipped and counted
+// in bad; Read names each.
 func (j *Journal) Records() (recs []Record, bad int, err error) {
-	b, err := os.ReadFile(j.path)
+	recs, damage, err := j.Read()
+	return recs, len(damage), err
+}
+
+// Read is Records with a note per skipped line naming the file and the
+// line number.
+func (j *Journal) Read() (recs []Record, damage []string, err error) {
+	f, err := os.Open(j.path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrJournal, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrJournal, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
+	defer f.Close()
+	return readRecords(f, j.path, MaxJournalLine)
+}
+
+func readRecords(rd io.Reader, name string, max int) (recs []Record, damage []string, err error) {
+	br := bufio.NewReaderSize(rd, 64<<10)
+	for n := 1; ; n++ {
+		line, long, rerr := readLine(br, max)
+		if rerr != nil && rerr != io.EOF {
+			return recs, damage, fmt.Errorf("%w: %s line %d: %w", ErrJournal, name, n, rerr)
 		}
-		var r Record
-		if err := json.Unmarshal(line, &r); err != nil {
-			bad++
-			continue
+		switch line = bytes.TrimSpace(line); {
+		case long > 0:
+			damage = append(damage, fmt.Sprintf("%s line %d: %d bytes, over the %d-byte line limit: skipped", name, n, long, max))
+		case len(line) == 0:
+		default:
+			var r Record
+			if err := json.Unmarshal(line, &r); err != nil {
+				damage = append(damage, fmt.Sprintf("%s line %d: not a record (%v): skipped", name, n, err))
+			} else {
+				recs = append(recs, r)
+			}
 		}
-		recs = append(recs, r)
+		if rerr == io.EOF {
+			return recs, damage, nil
+		}
 	}
-	return recs, bad, sc.Err()
+}
+
+// readLine reads one line of at most max bytes. A longer line is read to
+// its end and dropped: long is its length then.
+func readLine(br *bufio.Reader, max int) (line []byte, long int, err error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if long == 0 && len(line)+len(chunk) <= max {
+			line = append(line, chunk...)
+		} else {
+			long += len(line) + len(chunk)
+			line = nil
+		}
+		if err != bufio.ErrBufferFull {
+			return line, long, err
+		}
+	}
 }
 
 // Change is the folded history of one change id.
 type Change struct {
-	ID       string                 `json:"change"`
-	Proposal string                 `json:"proposal"`
-	State    State                  `json:"state"`
-	Host     string                 `json:"host,omitempty"`
-	Netns    string                 `json:"netns,omitempty"`
-	NetnsID  uint64                 `json:"netns_id,omitempty"`
-	Finding  string                 `json:"finding,omitempty"`
-	Subject  string                 `json:"subject,omitempty"`
-	Values   []Value                `json:"values"`
-	Approver string                 `json:"approver,omitempty"`
-	Reason   string                 `json:"reason,omitempty"`
-	Error    string                 `json:"error,omitempty"`
-	Errno    string                 `json:"errno,omitempty"`
-	Started  time.Time              `json:"started"`
-	Updated  time.Time              `json:"updated"`
-	PID      int                    `json:"pid,omitempty"`
-	Verify   *diagnose.Verification `json:"verify,omitempty"`
+	ID       string `json:"change"`
+	Proposal string `json:"proposal"`
+	State    State  `json:"state"`
+	Host     string `json:"host,omitempty"`
+	Netns    string `json:"netns,omitempty"`
+	NetnsID  uint64 `json:"netns_id,omitempty"`
+	NetnsDev uint64 `json:"netns_dev,omitempty"`
+	// TargetConflict says how two records of the change disagree on its
+	// target (host, namespace path or identity): such a change is never
+	// written back.
+	TargetConflict string                 `json:"target_conflict,omitempty"`
+	Finding        string                 `json:"finding,omitempty"`
+	Subject        string                 `json:"subject,omitempty"`
+	Values         []Value                `json:"values"`
+	Approver       string                 `json:"approver,omitempty"`
+	Reason         string                 `json:"reason,omitempty"`
+	Error          string                 `json:"error,omitempty"`
+	Errno          string                 `json:"errno,omitempty"`
+	Started        time.Time              `json:"started"`
+	Updated        time.Time              `json:"updated"`
+	PID            int                    `json:"pid,omitempty"`
+	Verify         *diagnose.Verification `json:"verify,omitempty"`
+	// Persist: the sysctl.d files the change writes once verified.
+	Persist []PersistNote `json:"persist,omitempty"`
 	// History lists the states in order.
 	History []State `json:"history"`
 }
@@ -240,10 +317,20 @@ func Changes(recs []Record) []Change {
 		c.Updated = r.Time
 		c.History = append(c.History, r.State)
 		c.PID = r.PID
-		setIf(&c.Host, r.Host)
-		setIf(&c.Netns, r.Netns)
-		if r.NetnsID != 0 {
-			c.NetnsID = r.NetnsID
+		switch {
+		case r.NetnsID != 0 && c.NetnsID == 0:
+			// The first record that carries the target sets it.
+			c.Host, c.Netns, c.NetnsID, c.NetnsDev = r.Host, r.Netns, r.NetnsID, r.NetnsDev
+		case r.NetnsID != 0:
+			if r.Host != c.Host || r.Netns != c.Netns || r.NetnsID != c.NetnsID || r.NetnsDev != c.NetnsDev {
+				c.TargetConflict = fmt.Sprintf("%s record says %q %q net:[%d] dev %d, earlier ones %q %q net:[%d] dev %d",
+					r.State, r.Host, r.Netns, r.NetnsID, r.NetnsDev, c.Host, c.Netns, c.NetnsID, c.NetnsDev)
+			}
+		case c.NetnsID == 0:
+			// Records without a target (journals written before every
+			// record carried one) inform, never prove.
+			setIf(&c.Host, r.Host)
+			setIf(&c.Netns, r.Netns)
 		}
 		setIf(&c.Finding, r.Finding)
 		setIf(&c.Subject, r.Subject)
@@ -255,6 +342,9 @@ func Changes(recs []Record) []Change {
 		}
 		if r.Verify != nil {
 			c.Verify = r.Verify
+		}
+		if len(r.Persist) > 0 {
+			c.Persist = r.Persist
 		}
 	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].Started.Before(out[b].Started) })

@@ -588,7 +588,7 @@ func TestNetnsPortRange(t *testing.T) {
 	if r := checkKernelRules(bad, Sysctl{Netns: env.Netns}.Read, s); r == nil || r.Guard != GuardAllowed {
 		t.Fatalf("guard 2 let a range below ip_unprivileged_port_start through: %v", r)
 	}
-	out, err := e.commit(context.Background(), "c-kernel-refuses", bad, Approval{Approver: Approver{User: "root"}}, 0, ApplyOptions{Window: time.Second, Interval: time.Second})
+	out, err := e.commit(context.Background(), "c-kernel-refuses", bad, Approval{Approver: Approver{User: "root"}}, Target{}, nil, ApplyOptions{Window: time.Second, Interval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +641,7 @@ func TestNetnsReadOnlyProcSys(t *testing.T) {
 		cur := read(t, "", "net.core.somaxconn")
 		p := diagnose.Proposal{ID: "ro", Finding: diagnose.KindAcceptQueueOverflow, Subject: "x",
 			Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: cur, Proposed: "8192"}}}
-		out, err := e.commit(context.Background(), "c-ro", p, Approval{Approver: Approver{User: "root"}}, 0, ApplyOptions{Window: time.Second, Interval: time.Second})
+		out, err := e.commit(context.Background(), "c-ro", p, Approval{Approver: Approver{User: "root"}}, Target{}, nil, ApplyOptions{Window: time.Second, Interval: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

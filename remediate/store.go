@@ -16,11 +16,22 @@ import (
 	"github.com/sockwarden/sockwarden/diagnose"
 )
 
-// Approver is who approved a proposal: a person (uid, user name, and the
-// sudo user when approved through sudo) or a standing rule from config.
+// Approver is who approved a proposal: a person or a standing rule from
+// config. A person is the real uid of the process that approved (and its
+// name), the effective uid when it differs, and the login uid the kernel
+// keeps for the session (/proc/self/loginuid: who logged in, whatever su or
+// sudo came after). SUDO_USER is an environment variable anyone can set: it
+// is recorded, but only as a claim.
 type Approver struct {
-	UID      int    `json:"uid"`
-	User     string `json:"user,omitempty"`
+	UID  int    `json:"uid"`
+	User string `json:"user,omitempty"`
+	// EUID is the effective uid, when it differs from UID.
+	EUID *int `json:"euid,omitempty"`
+	// LoginUID is the audit login uid; nil when unset (4294967295: no
+	// login session, e.g. a service) or unreadable.
+	LoginUID  *uint32 `json:"loginuid,omitempty"`
+	LoginUser string  `json:"login_user,omitempty"`
+	// SudoUser is what SUDO_USER said: a claim, not a fact.
 	SudoUser string `json:"sudo_user,omitempty"`
 	// Standing is the standing rule of record ("net.core.somaxconn<=16384")
 	// when no person approved.
@@ -31,9 +42,15 @@ func (a Approver) String() string {
 	if a.Standing != "" {
 		return "standing:" + a.Standing
 	}
-	s := fmt.Sprintf("%s (uid %d)", orStr(a.User, "?"), a.UID)
+	s := fmt.Sprintf("uid %d (%s)", a.UID, orStr(a.User, "?"))
+	if a.EUID != nil {
+		s += fmt.Sprintf(", euid %d", *a.EUID)
+	}
+	if a.LoginUID != nil {
+		s += fmt.Sprintf(", loginuid %d (%s)", *a.LoginUID, orStr(a.LoginUser, "?"))
+	}
 	if a.SudoUser != "" {
-		s += " via sudo by " + a.SudoUser
+		s += ", claims SUDO_USER=" + strconv.Quote(a.SudoUser)[1:len(strconv.Quote(a.SudoUser))-1]
 	}
 	return s
 }
@@ -45,14 +62,40 @@ func orStr(s, alt string) string {
 	return s
 }
 
-// CurrentApprover is the calling user: effective uid, its name, and
-// SUDO_USER from the environment when present.
+// CurrentApprover is the calling user: real uid, effective uid when it
+// differs, the login uid, and SUDO_USER as a claim.
 func CurrentApprover() Approver {
-	a := Approver{UID: os.Geteuid(), SudoUser: os.Getenv("SUDO_USER")}
-	if u, err := user.LookupId(strconv.Itoa(a.UID)); err == nil {
-		a.User = u.Username
+	a := Approver{UID: os.Getuid(), SudoUser: os.Getenv("SUDO_USER")}
+	a.User = userName(a.UID)
+	if eu := os.Geteuid(); eu != a.UID {
+		a.EUID = &eu
+	}
+	if id, ok := readLoginUID("/proc/self/loginuid"); ok {
+		a.LoginUID = &id
+		a.LoginUser = userName(int(id))
 	}
 	return a
+}
+
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// readLoginUID reads an audit login uid; 4294967295 ((uid_t)-1) means
+// unset.
+func readLoginUID(path string) (uint32, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil || n == 4294967295 {
+		return 0, false
+	}
+	return uint32(n), true
 }
 
 // Approval is an operator's decision about one proposal id. The id covers

@@ -59,6 +59,12 @@ type Sysctl struct {
 	Root string
 	// Netns is the namespace path ("" = the caller's own).
 	Netns string
+	// Want, when set, is the namespace identity every read and write must
+	// happen in: the thread that entered Netns checks its own namespace
+	// before touching the file, so a path that names another namespace
+	// now (a /run/netns name reused, a --netns path bind-mounted over)
+	// is never written.
+	Want *NetnsIdentity
 }
 
 // WriteError is a write the kernel (or the file system) refused. The old
@@ -119,10 +125,23 @@ func (s Sysctl) Path(key string) (string, error) {
 }
 
 func (s Sysctl) in(fn func() error) error {
-	if s.Netns == "" {
-		return fn()
+	if s.Want == nil {
+		if s.Netns == "" {
+			return fn()
+		}
+		return netns.Do(s.Netns, fn)
 	}
-	return netns.Do(s.Netns, fn)
+	want := *s.Want
+	return netns.Do(s.Netns, func() error {
+		now, err := netnsIdentity("/proc/thread-self/ns/net")
+		if err != nil {
+			return err
+		}
+		if now.Ino != want.Ino || (want.Dev != 0 && now.Dev != want.Dev) {
+			return fmt.Errorf("%w: %s is %s now, not %s: nothing read or written", ErrNetnsIdentity, orStr(s.Netns, "this process's namespace"), now, want)
+		}
+		return fn()
+	})
 }
 
 // Read returns the folded value of key.
