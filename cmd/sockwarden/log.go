@@ -4,7 +4,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"go.uber.org/zap"
@@ -79,24 +78,19 @@ func (a *app) journalOperator(command string) {
 	}
 	who := remediate.CurrentApprover()
 	core := journalzap.NewWithSender(lvl, "sockwarden", systemJournal.send).With([]zapcore.Field{
-		zap.String("command", command), zap.Int("uid", who.UID), zap.String("loginuid", loginUID()),
+		zap.String("command", command), zap.Int("uid", who.UID), zap.String("loginuid", loginUIDString(who)),
 		zap.String("operator", who.String()), zap.String("sudo_user", who.SudoUser),
 	})
 	a.log = zap.New(zapcore.NewTee(a.log.Core(), core))
 }
 
-// loginUID is the audit login uid of this process (the uid the operator
+// loginUIDString is the operator's audit login uid (the uid the operator
 // logged in as, kept across sudo and su), "" when unset or unreadable.
-func loginUID() string {
-	b, err := os.ReadFile("/proc/self/loginuid")
-	if err != nil {
+func loginUIDString(who remediate.Approver) string {
+	if who.LoginUID == nil {
 		return ""
 	}
-	s := strings.TrimSpace(string(b))
-	if n, err := strconv.ParseUint(s, 10, 32); err != nil || n == 4294967295 {
-		return "" // (uid_t)-1: not set (a daemon, a container)
-	}
-	return s
+	return strconv.FormatUint(uint64(*who.LoginUID), 10)
 }
 
 // logOutcome logs a change made from the command line (apply, rollback)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -282,8 +284,9 @@ func newApproveCmd(a *app) *cobra.Command {
 		Short: "Approve one recorded proposal (used once, expires after --ttl)",
 		Long: `approve records that you, the operator, approve this exact proposal: its id
 covers the host, the namespace, the key and both the current and the proposed
-value. The approval is used by one apply, expires after --ttl, and names you
-(uid, and the sudo user when run through sudo). It writes nothing to the
+value. The approval is used by one apply, expires after --ttl (at most
+remediate.max_approval_ttl), and names you: your real uid and login uid
+(SUDO_USER is recorded only as a claim). It writes nothing to the
 kernel; sockwarden apply does, after checking every guard again.
 
 In a fleet (fleet.etcd.endpoints set) the approval is stored in etcd: approve
@@ -292,6 +295,9 @@ the proposal's own host applies it (its agent at the next tick), and the
 approval is used once across the whole fleet.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("ttl") && o.TTL <= 0 {
+				return usageErr("--ttl %s: an approval must last a positive time (at most remediate.max_approval_ttl, %s)", o.TTL, a.cfg.Remediate.MaxApprovalTTL)
+			}
 			a.journalOperator("approve")
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
@@ -300,6 +306,8 @@ approval is used once across the whole fleet.`,
 			ap, err := e.Approve(args[0], o)
 			if errors.Is(err, remediate.ErrNotFound) || errors.Is(err, remediate.ErrBadID) {
 				return usageErr("%v (sockwarden proposals lists them)", err)
+			} else if errors.Is(err, remediate.ErrBadTTL) {
+				return usageErr("%v", err)
 			} else if err != nil {
 				return withCode(exitFailed, err)
 			}
@@ -318,7 +326,7 @@ approval is used once across the whole fleet.`,
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&o.TTL, "ttl", 0, "how long the approval stays valid (default remediate.approval_ttl, 1h)")
+	cmd.Flags().DurationVar(&o.TTL, "ttl", 0, "how long the approval stays valid (default remediate.approval_ttl, 1h; at most remediate.max_approval_ttl, 168h)")
 	cmd.Flags().StringVar(&o.Comment, "comment", "", "why you approve (recorded in the journal)")
 	cmd.Flags().BoolVar(&o.AllowRestart, "allow-restart", false, "allow restarting the listener's systemd unit so it listens again (needs remediate.restart_unit too)")
 	return cmd
@@ -338,6 +346,8 @@ func newDenyCmd(a *app) *cobra.Command {
 			}
 			if err := e.Deny(args[0], comment); errors.Is(err, remediate.ErrNotFound) || errors.Is(err, remediate.ErrBadID) {
 				return usageErr("%v", err)
+			} else if errors.Is(err, remediate.ErrInFlight) {
+				return withCode(exitFailed, err)
 			} else if err != nil {
 				return withCode(exitFailed, err)
 			}
@@ -460,13 +470,52 @@ func writeOutcome(w io.Writer, o remediate.Outcome, asJSON bool) error {
 		fmt.Fprintf(w, "  %s: %s -> %s%s\n", v.Key, v.Old, v.New, live)
 	}
 	if o.Approver != "" {
-		fmt.Fprintf(w, "  approver: %s\n", o.Approver)
+		fmt.Fprintf(w, "  approver: %s\n", oneLine(o.Approver))
 	}
 	if o.Errno != "" {
 		fmt.Fprintf(w, "  errno:    %s\n", o.Errno)
 	}
-	fmt.Fprintf(w, "  reason:   %s\n", o.Reason)
+	fmt.Fprintf(w, "  reason:   %s\n", oneLine(o.Reason))
 	return nil
+}
+
+// oneLine escapes what could break a line of output or fake one: newlines,
+// carriage returns, tabs (tabwriter columns), other control characters and
+// the Unicode line separators and bidi overrides. Comments and reasons are
+// free text from whoever ran approve or deny; history must show them as
+// text, never as extra records.
+func oneLine(s string) string {
+	clean := true
+	for _, r := range s {
+		if needsEscape(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case needsEscape(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return unicode.IsControl(r) || r == utf8.RuneError || r == '\u2028' || r == '\u2029' ||
+		(r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
 }
 
 func newRollbackCmd(a *app) *cobra.Command {
@@ -557,12 +606,12 @@ func newHistoryCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			recs, bad, err := e.Journal().Records()
+			recs, damage, err := e.Journal().Read()
 			if err != nil {
 				return withCode(exitFailed, err)
 			}
-			if bad > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %d torn line(s) in %s skipped\n", bad, e.Journal().Path())
+			for _, d := range damage {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", oneLine(d))
 			}
 			out := cmd.OutOrStdout()
 			if records {
@@ -573,7 +622,8 @@ func newHistoryCmd(a *app) *cobra.Command {
 					return writeJSON(out, docOf(schemaRecords, "records", recs))
 				}
 				for _, r := range recs {
-					fmt.Fprintf(out, "%s  %-11s %s %s %s %s\n", r.Time.Local().Format(time.RFC3339), r.State, r.Proposal, r.Change, r.Guard, r.Reason)
+					fmt.Fprintf(out, "%s  %-11s %s %s %s %s\n", r.Time.Local().Format(time.RFC3339), oneLine(string(r.State)), oneLine(r.Proposal),
+						oneLine(r.Change), oneLine(r.Guard), oneLine(r.Reason))
 				}
 				return nil
 			}
@@ -608,8 +658,8 @@ func newHistoryCmd(a *app) *cobra.Command {
 					if p.Guard != "" {
 						st += " (" + p.Guard + ")"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Proposal, p.Time.Local().Format("2006-01-02 15:04:05"), st,
-						strings.Join(ch, ", "), orDash(p.Netns), orDash(p.Approver), p.Reason)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(p.Proposal), p.Time.Local().Format("2006-01-02 15:04:05"), oneLine(st),
+						oneLine(strings.Join(ch, ", ")), oneLine(orDash(p.Netns)), oneLine(orDash(p.Approver)), oneLine(p.Reason))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -630,8 +680,8 @@ func newHistoryCmd(a *app) *cobra.Command {
 							reason = c.Errno + ": " + reason
 						}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Started.Local().Format("2006-01-02 15:04:05"), c.State,
-						v.Key, v.Old, v.New, orDash(c.Netns), c.Proposal, c.Approver, reason)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(c.ID), c.Started.Local().Format("2006-01-02 15:04:05"), oneLine(string(c.State)),
+						oneLine(v.Key), oneLine(v.Old), oneLine(v.New), oneLine(orDash(c.Netns)), oneLine(c.Proposal), oneLine(c.Approver), oneLine(reason))
 				}
 			}
 			return tw.Flush()
