@@ -1122,11 +1122,12 @@ func (e *Engine) Resolve(ctx context.Context) ([]Outcome, error) {
 			o, err = e.rollback(c.ID, t, c.Values, why)
 		}
 		if errors.Is(err, ErrLocked) {
-			// Another process is changing that namespace: left open
-			// for a later resolve.
-			l.Unlock()
+			// Another process is changing that namespace: the change
+			// stays open for a later resolve, and says so.
 			e.log.Warn("interrupted change left open: its namespace is busy", zap.String("change", c.ID), zap.Error(err))
-			continue
+			o = Outcome{Proposal: c.Proposal, Change: c.ID, State: c.State, Host: c.Host, Netns: c.Netns, Values: c.Values,
+				Reason: "left open for a later resolve: " + err.Error()}
+			err = nil
 		}
 		l.Unlock()
 		outs = append(outs, o)

@@ -343,3 +343,30 @@ func TestApproverString(t *testing.T) {
 		t.Fatalf("CurrentApprover %+v: %q", a, a.String())
 	}
 }
+
+// resolve leaves a change open, and says so, while another process holds
+// its namespace's lock (an apply verifying there): restoring under it would
+// confuse that apply's verification.
+func TestResolveLeavesBusyNamespace(t *testing.T) {
+	w := newWorld(t)
+	e := w.engine(nil)
+	vals := []Value{{Key: "net.core.somaxconn", Old: "128", New: "1024"}}
+	r := Record{Change: "c-busy", Proposal: "p", State: StateVerifying, Values: vals, PID: 999999}
+	own := ownTarget(t, e)
+	own.stamp(&r)
+	e.Journal().Append(r)
+	w.set("net.core.somaxconn", "1024")
+	l, err := lockNetns(w.lockDir, own.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := e.Resolve(context.Background())
+	if err != nil || len(outs) != 1 || !strings.Contains(outs[0].Reason, "left open") || w.somaxconn() != "1024" {
+		t.Fatalf("Resolve under a busy namespace: %+v %v, somaxconn %s", outs, err, w.somaxconn())
+	}
+	l.Unlock()
+	outs, err = e.Resolve(context.Background())
+	if err != nil || len(outs) != 1 || outs[0].State != StateRolledBack || w.somaxconn() != "128" {
+		t.Fatalf("Resolve once free: %+v %v, somaxconn %s", outs, err, w.somaxconn())
+	}
+}
