@@ -258,8 +258,8 @@ Examples:
 				if fleet {
 					fmt.Fprintf(tw, "%s\t", orDash(r.Proposal.Host))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Proposal.ID, r.Age, r.Proposal.Finding, r.Proposal.Subject,
-					strings.Join(ch, ", "), orDash(r.Proposal.Netns), r.State)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(r.Proposal.ID), r.Age, oneLine(r.Proposal.Finding), oneLine(r.Proposal.Subject),
+					oneLine(strings.Join(ch, ", ")), oneLine(orDash(r.Proposal.Netns)), oneLine(r.State))
 			}
 			return tw.Flush()
 		},
