@@ -448,8 +448,11 @@ func interrupted(t *testing.T, f config.Fleet, window time.Duration) (*world, *E
 	})
 	p := w.proposal("128")
 	vals := []Value{{Key: "net.core.somaxconn", Old: "128", New: "1024"}}
-	e.Journal().Append(Record{Change: "c-3", Proposal: p.ID, State: StateApplying, Values: vals, Verify: &p.Verify, PID: 999999})
-	e.Journal().Append(Record{Change: "c-3", Proposal: p.ID, State: StateVerifying, Values: vals, PID: 999999})
+	for _, r := range []Record{{Change: "c-3", Proposal: p.ID, State: StateApplying, Values: vals, Verify: &p.Verify, PID: 999999},
+		{Change: "c-3", Proposal: p.ID, State: StateVerifying, Values: vals, PID: 999999}} {
+		ownTarget(t, e).stamp(&r) // as commit stamps every record
+		e.Journal().Append(r)
+	}
 	w.set("net.core.somaxconn", "1024")
 	return w, e
 }
