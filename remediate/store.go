@@ -50,7 +50,10 @@ func (a Approver) String() string {
 		s += fmt.Sprintf(", loginuid %d (%s)", *a.LoginUID, orStr(a.LoginUser, "?"))
 	}
 	if a.SudoUser != "" {
-		s += ", claims SUDO_USER=" + strconv.Quote(a.SudoUser)[1:len(strconv.Quote(a.SudoUser))-1]
+		// Quoted without its quotes: an environment variable may hold
+		// a newline, which must not reach a log or history line.
+		q := strconv.Quote(a.SudoUser)
+		s += ", claims SUDO_USER=" + q[1:len(q)-1]
 	}
 	return s
 }
