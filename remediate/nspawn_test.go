@@ -55,9 +55,12 @@ func TestNetnsRestartUnitNspawn(t *testing.T) {
 	common := []string{"--log-level", "warn"}
 	var ps []Pending
 	ct.waitFor(40*time.Second, "a somaxconn proposal", func() bool {
-		out := ct.out(append([]string{"sockwarden", "propose", "--json", "--samples", "3", "--interval", "1s"}, common...)...)
-		ps = nil
-		json.Unmarshal([]byte(out), &ps)
+		out := ct.out(append([]string{"sockwarden", "propose", "-o", "json", "--samples", "3", "--interval", "1s"}, common...)...)
+		var doc struct {
+			Proposals []Pending `json:"proposals"`
+		}
+		json.Unmarshal([]byte(out), &doc)
+		ps = doc.Proposals
 		return len(ps) > 0 && ps[0].Proposal.Changes[0].Key == "net.core.somaxconn"
 	})
 	id := ps[0].Proposal.ID
@@ -66,7 +69,7 @@ func TestNetnsRestartUnitNspawn(t *testing.T) {
 
 	var stdout, stderr bytes.Buffer
 	cmd := ct.cmd(append([]string{"env", "SOCKWARDEN_REMEDIATE_RESTART_UNIT=true", "sockwarden", "apply", id,
-		"--json", "--interval", "2s", "--verify-window", "12s"}, common...)...)
+		"-o", "json", "--interval", "2s", "--verify-window", "12s"}, common...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	t.Logf("apply stderr:\n%s", stderr.String())
