@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"reflect"
@@ -21,6 +22,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/sockwarden/sockwarden/internal/fsperm"
 )
 
 // DefaultPath is where the config file is looked for when none is named.
@@ -103,7 +106,7 @@ func Load(opts Options) (Config, error) {
 		file = DefaultPath
 	}
 	cfgFile := ""
-	if b, err := os.ReadFile(file); err == nil {
+	if b, err := readTrusted(file); err == nil {
 		v.SetConfigType("yaml")
 		if err := v.ReadConfig(strings.NewReader(string(b))); err != nil {
 			return Config{}, fmt.Errorf("%w: %s: %w", ErrConfig, file, err)
@@ -177,6 +180,22 @@ func Load(opts Options) (Config, error) {
 		return Config{}, fmt.Errorf("%w: %s: %w", ErrConfig, nameOr(cfgFile, "settings"), err)
 	}
 	return c, nil
+}
+
+// readTrusted reads the config file, refusing one that another user, or
+// group or others, may write, or that sits under a directory they may write
+// (the same rule as the state directory, internal/fsperm): the file can
+// grant standing approvals, changes applied with no operator.
+func readTrusted(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := fsperm.File(f, file); err != nil {
+		return nil, fmt.Errorf("%w (the config file can grant standing approvals)", err)
+	}
+	return io.ReadAll(f)
 }
 
 func nameOr(s, alt string) string {
