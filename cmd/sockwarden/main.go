@@ -174,9 +174,12 @@ func (a *app) load(cmd *cobra.Command) error {
 	}
 	// A namespace path that names no network namespace is the caller's
 	// mistake: say what the path is (absent, a directory, a file, another
-	// kind of namespace) before anything is sampled or created.
-	if err := netns.Check(cfg.Netns); err != nil {
-		return withCode(exitUsage, err)
+	// kind of namespace) before anything is sampled or created. With
+	// --from the command refuses --netns itself, whatever the path.
+	if from := cmd.Flags().Lookup("from"); from == nil || !from.Changed {
+		if err := netns.Check(cfg.Netns); err != nil {
+			return withCode(exitUsage, err)
+		}
 	}
 	a.cfg = cfg
 	log, err := newLogger(cfg, cmd.ErrOrStderr())
