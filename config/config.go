@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -189,7 +190,9 @@ func Load(opts Options) (Config, error) {
 // (the same rule as the state directory, internal/fsperm): the file can
 // grant standing approvals, changes applied with no operator.
 func readTrusted(file string) ([]byte, error) {
-	f, err := os.Open(file)
+	// O_NONBLOCK: a FIFO named as the config must be refused, not wait
+	// for a writer (no effect on a regular file).
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

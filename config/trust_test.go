@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -19,6 +20,14 @@ func TestConfigFileTrust(t *testing.T) {
 		want string // "" = loads
 	}{
 		{"0600 in a temp dir", func(t *testing.T) string { return write(t, body) }, ""},
+		{"/dev/null (the defaults)", func(t *testing.T) string { return "/dev/null" }, ""},
+		{"a fifo", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "fifo")
+			if err := syscall.Mkfifo(p, 0o600); err != nil {
+				t.Skip(err)
+			}
+			return p
+		}, "is not a regular file"},
 		{"0644", func(t *testing.T) string {
 			p := write(t, body)
 			os.Chmod(p, 0o644)
