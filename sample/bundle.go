@@ -93,6 +93,14 @@ const DefaultBundleMaxBytes = 4 << 30
 // about 1000.
 const DefaultBundleMaxRatio = 100
 
+// maxBundleListeners bounds the listening sockets of one snapshot's socket
+// table (ss-tan.txt, ss-tlnp.txt each). Listeners are kept one by one, unlike
+// other sockets: 1 GiB of one LISTEN line repeated took 7.3 GB of memory
+// before this bound, 1<<20 of them 0.99 GB. 262,144 is ten times a node
+// listening on every Kubernetes NodePort (30000-32767) on eight addresses,
+// and about a quarter of that memory.
+const maxBundleListeners = 1 << 18
+
 // bundleRatioFloor: small archives (tar headers and padding are mostly
 // zeros) may compress far better than the ratio without costing anything.
 const bundleRatioFloor = 64 << 20
@@ -122,6 +130,10 @@ func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
 		return nil, fmt.Errorf("bundle %s: %w", path, err)
 	}
 	br := &bundleReader{path: path, opts: opts, snaps: map[string]*bundleSnap{}, maxFile: opts.bundleMaxFile}
+	br.maxListeners = opts.bundleMaxListeners
+	if br.maxListeners <= 0 {
+		br.maxListeners = maxBundleListeners
+	}
 	if br.maxFile <= 0 {
 		br.maxFile = maxBundleFile
 	}
@@ -179,6 +191,8 @@ type bundleReader struct {
 	pass    int
 	snaps   map[string]*bundleSnap
 	maxFile int64
+	// maxListeners bounds the LISTEN lines of one socket table.
+	maxListeners int
 	// archive: the bundle is a .tar or .tar.gz, where a snapshot lacking
 	// a file another one has is a cut archive, not a choice.
 	archive bool
@@ -416,7 +430,7 @@ func (br *bundleReader) snap(dir string) (*bundleSnap, error) {
 		if len(br.snaps) >= maxSnapshots {
 			return nil, fmt.Errorf("%w: %s: more than %d snapshot directories", ErrParse, dir, maxSnapshots)
 		}
-		s = &bundleSnap{dir: dir, seen: map[string]string{}, census: NewCensus(br.opts.topDest(), br.opts.topProc())}
+		s = &bundleSnap{dir: dir, seen: map[string]string{}, census: NewCensus(br.opts.topDest(), br.opts.topProc()), maxListeners: br.maxListeners}
 		br.snaps[dir] = s
 	}
 	return s, nil
@@ -497,6 +511,8 @@ type bundleSnap struct {
 	dir  string
 	seen map[string]string // kind -> file read
 
+	maxListeners int
+
 	census  *Census
 	tan     *SSStats
 	tlnp    *SSStats
@@ -557,6 +573,9 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 			if e.Socket.State != StateListen {
 				return nil
 			}
+			if len(s.tlnpAll) >= s.maxListeners {
+				return s.tooManyListeners(rel)
+			}
 			k := FormatLocal(e.Socket.Local, e.Socket.V6Only)
 			s.tlnpBy[k] = append(s.tlnpBy[k], e.Owners)
 			s.tlnpAll = append(s.tlnpAll, e)
@@ -569,10 +588,16 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 		s.missing = append(s.missing, st.Notes...)
 	case bfSSTan:
 		first := true
+		listeners := 0
 		st, err := ParseSS(r, rel, func(e SSEntry) error {
 			if first {
 				s.census.InodesUnknown = !e.HasInode
 				first = false
+			}
+			if e.Socket.State == StateListen {
+				if listeners++; listeners > s.maxListeners {
+					return s.tooManyListeners(rel)
+				}
 			}
 			owners := e.Owners
 			if e.Socket.State == StateListen && owners == nil {
@@ -650,6 +675,10 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 		s.missing = append(s.missing, nt...)
 	}
 	return nil
+}
+
+func (s *bundleSnap) tooManyListeners(rel string) error {
+	return fmt.Errorf("%w: %s: more than %d listening sockets: more than any host has (each is kept, unlike other sockets)", ErrParse, rel, s.maxListeners)
 }
 
 func (s *bundleSnap) readSmall(kind, rel, v string) error {

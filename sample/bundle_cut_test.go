@@ -187,3 +187,25 @@ func TestFromBundleLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestFromBundleListenerBound: listeners are kept one by one, so their
+// number is bounded (1 GiB of one LISTEN line took 7.3 GB before).
+func TestFromBundleListenerBound(t *testing.T) {
+	d := t.TempDir()
+	os.WriteFile(filepath.Join(d, "date.txt"), []byte("1795479192\n"), 0o644)
+	tan := readTestdata(t, "bundle", "ns", "1", "ss-tan.txt")
+	n := strings.Count(tan, "\nLISTEN")
+	if n < 2 {
+		t.Fatalf("fixture has %d listeners", n)
+	}
+	for _, f := range []string{"ss-tan.txt", "ss-tlnp.txt"} {
+		os.WriteFile(filepath.Join(d, f), []byte(tan), 0o644)
+	}
+	if _, err := FromBundleOptions(d, Options{bundleMaxListeners: n}); err != nil {
+		t.Fatalf("%d listeners, bound %d: %v", n, n, err)
+	}
+	_, err := FromBundleOptions(d, Options{bundleMaxListeners: n - 1})
+	if !errors.Is(err, ErrParse) || !strings.Contains(err.Error(), "listening sockets") {
+		t.Errorf("err = %v, want ErrParse: more than %d listening sockets", err, n-1)
+	}
+}

@@ -49,6 +49,8 @@ type Options struct {
 	// bundleMaxFile lowers the per-file bound of a bundle (tests; 0 =
 	// maxBundleFile).
 	bundleMaxFile int64
+	// bundleMaxListeners lowers maxBundleListeners (tests).
+	bundleMaxListeners int
 }
 
 // OptionsFrom builds Options from the sample section of the configuration.
