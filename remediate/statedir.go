@@ -27,6 +27,14 @@ func OpenStateDir(dir string) error {
 		return fmt.Errorf("%w: %q is not an absolute path", ErrUnsafeState, dir)
 	}
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		// Nothing is made under a directory that is not safe.
+		top := filepath.Dir(dir)
+		for _, err := os.Lstat(top); errors.Is(err, os.ErrNotExist) && top != "/"; _, err = os.Lstat(top) {
+			top = filepath.Dir(top)
+		}
+		if err := fsperm.Chain(top); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrUnsafeState, dir, err)
+		}
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 			return fmt.Errorf("%w: %w", ErrUnsafeState, err)
 		}

@@ -46,6 +46,9 @@ func TestOpenStateDirParents(t *testing.T) {
 			if !errors.Is(err, ErrUnsafeState) || !strings.Contains(err.Error(), open+" "+tc.want) {
 				t.Fatalf("err = %v, want ErrUnsafeState naming %s and %q", err, open, tc.want)
 			}
+			if entries, _ := os.ReadDir(open); len(entries) > 0 {
+				t.Errorf("%s was made under %s", entries[0].Name(), open)
+			}
 		})
 	}
 }
