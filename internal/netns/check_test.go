@@ -38,3 +38,25 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestDoSaysWhatThePathIs: entering something that is not a network
+// namespace fails with Check's description, not setns's "invalid
+// argument" (what the agent showed for a bad agent.netns entry).
+func TestDoSaysWhatThePathIs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("setns needs root")
+	}
+	dir := t.TempDir()
+	text := filepath.Join(dir, "web")
+	os.WriteFile(text, []byte("x\n"), 0o644)
+	for _, tt := range []struct{ path, want string }{
+		{text, "is an ordinary file"},
+		{dir, "is a directory"},
+		{"/proc/self/ns/uts", "is a uts namespace"},
+	} {
+		err := Do(tt.path, func() error { return nil })
+		if !errors.Is(err, ErrNetns) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Do(%s) = %v, want %q", tt.path, err, tt.want)
+		}
+	}
+}
