@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -476,8 +477,11 @@ func (br *bundleReader) checkSnapshots() error {
 	for _, d := range dirs {
 		s := br.snaps[d]
 		for _, o := range dirs {
-			for kind, rel := range br.snaps[o].seen {
-				if _, ok := s.seen[kind]; ok || collectSaysAbsent(s.collectLog[kind]) {
+			seen := br.snaps[o].seen
+			kinds := slices.Sorted(maps.Keys(seen))
+			for _, kind := range kinds {
+				rel := seen[kind]
+				if _, ok := s.seen[kind]; ok || rel == "" || collectSaysAbsent(s.collectLog[kind]) {
 					continue
 				}
 				name := path.Join(d, kind+".txt")

@@ -67,11 +67,15 @@ func TestFromBundleSnapshotLacksFile(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "b", "2", "sysctl.txt")); err != nil {
 		t.Fatal(err)
 	}
+	// A third snapshot lacking the same file: reported once, naming a
+	// snapshot that has it.
+	copyDir(t, filepath.Join(dir, "b", "2"), filepath.Join(dir, "b", "3"))
 	tarball := filepath.Join(dir, "b.tar.gz")
 	tarDir(t, filepath.Join(dir, "b"), tarball, "", true)
 	_, err := FromBundle(tarball)
-	if !errors.Is(err, ErrParse) || !strings.Contains(err.Error(), "2/sysctl.txt") || !strings.Contains(err.Error(), "1/sysctl.txt") {
-		t.Errorf("archive: err = %v, want ErrParse naming 2/sysctl.txt and 1/sysctl.txt", err)
+	if !errors.Is(err, ErrParse) || !strings.Contains(err.Error(), "2/sysctl.txt is absent but 1/sysctl.txt is there") ||
+		!strings.Contains(err.Error(), "3/sysctl.txt is absent but 1/sysctl.txt is there") || strings.Count(err.Error(), "absent") != 2 {
+		t.Errorf("archive: err = %v, want ErrParse naming 2/sysctl.txt and 3/sysctl.txt absent, 1/sysctl.txt there, once each", err)
 	}
 
 	got, err := FromBundle(filepath.Join(dir, "b"))
@@ -87,7 +91,7 @@ func TestFromBundleSnapshotLacksFile(t *testing.T) {
 	}
 
 	// collect.txt says why the file is absent: not a cut.
-	for snap, how := range map[string]string{"1": "sysctl -a (0.01s)", "2": "sysctl -a: failed: exit status 1"} {
+	for snap, how := range map[string]string{"1": "sysctl -a (0.01s)", "2": "sysctl -a: failed: exit status 1", "3": "sysctl -a: failed: exit status 1"} {
 		if err := os.WriteFile(filepath.Join(dir, "b", snap, "collect.txt"), []byte("sysctl.txt     "+how+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
