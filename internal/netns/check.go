@@ -37,7 +37,7 @@ func Check(path string) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %s does not exist (%s; ip netns list shows the named ones)", ErrNetns, path, want)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%w: %s: permission denied (entering another namespace needs root, CAP_SYS_ADMIN)", ErrNetns, path)
+		return fmt.Errorf("%w: %s: permission denied (a namespace file is opened as root, with CAP_SYS_ADMIN and ptrace access to the process that holds it)", ErrNetns, path)
 	case err != nil:
 		return fmt.Errorf("%w: %s: %w", ErrNetns, path, err)
 	}
