@@ -867,6 +867,7 @@ func (a *Agent) Status() Status {
 		if ns.report == nil {
 			continue
 		}
+		st.Diagnosed = st.Diagnosed || ns.path == ""
 		for _, f := range ns.report.Findings {
 			if f.Severity == diagnose.SevInfo {
 				continue

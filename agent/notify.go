@@ -151,6 +151,13 @@ func StatusLine(st Status) string {
 			parts = append(parts, fmt.Sprintf("%d finding(s), no kernel change proposed", st.Unhealthy))
 		case st.LastError != "":
 			parts = append(parts, "sampling failing: "+st.LastError)
+		case !st.Ready:
+			// Nothing read yet: "healthy" would be a guess.
+			parts = append(parts, "sampling (no sample yet)")
+		case !st.Diagnosed:
+			// The first full census (diagnose.samples apart) is
+			// still being taken.
+			parts = append(parts, "sampling (first diagnosis running)")
 		default:
 			parts = append(parts, "healthy")
 		}

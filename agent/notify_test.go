@@ -138,7 +138,11 @@ func TestStatusLine(t *testing.T) {
 		st   Status
 		want string
 	}{
-		{"healthy", Status{Mode: "propose"}, "healthy"},
+		{"healthy", Status{Mode: "propose", Ready: true, Diagnosed: true}, "healthy"},
+		{"first diagnosis running", Status{Mode: "propose", Ready: true}, "sampling (first diagnosis running)"},
+		// Before the first good sample nothing is known: not "healthy".
+		{"before the first sample", Status{Mode: "propose"}, "sampling (no sample yet)"},
+		{"before the first sample, observe", Status{Mode: "observe"}, "sampling (no sample yet) (observe mode)"},
 		{"pending", Status{Mode: "propose", Pending: make([]ProposalBrief, 2)}, "2 proposals pending"},
 		{"one pending", Status{Mode: "propose", Pending: make([]ProposalBrief, 1)}, "1 proposal pending"},
 		{"verifying", Status{Mode: "propose", Verifying: &ChangeBrief{Key: "net.core.somaxconn", Old: "4096", New: "8192"}},

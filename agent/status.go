@@ -15,6 +15,9 @@ type Status struct {
 	Started time.Time `json:"started"`
 	// Ready is true once the first good sample was taken (READY=1).
 	Ready bool `json:"ready"`
+	// Diagnosed is true once the first full census of the agent's own
+	// namespace was judged: until then nothing says the host is healthy.
+	Diagnosed bool `json:"diagnosed"`
 	// Line is the STATUS= one-liner systemd shows.
 	Line string `json:"line"`
 	// Ticks counts loop iterations; Full how many took the full census.

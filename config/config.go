@@ -11,16 +11,22 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/sockwarden/sockwarden/internal/fsperm"
 )
 
 // DefaultPath is where the config file is looked for when none is named.
@@ -103,7 +109,7 @@ func Load(opts Options) (Config, error) {
 		file = DefaultPath
 	}
 	cfgFile := ""
-	if b, err := os.ReadFile(file); err == nil {
+	if b, err := readTrusted(file); err == nil {
 		v.SetConfigType("yaml")
 		if err := v.ReadConfig(strings.NewReader(string(b))); err != nil {
 			return Config{}, fmt.Errorf("%w: %s: %w", ErrConfig, file, err)
@@ -161,7 +167,7 @@ func Load(opts Options) (Config, error) {
 		WeaklyTypedInput: true,
 		TagName:          "mapstructure",
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
+			strictScalars,
 			mapstructure.StringToSliceHookFunc(","),
 		),
 	}
@@ -177,6 +183,108 @@ func Load(opts Options) (Config, error) {
 		return Config{}, fmt.Errorf("%w: %s: %w", ErrConfig, nameOr(cfgFile, "settings"), err)
 	}
 	return c, nil
+}
+
+// readTrusted reads the config file, refusing one that another user, or
+// group or others, may write, or that sits under a directory they may write
+// (the same rule as the state directory, internal/fsperm): the file can
+// grant standing approvals, changes applied with no operator.
+func readTrusted(file string) ([]byte, error) {
+	// O_NONBLOCK: a FIFO named as the config must be refused, not wait
+	// for a writer (no effect on a regular file).
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := fsperm.File(f, file); err != nil {
+		return nil, fmt.Errorf("%w (the config file can grant standing approvals)", err)
+	}
+	return io.ReadAll(f)
+}
+
+// strictScalars converts what the file (YAML numbers and booleans), the
+// environment and flags (strings) give to integer, float, boolean and
+// duration keys, refusing what weak typing would round or guess: 2.7 or
+// true for a whole number (mapstructure truncates a float and reads true as
+// 1), a number for a boolean, a value out of its type's range (it wrapped
+// to -9223372036854775808). Each error names the value given; mapstructure
+// adds the key.
+func strictScalars(from, to reflect.Type, data any) (any, error) {
+	if to == durationType {
+		if s, ok := data.(string); ok {
+			d, err := time.ParseDuration(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a duration such as 5s, 2m or 1h30m: %w", s, err)
+			}
+			return d, nil
+		}
+		return data, nil
+	}
+	switch to.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		bits := to.Bits()
+		lo, hi := int64(-1)<<(bits-1), int64(1<<(bits-1)-1)
+		var n int64
+		switch v := reflect.ValueOf(data); v.Kind() {
+		case reflect.String:
+			s := strings.TrimSpace(v.String())
+			i, err := strconv.ParseInt(s, 10, 64)
+			if errors.Is(err, strconv.ErrRange) {
+				return nil, fmt.Errorf("%s is out of range (%d to %d)", s, lo, hi)
+			} else if err != nil {
+				return nil, fmt.Errorf("%q is not a whole number", s)
+			}
+			n = i
+		case reflect.Float32, reflect.Float64:
+			f := v.Float()
+			if f != math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) {
+				return nil, fmt.Errorf("%v is not a whole number (not rounded)", f)
+			}
+			if f < float64(lo) || f >= -float64(lo) {
+				return nil, fmt.Errorf("%v is out of range (%d to %d)", f, lo, hi)
+			}
+			n = int64(f)
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			n = v.Int()
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if v.Uint() > uint64(hi) {
+				return nil, fmt.Errorf("%d is out of range (%d to %d)", v.Uint(), lo, hi)
+			}
+			n = int64(v.Uint())
+		default:
+			return nil, fmt.Errorf("%v is not a whole number", data)
+		}
+		if n < lo || n > hi {
+			return nil, fmt.Errorf("%d is out of range (%d to %d)", n, lo, hi)
+		}
+		return reflect.ValueOf(n).Convert(to).Interface(), nil
+	case reflect.Float32, reflect.Float64:
+		switch v := reflect.ValueOf(data); v.Kind() {
+		case reflect.String:
+			s := strings.TrimSpace(v.String())
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+				return nil, fmt.Errorf("%q is not a number", s)
+			}
+			return f, nil
+		case reflect.Bool:
+			return nil, fmt.Errorf("%v is not a number", data)
+		}
+	case reflect.Bool:
+		switch v := reflect.ValueOf(data); v.Kind() {
+		case reflect.String:
+			b, err := strconv.ParseBool(strings.TrimSpace(v.String()))
+			if err != nil {
+				return nil, fmt.Errorf("%q is not true or false", v.String())
+			}
+			return b, nil
+		case reflect.Bool:
+		default:
+			return nil, fmt.Errorf("%v is not true or false", data)
+		}
+	}
+	return data, nil
 }
 
 func nameOr(s, alt string) string {

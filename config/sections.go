@@ -248,6 +248,12 @@ type Agent struct {
 	ControlSocket string `mapstructure:"control_socket"`
 }
 
+// MinTick is the shortest agent.tick accepted: a tick reads sockstat and
+// the counters of every watched namespace and may trigger a census (120 to
+// 400 ms of CPU on a busy host, docs/PERFORMANCE.md); below a second the
+// agent would do little else.
+const MinTick = time.Second
+
 func defaultAgent() Agent {
 	return Agent{Mode: "propose", Tick: 10 * time.Second, FullEvery: 180, SockstatRise: 0.2, Netns: []string{}, ControlSocket: "/run/sockwarden/control.sock"}
 }
@@ -259,7 +265,10 @@ func (a Agent) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("agent.mode: %q is not one of observe, propose, auto", a.Mode))
 	}
-	errs = append(errs, positiveDur("agent.tick", a.Tick), positive("agent.full_every", a.FullEvery))
+	if a.Tick < MinTick {
+		errs = append(errs, fmt.Errorf("agent.tick: must be at least %s, got %s", MinTick, a.Tick))
+	}
+	errs = append(errs, positive("agent.full_every", a.FullEvery))
 	if a.SockstatRise <= 0 {
 		errs = append(errs, fmt.Errorf("agent.sockstat_rise: must be positive, got %g", a.SockstatRise))
 	}

@@ -42,7 +42,7 @@ func Explain(opts Options) (Config, []Setting, error) {
 	if c.File != "" {
 		v := viper.New()
 		v.SetConfigType("yaml")
-		b, err := os.ReadFile(c.File)
+		b, err := readTrusted(c.File)
 		if err != nil {
 			return Config{}, nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}

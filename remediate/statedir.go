@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockwarden/sockwarden/internal/fsperm"
 )
 
 // ErrUnsafeState: the state directory or a file in it could be written by
@@ -17,12 +19,22 @@ var ErrUnsafeState = errors.New("unsafe state directory")
 // OpenStateDir makes sure dir exists (created 0700) and that nobody but its
 // owner, who must be the caller's effective user, can write it. It refuses a
 // symlink, a non-directory, a directory owned by someone else or writable by
-// group or others.
+// group or others, and one under a directory that another user, or group
+// or others, may write: they could rename the state directory away and put
+// one of theirs, with its approvals, in its place.
 func OpenStateDir(dir string) error {
 	if dir == "" || !filepath.IsAbs(dir) {
 		return fmt.Errorf("%w: %q is not an absolute path", ErrUnsafeState, dir)
 	}
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		// Nothing is made under a directory that is not safe.
+		top := filepath.Dir(dir)
+		for _, err := os.Lstat(top); errors.Is(err, os.ErrNotExist) && top != "/"; _, err = os.Lstat(top) {
+			top = filepath.Dir(top)
+		}
+		if err := fsperm.Chain(top); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrUnsafeState, dir, err)
+		}
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 			return fmt.Errorf("%w: %w", ErrUnsafeState, err)
 		}
@@ -30,33 +42,18 @@ func OpenStateDir(dir string) error {
 			return fmt.Errorf("%w: %w", ErrUnsafeState, err)
 		}
 	}
+	if err := fsperm.Chain(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrUnsafeState, dir, err)
+	}
 	return checkOwned(dir, true)
 }
 
 // checkOwned refuses path unless it is owned by the effective user, is not a
 // symlink, and is not writable (dirs) or readable/writable (files) by group
-// or others.
+// or others (fsperm.Private).
 func checkOwned(path string, dir bool) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrUnsafeState, path, err)
-	}
-	mode := st.Mode & unix.S_IFMT
-	switch {
-	case dir && mode != unix.S_IFDIR:
-		return fmt.Errorf("%w: %s is not a directory", ErrUnsafeState, path)
-	case !dir && mode != unix.S_IFREG:
-		return fmt.Errorf("%w: %s is not a regular file", ErrUnsafeState, path)
-	}
-	if int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%w: %s is owned by uid %d, not %d", ErrUnsafeState, path, st.Uid, os.Geteuid())
-	}
-	bad := uint32(0o022)
-	if !dir {
-		bad = 0o077
-	}
-	if st.Mode&bad != 0 {
-		return fmt.Errorf("%w: %s has mode %04o: group or others may use it (want %s)", ErrUnsafeState, path, st.Mode&0o7777, map[bool]string{true: "0700", false: "0600"}[dir])
+	if err := fsperm.Private(path, dir); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsafeState, err)
 	}
 	return nil
 }

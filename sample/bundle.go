@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -74,8 +75,36 @@ func bundleKind(base string) string {
 }
 
 // maxBundleFile bounds one file of a bundle (a `ss -tanpe` of a million
-// sockets is about 130 MB).
+// sockets is about 130 MB). A longer file is an error, not read in part.
 const maxBundleFile = 2 << 30
+
+// DefaultBundleMaxBytes bounds what a bundle holds once decompressed
+// (Options.BundleMaxBytes). A `ss -tanpe` of a million sockets is about
+// 125 MB (61 MB for 500,000, docs/PERFORMANCE.md) and the rest of a
+// snapshot a few MB: 4 GiB is 30 snapshots of a million-socket host, or two
+// of a 15-million one, and about a minute of CPU at the measured 1.2 µs per
+// socket line. A 9 MB .tar.gz that held 2 GiB cost 306 s before a bound.
+const DefaultBundleMaxBytes = 4 << 30
+
+// DefaultBundleMaxRatio bounds how many times larger than its compressed
+// size a .tar.gz may grow (Options.BundleMaxRatio), checked once it holds
+// more than bundleRatioFloor: captures compress 2 to 8 times (sysctl -a 5,
+// dmesg 2, a real ss -tanpe 8), a synthetic ss -tanpe of 500,000 near-
+// identical lines 13 times; the 2 GiB bomb above was 227 times, zeros
+// about 1000.
+const DefaultBundleMaxRatio = 100
+
+// maxBundleListeners bounds the listening sockets of one snapshot's socket
+// table (ss-tan.txt, ss-tlnp.txt each). Listeners are kept one by one, unlike
+// other sockets: 1 GiB of one LISTEN line repeated took 7.3 GB of memory
+// before this bound, 1<<20 of them 0.99 GB. 262,144 is ten times a node
+// listening on every Kubernetes NodePort (30000-32767) on eight addresses,
+// and about a quarter of that memory.
+const maxBundleListeners = 1 << 18
+
+// bundleRatioFloor: small archives (tar headers and padding are mostly
+// zeros) may compress far better than the ratio without costing anything.
+const bundleRatioFloor = 64 << 20
 
 // FromBundle reads a bundle (a directory, or a .tar.gz or .tar of one, or a
 // single capture file named as in a bundle, such as ss-tan.txt) and returns
@@ -101,7 +130,14 @@ func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", path, err)
 	}
-	br := &bundleReader{path: path, opts: opts, snaps: map[string]*bundleSnap{}}
+	br := &bundleReader{path: path, opts: opts, snaps: map[string]*bundleSnap{}, maxFile: opts.bundleMaxFile}
+	br.maxListeners = opts.bundleMaxListeners
+	if br.maxListeners <= 0 {
+		br.maxListeners = maxBundleListeners
+	}
+	if br.maxFile <= 0 {
+		br.maxFile = maxBundleFile
+	}
 	walk := br.walkTar
 	switch {
 	case st.IsDir():
@@ -119,6 +155,9 @@ func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
 		if err := walk(); err != nil {
 			return nil, fmt.Errorf("bundle %s: %w", path, err)
 		}
+	}
+	if err := br.checkSnapshots(); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", path, err)
 	}
 	if len(br.snaps) == 0 {
 		return nil, fmt.Errorf("bundle %s: %w: no snapshot: no file named like date.txt, ss-tan.txt, sysctl.txt ... (see README, Captured bundles)", path, ErrParse)
@@ -148,13 +187,125 @@ func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
 }
 
 type bundleReader struct {
-	path  string
-	opts  Options
-	pass  int
-	snaps map[string]*bundleSnap
+	path    string
+	opts    Options
+	pass    int
+	snaps   map[string]*bundleSnap
+	maxFile int64
+	// maxListeners bounds the LISTEN lines of one socket table.
+	maxListeners int
+	// archive: the bundle is a .tar or .tar.gz, where a snapshot lacking
+	// a file another one has is a cut archive, not a choice.
+	archive bool
+	// read counts this pass's bytes against the bounds.
+	read *boundedReader
+}
+
+// newBound starts the byte count of a pass; compressed, when set, counts
+// the bytes of the file under a decompressor, for the ratio.
+func (br *bundleReader) newBound(r io.Reader, compressed *countingReader) *boundedReader {
+	max := br.opts.BundleMaxBytes
+	if max <= 0 {
+		max = DefaultBundleMaxBytes
+	}
+	ratio := br.opts.BundleMaxRatio
+	if ratio <= 0 {
+		ratio = DefaultBundleMaxRatio
+	}
+	br.read = &boundedReader{r: r, max: max, ratio: ratio, compressed: compressed}
+	return br.read
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// boundedReader counts the (decompressed) bytes of a bundle and fails once
+// they pass max, or ratio times the compressed bytes read; it remembers how
+// many zero bytes ended what was read, so that a tar's end-of-archive blocks
+// can be told from a cut. It does not implement io.Seeker: archive/tar then
+// reads every byte it skips, and every byte is counted.
+type boundedReader struct {
+	r          io.Reader
+	n, max     int64
+	ratio      int64
+	compressed *countingReader
+	zeroRun    int64
+	err        error // the bound passed, sticky
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if n > 0 {
+		i := bytes.LastIndexFunc(p[:n], func(r rune) bool { return r != 0 })
+		if i < 0 {
+			b.zeroRun += int64(n)
+		} else {
+			b.zeroRun = int64(n - 1 - i)
+		}
+	}
+	switch {
+	case b.n > b.max:
+		b.err = fmt.Errorf("%w: the bundle holds more than %d bytes (%s)%s: more than any capture (sample.Options.BundleMaxBytes)",
+			ErrParse, b.max, mib(b.max), map[bool]string{true: " once decompressed", false: ""}[b.compressed != nil])
+	case b.compressed != nil && b.n > bundleRatioFloor && b.n > b.ratio*b.compressed.n:
+		b.err = fmt.Errorf("%w: the archive decompresses to more than %d times its compressed size (%s from %s): a compression bomb, not a capture (captures compress 2 to 13 times)",
+			ErrParse, b.ratio, mib(b.n), mib(b.compressed.n))
+	}
+	if b.err != nil {
+		return n, b.err
+	}
+	return n, err
+}
+
+// mib formats a byte count for messages.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// cappedReader reads one file of a bundle up to its bound and fails, naming
+// the file, when there is more: a capture cut at the bound would be judged
+// on part of its lines.
+type cappedReader struct {
+	r    io.Reader
+	left int64
+	max  int64
+	name string
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		var one [1]byte
+		n, err := c.r.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("%w: %s: longer than %d bytes (%s), more than any capture", ErrParse, c.name, c.max, mib(c.max))
+		}
+		return 0, err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 func (br *bundleReader) walkDir() error {
+	// Each file is read in one pass only: one count for both.
+	bound := br.read
+	if bound == nil {
+		bound = br.newBound(nil, nil)
+	}
 	return filepath.WalkDir(br.path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -175,7 +326,8 @@ func (br *bundleReader) walkDir() error {
 			return err
 		}
 		defer f.Close()
-		return br.visit(rel, f)
+		bound.r = f
+		return br.visit(rel, bound)
 	})
 }
 
@@ -189,7 +341,7 @@ func (br *bundleReader) walkFile() error {
 		return err
 	}
 	defer f.Close()
-	return br.visit(rel, f)
+	return br.visit(rel, br.newBound(f, nil))
 }
 
 func (br *bundleReader) walkTar() error {
@@ -198,8 +350,10 @@ func (br *bundleReader) walkTar() error {
 		return err
 	}
 	defer f.Close()
-	r := bufio.NewReader(f)
-	var tr *tar.Reader
+	br.archive = true
+	file := &countingReader{r: f}
+	r := bufio.NewReader(file)
+	var bound *boundedReader
 	magic, _ := r.Peek(2)
 	switch {
 	case bytes.Equal(magic, []byte{0x1f, 0x8b}):
@@ -208,22 +362,34 @@ func (br *bundleReader) walkTar() error {
 			return fmt.Errorf("%w: gzip: %w", ErrParse, err)
 		}
 		defer zr.Close()
-		tr = tar.NewReader(zr)
+		bound = br.newBound(zr, file)
 	default:
 		head, _ := r.Peek(263)
 		if len(head) < 263 || !bytes.HasPrefix(head[257:], []byte("ustar")) {
 			return fmt.Errorf("%w: not a directory, .tar.gz or .tar", ErrParse)
 		}
-		tr = tar.NewReader(r)
+		bound = br.newBound(r, nil)
 	}
+	tr := tar.NewReader(bound)
+	last := "its first member"
 	for {
 		h, err := tr.Next()
+		if bound.err != nil {
+			return bound.err
+		}
 		if errors.Is(err, io.EOF) {
+			// archive/tar also reports a clean end of file between
+			// two members, or after one of the two zero blocks, as
+			// io.EOF: only the two blocks say the archive is whole.
+			if bound.zeroRun < 2*512 {
+				return fmt.Errorf("%w: tar: the archive ends after %s without its end-of-archive blocks: cut short (copy it again)", ErrParse, last)
+			}
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("%w: tar: %w (truncated archive?)", ErrParse, err)
 		}
+		last = h.Name
 		if h.Typeflag != tar.TypeReg {
 			continue
 		}
@@ -231,10 +397,13 @@ func (br *bundleReader) walkTar() error {
 		if !br.wants(rel) {
 			continue
 		}
-		if h.Size > maxBundleFile {
-			return fmt.Errorf("%w: %s: %d bytes is more than any capture", ErrParse, rel, h.Size)
+		if h.Size > br.maxFile {
+			return fmt.Errorf("%w: %s: longer than %d bytes (%s), more than any capture", ErrParse, rel, br.maxFile, mib(br.maxFile))
 		}
 		if err := br.visit(rel, tr); err != nil {
+			if bound.err != nil {
+				return bound.err
+			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return fmt.Errorf("%w: %s: archive ends inside the file (truncated): %w", ErrParse, rel, err)
 			}
@@ -262,7 +431,7 @@ func (br *bundleReader) snap(dir string) (*bundleSnap, error) {
 		if len(br.snaps) >= maxSnapshots {
 			return nil, fmt.Errorf("%w: %s: more than %d snapshot directories", ErrParse, dir, maxSnapshots)
 		}
-		s = &bundleSnap{dir: dir, seen: map[string]string{}, census: NewCensus(br.opts.topDest(), br.opts.topProc())}
+		s = &bundleSnap{dir: dir, seen: map[string]string{}, census: NewCensus(br.opts.topDest(), br.opts.topProc()), maxListeners: br.maxListeners}
 		br.snaps[dir] = s
 	}
 	return s, nil
@@ -281,13 +450,72 @@ func (br *bundleReader) visit(rel string, r io.Reader) error {
 		return nil
 	}
 	s.seen[kind] = rel
-	return s.read(kind, rel, r)
+	if err := s.read(kind, rel, &cappedReader{r: r, left: br.maxFile, max: br.maxFile, name: rel}); err != nil {
+		if br.read != nil && br.read.err != nil {
+			return br.read.err
+		}
+		return err
+	}
+	return nil
+}
+
+// checkSnapshots compares the snapshots' files: one lacking a file that
+// another has is an archive cut or a copy made in part, unless its
+// collect.txt says the file was not written. In an archive that is an
+// error; in a directory (a person may have captured a file once) it is a
+// Missing entry of the snapshot that says so.
+func (br *bundleReader) checkSnapshots() error {
+	if len(br.snaps) < 2 {
+		return nil
+	}
+	dirs := make([]string, 0, len(br.snaps))
+	for d := range br.snaps {
+		dirs = append(dirs, d)
+	}
+	slices.SortFunc(dirs, naturalCompare)
+	var errs []error
+	for _, d := range dirs {
+		s := br.snaps[d]
+		for _, o := range dirs {
+			seen := br.snaps[o].seen
+			kinds := slices.Sorted(maps.Keys(seen))
+			for _, kind := range kinds {
+				rel := seen[kind]
+				if _, ok := s.seen[kind]; ok || rel == "" || collectSaysAbsent(s.collectLog[kind]) {
+					continue
+				}
+				name := path.Join(d, kind+".txt")
+				if br.archive {
+					errs = append(errs, fmt.Errorf("%w: %s is absent but %s is there: archive cut or made from a partial copy? (when the file was never captured there, collect.txt of the snapshot should say so)", ErrParse, name, rel))
+				} else {
+					s.missing = append(s.missing, Missing{Source: name, Reason: "absent but " + rel + " is there: bundle cut or copied in part?"})
+				}
+				s.seen[kind] = "" // one report per file
+			}
+		}
+	}
+	for _, s := range br.snaps {
+		for k, v := range s.seen {
+			if v == "" {
+				delete(s.seen, k)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// collectSaysAbsent: collect.txt's line for a file says it was not made
+// (runTool and collectSnapshot write "not run", "failed" or "not written").
+func collectSaysAbsent(how string) bool {
+	return strings.Contains(how, "not written") || strings.Contains(how, ": not run") || strings.Contains(how, ": failed")
 }
 
 // bundleSnap accumulates one snapshot while its files stream by.
 type bundleSnap struct {
 	dir  string
 	seen map[string]string // kind -> file read
+
+	maxListeners int
 
 	census  *Census
 	tan     *SSStats
@@ -316,7 +544,6 @@ type bundleSnap struct {
 }
 
 func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
-	r = io.LimitReader(r, maxBundleFile)
 	switch kind {
 	case bfDate, bfUptime, bfHostname, bfNetns:
 		b, err := io.ReadAll(io.LimitReader(r, 4096))
@@ -350,6 +577,9 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 			if e.Socket.State != StateListen {
 				return nil
 			}
+			if len(s.tlnpAll) >= s.maxListeners {
+				return s.tooManyListeners(rel)
+			}
 			k := FormatLocal(e.Socket.Local, e.Socket.V6Only)
 			s.tlnpBy[k] = append(s.tlnpBy[k], e.Owners)
 			s.tlnpAll = append(s.tlnpAll, e)
@@ -362,10 +592,16 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 		s.missing = append(s.missing, st.Notes...)
 	case bfSSTan:
 		first := true
+		listeners := 0
 		st, err := ParseSS(r, rel, func(e SSEntry) error {
 			if first {
 				s.census.InodesUnknown = !e.HasInode
 				first = false
+			}
+			if e.Socket.State == StateListen {
+				if listeners++; listeners > s.maxListeners {
+					return s.tooManyListeners(rel)
+				}
 			}
 			owners := e.Owners
 			if e.Socket.State == StateListen && owners == nil {
@@ -443,6 +679,10 @@ func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
 		s.missing = append(s.missing, nt...)
 	}
 	return nil
+}
+
+func (s *bundleSnap) tooManyListeners(rel string) error {
+	return fmt.Errorf("%w: %s: more than %d listening sockets: more than any host has (each is kept, unlike other sockets)", ErrParse, rel, s.maxListeners)
 }
 
 func (s *bundleSnap) readSmall(kind, rel, v string) error {

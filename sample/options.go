@@ -33,10 +33,24 @@ type Options struct {
 	// Log receives debug lines about missing sources (nil: none).
 	Log *zap.Logger
 
+	// BundleMaxBytes bounds what a bundle may hold, once decompressed:
+	// every byte of the archive (or of the directory's capture files)
+	// counted, once per pass (<= 0: DefaultBundleMaxBytes). See bundle.go.
+	BundleMaxBytes int64
+	// BundleMaxRatio bounds how many times larger than its compressed
+	// size a .tar.gz may grow past its first 64 MiB (<= 0:
+	// DefaultBundleMaxRatio).
+	BundleMaxRatio int64
+
 	// procRoot and kmsgPath point tests at fixtures ("" = /proc and
 	// /dev/kmsg).
 	procRoot string
 	kmsgPath string
+	// bundleMaxFile lowers the per-file bound of a bundle (tests; 0 =
+	// maxBundleFile).
+	bundleMaxFile int64
+	// bundleMaxListeners lowers maxBundleListeners (tests).
+	bundleMaxListeners int
 }
 
 // OptionsFrom builds Options from the sample section of the configuration.

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/internal/netns"
 	"github.com/sockwarden/sockwarden/remediate"
 )
 
@@ -170,6 +171,15 @@ func (a *app) load(cmd *cobra.Command) error {
 	cfg, err := config.Load(config.Options{File: a.cfgFile, Flags: flagSet(cmd)})
 	if err != nil {
 		return withCode(exitUsage, err)
+	}
+	// A namespace path that names no network namespace is the caller's
+	// mistake: say what the path is (absent, a directory, a file, another
+	// kind of namespace) before anything is sampled or created. With
+	// --from the command refuses --netns itself, whatever the path.
+	if from := cmd.Flags().Lookup("from"); from == nil || !from.Changed {
+		if err := netns.Check(cfg.Netns); err != nil {
+			return withCode(exitUsage, err)
+		}
 	}
 	a.cfg = cfg
 	log, err := newLogger(cfg, cmd.ErrOrStderr())

@@ -299,6 +299,9 @@ approval is used once across the whole fleet.`,
 				return usageErr("--ttl %s: an approval must last a positive time (at most remediate.max_approval_ttl, %s)", o.TTL, a.cfg.Remediate.MaxApprovalTTL)
 			}
 			a.journalOperator("approve")
+			if err := a.checkID("proposal", args[0], "sockwarden proposals lists them"); err != nil {
+				return err
+			}
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -340,6 +343,9 @@ func newDenyCmd(a *app) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.journalOperator("deny")
+			if err := a.checkID("proposal", args[0], "sockwarden proposals lists them"); err != nil {
+				return err
+			}
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -387,13 +393,6 @@ back, failed or drift, 2 usage.`,
 			ctx, cancel := signalContext()
 			defer cancel()
 			a.journalOperator("apply")
-			e, err := a.engine(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			if err := remediate.ValidID(args[0]); err != nil {
-				return usageErr("%v", err)
-			}
 			w, iv := o.Window, o.Interval
 			if w == 0 {
 				w = a.cfg.Verify.Window
@@ -403,6 +402,13 @@ back, failed or drift, 2 usage.`,
 			}
 			if w < 0 || iv < 0 || iv > w {
 				return usageErr("--interval %s and --verify-window %s: both positive, the interval no longer than the window", iv, w)
+			}
+			if err := a.checkID("proposal", args[0], "sockwarden propose records proposals; sockwarden proposals lists them"); err != nil {
+				return err
+			}
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
 			}
 			pp, err := e.Store().Proposal(args[0])
 			if errors.Is(err, remediate.ErrNotFound) {
@@ -528,12 +534,12 @@ func newRollbackCmd(a *app) *cobra.Command {
 			ctx, cancel := signalContext()
 			defer cancel()
 			a.journalOperator("rollback")
+			if err := a.checkID("change", args[0], "sockwarden history lists changes"); err != nil {
+				return err
+			}
 			e, err := a.engine(cmd.ErrOrStderr())
 			if err != nil {
 				return err
-			}
-			if err := remediate.ValidID(args[0]); err != nil {
-				return usageErr("%v", err)
 			}
 			if err := a.resolve(ctx, e, cmd.ErrOrStderr()); err != nil {
 				return withCode(exitFailed, err)

@@ -103,7 +103,7 @@ func TestSampleCollectUsage(t *testing.T) {
 		{[]string{"collect"}, exitUsage, "accepts 1 arg"},
 		{[]string{"collect", "--snapshots", "0", "x.tar.gz"}, exitUsage, "--snapshots must be between 1 and 100"},
 		{[]string{"collect", "--gap", "-1s", "x.tar.gz"}, exitUsage, "--gap must not be negative"},
-		{[]string{"collect", "--netns", "/nonexistent/ns", "--snapshots", "1", filepath.Join(t.TempDir(), "o.tar.gz")}, exitFailed, "/nonexistent/ns"},
+		{[]string{"collect", "--netns", "/nonexistent/ns", "--snapshots", "1", filepath.Join(t.TempDir(), "o.tar.gz")}, exitUsage, "/nonexistent/ns does not exist"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -129,6 +129,15 @@ func writeStatus(w io.Writer, st agent.Status, now time.Time) {
 		if name == "" {
 			name = agent.NetnsLabel
 		}
+		switch {
+		case n.LastSample.IsZero() && n.Error == "":
+			// Zeros here would read as a namespace without listeners.
+			fmt.Fprintf(w, "  %s: sampling (no sample yet)\n", name)
+			continue
+		case n.LastSample.IsZero():
+			fmt.Fprintf(w, "  %s: no sample yet\n    error: %s\n", name, n.Error)
+			continue
+		}
 		fmt.Fprintf(w, "  %s: last sample %s (%s, %s), %d listeners", name, ago(now, n.LastSample), n.Tier,
 			n.Duration.Round(time.Microsecond), n.Listeners)
 		if n.Sockets > 0 {

@@ -55,3 +55,29 @@ recent changes:
 		t.Errorf("status text (-want +got):\n%s", diff)
 	}
 }
+
+// TestWriteStatusBeforeFirstSample: an agent that has not sampled yet says
+// so for itself and for each namespace, instead of "healthy" and "last
+// sample never (, 0s), 0 listeners" (what it printed before).
+func TestWriteStatusBeforeFirstSample(t *testing.T) {
+	now := time.Date(2026, 11, 24, 1, 0, 0, 0, time.UTC)
+	st := agent.Status{
+		Version: "1.0.0", PID: 42, Mode: "propose", Started: now.Add(-2 * time.Second),
+		Namespaces: []agent.NetnsInfo{{Path: ""}, {Path: "/run/netns/web", Error: "netns: open \"/run/netns/web\": no such file or directory"}},
+	}
+	st.Line = agent.StatusLine(st)
+	want := `sockwarden agent 1.0.0, pid 42, mode propose, up 2s, starting (no good sample yet)
+state: sampling (no sample yet)
+ticks: 0, full censuses: 0
+
+namespaces:
+  host: sampling (no sample yet)
+  /run/netns/web: no sample yet
+    error: netns: open "/run/netns/web": no such file or directory
+`
+	var b bytes.Buffer
+	writeStatus(&b, st, now)
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("status text (-want +got):\n%s", diff)
+	}
+}

@@ -47,11 +47,19 @@ func Do(path string, fn func() error) error {
 	target, err := os.Open(path)
 	if err != nil {
 		runtime.UnlockOSThread()
+		if cerr := Check(path); cerr != nil {
+			return cerr // says what the path is
+		}
 		return fmt.Errorf("%w: open %q: %w", ErrNetns, path, err)
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
+		if cerr := Check(path); cerr != nil {
+			// "invalid argument" from setns says nothing of a
+			// directory, a file or a mount namespace.
+			return cerr
+		}
 		return fmt.Errorf("%w: setns %q: %w", ErrNetns, path, err)
 	}
 	ferr := fn()
