@@ -312,7 +312,10 @@ func samplesPhrase(r Report) string {
 	if r.Samples == 1 {
 		return "1 sample"
 	}
-	return fmt.Sprintf("%d samples %.1fs apart", r.Samples, r.IntervalSeconds)
+	if r.IntervalSeconds == nil {
+		return fmt.Sprintf("%d samples, times unknown", r.Samples)
+	}
+	return fmt.Sprintf("%d samples %.1fs apart", r.Samples, *r.IntervalSeconds)
 }
 
 func verdictLine(r Report) string {

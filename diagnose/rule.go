@@ -120,10 +120,22 @@ var Rules = []Rule{
 		Confirm:   ConfirmPile, Pile: checkTCPMemory,
 	},
 	{
-		Name: "orphans", Kinds: []string{KindOrphanPressure}, Sides: []Side{SidePeer},
-		Condition: "sockstat orphans at diagnose.orphan_use_ratio of net.ipv4.tcp_max_orphans, or a `too many orphaned sockets` kernel line",
-		Why:       "Orphans are closed connections the peers do not finish; past tcp_max_orphans the kernel resets them. Raising the limit only spends memory on unresponsive peers.",
+		Name: "orphans", Kinds: []string{KindOrphanPressure}, Sides: []Side{SideUnknown, SideApp},
+		Condition: "sockstat orphans at diagnose.orphan_use_ratio of net.ipv4.tcp_max_orphans (critical at it), or a `too many orphaned sockets` kernel line",
+		Why:       "Past tcp_max_orphans the kernel resets closing connections. Whose they are needs evidence: a CLOSE-WAIT pile in one process makes it the application's; otherwise unknown, never the peers' on a guess. Raising the limit only spends memory.",
 		Confirm:   ConfirmPile, Pile: checkOrphans,
+	},
+	{
+		Name: "tw-buckets", Kinds: []string{KindTWBucketOverflow}, Sides: []Side{SideNone},
+		Condition: "a `TCP: time wait bucket table overflow` kernel line",
+		Why:       "net.ipv4.tcp_max_tw_buckets was reached and some closing connections skipped TIME-WAIT: usually benign, a sign of a high close rate.",
+		Confirm:   ConfirmPile, Pile: checkTWBuckets,
+	},
+	{
+		Name: "syn-sent", Kinds: []string{KindSynSentPile}, Sides: []Side{SidePeer},
+		Condition: "at least diagnose.syn_sent_min SYN-SENT sockets to one destination",
+		Why:       "Our connects to that destination get no SYN-ACK: the peer or the path does not answer (connect() times out); no local sysctl helps.",
+		Confirm:   ConfirmPile, Pile: checkSynSent,
 	},
 	{
 		Name: "conntrack", Kinds: []string{KindConntrackFull}, Sides: []Side{SideKernel},

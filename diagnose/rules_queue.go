@@ -2,8 +2,10 @@ package diagnose
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -110,15 +112,6 @@ func peakDemand(series []*sample.Sample, local string) int64 {
 	return demand
 }
 
-// somaxconnTarget applies the somaxconn policy: at least double the
-// current value, at least double the peak demand (retransmitted SYNs of
-// earlier drops add to later bursts, and an accept-queue slot costs
-// nothing until used), a power of two, never above diagnose.somaxconn_cap.
-func somaxconnTarget(current, demand int64, cfg config.Diagnose) int64 {
-	t := nextPow2(max(2*current, 2*demand, 1))
-	return min(t, int64(cfg.SomaxconnCap))
-}
-
 // backlogActions are the application-side ways to raise a listen backlog.
 func backlogActions(l *sample.Listener, want int64) []string {
 	return []string{
@@ -188,8 +181,8 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 		} else {
 			o.Evidence = append(o.Evidence, fmt.Sprintf("Send-Q %d > somaxconn %d: somaxconn was lowered after the application listened; a new limit must exceed the current Send-Q", l.SendQ, somax))
 		}
-		target := somaxconnTarget(max(somax, int64(l.SendQ)), peakDemand(w.Series, l.Local), cfg)
-		if target <= somax {
+		target, ok := policy.Somaxconn(max(somax, int64(l.SendQ)), peakDemand(w.Series, l.Local), cfg)
+		if !ok || target <= somax {
 			o.Explanation += fmt.Sprintf(" somaxconn is already at diagnose.somaxconn_cap (%d): no larger value is proposed.", cfg.SomaxconnCap)
 			break
 		}
@@ -236,16 +229,24 @@ func somaxconnPlan(s *sample.Sample, l *sample.Listener, current, target int64, 
 
 func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 	cur := w.Cur
-	if w.Delta != nil {
-		if !w.rising(cOverflows, cfg) {
-			return nil
-		}
-	} else if v, ok := cur.Counter(cOverflows); !ok || v == 0 {
+	// snapshot: the counters give no rise for this window (one sample, or
+	// counters not read at either end). The queues of the closing sample
+	// still tell the truth they hold: Recv-Q > Send-Q is a queue holding
+	// backlog+1, full and overflowing now.
+	_, haveCounter := cur.Counter(cOverflows)
+	_, haveDelta := w.count(cOverflows)
+	snapshot := !haveDelta
+	if !snapshot && !w.rising(cOverflows, cfg) {
 		return nil
 	}
 	unconf, loadEv := loadCheck(w, cfg)
-	common := []string{counterLine(w, cOverflows), counterLine(w, cDrops)}
-	if loadEv != "" {
+	var common []string
+	if haveCounter {
+		common = append(common, counterLine(w, cOverflows), counterLine(w, cDrops))
+	} else {
+		common = append(common, cOverflows+" not read: the drops themselves are not in the input (capture: nstat -az TcpExtListenOverflows TcpExtListenDrops, twice, a few seconds apart)")
+	}
+	if loadEv != "" && !snapshot {
 		common = append(common, loadEv)
 	}
 	if n := cur.States[sample.StateSynRecv]; n > 0 {
@@ -262,22 +263,40 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 	var hits []hit
 	for i := range cur.Listeners {
 		l := &cur.Listeners[i]
-		if ok, pk := atLimitInWindow(w, l); ok {
-			hits = append(hits, hit{l, pk})
+		switch {
+		case snapshot && overflowing(l):
+			hits = append(hits, hit{l, peakOf(cur, l.Local)})
+		case snapshot && w.Delta == nil && haveCounter:
+			// One sample, counter above zero since boot and the
+			// queue at its limit now or in the watch before it.
+			if v, _ := cur.Counter(cOverflows); v > 0 {
+				if ok, pk := atLimitInWindow(w, l); ok {
+					hits = append(hits, hit{l, pk})
+				}
+			}
+		case !snapshot:
+			if ok, pk := atLimitInWindow(w, l); ok {
+				hits = append(hits, hit{l, pk})
+			}
+		}
+	}
+	if snapshot {
+		if len(hits) == 0 {
+			// A cumulative counter with no listener full now may be
+			// from any time since boot: nothing to say.
+			return nil
+		}
+		if w.Delta != nil {
+			unconf = cOverflows + " not read at both ends of " + w.label() + ": confirm with the counters"
 		}
 	}
 	fallback := false
-	if len(hits) == 0 && len(cur.Listeners) == 1 && w.Delta != nil {
+	if len(hits) == 0 && len(cur.Listeners) == 1 {
 		// Bursts shorter than a poll leave no trace in the queue; with a
 		// single listener in the namespace there is no one else to blame.
 		l := &cur.Listeners[0]
 		hits = append(hits, hit{l, peakOf(cur, l.Local)})
 		fallback = true
-	}
-	if len(hits) == 0 && w.Delta == nil {
-		// One sample: a cumulative counter with no listener full now may
-		// be from any time since boot.
-		return nil
 	}
 	if len(hits) == 0 {
 		why := "no listener was seen at its limit"
@@ -293,6 +312,21 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 		}
 		return []Observation{o}
 	}
+	// A process whose every listener (two or more) is full now is not
+	// accepting at all: whatever the limits, the application is stuck.
+	stuck := map[int]int{} // pid -> its listeners, when all are full
+	for i := range cur.Listeners {
+		l := &cur.Listeners[i]
+		for _, ow := range l.Owners {
+			if n, seen := stuck[ow.PID]; !seen || n > 0 {
+				if atLimit(l) {
+					stuck[ow.PID] = n + 1
+				} else {
+					stuck[ow.PID] = -1
+				}
+			}
+		}
+	}
 	var out []Observation
 	for _, h := range hits {
 		ev := append([]string{}, common...)
@@ -302,11 +336,31 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 		if fallback {
 			ev = append(ev, "the only listener in the namespace; its queue was not caught at the limit (bursts shorter than a poll)")
 		}
+		if snapshot && overflowing(h.l) {
+			ev = append(ev, fmt.Sprintf("Recv-Q %d > Send-Q %d: the queue holds its limit plus one, so it is full and refusing handshakes now", h.l.RecvQ, h.l.SendQ))
+		}
 		o := listenerVerdict(w, cfg, KindAcceptQueueOverflow, cOverflows, h.l, h.pk, ev)
 		o.Unconfirmed = unconf
-		if arr, ok := w.arrivals(); ok && arr > 0 {
+		if snapshot && overflowing(h.l) {
+			o.Explanation += " Judged from one snapshot of the queue: confirm with a second sample and the counters (nstat -az TcpExtListenOverflows TcpExtListenDrops, twice)."
+		}
+		if arr, ok := w.arrivals(); ok && arr > 0 && !snapshot {
 			if r, _ := w.rate(cOverflows); r >= 0.1*arr {
 				o.Severity = SevCritical
+			}
+		}
+		for _, ow := range h.l.Owners {
+			if n := stuck[ow.PID]; n >= 2 {
+				o.Side = SideApp
+				o.Plan = nil
+				o.Title = fmt.Sprintf("%s is not accepting: all %d of its listeners are full", ownerLong(ow), n)
+				o.Explanation = fmt.Sprintf("Every listener of %s (%d of them) has a full accept queue at once: the process does not call accept(), whatever its limits are. It is stuck, overloaded or blocked (a deadlock, a full thread pool, descriptors exhausted). A bigger queue would only hold more connections waiting.", ownerLong(ow), n)
+				if snapshot {
+					o.Explanation += " Judged from one snapshot: confirm with a second sample."
+				}
+				o.AppActions = append([]string{fmt.Sprintf("See what %s is doing: `cat /proc/%d/status`, its thread stacks (`gdb -p`, jstack, py-spy dump), `ls /proc/%d/fd | wc -l` against its limit.", ownerLong(ow), ow.PID, ow.PID)}, slowAcceptActions(h.l)...)
+				o.Evidence = append(o.Evidence, fmt.Sprintf("all %d listeners of %s are full", n, ownerName(ow)))
+				break
 			}
 		}
 		out = append(out, o)
@@ -315,53 +369,82 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 }
 
 // synSubject names the listener a SYN-queue symptom belongs to: the one a
-// SYN-flooding kernel line names, or the only listener.
-func synSubject(s *sample.Sample) (*sample.Listener, string) {
-	for _, e := range s.Kernel {
-		if e.Kind == "syn-flood" {
-			if l := listenerFor(s, e.Addr, e.Port); l != nil {
-				return l, e.Line
-			}
+// SYN-flooding kernel line names, or the only listener. The line's event
+// comes back too, and subject names its port even when the listener is
+// not in the input.
+func synSubject(s *sample.Sample) (*sample.Listener, *sample.KernelEvent, string) {
+	var named *sample.KernelEvent
+	for i := range s.Kernel {
+		e := &s.Kernel[i]
+		if e.Kind != sample.KernelSynFlood {
+			continue
+		}
+		if l := listenerFor(s, e.Addr, e.Port); l != nil {
+			return l, e, l.Local
+		}
+		if named == nil {
+			named = e
 		}
 	}
-	if len(s.Listeners) == 1 {
-		return &s.Listeners[0], ""
+	if named != nil {
+		return nil, named, floodSubject(*named)
 	}
-	return nil, ""
+	if len(s.Listeners) == 1 {
+		return &s.Listeners[0], nil, s.Listeners[0].Local
+	}
+	return nil, nil, "host"
+}
+
+// floodSubject names the listener of a SYN-flooding line that is not in
+// the input: "127.0.0.1:8080", "[::1]:8443", or "port 80" (older kernels
+// print the port only).
+func floodSubject(e sample.KernelEvent) string {
+	switch {
+	case e.Addr == "":
+		return fmt.Sprintf("port %d", e.Port)
+	case strings.Contains(e.Addr, ":"):
+		return fmt.Sprintf("[%s]:%d", e.Addr, e.Port)
+	}
+	return fmt.Sprintf("%s:%d", e.Addr, e.Port)
 }
 
 func checkSynQueue(w *window, cfg config.Diagnose) []Observation {
 	cur := w.Cur
 	cookies, okC := sysInt(cur, kSyncookies)
 	synRecv := cur.States[sample.StateSynRecv]
-	l, line := synSubject(cur)
-	subject := "host"
-	if l != nil {
-		subject = l.Local
-	}
+	l, line, subject := synSubject(cur)
 	ev := []string{fmt.Sprintf("%d SYN-RECV sockets", synRecv)}
 	if okC {
 		ev = append(ev, fmt.Sprintf("%s = %d", kSyncookies, cookies))
 	}
-	if line != "" {
-		ev = append(ev, "kernel: "+line)
+	if line != nil {
+		ev = append(ev, "kernel: "+line.Line)
 	}
+	_, haveDelta := w.count(cReqQDrop)
+	_, haveDropsDelta := w.count(cDrops)
 
-	if w.Delta == nil {
-		// One sample: cumulative counters say it happened since boot,
-		// not that it happens now.
+	if w.Delta == nil || (!haveDelta && !haveDropsDelta) {
+		// One sample, or no counters at both ends: cumulative counters
+		// say it happened since boot, not that it happens now. The
+		// kernel's own line is a finding on its own.
+		if line != nil {
+			return []Observation{synLineObservation(w, cfg, l, line, subject, ev)}
+		}
 		if synRecv < cfg.SynRecvMin {
 			return nil
 		}
 		drop, _ := cur.Counter(cReqQDrop)
 		cook, _ := cur.Counter(cReqQCook)
-		if drop == 0 && cook == 0 && line == "" {
+		if drop == 0 && cook == 0 {
 			return nil
 		}
 		o := Observation{Kind: KindSynQueueOverflow, Subject: subject, Side: SideUnknown, Severity: SevWarning, Counter: cReqQDrop,
 			Title:       "SYN-RECV pile with SYN-queue drops or cookies since boot",
 			Explanation: fmt.Sprintf("%d half-open connections and SYN-queue counters above zero, but one sample cannot tell a flood from a burst or from an accept-queue overflow: take two samples.", synRecv),
 			Evidence:    append(ev, counterLine(w, cReqQDrop), counterLine(w, cReqQCook))}
+		if w.Delta != nil {
+			o.Unconfirmed = "SYN-queue counters not read at both ends of " + w.label()
+		}
 		return []Observation{o}
 	}
 	if w.rising(cOverflows, cfg) {
@@ -376,8 +459,11 @@ func checkSynQueue(w *window, cfg config.Diagnose) []Observation {
 	sentRising := w.rising(cCookSent, cfg) || w.rising(cReqQCook, cfg)
 	recv, okR := w.count(cCookRecv)
 
+	// tcp_syncookies=2 answers every SYN with a cookie: the cookie
+	// counters then say nothing about a full queue, so neither the flood
+	// nor the burst reading applies.
 	switch {
-	case okC && cookies != 0 && sentRising && okR && recv == 0:
+	case okC && cookies == 1 && sentRising && okR && recv == 0:
 		failing := w.rising(cCookFail, cfg)
 		o := Observation{Kind: KindSynFlood, Subject: subject, Side: SidePeer, Severity: SevWarning, Counter: cCookSent, Unconfirmed: unconf,
 			Evidence: append(ev, counterLine(w, cCookSent), counterLine(w, cReqQCook), counterLine(w, cCookRecv), counterLine(w, cCookFail))}
@@ -392,40 +478,21 @@ func checkSynQueue(w *window, cfg config.Diagnose) []Observation {
 		o.AppActions = []string{"Find the sources (`tcpdump -ni any 'tcp[tcpflags] == tcp-syn'`) and filter or rate-limit them upstream.", "Check that SYN-ACKs leave the host and reach the clients (firewall OUTPUT rules, asymmetric routing)."}
 		return []Observation{o}
 
-	case okC && cookies == 0 && (w.rising(cReqQDrop, cfg) || (w.rising(cDrops, cfg) && synRecv >= cfg.SynRecvMin)):
-		o := Observation{Kind: KindSynQueueOverflow, Subject: subject, Side: SideKernel, Severity: SevCritical, Counter: cReqQDrop, Unconfirmed: unconf,
-			Evidence: append(ev, counterLine(w, cReqQDrop), counterLine(w, cDrops))}
-		o.Title = fmt.Sprintf("SYN-queue overflow on %s with syncookies off: SYNs dropped", subject)
-		o.Explanation = "The SYN queue is full and, with net.ipv4.tcp_syncookies=0, the kernel drops new SYNs (TCPReqQFullDrop): clients wait for retransmits or fail. SYN cookies let the kernel answer without queueing and cost nothing until the queue is full; they are the first fix, whether this is a burst or a flood."
-		msb, okM := sysInt(cur, kSynBacklog)
-		if okM {
-			o.Evidence = append(o.Evidence, fmt.Sprintf("%s = %d (consulted only while syncookies are off)", kSynBacklog, msb))
-		}
-		if !cfg.KeepSyncookiesOff {
-			o.Plan = syncookiesPlan(cur, l, subject)
-			return []Observation{o}
-		}
-		if !okM {
-			o.Explanation += " diagnose.keep_syncookies_off is set and tcp_max_syn_backlog was not recorded: no change proposed."
-			return []Observation{o}
-		}
-		target := min(nextPow2(max(2*msb, 2*int64(synRecv), 1)), int64(cfg.SynBacklogCap))
-		if target <= msb {
-			o.Explanation += fmt.Sprintf(" tcp_max_syn_backlog is at diagnose.syn_backlog_cap (%d): no change proposed.", cfg.SynBacklogCap)
-			return []Observation{o}
-		}
-		p := syncookiesPlan(cur, l, subject)
-		p.Changes = []Change{{Key: kSynBacklog, Current: fmt.Sprint(msb), Proposed: fmt.Sprint(target)}}
-		p.Reason = "diagnose.keep_syncookies_off: cookies stay off, so the SYN queue must hold the burst; policy: at least double, at least twice the SYN-RECV pile, a power of two, at most diagnose.syn_backlog_cap"
-		p.Notes = append(p.Notes, "The SYN queue is also bounded by the listener's own backlog (Send-Q): raise it too if it is lower.")
-		o.Plan = p
+	case okC && cookies == 0 && w.rising(cReqQDrop, cfg):
+		o := cookiesOffQueueFull(w, cfg, l, subject, append(ev, counterLine(w, cReqQDrop), counterLine(w, cDrops)))
+		o.Unconfirmed = unconf
 		return []Observation{o}
 
-	case okC && cookies != 0 && sentRising && okR && recv > 0:
+	case okC && cookies == 0 && w.rising(cDrops, cfg) && synRecv >= cfg.SynRecvMin:
+		o := cookiesOffUnproven(w, cfg, l, subject, synRecv, append(ev, counterLine(w, cReqQDrop), counterLine(w, cDrops)))
+		o.Unconfirmed = unconf
+		return []Observation{o}
+
+	case okC && cookies == 1 && sentRising && okR && recv > 0:
 		if l == nil {
-			o := Observation{Kind: KindSynQueueOverflow, Subject: "host", Side: SideUnknown, Severity: SevWarning, Counter: cReqQCook, Unconfirmed: unconf,
+			o := Observation{Kind: KindSynQueueOverflow, Subject: subject, Side: SideUnknown, Severity: SevWarning, Counter: cReqQCook, Unconfirmed: unconf,
 				Title:       "SYN-queue overflows answered with cookies on an unknown listener",
-				Explanation: "SYN queues overflow and the kernel falls back to SYN cookies, which clients answer: a legitimate burst larger than the listen backlog. No kernel line names the listener and there are several, so the samples cannot say which backlog to raise.",
+				Explanation: "SYN queues overflow and the kernel falls back to SYN cookies, which clients answer: a legitimate burst larger than the listen backlog. No kernel line names a listener in the input and there are several, so the samples cannot say which backlog to raise.",
 				Evidence:    append(ev, counterLine(w, cReqQCook), counterLine(w, cCookRecv))}
 			return []Observation{o}
 		}
@@ -435,6 +502,108 @@ func checkSynQueue(w *window, cfg config.Diagnose) []Observation {
 		return []Observation{o}
 	}
 	return nil
+}
+
+// cookiesOffQueueFull judges TCPReqQFullDrop rising with syncookies off:
+// the SYN queue is full at the listener's own backlog (sk_max_ack_backlog,
+// min(listen() backlog, somaxconn)); tcp_max_syn_backlog never raises it.
+// Cookies are the fix; when the operator keeps them off, the listener's
+// backlog is, as for the accept queue.
+func cookiesOffQueueFull(w *window, cfg config.Diagnose, l *sample.Listener, subject string, ev []string) Observation {
+	if msb, ok := sysInt(w.Cur, kSynBacklog); ok {
+		ev = append(ev, fmt.Sprintf("%s = %d (consulted only while syncookies are off)", kSynBacklog, msb))
+	}
+	if !cfg.KeepSyncookiesOff {
+		o := Observation{Kind: KindSynQueueOverflow, Subject: subject, Side: SideKernel, Severity: SevCritical, Counter: cReqQDrop, Evidence: ev}
+		o.Title = fmt.Sprintf("SYN-queue overflow on %s with syncookies off: SYNs dropped", subject)
+		o.Explanation = "The SYN queue is full and, with net.ipv4.tcp_syncookies=0, the kernel drops new SYNs (TCPReqQFullDrop): clients wait for retransmits or fail. SYN cookies let the kernel answer without queueing and cost nothing until the queue is full; they are the first fix, whether this is a burst or a flood."
+		o.Plan = syncookiesPlan(w.Cur, l, subject)
+		return o
+	}
+	if l == nil {
+		return Observation{Kind: KindSynQueueOverflow, Subject: subject, Side: SideUnknown, Severity: SevCritical, Counter: cReqQDrop, Evidence: ev,
+			Title:       fmt.Sprintf("SYN-queue overflow on %s with syncookies kept off: which listener is unknown", subject),
+			Explanation: "The SYN queue of a listener is full and, with syncookies kept off (diagnose.keep_syncookies_off), the kernel drops new SYNs (TCPReqQFullDrop). The SYN queue is full at the listener's own backlog, so that backlog must grow; but no kernel line names a listener in the input and there are several. net.ipv4.tcp_max_syn_backlog does not raise this limit and is not proposed."}
+	}
+	o := listenerVerdict(w, cfg, KindSynQueueOverflow, cReqQDrop, l, peakOf(w.Cur, l.Local), ev)
+	o.Severity = SevCritical
+	o.Explanation += " With syncookies kept off (diagnose.keep_syncookies_off) the kernel drops SYNs once this queue is full (TCPReqQFullDrop). The SYN queue is full at the listener's own backlog: net.ipv4.tcp_max_syn_backlog does not raise that limit and is not proposed."
+	if o.Plan != nil {
+		o.Plan.Verify.Counters = []string{cReqQDrop, cDrops}
+		o.Plan.Verify.Fixed = fmt.Sprintf("Send-Q of %s reads %d after the application listens again, and %s stops rising (0/s) under the same arrivals.", l.Local, o.Plan.Verify.ListenerSendQ, cReqQDrop)
+	}
+	return o
+}
+
+// cookiesOffUnproven judges ListenDrops rising with syncookies off while
+// TCPReqQFullDrop and ListenOverflows stay flat: with cookies off,
+// tcp_conn_request drops SYNs of unproven peers once the SYN queue passes
+// 3/4 of tcp_max_syn_backlog. Only then, with cookies kept off and the
+// SYN-RECV pile near that point, is tcp_max_syn_backlog proposed.
+func cookiesOffUnproven(w *window, cfg config.Diagnose, l *sample.Listener, subject string, synRecv int, ev []string) Observation {
+	msb, okM := sysInt(w.Cur, kSynBacklog)
+	if okM {
+		ev = append(ev, fmt.Sprintf("%s = %d: with syncookies off, SYNs of unproven peers are dropped past 3/4 of it (%d)", kSynBacklog, msb, 3*msb/4))
+	}
+	o := Observation{Kind: KindSynQueueOverflow, Subject: subject, Severity: SevCritical, Counter: cDrops, Evidence: ev}
+	o.Title = fmt.Sprintf("SYNs dropped on %s with syncookies off: the half-open pile nears tcp_max_syn_backlog", subject)
+	o.Explanation = fmt.Sprintf("ListenDrops rise while TCPReqQFullDrop and ListenOverflows stay flat, with %d half-open connections and net.ipv4.tcp_syncookies=0: the kernel drops SYNs of peers it has not seen before once the SYN queue passes 3/4 of net.ipv4.tcp_max_syn_backlog.", synRecv)
+	switch {
+	case !cfg.KeepSyncookiesOff:
+		o.Side = SideKernel
+		o.Explanation += " SYN cookies end that check (it is made only while they are off) and cost nothing until a queue is full."
+		o.Plan = syncookiesPlan(w.Cur, l, subject)
+	case !okM:
+		o.Side = SideUnknown
+		o.Explanation += " diagnose.keep_syncookies_off is set and tcp_max_syn_backlog was not recorded: no change proposed (capture: sysctl net.ipv4.tcp_max_syn_backlog)."
+	case !policy.NearSynBacklogDrop(int64(synRecv), msb):
+		o.Side = SideUnknown
+		o.Explanation += fmt.Sprintf(" But the SYN-RECV pile (%d) is not near 3/4 of tcp_max_syn_backlog (%d), so that check does not explain the drops: no change proposed.", synRecv, 3*msb/4)
+	default:
+		target, ok := policy.SynBacklog(msb, int64(synRecv), cfg)
+		o.Side = SideKernel
+		if !ok {
+			o.Explanation += fmt.Sprintf(" tcp_max_syn_backlog is at diagnose.syn_backlog_cap (%d): no change proposed.", cfg.SynBacklogCap)
+			break
+		}
+		p := syncookiesPlan(w.Cur, l, subject)
+		p.Changes = []Change{{Key: kSynBacklog, Current: fmt.Sprint(msb), Proposed: fmt.Sprint(target)}}
+		p.Reason = "diagnose.keep_syncookies_off: cookies stay off, and SYNs of unproven peers are dropped past 3/4 of tcp_max_syn_backlog; policy: at least double, at least twice the SYN-RECV pile, a power of two, at most diagnose.syn_backlog_cap"
+		p.Notes = []string{"The SYN queue itself is still full at the listener's own backlog (Send-Q): tcp_max_syn_backlog does not raise that limit."}
+		p.Verify.Counters = []string{cDrops}
+		p.Verify.Fixed = fmt.Sprintf("%s stops rising (0/s) under the same arrivals.", cDrops)
+		o.Plan = p
+	}
+	return o
+}
+
+// synLineObservation is the finding of a SYN-flooding kernel line read
+// without counters that rise (one snapshot, a paste): the kernel prints it
+// when a listener's SYN queue is full, once per listener.
+func synLineObservation(w *window, cfg config.Diagnose, l *sample.Listener, line *sample.KernelEvent, subject string, ev []string) Observation {
+	o := Observation{Kind: KindSynQueueOverflow, Subject: subject, Side: SideUnknown, Severity: SevWarning, Counter: cReqQDrop, Evidence: ev}
+	o.Title = fmt.Sprintf("the kernel logged SYN flooding on %s: its SYN queue was full", subject)
+	o.Explanation = "The kernel prints \"Possible SYN flooding\" when a listener's SYN queue is full. That queue is full at the listener's own backlog (min(listen() backlog, somaxconn)), not at tcp_max_syn_backlog. "
+	if line.Action == "drop" {
+		o.Explanation += "It dropped the SYN (syncookies off): clients retry and time out. "
+	} else {
+		o.Explanation += "It answered with SYN cookies: clients still connect, without some TCP options. "
+	}
+	o.Explanation += "The line alone cannot tell a flood from a legitimate burst, nor whether it still happens (it is printed once per listener): capture `nstat -az TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies TcpExtSyncookiesRecv TcpExtSyncookiesFailed TcpExtListenOverflows` twice, a few seconds apart."
+	if l == nil {
+		o.Explanation += fmt.Sprintf(" The listener on %s is not in the input: capture `ss -tlnp` for its Send-Q (its backlog) and owner.", subject)
+	}
+	if line.Action == "drop" {
+		if cookies, ok := sysInt(w.Cur, kSyncookies); ok && cookies == 0 && !cfg.KeepSyncookiesOff {
+			o.Side = SideKernel
+			o.Explanation += " With net.ipv4.tcp_syncookies=0 the first fix is to turn cookies on."
+			o.Plan = syncookiesPlan(w.Cur, l, subject)
+		}
+	}
+	if w.Delta != nil {
+		o.Unconfirmed = "SYN-queue counters not read at both ends of " + w.label()
+	}
+	return o
 }
 
 func syncookiesPlan(s *sample.Sample, l *sample.Listener, subject string) *Plan {

@@ -26,8 +26,9 @@ func Run(series []*sample.Sample, cfg config.Diagnose) Report {
 	last := series[len(series)-1]
 	r.Host, r.Netns, r.Source = last.Host, last.Netns, sourceOf(series)
 	r.Read = sample.ReadSummary(series)
-	if n := len(series); n > 1 {
-		r.IntervalSeconds = round2(last.Time.Sub(series[0].Time).Seconds() / float64(n-1))
+	if n := len(series); n > 1 && !series[0].Time.IsZero() && !last.Time.IsZero() {
+		iv := round2(last.Time.Sub(series[0].Time).Seconds() / float64(n-1))
+		r.IntervalSeconds = &iv
 	}
 
 	wins := windows(series)
@@ -345,15 +346,16 @@ func rates(wins []*window) map[string][]float64 {
 	}
 	out := map[string][]float64{}
 	for _, c := range rateCounters {
+		// A rate unknown in some interval (the counter missing at one
+		// end, or reset) leaves the counter out: an unknown is never 0.
 		vals := make([]float64, len(wins))
-		any := false
+		known := true
 		for i, w := range wins {
-			if r, ok := w.rate(c); ok {
-				vals[i] = round2(r)
-				any = true
-			}
+			r, ok := w.rate(c)
+			known = known && ok
+			vals[i] = round2(r)
 		}
-		if any {
+		if known {
 			out[c] = vals
 		}
 	}

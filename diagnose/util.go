@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -84,13 +85,7 @@ func nsPrefix(netns string) string {
 }
 
 // nextPow2 returns the smallest power of two >= n (n >= 1).
-func nextPow2(n int64) int64 {
-	p := int64(1)
-	for p < n {
-		p <<= 1
-	}
-	return p
-}
+func nextPow2(n int64) int64 { return policy.NextPow2(n) }
 
 func perSec(n uint64, secs float64) string {
 	if secs <= 0 {
@@ -141,4 +136,27 @@ func peakOf(s *sample.Sample, local string) *sample.ListenerPeak {
 // atLimit reports whether a listener's queue is full in a snapshot.
 func atLimit(l *sample.Listener) bool {
 	return l != nil && l.RecvQ > 0 && l.RecvQ >= l.SendQ
+}
+
+// overflowing reports whether a listener's queue holds more than its limit:
+// the kernel's queue is full when its length exceeds the limit, so Recv-Q
+// reads Send-Q + 1 in a snapshot of a queue that is refusing handshakes.
+func overflowing(l *sample.Listener) bool {
+	return l != nil && l.RecvQ > l.SendQ
+}
+
+// localListener returns the listener of this sample that a connection to
+// addr:port reaches (same address, or a wildcard), or nil.
+func localListener(s *sample.Sample, addr string, port uint16) *sample.Listener {
+	for i := range s.Listeners {
+		l := &s.Listeners[i]
+		if l.Port != port {
+			continue
+		}
+		switch l.Addr {
+		case addr, "0.0.0.0", "::", "*", "[::]", "":
+			return l
+		}
+	}
+	return nil
 }
