@@ -48,6 +48,12 @@ func WriteRules(w io.Writer) error {
 func WriteText(w io.Writer, r Report) error {
 	b := bufio.NewWriter(w)
 	fmt.Fprintf(b, "sockwarden diagnose: %s\n", header(r))
+	if a := r.Symptom; a != nil {
+		writeWrapped(b, "Symptom: ", "  ", a.Answer)
+		if len(a.NotRead) > 0 {
+			writeWrapped(b, "Not read that could explain it: ", "  ", strings.Join(a.NotRead, "; ")+".")
+		}
+	}
 	if r.Read != "" {
 		writeWrapped(b, "", "  ", r.Read)
 	}
@@ -114,6 +120,12 @@ func WriteText(w io.Writer, r Report) error {
 func WriteMarkdown(w io.Writer, r Report) error {
 	b := bufio.NewWriter(w)
 	fmt.Fprintf(b, "# sockwarden diagnosis: %s\n\n", mdHost(r))
+	if a := r.Symptom; a != nil {
+		fmt.Fprintf(b, "**Symptom:** %s\n\n", a.Answer)
+		if len(a.NotRead) > 0 {
+			fmt.Fprintf(b, "Not read that could explain it: %s.\n\n", strings.Join(a.NotRead, "; "))
+		}
+	}
 	fmt.Fprintf(b, "**%s**\n\n", verdictLine(r))
 	fmt.Fprintf(b, "Source: `%s`, %s.\n\n", r.Source, samplesPhrase(r))
 	if r.Read != "" {

@@ -42,6 +42,9 @@ type Rule struct {
 	// hold over all of it (a widened port range keeps out every port
 	// that listened in any sample).
 	Pile func(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) []Observation
+	// Focused, instead of Pile, judges one sample for what the user named
+	// (--symptom, --port); confirmed as a pile is.
+	Focused func(s *sample.Sample, f Focus, cfg config.Diagnose) []Observation
 }
 
 // Observation is what a rule saw in one window.
@@ -136,6 +139,12 @@ var Rules = []Rule{
 		Condition: "at least diagnose.syn_sent_min SYN-SENT sockets to one destination",
 		Why:       "Our connects to that destination get no SYN-ACK: the peer or the path does not answer (connect() times out); no local sysctl helps.",
 		Confirm:   ConfirmPile, Pile: checkSynSent,
+	},
+	{
+		Name: "port", Kinds: []string{KindNoListener, KindListenerLocalOnly}, Sides: []Side{SideApp},
+		Condition: "with --port N (and --symptom refused, or none): the listener table was read and nothing listens on N, or every listener on N is bound to loopback",
+		Why:       "Connection refused is the kernel's answer to a SYN for a port nobody listens on, in this namespace and on this address: the service, its bind address or its namespace is the cause, never a sysctl.",
+		Confirm:   ConfirmPile, Focused: checkPort,
 	},
 	{
 		Name: "conntrack", Kinds: []string{KindConntrackFull}, Sides: []Side{SideKernel},

@@ -17,6 +17,13 @@ import (
 // with the same side (and, for counter rules, the drops rising under load).
 // With one sample nothing can be confirmed and the report says why.
 func Run(series []*sample.Sample, cfg config.Diagnose) Report {
+	return RunFocus(series, cfg, Focus{})
+}
+
+// RunFocus is Run for a user who names what they are fighting (--symptom,
+// --port): the port's own rule runs, and the report answers first whether
+// the evidence explains the symptom and what was not read that could.
+func RunFocus(series []*sample.Sample, cfg config.Diagnose, focus Focus) Report {
 	r := Report{Schema: ReportSchema, Samples: len(series), Findings: []Finding{}, Proposals: []Proposal{}, Summary: []string{}}
 	if len(series) == 0 {
 		r.Summary = append(r.Summary, "No sample to read.")
@@ -53,14 +60,20 @@ func Run(series []*sample.Sample, cfg config.Diagnose) Report {
 			case ConfirmCounters:
 				add(i, rule.Counters(w, cfg))
 			case ConfirmPile:
-				cur := rule.Pile(w.Cur, series, cfg)
+				pile := rule.Pile
+				if rule.Focused != nil {
+					pile = func(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
+						return rule.Focused(s, focus, cfg)
+					}
+				}
+				cur := pile(w.Cur, series, cfg)
 				if w.Prev == nil {
 					add(i, cur)
 					continue
 				}
 				// A pile counts in an interval when both ends show it.
 				before := map[groupKey]bool{}
-				for _, o := range rule.Pile(w.Prev, series, cfg) {
+				for _, o := range pile(w.Prev, series, cfg) {
 					before[groupKey{o.Kind, o.Subject}] = true
 				}
 				var both []Observation
@@ -107,6 +120,7 @@ func Run(series []*sample.Sample, cfg config.Diagnose) Report {
 	}
 	r.Rates = rates(wins)
 	r.Summary = summarize(series, wins, r, cfg)
+	r.Symptom = answerSymptom(series, r, focus)
 	return r
 }
 

@@ -29,6 +29,7 @@ type ruleCase struct {
 	n         int
 	mut       func(i int, s *sample.Sample)
 	cfg       func(*config.Diagnose)
+	focus     Focus
 	want      []verdict
 	proposals []proposed
 	healthy   bool
@@ -594,6 +595,48 @@ func TestRules(t *testing.T) {
 			want: []verdict{{KindOrphanPressure, "host", SideApp, true}, {KindCloseWaitPile, "pid 4242 (nginx)", SideApp, true}},
 		},
 		{
+			name: "refused on a port nothing listens on: no-listener", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("0.0.0.0:22", 22, 0, 128, nil)}
+			},
+			focus: Focus{SymptomRefused, 8080},
+			want:  []verdict{{KindNoListener, "port 8080", SideApp, false}},
+		},
+		{
+			name: "refused on a port bound to loopback only: listener-local-only", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("127.0.0.1:8080", 8080, 0, 4096, nginx)}
+			},
+			focus: Focus{SymptomRefused, 8080},
+			want:  []verdict{{KindListenerLocalOnly, "127.0.0.1:8080", SideApp, true}},
+		},
+		{
+			name: "refused on a port listening on the wildcard: no port finding", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("127.0.0.1:8080", 8080, 0, 4096, nginx), listener("0.0.0.0:8080", 8080, 0, 4096, nginx)}
+			},
+			focus:   Focus{SymptomRefused, 8080},
+			healthy: true,
+		},
+		{
+			// Nothing read is nothing judged: without a listener table
+			// "nothing listens" would be a guess.
+			name: "refused without a listener table: not judged", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Missing = []sample.Missing{{Source: "ss-tan.txt", Reason: "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)"}}
+			},
+			focus:   Focus{SymptomRefused, 8080},
+			healthy: true,
+		},
+		{
+			name: "a timeout on a port is not judged by the port rule (it may be remote)", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("0.0.0.0:22", 22, 0, 128, nil)}
+			},
+			focus:   Focus{SymptomTimeout, 5432},
+			healthy: true,
+		},
+		{
 			name: "time wait bucket table overflow is informational", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Kernel = []sample.KernelEvent{{Kind: sample.KernelTWBucketOverflow, Line: "TCP: time wait bucket table overflow"}}
@@ -626,7 +669,7 @@ func TestRules(t *testing.T) {
 			if tc.cfg != nil {
 				tc.cfg(&c)
 			}
-			r := Run(series(tc.n, tc.mut), c)
+			r := RunFocus(series(tc.n, tc.mut), c, tc.focus)
 			var got []verdict
 			for _, f := range r.Findings {
 				got = append(got, verdict{f.Kind, f.Subject, f.Side, f.Confirmed})

@@ -134,6 +134,9 @@ type Report struct {
 	// IntervalSeconds is the mean spacing of the samples; absent for one
 	// sample or samples without times (a paste has none).
 	IntervalSeconds *float64 `json:"interval_seconds,omitempty"`
+	// Symptom answers first, when the user named a symptom or a port,
+	// whether the evidence explains it (absent otherwise).
+	Symptom *SymptomAnswer `json:"symptom,omitempty"`
 	// Summary is the plain-English read of the socket census.
 	Summary []string `json:"summary"`
 	// Healthy is true when there is no finding above info.

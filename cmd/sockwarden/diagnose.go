@@ -20,10 +20,12 @@ func init() { subcommands = append(subcommands, newDiagnoseCmd) }
 
 func newDiagnoseCmd(a *app) *cobra.Command {
 	var (
-		format *string
-		from   string
-		quiet  bool
-		rules  bool
+		format  *string
+		from    string
+		quiet   bool
+		rules   bool
+		symptom string
+		port    string
 	)
 	cmd := &cobra.Command{
 		Use:   "diagnose",
@@ -35,6 +37,10 @@ docs/sample-schema.md, "Pastes"), and answers in four sections: (a) a plain-Engl
 the sockets, (b) the verdict, app, kernel, peer or none, with the evidence,
 (c) the kernel change current -> proposed, only for kernel-side findings,
 (d) the command that verifies it and what "fixed" looks like.
+
+With --symptom (refused, timeout, reset, exhausted) and/or --port, the
+report first says whether the evidence explains what clients see, and
+what was not read that could.
 
 A finding is confirmed only when every interval shows it under load; a
 single sample (a one-snapshot bundle) gives unconfirmed findings only.
@@ -49,6 +55,7 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
   sockwarden diagnose --from bundle.tar.gz -o markdown > ticket.md
   sockwarden diagnose --from ticket.txt
   xclip -o | sockwarden diagnose --from -
+  sockwarden diagnose --from bundle.tar.gz --symptom refused --port 8080
   sockwarden diagnose --from bundle.tar.gz -o json | jq '.findings[] | {kind, side, confirmed}'
   sockwarden diagnose --rules`,
 		Args: cobra.NoArgs,
@@ -57,6 +64,10 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 				return diagnose.WriteRules(cmd.OutOrStdout())
 			}
 			write, err := reportWriter(*format)
+			if err != nil {
+				return err
+			}
+			focus, err := diagnoseFocus(symptom, port)
 			if err != nil {
 				return err
 			}
@@ -70,7 +81,7 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 			if err != nil {
 				return err
 			}
-			r := diagnose.Run(series, a.cfg.Diagnose)
+			r := diagnose.RunFocus(series, a.cfg.Diagnose, focus)
 			a.log.Named("diagnose").Debug("diagnosed",
 				zap.String("host", r.Host), zap.String("netns", remediate.NetnsName(r.Netns)), zap.Int("samples", r.Samples),
 				zap.Int("findings", len(r.Findings)), zap.Int("proposals", len(r.Proposals)), zap.Bool("healthy", r.Healthy))
@@ -95,7 +106,29 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 	f.StringVar(&from, "from", "", "diagnose a bundle (directory or .tar.gz from `sockwarden collect` or made by hand), or a paste of command outputs (a text file, - for stdin), instead of this host")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
 	f.BoolVar(&rules, "rules", false, "list the rules (kinds, sides, conditions, why) and exit")
+	f.StringVar(&symptom, "symptom", "", "what clients see: refused, timeout, reset or exhausted; the report answers first whether the evidence explains it")
+	f.StringVar(&port, "port", "", "the port the symptom is on (1-65535); with --symptom refused (or alone), checks that something listens on it, on an address clients reach")
 	return cmd
+}
+
+// diagnoseFocus checks --symptom and --port.
+func diagnoseFocus(symptom, port string) (diagnose.Focus, error) {
+	var f diagnose.Focus
+	if symptom != "" {
+		s, err := diagnose.ParseSymptom(symptom)
+		if err != nil {
+			return f, usageErr("--symptom: %v", err)
+		}
+		f.Symptom = s
+	}
+	if port != "" {
+		p, err := diagnose.ParsePort(port)
+		if err != nil {
+			return f, usageErr("--port: %v", err)
+		}
+		f.Port = p
+	}
+	return f, nil
 }
 
 func reportWriter(format string) (func(io.Writer, diagnose.Report) error, error) {
