@@ -373,5 +373,8 @@ func rates(wins []*window) map[string][]float64 {
 			out[c] = vals
 		}
 	}
+	if len(out) == 0 {
+		return nil
+	}
 	return out
 }
