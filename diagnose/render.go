@@ -297,6 +297,14 @@ func findingCheck(r Report, f Finding) (string, string) {
 		return pre + "cat /proc/net/sockstat", "TCP mem stays below the pressure value of net.ipv4.tcp_mem."
 	case KindOrphanPressure:
 		return pre + "cat /proc/net/sockstat", "orphan stays well below net.ipv4.tcp_max_orphans."
+	case KindTWBucketOverflow:
+		return pre + "dmesg | grep -c 'time wait bucket table overflow'; sysctl net.ipv4.tcp_max_tw_buckets", "the count of lines stops growing (or, being benign, is accepted)."
+	case KindSynSentPile:
+		return pre + "ss -Htan state syn-sent | wc -l", "connects to the destination leave SYN-SENT within a round trip: the count stays near 0."
+	case KindNoListener, KindListenerLocalOnly:
+		if p := findingPort(f.Subject); p != 0 {
+			return pre + fmt.Sprintf("ss -tlnp '( sport = :%d )'", p), "a listener on the port, bound to an address the clients use (0.0.0.0, :: or the host's address)."
+		}
 	case KindConntrackFull:
 		return pre + "cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max; dmesg | grep -c 'nf_conntrack: table full'",
 			"the count stays below the max and the number of `table full` lines stops growing."
@@ -354,6 +362,7 @@ func verdictLine(r Report) string {
 var handOnly = map[string]string{
 	KindTCPMemoryPressure: "net.ipv4.tcp_mem",
 	KindConntrackFull:     "net.netfilter.nf_conntrack_max",
+	KindTWBucketOverflow:  "net.ipv4.tcp_max_tw_buckets",
 }
 
 func noChangeWhy(r Report) string {

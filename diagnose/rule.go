@@ -129,14 +129,14 @@ var Rules = []Rule{
 		Confirm:   ConfirmPile, Pile: checkOrphans,
 	},
 	{
-		Name: "tw-buckets", Kinds: []string{KindTWBucketOverflow}, Sides: []Side{SideNone},
+		Name: "tw-buckets", Kinds: []string{KindTWBucketOverflow}, Sides: []Side{SideKernel},
 		Condition: "a `TCP: time wait bucket table overflow` kernel line",
-		Why:       "net.ipv4.tcp_max_tw_buckets was reached and some closing connections skipped TIME-WAIT: usually benign, a sign of a high close rate.",
+		Why:       "The kernel limit net.ipv4.tcp_max_tw_buckets was reached and some closing connections skipped TIME-WAIT: usually benign (informational), a sign of a high close rate; the limit is not on the allowlist.",
 		Confirm:   ConfirmPile, Pile: checkTWBuckets,
 	},
 	{
 		Name: "syn-sent", Kinds: []string{KindSynSentPile}, Sides: []Side{SidePeer},
-		Condition: "at least diagnose.syn_sent_min SYN-SENT sockets to one destination",
+		Condition: "at least diagnose.syn_sent_min SYN-SENT sockets to one destination, or at least 3 with no other socket to it",
 		Why:       "Our connects to that destination get no SYN-ACK: the peer or the path does not answer (connect() times out); no local sysctl helps.",
 		Confirm:   ConfirmPile, Pile: checkSynSent,
 	},

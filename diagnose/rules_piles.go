@@ -502,9 +502,10 @@ func checkOrphans(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []O
 }
 
 // checkTWBuckets reads the kernel's "time wait bucket table overflow": the
-// host reached net.ipv4.tcp_max_tw_buckets and a closing connection
-// skipped TIME-WAIT. Usually benign (TIME-WAIT only guards against late
-// segments of an old connection); informational.
+// host reached net.ipv4.tcp_max_tw_buckets (a kernel limit, hence side
+// kernel) and a closing connection skipped TIME-WAIT. Usually benign
+// (TIME-WAIT only guards against late segments of an old connection):
+// informational, and tcp_max_tw_buckets is not on the allowlist.
 func checkTWBuckets(s *sample.Sample, _ []*sample.Sample, _ config.Diagnose) []Observation {
 	ev := kernelLines(s, sample.KernelTWBucketOverflow)
 	if len(ev) == 0 {
@@ -515,13 +516,17 @@ func checkTWBuckets(s *sample.Sample, _ []*sample.Sample, _ config.Diagnose) []O
 		ev = append(ev, "net.ipv4.tcp_max_tw_buckets = "+v)
 	}
 	return []Observation{{
-		Kind: KindTWBucketOverflow, Subject: "host", Side: SideNone, Severity: SevInfo,
+		Kind: KindTWBucketOverflow, Subject: "host", Side: SideKernel, Severity: SevInfo,
 		Title:       "TIME-WAIT bucket table overflow: net.ipv4.tcp_max_tw_buckets reached",
-		Explanation: "The kernel reached net.ipv4.tcp_max_tw_buckets and closed some connections without keeping them in TIME-WAIT. This is usually benign: TIME-WAIT only protects a new connection on the same 4-tuple from late segments of an old one, and connections keep working. It means the host closes connections at a high rate (a client opening one connection per request, or a server closing first); connection reuse (keep-alive, pools) lowers it. Not a cause of refused or reset connections on its own.",
+		Explanation: "The kernel reached net.ipv4.tcp_max_tw_buckets and closed some connections without keeping them in TIME-WAIT. This is usually benign: TIME-WAIT only protects a new connection on the same 4-tuple from late segments of an old one, and connections keep working. It means the host closes connections at a high rate (a client opening one connection per request, or a server closing first); connection reuse (keep-alive, pools) lowers it. Not a cause of refused or reset connections on its own. The limit, net.ipv4.tcp_max_tw_buckets, is not on the remediation allowlist: if the message floods the log, raise it by hand.",
 		Evidence:    ev,
 		AppActions:  []string{"If the rate is unexpected, see who closes first: `ss -tan state time-wait | awk '{print $4, $5}' | sort | uniq -c | sort -rn | head`."},
 	}}
 }
+
+// synSentAllMin: this many SYN-SENT sockets to a destination with no other
+// socket to it are a pile below diagnose.syn_sent_min.
+const synSentAllMin = 3
 
 // checkSynSent finds outgoing connects piling up in SYN-SENT towards one
 // destination: the peer (or the path to it) does not answer; a responsive
@@ -530,7 +535,11 @@ func checkSynSent(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []O
 	var out []Observation
 	for _, d := range s.Destinations {
 		n := d.States[sample.StateSynSent]
-		if n < cfg.SynSentMin || localListener(s, d.Dst, d.DstPort) != nil {
+		// A pile: syn_sent_min of them, or every one of at least
+		// synSentAllMin sockets to the destination (not one connect
+		// answered, as a pasted `ss -ant` of a dead upstream shows).
+		pile := n >= cfg.SynSentMin || (n >= synSentAllMin && n == d.Total)
+		if !pile || localListener(s, d.Dst, d.DstPort) != nil {
 			// A destination that listens in this namespace is judged by
 			// its own queues (the accept- and SYN-queue rules).
 			continue

@@ -641,7 +641,7 @@ func TestRules(t *testing.T) {
 			mut: func(i int, s *sample.Sample) {
 				s.Kernel = []sample.KernelEvent{{Kind: sample.KernelTWBucketOverflow, Line: "TCP: time wait bucket table overflow"}}
 			},
-			want:    []verdict{{KindTWBucketOverflow, "host", SideNone, true}},
+			want:    []verdict{{KindTWBucketOverflow, "host", SideKernel, true}},
 			healthy: true,
 		},
 		{

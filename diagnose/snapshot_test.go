@@ -136,7 +136,7 @@ func TestOneSnapshotRules(t *testing.T) {
 			mut: func(i int, s *sample.Sample) {
 				s.Kernel = []sample.KernelEvent{{Kind: sample.KernelTWBucketOverflow, Line: "TCP: time wait bucket table overflow"}}
 			},
-			want: []want{{KindTWBucketOverflow, "host", SideNone, SevInfo, false}},
+			want: []want{{KindTWBucketOverflow, "host", SideKernel, SevInfo, false}},
 			says: "usually benign",
 		},
 		{
@@ -146,6 +146,23 @@ func TestOneSnapshotRules(t *testing.T) {
 				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.9", DstPort: 443, Total: 25, States: map[string]int{sample.StateSynSent: 25}}}
 			},
 			want: []want{{KindSynSentPile, "10.0.0.9:443 from 10.0.0.1", SidePeer, SevWarning, false}},
+		},
+		{
+			// A pasted `ss -ant` of a dead upstream: four connects, none answered.
+			name: "every socket to a destination in SYN-SENT (4 of 4): the peer", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateSynSent] = 4
+				s.Destinations = []sample.Destination{{Src: "172.27.233.198", Dst: "10.1.1.1", DstPort: 8080, Total: 4, States: map[string]int{sample.StateSynSent: 4}}}
+			},
+			want: []want{{KindSynSentPile, "10.1.1.1:8080 from 172.27.233.198", SidePeer, SevWarning, false}},
+		},
+		{
+			name: "a few SYN-SENT among answered connections: no pile", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateSynSent] = 4
+				s.States[sample.StateEstab] = 300
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.9", DstPort: 443, Total: 304, States: map[string]int{sample.StateSynSent: 4, sample.StateEstab: 300}}}
+			},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
