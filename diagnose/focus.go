@@ -222,7 +222,7 @@ func answerSymptom(series []*sample.Sample, r Report, f Focus) *SymptomAnswer {
 				}
 			}
 			if v6only {
-				notes = append(notes, fmt.Sprintf("It listens on IPv6 only: IPv4 clients of port %d are refused unless the socket is dual-stack (ss shows a dual-stack wildcard as *:%d).", f.Port, f.Port))
+				notes = append(notes, fmt.Sprintf("It listens on IPv6 addresses only: if the socket is IPv6-only (IPV6_V6ONLY, or net.ipv6.bindv6only=1), IPv4 clients of port %d are refused. Recent ss prints a dual-stack socket as *:%d and an IPv6-only one as [::]:%d; net-tools prints both as :::%d.", f.Port, f.Port, f.Port, f.Port))
 			}
 		}
 	}
