@@ -15,6 +15,9 @@ type coverage struct {
 	// sockets: the states of every TCP socket (ss -tan, sock_diag), so
 	// piles, destinations and ports can be judged.
 	sockets bool
+	// socketsPart: only part of the table was read (one state, a grep,
+	// counts from a pipeline).
+	socketsPart bool
 	// listeners: the LISTEN table (ss -tlnp, ss -tan, sock_diag).
 	listeners bool
 	// owners: process owners with descriptor counts and limits.
@@ -45,6 +48,14 @@ func coverageOf(s *sample.Sample) coverage {
 		c.sockets = false
 		// Without ss -tlnp either, the bundle says "listeners ... unknown".
 		c.listeners = c.listeners && !strings.Contains(m.Reason, "listeners")
+	}
+	for _, m := range s.Missing {
+		// A paste of part of the table (one state, one port, a grep) or
+		// of counts from a pipeline judges what it shows, and claims
+		// nothing of the rest.
+		if strings.Contains(m.Reason, "only part of the socket table") || strings.Contains(m.Reason, "state counts from a pipeline") {
+			c.sockets, c.socketsPart = false, true
+		}
 	}
 	c.owners = missing(s, "owners") == nil && missing(s, "process owners") == nil
 	c.sockstat, c.sockstatMem = true, true
@@ -85,14 +96,21 @@ func (c coverage) sysctl(key string) bool {
 func claims(series []*sample.Sample) (fine, notJudged []string) {
 	last := series[len(series)-1]
 	c := coverageOf(last)
-	rates := len(series) > 1 && c.dated && !series[0].Time.IsZero()
-	for _, s := range series[:len(series)-1] {
-		rates = rates && coverageOf(s).tcpExt
+	// A counter claim needs the counter itself in every sample (a pasted
+	// netstat -s has ListenOverflows but no TCPReqQFullDrop) and dates.
+	everywhere := func(name string) bool {
+		for _, s := range series {
+			if _, ok := s.Counters[name]; !ok {
+				return false
+			}
+		}
+		return true
 	}
+	rates := len(series) > 1 && c.dated && !series[0].Time.IsZero()
 	switch {
 	case !c.listeners:
 		notJudged = append(notJudged, "listen queues (no listener table: capture ss -tlnp)")
-	case c.tcpExt && rates:
+	case rates && everywhere(cOverflows):
 		fine = append(fine, "no listener overflowed")
 	default:
 		fine = append(fine, "no listener full in the snapshot")
@@ -100,14 +118,18 @@ func claims(series []*sample.Sample) (fine, notJudged []string) {
 	switch {
 	case !c.tcpExt:
 		notJudged = append(notJudged, "listen and SYN-queue drops (no TcpExt counters: capture nstat -az, twice)")
-	case rates:
+	case rates && everywhere(cReqQDrop) && everywhere(cDrops):
 		fine = append(fine, "no SYN-queue drops")
+	case rates:
+		notJudged = append(notJudged, "SYN-queue drops ("+cReqQDrop+" or "+cDrops+" not read: capture nstat -az)")
 	default:
 		notJudged = append(notJudged, "drop rates (counters without two dated samples are cumulative since boot: capture nstat -az twice, with date)")
 	}
 	switch {
 	case !c.sockets && last.Partial:
 		notJudged = append(notJudged, "state piles and ports (cheap sample)")
+	case c.socketsPart:
+		notJudged = append(notJudged, "state piles and ports beyond the part of the socket table read (capture ss -tanp)")
 	case !c.sockets:
 		notJudged = append(notJudged, "state piles and ports (no socket table: capture ss -tanp)")
 	default:
