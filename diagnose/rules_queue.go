@@ -157,6 +157,10 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 		o.Title = fmt.Sprintf("slow acceptor: %s stays at its accept-queue limit", l.Local)
 		o.Explanation = fmt.Sprintf("The accept queue of %s is full all the time, not only in bursts: the application (%s) accepts connections more slowly than they arrive. New connections are dropped and retried by the clients (seconds of delay each). A bigger queue would only hold more connections waiting longer; the fix is in the application.", l.Local, ownersLong(l.Owners))
 		o.AppActions = slowAcceptActions(l)
+	case l.LimitUnknown:
+		o.Side = SideUnknown
+		o.Title = fmt.Sprintf("%s overflow on %s (its limit is not in the capture)", queue, l.Local)
+		o.Explanation = fmt.Sprintf("%d connections wait in the %s of %s, but the capture does not show the queue's limit (net-tools and busybox netstat print 0 for a listener's Send-Q), so it cannot say whether the application's backlog or net.core.somaxconn caps it. Capture `ss -tlnp` (Send-Q is the limit) and `sysctl net.core.somaxconn`.", l.RecvQ, queue, l.Local)
 	case !okS:
 		o.Side = SideUnknown
 		o.Title = fmt.Sprintf("%s overflow on %s (somaxconn unknown)", queue, l.Local)
@@ -280,6 +284,16 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 			}
 		}
 	}
+	sinceBoot := false
+	if snapshot && w.Delta == nil && len(hits) == 0 && len(cur.Listeners) == 1 {
+		// One sample: overflows counted since boot and a single listener
+		// in the input to own them (a pasted netstat -s with ss -lnt).
+		if v, _ := cur.Counter(cOverflows); v > 0 {
+			l := &cur.Listeners[0]
+			hits = append(hits, hit{l, peakOf(cur, l.Local)})
+			sinceBoot = true
+		}
+	}
 	if snapshot {
 		if len(hits) == 0 {
 			// A cumulative counter with no listener full now may be
@@ -336,11 +350,21 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 		if fallback {
 			ev = append(ev, "the only listener in the namespace; its queue was not caught at the limit (bursts shorter than a poll)")
 		}
-		if snapshot && overflowing(h.l) {
+		switch {
+		case snapshot && h.l.LimitUnknown && overflowing(h.l):
+			ev = append(ev, fmt.Sprintf("Recv-Q %d: connections waiting for accept(); the capture does not show the queue's limit (net-tools and busybox netstat print 0 for a listener's Send-Q: capture ss -tlnp)", h.l.RecvQ))
+			if commonBacklog(h.l.RecvQ - 1) {
+				ev = append(ev, fmt.Sprintf("Recv-Q %d = %d + 1: the kernel's signature of a full queue with a backlog of %d", h.l.RecvQ, h.l.RecvQ-1, h.l.RecvQ-1))
+			}
+		case snapshot && overflowing(h.l):
 			ev = append(ev, fmt.Sprintf("Recv-Q %d > Send-Q %d: the queue holds its limit plus one, so it is full and refusing handshakes now", h.l.RecvQ, h.l.SendQ))
 		}
 		o := listenerVerdict(w, cfg, KindAcceptQueueOverflow, cOverflows, h.l, h.pk, ev)
 		o.Unconfirmed = unconf
+		if sinceBoot {
+			o.Evidence = append(o.Evidence, "the only listener in the input; its queue is not full now: the overflows may be from any time since boot")
+			o.Explanation += " Judged from one snapshot: the overflow counter is cumulative since boot and this is the only listener in the input to own it; whether it still overflows needs a second sample (nstat -az TcpExtListenOverflows, twice)."
+		}
 		if snapshot && overflowing(h.l) {
 			o.Explanation += " Judged from one snapshot of the queue: confirm with a second sample and the counters (nstat -az TcpExtListenOverflows TcpExtListenDrops, twice)."
 		}
@@ -428,7 +452,27 @@ func checkSynQueue(w *window, cfg config.Diagnose) []Observation {
 		// say it happened since boot, not that it happens now. The
 		// kernel's own line is a finding on its own.
 		if line != nil {
-			return []Observation{synLineObservation(w, cfg, l, line, subject, ev)}
+			// One finding per listener the kernel named (a paste may
+			// hold lines for several ports).
+			var out []Observation
+			seen := map[string]bool{}
+			for i := range cur.Kernel {
+				e := &cur.Kernel[i]
+				if e.Kind != sample.KernelSynFlood {
+					continue
+				}
+				el, subj := listenerFor(cur, e.Addr, e.Port), floodSubject(*e)
+				if el != nil {
+					subj = el.Local
+				}
+				if seen[subj] {
+					continue
+				}
+				seen[subj] = true
+				lev := append([]string{}, ev[:len(ev)-1]...) // without the first line's quote
+				out = append(out, synLineObservation(w, cfg, el, e, subj, append(lev, "kernel: "+e.Line)))
+			}
+			return out
 		}
 		if synRecv < cfg.SynRecvMin {
 			return nil

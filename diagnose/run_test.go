@@ -195,11 +195,20 @@ func TestRules(t *testing.T) {
 			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
 		},
 		{
-			name: "one sample with an old counter and no full listener is not a finding", n: 1,
+			// One snapshot tells the truth it holds: overflows since boot,
+			// and the only listener in the input to own them (a pasted
+			// netstat -s with ss -lnt). Unconfirmed; the proposal not ready.
+			name: "one sample with an old counter and a single listener: an unconfirmed finding on it", n: 1,
 			mut: func(i int, s *sample.Sample) {
 				burstListener(128, "128")(i, s)
 				s.Listeners = s.Listeners[:1]
 			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+		},
+		{
+			name: "one sample with an old counter and several listeners, none full: not a finding", n: 1,
+			mut:     burstListener(128, "128"),
 			healthy: true,
 		},
 		{

@@ -148,6 +148,51 @@ func TestOneSnapshotRules(t *testing.T) {
 			want: []want{{KindSynSentPile, "10.0.0.9:443 from 10.0.0.1", SidePeer, SevWarning, false}},
 		},
 		{
+			name: "two SYN flooding lines for two ports: one finding each", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Kernel = []sample.KernelEvent{
+					{Kind: sample.KernelSynFlood, Addr: "0.0.0.0", Port: 8080, Action: "cookies", Line: "TCP: request_sock_TCP: Possible SYN flooding on port 0.0.0.0:8080. Sending cookies.  Check SNMP counters."},
+					{Kind: sample.KernelSynFlood, Addr: "0.0.0.0", Port: 25565, Action: "cookies", Line: "TCP: request_sock_TCP: Possible SYN flooding on port 0.0.0.0:25565. Sending cookies.  Check SNMP counters."},
+					{Kind: sample.KernelSynFlood, Addr: "0.0.0.0", Port: 8080, Action: "cookies", Line: "TCP: request_sock_TCP: Possible SYN flooding on port 0.0.0.0:8080. Sending cookies.  Check SNMP counters."},
+				}
+			},
+			want: []want{
+				{KindSynQueueOverflow, "0.0.0.0:25565", SideUnknown, SevWarning, false},
+				{KindSynQueueOverflow, "0.0.0.0:8080", SideUnknown, SevWarning, false},
+			},
+		},
+		{
+			// net-tools netstat prints 0 for a listener's Send-Q.
+			name: "net-tools listener with Recv-Q 101, limit unknown: full at Tomcat's 100, side unknown", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				noCounters(s)
+				l := listener("0.0.0.0:80", 80, 101, 0, nginx)
+				l.LimitUnknown = true
+				s.Listeners = []sample.Listener{l}
+			},
+			want: []want{{KindAcceptQueueOverflow, "0.0.0.0:80", SideUnknown, SevWarning, false}},
+			says: "capture does not show the queue's limit",
+		},
+		{
+			name: "net-tools listener with Recv-Q 2, limit unknown: not judged an overflow", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				noCounters(s)
+				l := listener("0.0.0.0:80", 80, 2, 0, nginx)
+				l.LimitUnknown = true
+				s.Listeners = []sample.Listener{l}
+			},
+		},
+		{
+			name: "one sample: overflows since boot and the only listener in the input", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Counters[cOverflows] = 3220
+				delete(s.Sysctls, kSomaxconn)
+				s.Listeners = []sample.Listener{listener("0.0.0.0:20880", 20880, 0, 50, nil)}
+			},
+			want: []want{{KindAcceptQueueOverflow, "0.0.0.0:20880", SideUnknown, SevWarning, false}},
+			says: "cumulative since boot",
+		},
+		{
 			// A pasted `ss -ant` of a dead upstream: four connects, none answered.
 			name: "every socket to a destination in SYN-SENT (4 of 4): the peer", n: 1,
 			mut: func(i int, s *sample.Sample) {
