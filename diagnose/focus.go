@@ -132,7 +132,7 @@ func checkPort(s *sample.Sample, f Focus, _ config.Diagnose) []Observation {
 		Kind: KindListenerLocalOnly, Subject: on[0].Local, Side: SideApp, Severity: SevWarning,
 		Title:       fmt.Sprintf("port %d listens on loopback only (%s)", f.Port, strings.Join(addrs, ", ")),
 		Explanation: fmt.Sprintf("Port %d is bound to a loopback address only, so connections from other hosts (or other namespaces) are refused; only clients on this host reach it. If the clients come from outside, the application must bind to 0.0.0.0, :: or the host's address. No sysctl is involved.", f.Port),
-		Evidence:    []string{fmt.Sprintf("listening on %s, owned by %s", strings.Join(addrs, ", "), ownersLong(on[0].Owners))},
+		Evidence:    []string{fmt.Sprintf("listening on %s only (%s)", strings.Join(addrs, ", "), ownersLong(on[0].Owners))},
 		AppActions:  []string{fmt.Sprintf("Bind the service to the address its clients use (e.g. nginx `listen 0.0.0.0:%d;`, `--bind 0.0.0.0`, Docker `-p %d:%d` rather than `-p 127.0.0.1:%d:%d`), then restart it.", f.Port, f.Port, f.Port, f.Port, f.Port)},
 	}}
 }
@@ -210,7 +210,11 @@ func answerSymptom(series []*sample.Sample, r Report, f Focus) *SymptomAnswer {
 		var on []string
 		for _, l := range last.Listeners {
 			if l.Port == f.Port {
-				on = append(on, fmt.Sprintf("%s (Recv-Q %d, Send-Q %d, %s)", l.Local, l.RecvQ, l.SendQ, ownersLong(l.Owners)))
+				limit := fmt.Sprintf("Send-Q %d", l.SendQ)
+				if l.LimitUnknown {
+					limit = "limit not in the capture"
+				}
+				on = append(on, fmt.Sprintf("%s (Recv-Q %d, %s, %s)", l.Local, l.RecvQ, limit, ownersLong(l.Owners)))
 			}
 		}
 		if len(on) > 0 {

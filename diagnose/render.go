@@ -314,6 +314,9 @@ func findingCheck(r Report, f Finding) (string, string) {
 
 func header(r Report) string {
 	h := "host " + r.Host
+	if r.Host == "" {
+		h = "host unknown" // a paste names none
+	}
 	if r.Netns != "" {
 		h += ", netns " + r.Netns
 	}

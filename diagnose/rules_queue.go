@@ -164,7 +164,7 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 	case !okS:
 		o.Side = SideUnknown
 		o.Title = fmt.Sprintf("%s overflow on %s (somaxconn unknown)", queue, l.Local)
-		o.Explanation = fmt.Sprintf("The %s of %s reached its limit %d and connections were dropped, but net.core.somaxconn was not recorded, so the samples cannot say whether the application's backlog or the kernel's cap limits it.", queue, l.Local, l.SendQ)
+		o.Explanation = fmt.Sprintf("The %s of %s reached its limit %d and connections were dropped, but net.core.somaxconn was not recorded, so the samples cannot say whether the application's backlog or the kernel's cap limits it. Capture `sysctl net.core.somaxconn`: a Send-Q below it is the application's backlog, equal to it the kernel's cap.", queue, l.Local, l.SendQ)
 	case int64(l.SendQ) < somax:
 		want := min(somax, nextPow2(max(2*int64(l.SendQ), 2*peakDemand(w.Series, l.Local), 1)))
 		o.Side = SideApp

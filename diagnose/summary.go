@@ -45,6 +45,9 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 			}
 		}
 		line := fmt.Sprintf("%s; the fullest is %s (%s) with Recv-Q %d of Send-Q %d", plural(n, "listener"), full.Local, ownersLong(full.Owners), full.RecvQ, full.SendQ)
+		if full.LimitUnknown {
+			line = fmt.Sprintf("%s; the fullest is %s (%s) with Recv-Q %d (its limit is not in the capture)", plural(n, "listener"), full.Local, ownersLong(full.Owners), full.RecvQ)
+		}
 		if pk := peakOf(last, full.Local); pk != nil {
 			line += fmt.Sprintf(", peak %d in the last watch (%d polls)", pk.PeakRecvQ, pk.Polls)
 		}
