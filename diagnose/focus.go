@@ -189,6 +189,9 @@ func answerSymptom(series []*sample.Sample, r Report, f Focus) *SymptomAnswer {
 	switch f.Symptom {
 	case SymptomRefused, SymptomReset:
 		kinds[KindAcceptQueueOverflow] = okAbort && abort != 0
+	case SymptomTimeout:
+		// With tcp_abort_on_overflow=1 an overflow resets at once.
+		kinds[KindAcceptQueueOverflow] = !okAbort || abort == 0
 	case SymptomNone:
 		for k := range kindsAll() {
 			kinds[k] = true

@@ -270,6 +270,23 @@ func TestSymptomAnswer(t *testing.T) {
 			explained: true, by: []string{"accept-queue-overflow on 0.0.0.0:8080"},
 		},
 		{
+			name: "timeout with abort_on_overflow=1: an overflow resets, it does not explain timeouts",
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls["net.ipv4.tcp_abort_on_overflow"] = "1"
+				s.Listeners = []sample.Listener{listener("0.0.0.0:8080", 8080, 129, 128, nginx)}
+			},
+			focus: Focus{SymptomTimeout, 8080},
+		},
+		{
+			name: "timeout with abort_on_overflow=0: the overflow explains it",
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls["net.ipv4.tcp_abort_on_overflow"] = "0"
+				s.Listeners = []sample.Listener{listener("0.0.0.0:8080", 8080, 129, 128, nginx)}
+			},
+			focus:     Focus{SymptomTimeout, 8080},
+			explained: true, by: []string{"accept-queue-overflow on 0.0.0.0:8080"},
+		},
+		{
 			name: "timeout on another port than the overflowing one is not explained by it",
 			mut: func(i int, s *sample.Sample) {
 				s.Listeners = []sample.Listener{listener("0.0.0.0:8080", 8080, 129, 128, nginx)}
