@@ -298,8 +298,10 @@ func checkFinWait2(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []
 		return nil
 	}
 	timeout := "?"
+	timeoutLine := kFinTimeout + " not read"
 	if v, ok := s.Sysctls[kFinTimeout]; ok {
 		timeout = v
+		timeoutLine = fmt.Sprintf("%s = %s", kFinTimeout, v)
 	}
 	var out []Observation
 	owned := 0
@@ -325,7 +327,7 @@ func checkFinWait2(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []
 			Kind: KindFinWait2Pile, Subject: "orphaned", Side: SidePeer, Severity: SevWarning,
 			Title:       fmt.Sprintf("%d orphaned FIN-WAIT-2 sockets: peers do not close", orphans),
 			Explanation: fmt.Sprintf("We closed these connections and the peers acknowledged but never closed their side. They have no owner any more and the kernel drops them after net.ipv4.tcp_fin_timeout (%s s). Peer-side behaviour (clients that keep half-open connections, a middlebox eating FINs), not a kernel limit; no sysctl change is proposed.", timeout),
-			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets, %d of them orphaned", total, orphans), fmt.Sprintf("%s = %s", kFinTimeout, timeout)},
+			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets, %d of them orphaned", total, orphans), timeoutLine},
 			AppActions:  []string{"Find the peers (`ss -tan state fin-wait-2`) and why they do not close: a client library that keeps sockets half-open, a proxy or firewall dropping FINs."},
 		})
 	case !haveOrphans && len(s.Processes) == 0:
@@ -333,7 +335,7 @@ func checkFinWait2(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []
 			Kind: KindFinWait2Pile, Subject: "host", Side: SideUnknown, Severity: SevWarning,
 			Title:       fmt.Sprintf("%d FIN-WAIT-2 sockets, owners unknown", total),
 			Explanation: "We closed these connections and the peers have not closed theirs. Without owner data (capture `ss -tanep` or run as root) the samples cannot say whether they are orphaned (peer side, gone after tcp_fin_timeout) or held by an application that called shutdown() without close(). No sysctl helps either way.",
-			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets", total), fmt.Sprintf("%s = %s", kFinTimeout, timeout)},
+			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets", total), timeoutLine},
 		})
 	}
 	return out

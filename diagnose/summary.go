@@ -17,7 +17,7 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 	case last.Partial:
 		out = append(out, "Cheap sample (listeners, counters, sysctls only): sockets by state, destinations and processes were not counted, so state piles and ports are not judged.")
 	case cov.socketsPart:
-		out = append(out, fmt.Sprintf("Part of the socket table only: %s: %s.", plural(last.Total, "TCP socket"), statesLine(last.States)))
+		out = append(out, fmt.Sprintf("%s: %s (part of the socket table, or counts without addresses: state piles are judged, ports and owners not).", plural(last.Total, "TCP socket"), statesLine(last.States)))
 	case !cov.sockets:
 		out = append(out, "TCP sockets by state not read (no socket table: capture ss -tanp): state piles, destinations and ports are not judged.")
 	default:
