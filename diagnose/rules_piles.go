@@ -7,14 +7,15 @@ import (
 	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
 const (
-	kPortRange  = "net.ipv4.ip_local_port_range"
-	kReserved   = "net.ipv4.ip_local_reserved_ports"
+	kPortRange  = policy.KeyPortRange
+	kReserved   = policy.KeyReserved
 	kUnpriv     = "net.ipv4.ip_unprivileged_port_start"
-	kTwReuse    = "net.ipv4.tcp_tw_reuse"
+	kTwReuse    = policy.KeyTwReuse
 	kFinTimeout = "net.ipv4.tcp_fin_timeout"
 	kTCPMem     = "net.ipv4.tcp_mem"
 	kMaxOrphans = "net.ipv4.tcp_max_orphans"

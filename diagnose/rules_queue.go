@@ -17,9 +17,9 @@ const (
 	cCookRecv  = "TcpExtSyncookiesRecv"
 	cCookFail  = "TcpExtSyncookiesFailed"
 
-	kSomaxconn  = "net.core.somaxconn"
-	kSynBacklog = "net.ipv4.tcp_max_syn_backlog"
-	kSyncookies = "net.ipv4.tcp_syncookies"
+	kSomaxconn  = policy.KeySomaxconn
+	kSynBacklog = policy.KeySynBacklog
+	kSyncookies = policy.KeySyncookies
 )
 
 // loadCheck returns why a window does not count for lack of load ("" when
