@@ -23,6 +23,7 @@ func TestDiagnoseValidation(t *testing.T) {
 		{"diagnose.fin_wait2_min", func(d *Diagnose) { d.FinWait2Min = 0 }},
 		{"diagnose.time_wait_min", func(d *Diagnose) { d.TimeWaitMin = -5 }},
 		{"diagnose.syn_recv_min", func(d *Diagnose) { d.SynRecvMin = 0 }},
+		{"diagnose.syn_sent_min", func(d *Diagnose) { d.SynSentMin = 0 }},
 		{"diagnose.port_use_ratio", func(d *Diagnose) { d.PortUseRatio = 1.5 }},
 		{"diagnose.fd_use_ratio", func(d *Diagnose) { d.FDUseRatio = 0 }},
 		{"diagnose.somaxconn_cap", func(d *Diagnose) { d.SomaxconnCap = 64 }},

@@ -63,6 +63,10 @@ type Diagnose struct {
 	FinWait2Min int `mapstructure:"fin_wait2_min"`
 	TimeWaitMin int `mapstructure:"time_wait_min"`
 	SynRecvMin  int `mapstructure:"syn_recv_min"`
+	// SynSentMin: at least this many SYN-SENT sockets to one destination
+	// are a pile (the peer does not answer); a responsive peer leaves
+	// connects in SYN-SENT for one round trip only.
+	SynSentMin int `mapstructure:"syn_sent_min"`
 	// PortUseRatio: a destination using this share of the usable
 	// ephemeral ports is near exhaustion.
 	PortUseRatio float64 `mapstructure:"port_use_ratio"`
@@ -97,7 +101,7 @@ func defaultDiagnose() Diagnose {
 	return Diagnose{
 		Samples: 2, Interval: 5 * time.Second,
 		MinArrivalsPerSec: 5, MinDropsPerSec: 0,
-		CloseWaitMin: 100, FinWait2Min: 500, TimeWaitMin: 5000, SynRecvMin: 100,
+		CloseWaitMin: 100, FinWait2Min: 500, TimeWaitMin: 5000, SynRecvMin: 100, SynSentMin: 20,
 		PortUseRatio: 0.8, FDUseRatio: 0.9,
 		SomaxconnCap: 65535, SynBacklogCap: 65536,
 		SaturatedRatio: 0.5, OrphanUseRatio: 0.8, PortRangeFloor: 10000,
@@ -119,7 +123,8 @@ func (d Diagnose) validate() error {
 	errs = append(errs, positiveDur("diagnose.interval", d.Interval),
 		ratio("diagnose.port_use_ratio", d.PortUseRatio), ratio("diagnose.fd_use_ratio", d.FDUseRatio),
 		positive("diagnose.close_wait_min", d.CloseWaitMin), positive("diagnose.fin_wait2_min", d.FinWait2Min),
-		positive("diagnose.time_wait_min", d.TimeWaitMin), positive("diagnose.syn_recv_min", d.SynRecvMin))
+		positive("diagnose.time_wait_min", d.TimeWaitMin), positive("diagnose.syn_recv_min", d.SynRecvMin),
+		positive("diagnose.syn_sent_min", d.SynSentMin))
 	if d.MinArrivalsPerSec < 0 {
 		errs = append(errs, fmt.Errorf("diagnose.min_arrivals_per_sec: must not be negative"))
 	}

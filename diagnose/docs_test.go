@@ -29,8 +29,14 @@ func TestRulesDocumented(t *testing.T) {
 		if r.Condition == "" || r.Why == "" || len(r.Kinds) == 0 || len(r.Sides) == 0 {
 			t.Errorf("rule %q lacks a condition, an explanation, kinds or sides", r.Name)
 		}
-		if (r.Counters == nil) == (r.Pile == nil) || (r.Confirm == ConfirmCounters) != (r.Counters != nil) {
-			t.Errorf("rule %q: exactly one of Counters and Pile must be set, matching Confirm", r.Name)
+		set := 0
+		for _, f := range []bool{r.Counters != nil, r.Pile != nil, r.Focused != nil} {
+			if f {
+				set++
+			}
+		}
+		if set != 1 || (r.Confirm == ConfirmCounters) != (r.Counters != nil) {
+			t.Errorf("rule %q: exactly one of Counters, Pile and Focused must be set, matching Confirm", r.Name)
 		}
 	}
 	for _, k := range config.Keys() {
@@ -48,7 +54,7 @@ func TestReportSchemaDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	for _, v := range []any{Report{}, Finding{}, Proposal{}, Change{}, Verification{}} {
+	for _, v := range []any{Report{}, Finding{}, Proposal{}, Change{}, Verification{}, SymptomAnswer{}} {
 		rt := reflect.TypeOf(v)
 		for i := 0; i < rt.NumField(); i++ {
 			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")

@@ -48,6 +48,15 @@ func WriteRules(w io.Writer) error {
 func WriteText(w io.Writer, r Report) error {
 	b := bufio.NewWriter(w)
 	fmt.Fprintf(b, "sockwarden diagnose: %s\n", header(r))
+	if a := r.Symptom; a != nil {
+		writeWrapped(b, "Symptom: ", "  ", a.Answer)
+		if len(a.NotRead) > 0 {
+			writeWrapped(b, "Not read that could explain it: ", "  ", strings.Join(a.NotRead, "; ")+".")
+		}
+	}
+	if r.Read != "" {
+		writeWrapped(b, "", "  ", r.Read)
+	}
 	fmt.Fprintf(b, "%s\n\n", verdictLine(r))
 
 	fmt.Fprintln(b, "(a) Read")
@@ -111,8 +120,17 @@ func WriteText(w io.Writer, r Report) error {
 func WriteMarkdown(w io.Writer, r Report) error {
 	b := bufio.NewWriter(w)
 	fmt.Fprintf(b, "# sockwarden diagnosis: %s\n\n", mdHost(r))
+	if a := r.Symptom; a != nil {
+		fmt.Fprintf(b, "**Symptom:** %s\n\n", a.Answer)
+		if len(a.NotRead) > 0 {
+			fmt.Fprintf(b, "Not read that could explain it: %s.\n\n", strings.Join(a.NotRead, "; "))
+		}
+	}
 	fmt.Fprintf(b, "**%s**\n\n", verdictLine(r))
 	fmt.Fprintf(b, "Source: `%s`, %s.\n\n", r.Source, samplesPhrase(r))
+	if r.Read != "" {
+		fmt.Fprintf(b, "%s\n\n", strings.Replace(r.Read, "read: ", "Read: ", 1))
+	}
 
 	fmt.Fprintln(b, "## (a) Read")
 	fmt.Fprintln(b)
@@ -279,6 +297,14 @@ func findingCheck(r Report, f Finding) (string, string) {
 		return pre + "cat /proc/net/sockstat", "TCP mem stays below the pressure value of net.ipv4.tcp_mem."
 	case KindOrphanPressure:
 		return pre + "cat /proc/net/sockstat", "orphan stays well below net.ipv4.tcp_max_orphans."
+	case KindTWBucketOverflow:
+		return pre + "dmesg | grep -c 'time wait bucket table overflow'; sysctl net.ipv4.tcp_max_tw_buckets", "the count of lines stops growing (or, being benign, is accepted)."
+	case KindSynSentPile:
+		return pre + "ss -Htan state syn-sent | wc -l", "connects to the destination leave SYN-SENT within a round trip: the count stays near 0."
+	case KindNoListener, KindListenerLocalOnly:
+		if p := findingPort(f.Subject); p != 0 {
+			return pre + fmt.Sprintf("ss -tlnp '( sport = :%d )'", p), "a listener on the port, bound to an address the clients use (0.0.0.0, :: or the host's address)."
+		}
 	case KindConntrackFull:
 		return pre + "cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max; dmesg | grep -c 'nf_conntrack: table full'",
 			"the count stays below the max and the number of `table full` lines stops growing."
@@ -288,6 +314,9 @@ func findingCheck(r Report, f Finding) (string, string) {
 
 func header(r Report) string {
 	h := "host " + r.Host
+	if r.Host == "" {
+		h = "host unknown" // a paste names none
+	}
 	if r.Netns != "" {
 		h += ", netns " + r.Netns
 	}
@@ -306,7 +335,10 @@ func samplesPhrase(r Report) string {
 	if r.Samples == 1 {
 		return "1 sample"
 	}
-	return fmt.Sprintf("%d samples %.1fs apart", r.Samples, r.IntervalSeconds)
+	if r.IntervalSeconds == nil {
+		return fmt.Sprintf("%d samples, times unknown", r.Samples)
+	}
+	return fmt.Sprintf("%d samples %.1fs apart", r.Samples, *r.IntervalSeconds)
 }
 
 func verdictLine(r Report) string {
@@ -333,6 +365,7 @@ func verdictLine(r Report) string {
 var handOnly = map[string]string{
 	KindTCPMemoryPressure: "net.ipv4.tcp_mem",
 	KindConntrackFull:     "net.netfilter.nf_conntrack_max",
+	KindTWBucketOverflow:  "net.ipv4.tcp_max_tw_buckets",
 }
 
 func noChangeWhy(r Report) string {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sockwarden/sockwarden/diagnose/diagnosetest"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -128,48 +129,18 @@ func TestTextSections(t *testing.T) {
 	}
 }
 
-// TestRandomSeries runs Run over random series: it never panics and every
-// report keeps the invariants (no sysctl for app, peer, none or unknown
-// findings; never tcp_tw_recycle; never tcp_max_syn_backlog with cookies
-// on; proposals of unconfirmed findings not ready).
-func TestRandomSeries(t *testing.T) {
+// TestPropRandomSeries runs Run over random series (diagnosetest.Series,
+// shared with remediate's guard property test) under random valid
+// configurations: it never panics and every report keeps the invariants
+// (no sysctl for app, peer, none or unknown findings; never
+// tcp_tw_recycle; never tcp_max_syn_backlog with cookies on; proposals of
+// unconfirmed findings not ready; no widened range over a listening port).
+func TestPropRandomSeries(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
-	for n := 0; n < 400; n++ {
-		ns := 1 + rng.IntN(3)
-		ser := series(ns, func(i int, s *sample.Sample) {
-			load(s, i, uint64(rng.IntN(50)), uint64(rng.IntN(50)))
-			for _, c := range []string{cOverflows, cDrops, cReqQDrop, cReqQCook, cCookSent, cCookRecv, cCookFail} {
-				if rng.IntN(2) == 0 {
-					rise(s, i, c, uint64(rng.IntN(100)), uint64(rng.IntN(40)))
-				}
-			}
-			s.Sysctls[kSomaxconn] = pick("64", "128", "4096", "65535")
-			s.Sysctls[kSyncookies] = pick("0", "1", "2")
-			s.Sysctls[kTwReuse] = pick("0", "1", "2")
-			s.Sysctls[kPortRange] = pick("32768 60999", "40000 40199", "1024 65535", "61000 61000")
-			s.Sysctls[kReserved] = pick("", "40100", "8080,40000-40050")
-			s.States[sample.StateSynRecv] = rng.IntN(300)
-			s.States[sample.StateCloseWait] = rng.IntN(300)
-			s.States[sample.StateFinWait2] = rng.IntN(1000)
-			s.States[sample.StateTimeWait] = rng.IntN(10000)
-			s.Orphans[sample.StateFinWait2] = rng.IntN(1000)
-			s.Sockstat.TCPMemPages = rng.IntN(200000)
-			s.Sockstat.TCPOrphan = rng.IntN(70000)
-			for j := rng.IntN(3); j > 0; j-- {
-				sq := uint32(pick2(rng, 64, 128, 4096))
-				port := uint16(pick2(rng, 8000, 40150, 40390, 60500, 65000) + j)
-				s.Listeners = append(s.Listeners, listener("127.0.0.1:"+itoa(int(port)), port, uint32(rng.IntN(int(sq)+2)), sq, nginx))
-			}
-			if rng.IntN(2) == 0 && len(s.Listeners) > 0 {
-				l := s.Listeners[0]
-				polls := 1 + rng.IntN(100)
-				s.Watch = watch(sample.ListenerPeak{Local: l.Local, Port: l.Port, SendQ: l.SendQ, PeakRecvQ: l.SendQ + 1, AtLimit: rng.IntN(polls + 1), Drained: rng.IntN(5), Polls: polls})
-			}
-			s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: pick("10.0.0.5", "127.0.0.1"), DstPort: 443, Total: rng.IntN(30000), States: map[string]int{sample.StateTimeWait: rng.IntN(30000)}}}
-			s.Processes = []sample.Process{{Owner: sample.Owner{PID: 7, Comm: "x", FDs: rng.IntN(1100), FDLimit: 1024}, Total: 10, States: map[string]int{sample.StateCloseWait: rng.IntN(300), sample.StateFinWait2: rng.IntN(800)}}}
-		})
-		r := Run(ser, cfg())
+	for n := 0; n < 1000; n++ {
+		c := diagnosetest.Config(rng)
+		ser := diagnosetest.Series(rng)
+		r := Run(ser, c)
 		checkInvariants(t, r)
 		last := ser[len(ser)-1]
 		for _, p := range r.Proposals {
@@ -183,7 +154,7 @@ func TestRandomSeries(t *testing.T) {
 				}
 				f := strings.Fields(c.Proposed)
 				lo, hi := atoi(f[0]), atoi(f[1])
-				if len(f) != 2 || lo < 1024 || lo > hi || hi > 65535 {
+				if len(f) != 2 || lo < min(1024, atoi(strings.Fields(c.Current)[0])) || lo > hi || hi > 65535 {
 					t.Fatalf("bad range proposal %q", c.Proposed)
 				}
 				for _, x := range ser {
@@ -200,8 +171,6 @@ func TestRandomSeries(t *testing.T) {
 		}
 	}
 }
-
-func pick2(r *rand.Rand, xs ...int) int { return xs[r.IntN(len(xs))] }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 

@@ -42,6 +42,9 @@ type Rule struct {
 	// hold over all of it (a widened port range keeps out every port
 	// that listened in any sample).
 	Pile func(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) []Observation
+	// Focused, instead of Pile, judges one sample for what the user named
+	// (--symptom, --port); confirmed as a pile is.
+	Focused func(s *sample.Sample, f Focus, cfg config.Diagnose) []Observation
 }
 
 // Observation is what a rule saw in one window.
@@ -120,10 +123,28 @@ var Rules = []Rule{
 		Confirm:   ConfirmPile, Pile: checkTCPMemory,
 	},
 	{
-		Name: "orphans", Kinds: []string{KindOrphanPressure}, Sides: []Side{SidePeer},
-		Condition: "sockstat orphans at diagnose.orphan_use_ratio of net.ipv4.tcp_max_orphans, or a `too many orphaned sockets` kernel line",
-		Why:       "Orphans are closed connections the peers do not finish; past tcp_max_orphans the kernel resets them. Raising the limit only spends memory on unresponsive peers.",
+		Name: "orphans", Kinds: []string{KindOrphanPressure}, Sides: []Side{SideUnknown, SideApp},
+		Condition: "sockstat orphans at diagnose.orphan_use_ratio of net.ipv4.tcp_max_orphans (critical at it), or a `too many orphaned sockets` kernel line",
+		Why:       "Past tcp_max_orphans the kernel resets closing connections. Whose they are needs evidence: a CLOSE-WAIT pile in one process makes it the application's; otherwise unknown, never the peers' on a guess. Raising the limit only spends memory.",
 		Confirm:   ConfirmPile, Pile: checkOrphans,
+	},
+	{
+		Name: "tw-buckets", Kinds: []string{KindTWBucketOverflow}, Sides: []Side{SideKernel},
+		Condition: "a `TCP: time wait bucket table overflow` kernel line",
+		Why:       "The kernel limit net.ipv4.tcp_max_tw_buckets was reached and some closing connections skipped TIME-WAIT: usually benign (informational), a sign of a high close rate; the limit is not on the allowlist.",
+		Confirm:   ConfirmPile, Pile: checkTWBuckets,
+	},
+	{
+		Name: "syn-sent", Kinds: []string{KindSynSentPile}, Sides: []Side{SidePeer},
+		Condition: "at least diagnose.syn_sent_min SYN-SENT sockets to one destination, or at least 3 with no other socket to it",
+		Why:       "Our connects to that destination get no SYN-ACK: the peer or the path does not answer (connect() times out); no local sysctl helps.",
+		Confirm:   ConfirmPile, Pile: checkSynSent,
+	},
+	{
+		Name: "port", Kinds: []string{KindNoListener, KindListenerLocalOnly}, Sides: []Side{SideApp},
+		Condition: "with --port N (and --symptom refused, or none): the listener table was read and nothing listens on N, or every listener on N is bound to loopback",
+		Why:       "Connection refused is the kernel's answer to a SYN for a port nobody listens on, in this namespace and on this address: the service, its bind address or its namespace is the cause, never a sysctl.",
+		Confirm:   ConfirmPile, Focused: checkPort,
 	},
 	{
 		Name: "conntrack", Kinds: []string{KindConntrackFull}, Sides: []Side{SideKernel},

@@ -7,14 +7,15 @@ import (
 	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
 const (
-	kPortRange  = "net.ipv4.ip_local_port_range"
-	kReserved   = "net.ipv4.ip_local_reserved_ports"
+	kPortRange  = policy.KeyPortRange
+	kReserved   = policy.KeyReserved
 	kUnpriv     = "net.ipv4.ip_unprivileged_port_start"
-	kTwReuse    = "net.ipv4.tcp_tw_reuse"
+	kTwReuse    = policy.KeyTwReuse
 	kFinTimeout = "net.ipv4.tcp_fin_timeout"
 	kTCPMem     = "net.ipv4.tcp_mem"
 	kMaxOrphans = "net.ipv4.tcp_max_orphans"
@@ -298,8 +299,10 @@ func checkFinWait2(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []
 		return nil
 	}
 	timeout := "?"
+	timeoutLine := kFinTimeout + " not read"
 	if v, ok := s.Sysctls[kFinTimeout]; ok {
 		timeout = v
+		timeoutLine = fmt.Sprintf("%s = %s", kFinTimeout, v)
 	}
 	var out []Observation
 	owned := 0
@@ -325,7 +328,7 @@ func checkFinWait2(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []
 			Kind: KindFinWait2Pile, Subject: "orphaned", Side: SidePeer, Severity: SevWarning,
 			Title:       fmt.Sprintf("%d orphaned FIN-WAIT-2 sockets: peers do not close", orphans),
 			Explanation: fmt.Sprintf("We closed these connections and the peers acknowledged but never closed their side. They have no owner any more and the kernel drops them after net.ipv4.tcp_fin_timeout (%s s). Peer-side behaviour (clients that keep half-open connections, a middlebox eating FINs), not a kernel limit; no sysctl change is proposed.", timeout),
-			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets, %d of them orphaned", total, orphans), fmt.Sprintf("%s = %s", kFinTimeout, timeout)},
+			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets, %d of them orphaned", total, orphans), timeoutLine},
 			AppActions:  []string{"Find the peers (`ss -tan state fin-wait-2`) and why they do not close: a client library that keeps sockets half-open, a proxy or firewall dropping FINs."},
 		})
 	case !haveOrphans && len(s.Processes) == 0:
@@ -333,7 +336,7 @@ func checkFinWait2(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []
 			Kind: KindFinWait2Pile, Subject: "host", Side: SideUnknown, Severity: SevWarning,
 			Title:       fmt.Sprintf("%d FIN-WAIT-2 sockets, owners unknown", total),
 			Explanation: "We closed these connections and the peers have not closed theirs. Without owner data (capture `ss -tanep` or run as root) the samples cannot say whether they are orphaned (peer side, gone after tcp_fin_timeout) or held by an application that called shutdown() without close(). No sysctl helps either way.",
-			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets", total), fmt.Sprintf("%s = %s", kFinTimeout, timeout)},
+			Evidence:    []string{fmt.Sprintf("%d FIN-WAIT-2 sockets", total), timeoutLine},
 		})
 	}
 	return out
@@ -401,8 +404,10 @@ func checkTCPMemory(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) [
 		ev = append(ev, fmt.Sprintf("sockstat TCP mem %d pages; %s = %d %d %d (low, pressure, high)", pages, kTCPMem, mem[0], mem[1], mem[2]))
 	}
 	if oom := kernelLines(s, sample.KernelTCPOOM); len(oom) > 0 {
+		// The kernel prints it when tcp_mem's hard limit was passed
+		// (tcp_out_of_memory): data was dropped, connections aborted.
 		ev = append(ev, oom...)
-		sev = sevMax(sev, SevWarning)
+		sev = SevCritical
 	}
 	if len(ev) == 0 {
 		return nil
@@ -458,22 +463,101 @@ func sevMax(a, b Severity) Severity {
 
 func checkOrphans(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
 	var ev []string
+	sev := SevWarning
 	orph := s.Sockstat.TCPOrphan
 	if mo, ok := sysInt(s, kMaxOrphans); ok && mo > 0 && float64(orph) >= cfg.OrphanUseRatio*float64(mo) {
 		ev = append(ev, fmt.Sprintf("sockstat orphans %d; %s = %d (%.0f%%)", orph, kMaxOrphans, mo, 100*float64(orph)/float64(mo)))
+		if int64(orph) >= mo {
+			sev = SevCritical
+		}
 	}
-	ev = append(ev, kernelLines(s, sample.KernelTooManyOrphans)...)
+	if lines := kernelLines(s, sample.KernelTooManyOrphans); len(lines) > 0 {
+		// The kernel prints it when the limit was reached and it reset
+		// a connection instead of keeping it.
+		ev = append(ev, lines...)
+		sev = SevCritical
+	}
 	if len(ev) == 0 {
 		return nil
 	}
 	if len(s.Orphans) > 0 {
 		ev = append(ev, "orphans by state: "+statesLine(s.Orphans))
 	}
-	return []Observation{{
-		Kind: KindOrphanPressure, Subject: "host", Side: SidePeer, Severity: SevWarning,
-		Title:       "orphaned sockets near net.ipv4.tcp_max_orphans",
-		Explanation: "Orphans are connections the application has closed that the kernel still finishes (FIN-WAIT-1, FIN-WAIT-2, LAST-ACK, CLOSING): peers that do not acknowledge or close. Past tcp_max_orphans the kernel resets new orphans at once (`too many orphaned sockets`). Raising the limit only spends more memory on peers that do not answer; find why they do not.",
+	o := Observation{
+		Kind: KindOrphanPressure, Subject: "host", Side: SideUnknown, Severity: sev,
+		Title:       "orphaned sockets at or near net.ipv4.tcp_max_orphans",
+		Explanation: "Orphans are connections the application has closed that the kernel still finishes (FIN-WAIT-1, FIN-WAIT-2, LAST-ACK, CLOSING). Past tcp_max_orphans the kernel resets new orphans at once (`too many orphaned sockets`): clients see resets. Raising the limit only spends more memory on them. The input does not show who makes them (an application that closes many connections at once, or peers that do not acknowledge): capture `ss -tanpo state fin-wait-1 state last-ack state closing` to see the peers and timers.",
 		Evidence:    ev,
 		AppActions:  []string{"See which peers hold them: `ss -tan state fin-wait-1 state last-ack state closing`."},
+	}
+	// A CLOSE-WAIT pile in one process is evidence of the application:
+	// it does not close what its peers closed and churns connections.
+	for _, p := range s.Processes {
+		if n := p.States[sample.StateCloseWait]; n >= cfg.CloseWaitMin {
+			o.Side = SideApp
+			o.Explanation = fmt.Sprintf("Orphans are connections the application has closed that the kernel still finishes (FIN-WAIT-1, FIN-WAIT-2, LAST-ACK, CLOSING). Past tcp_max_orphans the kernel resets new orphans at once (`too many orphaned sockets`): clients see resets. %s holds %d CLOSE-WAIT connections: it mishandles connection close, and its late, bulk close()s turn into orphans. The fix is in the application; raising the limit only spends memory.", ownerLong(p.Owner), n)
+			o.Evidence = append(o.Evidence, fmt.Sprintf("%s holds %d CLOSE-WAIT sockets", ownerLong(p.Owner), n))
+			o.AppActions = append(closeWaitActions(p.Owner), o.AppActions...)
+			break
+		}
+	}
+	return []Observation{o}
+}
+
+// checkTWBuckets reads the kernel's "time wait bucket table overflow": the
+// host reached net.ipv4.tcp_max_tw_buckets (a kernel limit, hence side
+// kernel) and a closing connection skipped TIME-WAIT. Usually benign
+// (TIME-WAIT only guards against late segments of an old connection):
+// informational, and tcp_max_tw_buckets is not on the allowlist.
+func checkTWBuckets(s *sample.Sample, _ []*sample.Sample, _ config.Diagnose) []Observation {
+	ev := kernelLines(s, sample.KernelTWBucketOverflow)
+	if len(ev) == 0 {
+		return nil
+	}
+	ev = append(ev, fmt.Sprintf("%d TIME-WAIT sockets", s.States[sample.StateTimeWait]))
+	if v, ok := s.Sysctls["net.ipv4.tcp_max_tw_buckets"]; ok {
+		ev = append(ev, "net.ipv4.tcp_max_tw_buckets = "+v)
+	}
+	return []Observation{{
+		Kind: KindTWBucketOverflow, Subject: "host", Side: SideKernel, Severity: SevInfo,
+		Title:       "TIME-WAIT bucket table overflow: net.ipv4.tcp_max_tw_buckets reached",
+		Explanation: "The kernel reached net.ipv4.tcp_max_tw_buckets and closed some connections without keeping them in TIME-WAIT. This is usually benign: TIME-WAIT only protects a new connection on the same 4-tuple from late segments of an old one, and connections keep working. It means the host closes connections at a high rate (a client opening one connection per request, or a server closing first); connection reuse (keep-alive, pools) lowers it. Not a cause of refused or reset connections on its own. The limit, net.ipv4.tcp_max_tw_buckets, is not on the remediation allowlist: if the message floods the log, raise it by hand.",
+		Evidence:    ev,
+		AppActions:  []string{"If the rate is unexpected, see who closes first: `ss -tan state time-wait | awk '{print $4, $5}' | sort | uniq -c | sort -rn | head`."},
 	}}
+}
+
+// synSentAllMin: this many SYN-SENT sockets to a destination with no other
+// socket to it are a pile below diagnose.syn_sent_min.
+const synSentAllMin = 3
+
+// checkSynSent finds outgoing connects piling up in SYN-SENT towards one
+// destination: the peer (or the path to it) does not answer; a responsive
+// peer leaves a connect in SYN-SENT for one round trip.
+func checkSynSent(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
+	var out []Observation
+	for _, d := range s.Destinations {
+		n := d.States[sample.StateSynSent]
+		// A pile: syn_sent_min of them, or every one of at least
+		// synSentAllMin sockets to the destination (not one connect
+		// answered, as a pasted `ss -ant` of a dead upstream shows).
+		pile := n >= cfg.SynSentMin || (n >= synSentAllMin && n == d.Total)
+		if !pile || localListener(s, d.Dst, d.DstPort) != nil {
+			// A destination that listens in this namespace is judged by
+			// its own queues (the accept- and SYN-queue rules).
+			continue
+		}
+		out = append(out, Observation{
+			Kind: KindSynSentPile, Subject: destSubject(d), Side: SidePeer, Severity: SevWarning,
+			Title:       fmt.Sprintf("%d connects to %s:%d unanswered (SYN-SENT)", n, d.Dst, d.DstPort),
+			Explanation: fmt.Sprintf("%d connections from %s to %s:%d wait in SYN-SENT: SYNs were sent and no SYN-ACK came back. The peer is down or overloaded (its own accept or SYN queue full), or a firewall or route drops the packets. Our applications see connect() time out. No local sysctl helps; look at the peer and the path.", n, d.Src, d.Dst, d.DstPort),
+			Evidence:    []string{fmt.Sprintf("%s: %s", destSubject(d), statesLine(d.States)), fmt.Sprintf("%d SYN-SENT sockets in the namespace", s.States[sample.StateSynSent])},
+			AppActions: []string{
+				fmt.Sprintf("Check the peer %s:%d: is it listening and accepting (`ss -tlnp` there: Recv-Q against Send-Q, nstat ListenOverflows)?", d.Dst, d.DstPort),
+				fmt.Sprintf("Check the path: `tcpdump -ni any host %s and port %d` shows SYNs leaving and whether anything comes back; firewall rules on both ends.", d.Dst, d.DstPort),
+				"Give the client a connect timeout and a bounded retry, so that a dead peer does not pile up connects.",
+			},
+		})
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -16,9 +17,9 @@ const (
 	cCookRecv  = "TcpExtSyncookiesRecv"
 	cCookFail  = "TcpExtSyncookiesFailed"
 
-	kSomaxconn  = "net.core.somaxconn"
-	kSynBacklog = "net.ipv4.tcp_max_syn_backlog"
-	kSyncookies = "net.ipv4.tcp_syncookies"
+	kSomaxconn  = policy.KeySomaxconn
+	kSynBacklog = policy.KeySynBacklog
+	kSyncookies = policy.KeySyncookies
 )
 
 // loadCheck returns why a window does not count for lack of load ("" when
@@ -110,15 +111,6 @@ func peakDemand(series []*sample.Sample, local string) int64 {
 	return demand
 }
 
-// somaxconnTarget applies the somaxconn policy: at least double the
-// current value, at least double the peak demand (retransmitted SYNs of
-// earlier drops add to later bursts, and an accept-queue slot costs
-// nothing until used), a power of two, never above diagnose.somaxconn_cap.
-func somaxconnTarget(current, demand int64, cfg config.Diagnose) int64 {
-	t := nextPow2(max(2*current, 2*demand, 1))
-	return min(t, int64(cfg.SomaxconnCap))
-}
-
 // backlogActions are the application-side ways to raise a listen backlog.
 func backlogActions(l *sample.Listener, want int64) []string {
 	return []string{
@@ -164,10 +156,14 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 		o.Title = fmt.Sprintf("slow acceptor: %s stays at its accept-queue limit", l.Local)
 		o.Explanation = fmt.Sprintf("The accept queue of %s is full all the time, not only in bursts: the application (%s) accepts connections more slowly than they arrive. New connections are dropped and retried by the clients (seconds of delay each). A bigger queue would only hold more connections waiting longer; the fix is in the application.", l.Local, ownersLong(l.Owners))
 		o.AppActions = slowAcceptActions(l)
+	case l.LimitUnknown:
+		o.Side = SideUnknown
+		o.Title = fmt.Sprintf("%s overflow on %s (its limit is not in the capture)", queue, l.Local)
+		o.Explanation = fmt.Sprintf("%d connections wait in the %s of %s, but the capture does not show the queue's limit (net-tools and busybox netstat print 0 for a listener's Send-Q), so it cannot say whether the application's backlog or net.core.somaxconn caps it. Capture `ss -tlnp` (Send-Q is the limit) and `sysctl net.core.somaxconn`.", l.RecvQ, queue, l.Local)
 	case !okS:
 		o.Side = SideUnknown
 		o.Title = fmt.Sprintf("%s overflow on %s (somaxconn unknown)", queue, l.Local)
-		o.Explanation = fmt.Sprintf("The %s of %s reached its limit %d and connections were dropped, but net.core.somaxconn was not recorded, so the samples cannot say whether the application's backlog or the kernel's cap limits it.", queue, l.Local, l.SendQ)
+		o.Explanation = fmt.Sprintf("The %s of %s reached its limit %d and connections were dropped, but net.core.somaxconn was not recorded, so the samples cannot say whether the application's backlog or the kernel's cap limits it. Capture `sysctl net.core.somaxconn`: a Send-Q below it is the application's backlog, equal to it the kernel's cap.", queue, l.Local, l.SendQ)
 	case int64(l.SendQ) < somax:
 		want := min(somax, nextPow2(max(2*int64(l.SendQ), 2*peakDemand(w.Series, l.Local), 1)))
 		o.Side = SideApp
@@ -188,8 +184,8 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 		} else {
 			o.Evidence = append(o.Evidence, fmt.Sprintf("Send-Q %d > somaxconn %d: somaxconn was lowered after the application listened; a new limit must exceed the current Send-Q", l.SendQ, somax))
 		}
-		target := somaxconnTarget(max(somax, int64(l.SendQ)), peakDemand(w.Series, l.Local), cfg)
-		if target <= somax {
+		target, ok := policy.Somaxconn(max(somax, int64(l.SendQ)), peakDemand(w.Series, l.Local), cfg)
+		if !ok || target <= somax {
 			o.Explanation += fmt.Sprintf(" somaxconn is already at diagnose.somaxconn_cap (%d): no larger value is proposed.", cfg.SomaxconnCap)
 			break
 		}
@@ -236,16 +232,24 @@ func somaxconnPlan(s *sample.Sample, l *sample.Listener, current, target int64, 
 
 func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 	cur := w.Cur
-	if w.Delta != nil {
-		if !w.rising(cOverflows, cfg) {
-			return nil
-		}
-	} else if v, ok := cur.Counter(cOverflows); !ok || v == 0 {
+	// snapshot: the counters give no rise for this window (one sample, or
+	// counters not read at either end). The queues of the closing sample
+	// still tell the truth they hold: Recv-Q > Send-Q is a queue holding
+	// backlog+1, full and overflowing now.
+	_, haveCounter := cur.Counter(cOverflows)
+	_, haveDelta := w.count(cOverflows)
+	snapshot := !haveDelta
+	if !snapshot && !w.rising(cOverflows, cfg) {
 		return nil
 	}
 	unconf, loadEv := loadCheck(w, cfg)
-	common := []string{counterLine(w, cOverflows), counterLine(w, cDrops)}
-	if loadEv != "" {
+	var common []string
+	if haveCounter {
+		common = append(common, counterLine(w, cOverflows), counterLine(w, cDrops))
+	} else {
+		common = append(common, cOverflows+" not read: the drops themselves are not in the input (capture: nstat -az TcpExtListenOverflows TcpExtListenDrops, twice, a few seconds apart)")
+	}
+	if loadEv != "" && !snapshot {
 		common = append(common, loadEv)
 	}
 	if n := cur.States[sample.StateSynRecv]; n > 0 {
@@ -262,22 +266,50 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 	var hits []hit
 	for i := range cur.Listeners {
 		l := &cur.Listeners[i]
-		if ok, pk := atLimitInWindow(w, l); ok {
-			hits = append(hits, hit{l, pk})
+		switch {
+		case snapshot && overflowing(l):
+			hits = append(hits, hit{l, peakOf(cur, l.Local)})
+		case snapshot && w.Delta == nil && haveCounter:
+			// One sample, counter above zero since boot and the
+			// queue at its limit now or in the watch before it.
+			if v, _ := cur.Counter(cOverflows); v > 0 {
+				if ok, pk := atLimitInWindow(w, l); ok {
+					hits = append(hits, hit{l, pk})
+				}
+			}
+		case !snapshot:
+			if ok, pk := atLimitInWindow(w, l); ok {
+				hits = append(hits, hit{l, pk})
+			}
+		}
+	}
+	sinceBoot := false
+	if snapshot && w.Delta == nil && len(hits) == 0 && len(cur.Listeners) == 1 {
+		// One sample: overflows counted since boot and a single listener
+		// in the input to own them (a pasted netstat -s with ss -lnt).
+		if v, _ := cur.Counter(cOverflows); v > 0 {
+			l := &cur.Listeners[0]
+			hits = append(hits, hit{l, peakOf(cur, l.Local)})
+			sinceBoot = true
+		}
+	}
+	if snapshot {
+		if len(hits) == 0 {
+			// A cumulative counter with no listener full now may be
+			// from any time since boot: nothing to say.
+			return nil
+		}
+		if w.Delta != nil {
+			unconf = cOverflows + " not read at both ends of " + w.label() + ": confirm with the counters"
 		}
 	}
 	fallback := false
-	if len(hits) == 0 && len(cur.Listeners) == 1 && w.Delta != nil {
+	if len(hits) == 0 && len(cur.Listeners) == 1 {
 		// Bursts shorter than a poll leave no trace in the queue; with a
 		// single listener in the namespace there is no one else to blame.
 		l := &cur.Listeners[0]
 		hits = append(hits, hit{l, peakOf(cur, l.Local)})
 		fallback = true
-	}
-	if len(hits) == 0 && w.Delta == nil {
-		// One sample: a cumulative counter with no listener full now may
-		// be from any time since boot.
-		return nil
 	}
 	if len(hits) == 0 {
 		why := "no listener was seen at its limit"
@@ -293,6 +325,21 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 		}
 		return []Observation{o}
 	}
+	// A process whose every listener (two or more) is full now is not
+	// accepting at all: whatever the limits, the application is stuck.
+	stuck := map[int]int{} // pid -> its listeners, when all are full
+	for i := range cur.Listeners {
+		l := &cur.Listeners[i]
+		for _, ow := range l.Owners {
+			if n, seen := stuck[ow.PID]; !seen || n > 0 {
+				if atLimit(l) {
+					stuck[ow.PID] = n + 1
+				} else {
+					stuck[ow.PID] = -1
+				}
+			}
+		}
+	}
 	var out []Observation
 	for _, h := range hits {
 		ev := append([]string{}, common...)
@@ -302,157 +349,44 @@ func checkAcceptQueue(w *window, cfg config.Diagnose) []Observation {
 		if fallback {
 			ev = append(ev, "the only listener in the namespace; its queue was not caught at the limit (bursts shorter than a poll)")
 		}
+		switch {
+		case snapshot && h.l.LimitUnknown && overflowing(h.l):
+			ev = append(ev, fmt.Sprintf("Recv-Q %d: connections waiting for accept(); the capture does not show the queue's limit (net-tools and busybox netstat print 0 for a listener's Send-Q: capture ss -tlnp)", h.l.RecvQ))
+			if commonBacklog(h.l.RecvQ - 1) {
+				ev = append(ev, fmt.Sprintf("Recv-Q %d = %d + 1: the kernel's signature of a full queue with a backlog of %d", h.l.RecvQ, h.l.RecvQ-1, h.l.RecvQ-1))
+			}
+		case snapshot && overflowing(h.l):
+			ev = append(ev, fmt.Sprintf("Recv-Q %d > Send-Q %d: the queue holds its limit plus one, so it is full and refusing handshakes now", h.l.RecvQ, h.l.SendQ))
+		}
 		o := listenerVerdict(w, cfg, KindAcceptQueueOverflow, cOverflows, h.l, h.pk, ev)
 		o.Unconfirmed = unconf
-		if arr, ok := w.arrivals(); ok && arr > 0 {
+		if sinceBoot {
+			o.Evidence = append(o.Evidence, "the only listener in the input; its queue is not full now: the overflows may be from any time since boot")
+			o.Explanation += " Judged from one snapshot: the overflow counter is cumulative since boot and this is the only listener in the input to own it; whether it still overflows needs a second sample (nstat -az TcpExtListenOverflows, twice)."
+		}
+		if snapshot && overflowing(h.l) {
+			o.Explanation += " Judged from one snapshot of the queue: confirm with a second sample and the counters (nstat -az TcpExtListenOverflows TcpExtListenDrops, twice)."
+		}
+		if arr, ok := w.arrivals(); ok && arr > 0 && !snapshot {
 			if r, _ := w.rate(cOverflows); r >= 0.1*arr {
 				o.Severity = SevCritical
+			}
+		}
+		for _, ow := range h.l.Owners {
+			if n := stuck[ow.PID]; n >= 2 {
+				o.Side = SideApp
+				o.Plan = nil
+				o.Title = fmt.Sprintf("%s is not accepting: all %d of its listeners are full", ownerLong(ow), n)
+				o.Explanation = fmt.Sprintf("Every listener of %s (%d of them) has a full accept queue at once: the process does not call accept(), whatever its limits are. It is stuck, overloaded or blocked (a deadlock, a full thread pool, descriptors exhausted). A bigger queue would only hold more connections waiting.", ownerLong(ow), n)
+				if snapshot {
+					o.Explanation += " Judged from one snapshot: confirm with a second sample."
+				}
+				o.AppActions = append([]string{fmt.Sprintf("See what %s is doing: `cat /proc/%d/status`, its thread stacks (`gdb -p`, jstack, py-spy dump), `ls /proc/%d/fd | wc -l` against its limit.", ownerLong(ow), ow.PID, ow.PID)}, slowAcceptActions(h.l)...)
+				o.Evidence = append(o.Evidence, fmt.Sprintf("all %d listeners of %s are full", n, ownerName(ow)))
+				break
 			}
 		}
 		out = append(out, o)
 	}
 	return out
-}
-
-// synSubject names the listener a SYN-queue symptom belongs to: the one a
-// SYN-flooding kernel line names, or the only listener.
-func synSubject(s *sample.Sample) (*sample.Listener, string) {
-	for _, e := range s.Kernel {
-		if e.Kind == "syn-flood" {
-			if l := listenerFor(s, e.Addr, e.Port); l != nil {
-				return l, e.Line
-			}
-		}
-	}
-	if len(s.Listeners) == 1 {
-		return &s.Listeners[0], ""
-	}
-	return nil, ""
-}
-
-func checkSynQueue(w *window, cfg config.Diagnose) []Observation {
-	cur := w.Cur
-	cookies, okC := sysInt(cur, kSyncookies)
-	synRecv := cur.States[sample.StateSynRecv]
-	l, line := synSubject(cur)
-	subject := "host"
-	if l != nil {
-		subject = l.Local
-	}
-	ev := []string{fmt.Sprintf("%d SYN-RECV sockets", synRecv)}
-	if okC {
-		ev = append(ev, fmt.Sprintf("%s = %d", kSyncookies, cookies))
-	}
-	if line != "" {
-		ev = append(ev, "kernel: "+line)
-	}
-
-	if w.Delta == nil {
-		// One sample: cumulative counters say it happened since boot,
-		// not that it happens now.
-		if synRecv < cfg.SynRecvMin {
-			return nil
-		}
-		drop, _ := cur.Counter(cReqQDrop)
-		cook, _ := cur.Counter(cReqQCook)
-		if drop == 0 && cook == 0 && line == "" {
-			return nil
-		}
-		o := Observation{Kind: KindSynQueueOverflow, Subject: subject, Side: SideUnknown, Severity: SevWarning, Counter: cReqQDrop,
-			Title:       "SYN-RECV pile with SYN-queue drops or cookies since boot",
-			Explanation: fmt.Sprintf("%d half-open connections and SYN-queue counters above zero, but one sample cannot tell a flood from a burst or from an accept-queue overflow: take two samples.", synRecv),
-			Evidence:    append(ev, counterLine(w, cReqQDrop), counterLine(w, cReqQCook))}
-		return []Observation{o}
-	}
-	if w.rising(cOverflows, cfg) {
-		return nil // the accept queue is the cause; its rule reports it
-	}
-	// SYNs that find a full SYN queue do not complete a handshake, so they
-	// count as arrivals only through the cookie and drop counters.
-	unconf, loadEv := loadCheck(w, cfg, cCookSent, cReqQDrop)
-	if loadEv != "" {
-		ev = append(ev, loadEv)
-	}
-	sentRising := w.rising(cCookSent, cfg) || w.rising(cReqQCook, cfg)
-	recv, okR := w.count(cCookRecv)
-
-	switch {
-	case okC && cookies != 0 && sentRising && okR && recv == 0:
-		failing := w.rising(cCookFail, cfg)
-		o := Observation{Kind: KindSynFlood, Subject: subject, Side: SidePeer, Severity: SevWarning, Counter: cCookSent, Unconfirmed: unconf,
-			Evidence: append(ev, counterLine(w, cCookSent), counterLine(w, cReqQCook), counterLine(w, cCookRecv), counterLine(w, cCookFail))}
-		o.Title = fmt.Sprintf("SYN flood on %s: cookies sent, none answered", subject)
-		o.Explanation = "The SYN queue is full and the kernel answers with SYN cookies, but no cookie comes back (SyncookiesRecv flat): the SYNs come from sources that never complete a handshake. "
-		if failing {
-			o.Explanation += "Invalid cookies arrive (SyncookiesFailed rising): the signature of spoofed SYNs. "
-		} else {
-			o.Explanation += "Either the sources are spoofed or our SYN-ACKs do not reach them (a firewall or the network drops them). "
-		}
-		o.Explanation += "Cookies already keep real clients working; do not grow queues to feed a flood. Filter at the edge (rate limits, upstream scrubbing) and check the path of the SYN-ACKs."
-		o.AppActions = []string{"Find the sources (`tcpdump -ni any 'tcp[tcpflags] == tcp-syn'`) and filter or rate-limit them upstream.", "Check that SYN-ACKs leave the host and reach the clients (firewall OUTPUT rules, asymmetric routing)."}
-		return []Observation{o}
-
-	case okC && cookies == 0 && (w.rising(cReqQDrop, cfg) || (w.rising(cDrops, cfg) && synRecv >= cfg.SynRecvMin)):
-		o := Observation{Kind: KindSynQueueOverflow, Subject: subject, Side: SideKernel, Severity: SevCritical, Counter: cReqQDrop, Unconfirmed: unconf,
-			Evidence: append(ev, counterLine(w, cReqQDrop), counterLine(w, cDrops))}
-		o.Title = fmt.Sprintf("SYN-queue overflow on %s with syncookies off: SYNs dropped", subject)
-		o.Explanation = "The SYN queue is full and, with net.ipv4.tcp_syncookies=0, the kernel drops new SYNs (TCPReqQFullDrop): clients wait for retransmits or fail. SYN cookies let the kernel answer without queueing and cost nothing until the queue is full; they are the first fix, whether this is a burst or a flood."
-		msb, okM := sysInt(cur, kSynBacklog)
-		if okM {
-			o.Evidence = append(o.Evidence, fmt.Sprintf("%s = %d (consulted only while syncookies are off)", kSynBacklog, msb))
-		}
-		if !cfg.KeepSyncookiesOff {
-			o.Plan = syncookiesPlan(cur, l, subject)
-			return []Observation{o}
-		}
-		if !okM {
-			o.Explanation += " diagnose.keep_syncookies_off is set and tcp_max_syn_backlog was not recorded: no change proposed."
-			return []Observation{o}
-		}
-		target := min(nextPow2(max(2*msb, 2*int64(synRecv), 1)), int64(cfg.SynBacklogCap))
-		if target <= msb {
-			o.Explanation += fmt.Sprintf(" tcp_max_syn_backlog is at diagnose.syn_backlog_cap (%d): no change proposed.", cfg.SynBacklogCap)
-			return []Observation{o}
-		}
-		p := syncookiesPlan(cur, l, subject)
-		p.Changes = []Change{{Key: kSynBacklog, Current: fmt.Sprint(msb), Proposed: fmt.Sprint(target)}}
-		p.Reason = "diagnose.keep_syncookies_off: cookies stay off, so the SYN queue must hold the burst; policy: at least double, at least twice the SYN-RECV pile, a power of two, at most diagnose.syn_backlog_cap"
-		p.Notes = append(p.Notes, "The SYN queue is also bounded by the listener's own backlog (Send-Q): raise it too if it is lower.")
-		o.Plan = p
-		return []Observation{o}
-
-	case okC && cookies != 0 && sentRising && okR && recv > 0:
-		if l == nil {
-			o := Observation{Kind: KindSynQueueOverflow, Subject: "host", Side: SideUnknown, Severity: SevWarning, Counter: cReqQCook, Unconfirmed: unconf,
-				Title:       "SYN-queue overflows answered with cookies on an unknown listener",
-				Explanation: "SYN queues overflow and the kernel falls back to SYN cookies, which clients answer: a legitimate burst larger than the listen backlog. No kernel line names the listener and there are several, so the samples cannot say which backlog to raise.",
-				Evidence:    append(ev, counterLine(w, cReqQCook), counterLine(w, cCookRecv))}
-			return []Observation{o}
-		}
-		o := listenerVerdict(w, cfg, KindSynQueueOverflow, cReqQCook, l, peakOf(cur, l.Local), append(ev, counterLine(w, cReqQCook), counterLine(w, cCookRecv)))
-		o.Unconfirmed = unconf
-		o.Explanation += " Clients answer the SYN cookies, so connections still succeed, but cookie connections lose TCP options (window scaling, SACK) without timestamps."
-		return []Observation{o}
-	}
-	return nil
-}
-
-func syncookiesPlan(s *sample.Sample, l *sample.Listener, subject string) *Plan {
-	pre := nsPrefix(s.Netns)
-	cmds := []string{pre + fmt.Sprintf("watch -n1 'nstat -az %s %s %s'", cReqQDrop, cReqQCook, cCookRecv)}
-	if l != nil {
-		cmds = append(cmds, pre+fmt.Sprintf("ss -tn state syn-recv '( sport = :%d )' | wc -l", l.Port))
-	}
-	cur, _ := sysInt(s, kSyncookies)
-	return &Plan{
-		Changes:    []Change{{Key: kSyncookies, Current: fmt.Sprint(cur), Proposed: "1"}},
-		Reason:     fmt.Sprintf("SYNs to %s are dropped at a full SYN queue because syncookies are off; tcp_max_syn_backlog matters only while they stay off", subject),
-		AppActions: []string{"Check that the listener's backlog (Send-Q) is sized for the bursts it gets: the SYN queue is bounded by it too."},
-		Notes:      []string{"net.ipv4.tcp_max_syn_backlog is not proposed: with syncookies on it changes nothing."},
-		Verify: Verification{
-			Commands: cmds,
-			Fixed:    fmt.Sprintf("%s stops rising (0/s); %s may rise instead, which means the kernel now answers with cookies instead of dropping.", cReqQDrop, cReqQCook),
-			Counters: []string{cReqQDrop},
-		},
-	}
 }

@@ -17,6 +17,13 @@ import (
 // with the same side (and, for counter rules, the drops rising under load).
 // With one sample nothing can be confirmed and the report says why.
 func Run(series []*sample.Sample, cfg config.Diagnose) Report {
+	return RunFocus(series, cfg, Focus{})
+}
+
+// RunFocus is Run for a user who names what they are fighting (--symptom,
+// --port): the port's own rule runs, and the report answers first whether
+// the evidence explains the symptom and what was not read that could.
+func RunFocus(series []*sample.Sample, cfg config.Diagnose, focus Focus) Report {
 	r := Report{Schema: ReportSchema, Samples: len(series), Findings: []Finding{}, Proposals: []Proposal{}, Summary: []string{}}
 	if len(series) == 0 {
 		r.Summary = append(r.Summary, "No sample to read.")
@@ -25,8 +32,10 @@ func Run(series []*sample.Sample, cfg config.Diagnose) Report {
 	}
 	last := series[len(series)-1]
 	r.Host, r.Netns, r.Source = last.Host, last.Netns, sourceOf(series)
-	if n := len(series); n > 1 {
-		r.IntervalSeconds = round2(last.Time.Sub(series[0].Time).Seconds() / float64(n-1))
+	r.Read = sample.ReadSummary(series)
+	if n := len(series); n > 1 && !series[0].Time.IsZero() && !last.Time.IsZero() {
+		iv := round2(last.Time.Sub(series[0].Time).Seconds() / float64(n-1))
+		r.IntervalSeconds = &iv
 	}
 
 	wins := windows(series)
@@ -51,14 +60,20 @@ func Run(series []*sample.Sample, cfg config.Diagnose) Report {
 			case ConfirmCounters:
 				add(i, rule.Counters(w, cfg))
 			case ConfirmPile:
-				cur := rule.Pile(w.Cur, series, cfg)
+				pile := rule.Pile
+				if rule.Focused != nil {
+					pile = func(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
+						return rule.Focused(s, focus, cfg)
+					}
+				}
+				cur := pile(w.Cur, series, cfg)
 				if w.Prev == nil {
 					add(i, cur)
 					continue
 				}
 				// A pile counts in an interval when both ends show it.
 				before := map[groupKey]bool{}
-				for _, o := range rule.Pile(w.Prev, series, cfg) {
+				for _, o := range pile(w.Prev, series, cfg) {
 					before[groupKey{o.Kind, o.Subject}] = true
 				}
 				var both []Observation
@@ -105,6 +120,7 @@ func Run(series []*sample.Sample, cfg config.Diagnose) Report {
 	}
 	r.Rates = rates(wins)
 	r.Summary = summarize(series, wins, r, cfg)
+	r.Symptom = answerSymptom(series, r, focus)
 	return r
 }
 
@@ -318,7 +334,7 @@ func dedupe(in []string) []string {
 func sourceOf(series []*sample.Sample) string {
 	src := series[len(series)-1].Source
 	// "bundle:PATH#N" -> "bundle:PATH" for the series as a whole.
-	if i := strings.LastIndex(src, "#"); i > 0 && strings.HasPrefix(src, "bundle:") {
+	if i := strings.LastIndex(src, "#"); i > 0 && (strings.HasPrefix(src, "bundle:") || strings.HasPrefix(src, "paste:")) {
 		src = src[:i]
 	}
 	return src
@@ -344,17 +360,21 @@ func rates(wins []*window) map[string][]float64 {
 	}
 	out := map[string][]float64{}
 	for _, c := range rateCounters {
+		// A rate unknown in some interval (the counter missing at one
+		// end, or reset) leaves the counter out: an unknown is never 0.
 		vals := make([]float64, len(wins))
-		any := false
+		known := true
 		for i, w := range wins {
-			if r, ok := w.rate(c); ok {
-				vals[i] = round2(r)
-				any = true
-			}
+			r, ok := w.rate(c)
+			known = known && ok
+			vals[i] = round2(r)
 		}
-		if any {
+		if known {
 			out[c] = vals
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

@@ -29,6 +29,7 @@ type ruleCase struct {
 	n         int
 	mut       func(i int, s *sample.Sample)
 	cfg       func(*config.Diagnose)
+	focus     Focus
 	want      []verdict
 	proposals []proposed
 	healthy   bool
@@ -194,11 +195,20 @@ func TestRules(t *testing.T) {
 			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
 		},
 		{
-			name: "one sample with an old counter and no full listener is not a finding", n: 1,
+			// One snapshot tells the truth it holds: overflows since boot,
+			// and the only listener in the input to own them (a pasted
+			// netstat -s with ss -lnt). Unconfirmed; the proposal not ready.
+			name: "one sample with an old counter and a single listener: an unconfirmed finding on it", n: 1,
 			mut: func(i int, s *sample.Sample) {
 				burstListener(128, "128")(i, s)
 				s.Listeners = s.Listeners[:1]
 			},
+			want:      []verdict{{KindAcceptQueueOverflow, "0.0.0.0:8080", SideKernel, false}},
+			proposals: []proposed{{KindAcceptQueueOverflow, []Change{{kSomaxconn, "128", "256"}}, false}},
+		},
+		{
+			name: "one sample with an old counter and several listeners, none full: not a finding", n: 1,
+			mut:     burstListener(128, "128"),
 			healthy: true,
 		},
 		{
@@ -232,17 +242,96 @@ func TestRules(t *testing.T) {
 			proposals: []proposed{{KindSynQueueOverflow, []Change{{kSyncookies, "0", "1"}}, true}},
 		},
 		{
-			name: "SYN queue with cookies kept off by policy: tcp_max_syn_backlog", n: 2,
+			// KERNEL-NOTES: the SYN queue is full at the listener's own
+			// backlog; tcp_max_syn_backlog never raises that limit.
+			name: "cookies kept off, TCPReqQFullDrop rising at somaxconn: somaxconn, not tcp_max_syn_backlog", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Sysctls[kSyncookies] = "0"
 				load(s, i, 0, 20)
 				rise(s, i, cReqQDrop, 10, 30)
+				rise(s, i, cDrops, 10, 30)
 				s.States[sample.StateSynRecv] = 900
 				s.Listeners = []sample.Listener{listener("127.0.0.1:9000", 9000, 0, 4096, nil)}
 			},
 			cfg:       func(c *config.Diagnose) { c.KeepSyncookiesOff = true },
 			want:      []verdict{{KindSynQueueOverflow, "127.0.0.1:9000", SideKernel, true}},
+			proposals: []proposed{{KindSynQueueOverflow, []Change{{kSomaxconn, "4096", "8192"}}, true}},
+		},
+		{
+			name: "cookies kept off, TCPReqQFullDrop rising below somaxconn: the application's backlog", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kSyncookies] = "0"
+				load(s, i, 0, 20)
+				rise(s, i, cReqQDrop, 10, 30)
+				s.States[sample.StateSynRecv] = 511
+				s.Listeners = []sample.Listener{listener("127.0.0.1:9000", 9000, 0, 511, nginx)}
+			},
+			cfg:  func(c *config.Diagnose) { c.KeepSyncookiesOff = true },
+			want: []verdict{{KindSynQueueOverflow, "127.0.0.1:9000", SideApp, true}},
+		},
+		{
+			// tcp_conn_request drops unproven peers past 3/4 of
+			// tcp_max_syn_backlog (1024): 700 half-open is near 768.
+			name: "cookies kept off, ListenDrops alone with SYN-RECV near 3/4 of tcp_max_syn_backlog: tcp_max_syn_backlog", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kSyncookies] = "0"
+				load(s, i, 0, 20)
+				rise(s, i, cDrops, 10, 30)
+				s.States[sample.StateSynRecv] = 700
+				s.Listeners = []sample.Listener{listener("127.0.0.1:9000", 9000, 0, 4096, nil)}
+			},
+			cfg:       func(c *config.Diagnose) { c.KeepSyncookiesOff = true },
+			want:      []verdict{{KindSynQueueOverflow, "127.0.0.1:9000", SideKernel, true}},
 			proposals: []proposed{{KindSynQueueOverflow, []Change{{kSynBacklog, "1024", "2048"}}, true}},
+		},
+		{
+			name: "cookies kept off, ListenDrops alone with SYN-RECV far from 3/4: no tcp_max_syn_backlog", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kSyncookies] = "0"
+				load(s, i, 0, 20)
+				rise(s, i, cDrops, 10, 30)
+				s.States[sample.StateSynRecv] = 200
+				s.Listeners = []sample.Listener{listener("127.0.0.1:9000", 9000, 0, 4096, nil)}
+			},
+			cfg:  func(c *config.Diagnose) { c.KeepSyncookiesOff = true },
+			want: []verdict{{KindSynQueueOverflow, "127.0.0.1:9000", SideUnknown, true}},
+		},
+		{
+			name: "cookies kept off, ListenDrops with TCPReqQFullDrop rising too: the backlog, not tcp_max_syn_backlog", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kSyncookies] = "0"
+				load(s, i, 0, 20)
+				rise(s, i, cDrops, 10, 60)
+				rise(s, i, cReqQDrop, 10, 30)
+				s.States[sample.StateSynRecv] = 760
+				s.Listeners = []sample.Listener{listener("127.0.0.1:9000", 9000, 0, 1024, nil)}
+			},
+			cfg:  func(c *config.Diagnose) { c.KeepSyncookiesOff = true },
+			want: []verdict{{KindSynQueueOverflow, "127.0.0.1:9000", SideApp, true}},
+		},
+		{
+			// tcp_syncookies=2 answers every SYN with a cookie: the
+			// counters say nothing about a full queue.
+			name: "syncookies=2: cookies sent and answered is not a legitimate burst", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kSyncookies] = "2"
+				load(s, i, 100, 0)
+				rise(s, i, cCookSent, 0, 100)
+				rise(s, i, cReqQCook, 0, 100)
+				rise(s, i, cCookRecv, 0, 100)
+				s.Listeners = []sample.Listener{listener("0.0.0.0:443", 443, 0, 128, nil)}
+			},
+			healthy: true,
+		},
+		{
+			name: "syncookies=2: cookies sent and never answered is not read as a full queue either", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kSyncookies] = "2"
+				load(s, i, 100, 0)
+				rise(s, i, cCookSent, 0, 100)
+				s.Listeners = []sample.Listener{listener("0.0.0.0:443", 443, 0, 128, nil)}
+			},
+			healthy: true,
 		},
 		{
 			name: "spoofed SYNs: cookies sent, failed, none received is the peer", n: 2,
@@ -475,7 +564,8 @@ func TestRules(t *testing.T) {
 			mut: func(i int, s *sample.Sample) {
 				s.Kernel = []sample.KernelEvent{{Kind: "too-many-orphans", Line: "TCP: too many orphaned sockets"}}
 			},
-			want: []verdict{{KindOrphanPressure, "host", SidePeer, true}},
+			// Nothing in the input shows the peers: never peer on a guess.
+			want: []verdict{{KindOrphanPressure, "host", SideUnknown, true}},
 		},
 		{
 			name: "conntrack table full in the kernel log of every sample", n: 2,
@@ -500,7 +590,85 @@ func TestRules(t *testing.T) {
 				s.Sysctls[kMaxOrphans] = "1000"
 				s.Sockstat.TCPOrphan = 900
 			},
-			want: []verdict{{KindOrphanPressure, "host", SidePeer, true}},
+			want: []verdict{{KindOrphanPressure, "host", SideUnknown, true}},
+		},
+		{
+			name: "orphans at tcp_max_orphans with a CLOSE-WAIT pile in one process: the application", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls[kMaxOrphans] = "1000"
+				s.Sockstat.TCPOrphan = 1000
+				s.States[sample.StateCloseWait] = 150
+				s.Processes = []sample.Process{{Owner: *nginx, Total: 160, States: map[string]int{sample.StateCloseWait: 150}}}
+			},
+			// Critical (at the limit) first.
+			want: []verdict{{KindOrphanPressure, "host", SideApp, true}, {KindCloseWaitPile, "pid 4242 (nginx)", SideApp, true}},
+		},
+		{
+			name: "refused on a port nothing listens on: no-listener", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("0.0.0.0:22", 22, 0, 128, nil)}
+			},
+			focus: Focus{SymptomRefused, 8080},
+			want:  []verdict{{KindNoListener, "port 8080", SideApp, false}},
+		},
+		{
+			name: "refused on a port bound to loopback only: listener-local-only", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("127.0.0.1:8080", 8080, 0, 4096, nginx)}
+			},
+			focus: Focus{SymptomRefused, 8080},
+			want:  []verdict{{KindListenerLocalOnly, "127.0.0.1:8080", SideApp, true}},
+		},
+		{
+			name: "refused on a port listening on the wildcard: no port finding", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("127.0.0.1:8080", 8080, 0, 4096, nginx), listener("0.0.0.0:8080", 8080, 0, 4096, nginx)}
+			},
+			focus:   Focus{SymptomRefused, 8080},
+			healthy: true,
+		},
+		{
+			// Nothing read is nothing judged: without a listener table
+			// "nothing listens" would be a guess.
+			name: "refused without a listener table: not judged", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Missing = []sample.Missing{{Source: "ss-tan.txt", Reason: "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)"}}
+			},
+			focus:   Focus{SymptomRefused, 8080},
+			healthy: true,
+		},
+		{
+			name: "a timeout on a port is not judged by the port rule (it may be remote)", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("0.0.0.0:22", 22, 0, 128, nil)}
+			},
+			focus:   Focus{SymptomTimeout, 5432},
+			healthy: true,
+		},
+		{
+			name: "time wait bucket table overflow is informational", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.Kernel = []sample.KernelEvent{{Kind: sample.KernelTWBucketOverflow, Line: "TCP: time wait bucket table overflow"}}
+			},
+			want:    []verdict{{KindTWBucketOverflow, "host", SideKernel, true}},
+			healthy: true,
+		},
+		{
+			name: "SYN-SENT pile to a remote destination is the peer's", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateSynSent] = 40
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.9", DstPort: 5432, Total: 40, States: map[string]int{sample.StateSynSent: 40}}}
+			},
+			want: []verdict{{KindSynSentPile, "10.0.0.9:5432 from 10.0.0.1", SidePeer, true}},
+		},
+		{
+			// The destination listens here: its queue rules judge it.
+			name: "SYN-SENT pile to a listener of this namespace is not a peer finding", n: 2,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateSynSent] = 40
+				s.Listeners = []sample.Listener{listener("0.0.0.0:8080", 8080, 0, 4096, nginx)}
+				s.Destinations = []sample.Destination{{Src: "127.0.0.1", Dst: "127.0.0.1", DstPort: 8080, Total: 40, States: map[string]int{sample.StateSynSent: 40}}}
+			},
 		},
 	}
 	seen := map[string]map[Side]bool{}
@@ -510,7 +678,7 @@ func TestRules(t *testing.T) {
 			if tc.cfg != nil {
 				tc.cfg(&c)
 			}
-			r := Run(series(tc.n, tc.mut), c)
+			r := RunFocus(series(tc.n, tc.mut), c, tc.focus)
 			var got []verdict
 			for _, f := range r.Findings {
 				got = append(got, verdict{f.Kind, f.Subject, f.Side, f.Confirmed})

@@ -12,13 +12,21 @@ import (
 func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Diagnose) []string {
 	last := series[len(series)-1]
 	var out []string
-	if last.Partial {
+	cov := coverageOf(last)
+	switch {
+	case last.Partial:
 		out = append(out, "Cheap sample (listeners, counters, sysctls only): sockets by state, destinations and processes were not counted, so state piles and ports are not judged.")
-	} else {
+	case cov.socketsPart:
+		out = append(out, fmt.Sprintf("%s: %s (part of the socket table, or counts without addresses: state piles are judged, ports and owners not).", plural(last.Total, "TCP socket"), statesLine(last.States)))
+	case !cov.sockets:
+		out = append(out, "TCP sockets by state not read (no socket table: capture ss -tanp): state piles, destinations and ports are not judged.")
+	default:
 		out = append(out, fmt.Sprintf("%s: %s.", plural(last.Total, "TCP socket"), statesLine(last.States)))
 	}
 
-	if n := len(last.Listeners); n == 0 {
+	if n := len(last.Listeners); n == 0 && !cov.listeners {
+		out = append(out, "Listeners not read (capture: ss -tlnp).")
+	} else if n == 0 {
 		out = append(out, "No listening sockets.")
 	} else {
 		var full *sample.Listener
@@ -37,6 +45,9 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 			}
 		}
 		line := fmt.Sprintf("%s; the fullest is %s (%s) with Recv-Q %d of Send-Q %d", plural(n, "listener"), full.Local, ownersLong(full.Owners), full.RecvQ, full.SendQ)
+		if full.LimitUnknown {
+			line = fmt.Sprintf("%s; the fullest is %s (%s) with Recv-Q %d (its limit is not in the capture)", plural(n, "listener"), full.Local, ownersLong(full.Owners), full.RecvQ)
+		}
 		if pk := peakOf(last, full.Local); pk != nil {
 			line += fmt.Sprintf(", peak %d in the last watch (%d polls)", pk.PeakRecvQ, pk.Polls)
 		}
@@ -46,9 +57,14 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 		out = append(out, line+".")
 	}
 
-	if wins[0].Delta == nil {
+	switch {
+	case wins[0].Delta == nil && !cov.tcpExt:
+		out = append(out, "One sample, without TCP counters (capture: nstat -az): findings cannot be confirmed.")
+	case wins[0].Delta == nil:
 		out = append(out, "One sample: counters are cumulative since boot, so no rates; findings cannot be confirmed.")
-	} else {
+	case r.IntervalSeconds == nil:
+		out = append(out, fmt.Sprintf("%d samples without times: no rates (capture date +%%s.%%N with each); findings cannot be confirmed.", len(series)))
+	default:
 		var lo, hi float64 = -1, 0
 		for _, w := range wins {
 			a, _ := w.arrivals()
@@ -57,11 +73,13 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 			}
 			hi = max(hi, a)
 		}
-		line := fmt.Sprintf("%d samples %.1fs apart; arrivals %.1f/s", len(series), r.IntervalSeconds, lo)
+		line := fmt.Sprintf("%d samples %.1fs apart; arrivals %.1f/s", len(series), *r.IntervalSeconds, lo)
 		if hi != lo {
-			line = fmt.Sprintf("%d samples %.1fs apart; arrivals %.1f-%.1f/s per interval", len(series), r.IntervalSeconds, lo, hi)
+			line = fmt.Sprintf("%d samples %.1fs apart; arrivals %.1f-%.1f/s per interval", len(series), *r.IntervalSeconds, lo, hi)
 		}
-		if lo < cfg.MinArrivalsPerSec {
+		if !cov.tcp {
+			line = fmt.Sprintf("%d samples %.1fs apart; arrivals unknown (no Tcp counters)", len(series), *r.IntervalSeconds)
+		} else if lo < cfg.MinArrivalsPerSec {
 			line += fmt.Sprintf(" (below the load floor of %g/s in some interval)", cfg.MinArrivalsPerSec)
 		}
 		var drops []string
@@ -70,10 +88,13 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 				drops = append(drops, fmt.Sprintf("%s %s/s", strings.TrimPrefix(c, "TcpExt"), joinRates(vals)))
 			}
 		}
-		if len(drops) > 0 {
+		switch {
+		case len(drops) > 0:
 			line += "; drops: " + strings.Join(drops, ", ")
-		} else {
+		case cov.tcpExt:
 			line += "; no listen drops"
+		default:
+			line += "; listen drops not read (no TcpExt counters)"
 		}
 		out = append(out, line+".")
 	}
@@ -112,7 +133,7 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 	case len(r.Findings) > 0:
 		out = append(out, fmt.Sprintf("Nothing wrong: %s.", r.Findings[0].Title))
 	default:
-		out = append(out, healthyLine(last))
+		out = append(out, healthyLine(series))
 	}
 
 	if len(last.Missing) > 0 {
@@ -185,33 +206,15 @@ func joinRates(vals []float64) string {
 }
 
 // healthyLine is the explicit "nothing wrong" read. It claims only what was
-// read: a bundle has no per-process descriptor counts, a cheap sample no
-// state counts, so those are named as not judged rather than as fine.
-func healthyLine(last *sample.Sample) string {
-	fine := []string{"no listener overflowed", "no SYN-queue drops"}
-	var notJudged []string
-	if last.Partial {
-		notJudged = append(notJudged, "state piles and ports (cheap sample)")
+// read (claims); the rest is named as not judged rather than as fine.
+func healthyLine(series []*sample.Sample) string {
+	fine, notJudged := claims(series)
+	line := "Nothing wrong"
+	if len(fine) > 0 {
+		line += ": " + strings.Join(fine, ", ") + "."
 	} else {
-		fine = append(fine, "no state pile", "ports within their range")
+		line += " that the input shows: nothing it holds could be judged."
 	}
-	ownersRead := true
-	for _, m := range last.Missing {
-		if m.Source == "owners" || m.Source == "process owners" {
-			ownersRead = false
-		}
-	}
-	if ownersRead {
-		fine = append(fine, "process descriptors within their limits")
-	} else {
-		notJudged = append(notJudged, "per-process descriptors (no owner fd counts in the input)")
-	}
-	if _, ok := last.Sysctls["net.ipv4.tcp_mem"]; ok {
-		fine = append(fine, "TCP memory within its limits")
-	} else {
-		notJudged = append(notJudged, "TCP memory (net.ipv4.tcp_mem not read)")
-	}
-	line := "Nothing wrong: " + strings.Join(fine, ", ") + "."
 	if len(notJudged) > 0 {
 		line += " Not judged: " + strings.Join(notJudged, "; ") + "."
 	}

@@ -42,6 +42,16 @@ const (
 	KindTCPMemoryPressure   = "tcp-memory-pressure"
 	KindOrphanPressure      = "orphan-pressure"
 	KindConntrackFull       = "conntrack-full"
+	// KindNoListener: nothing listens on the port the user names
+	// (--port), judged only when the listener table was read.
+	KindNoListener = "no-listener"
+	// KindListenerLocalOnly: the port listens on loopback only, so
+	// clients from other hosts are refused.
+	KindListenerLocalOnly = "listener-local-only"
+	// KindTWBucketOverflow: net.ipv4.tcp_max_tw_buckets reached.
+	KindTWBucketOverflow = "time-wait-bucket-overflow"
+	// KindSynSentPile: outgoing connects to one destination unanswered.
+	KindSynSentPile = "syn-sent-pile"
 )
 
 // Finding is one diagnosed condition.
@@ -121,8 +131,12 @@ type Report struct {
 	Netns   string `json:"netns,omitempty"`
 	Source  string `json:"source"`
 	Samples int    `json:"samples"`
-	// IntervalSeconds is the mean spacing of the samples.
-	IntervalSeconds float64 `json:"interval_seconds"`
+	// IntervalSeconds is the mean spacing of the samples; absent for one
+	// sample or samples without times (a paste has none).
+	IntervalSeconds *float64 `json:"interval_seconds,omitempty"`
+	// Symptom answers first, when the user named a symptom or a port,
+	// whether the evidence explains it (absent otherwise).
+	Symptom *SymptomAnswer `json:"symptom,omitempty"`
 	// Summary is the plain-English read of the socket census.
 	Summary []string `json:"summary"`
 	// Healthy is true when there is no finding above info.
@@ -132,4 +146,7 @@ type Report struct {
 	// Rates holds per-interval rates of the drop counters (per second),
 	// for sparklines and evidence: counter name -> one value per interval.
 	Rates map[string][]float64 `json:"rates,omitempty"`
+	// Read says, for a paste, which block of it went where
+	// (sample.ReadSummary); "" otherwise.
+	Read string `json:"read,omitempty"`
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -84,13 +85,7 @@ func nsPrefix(netns string) string {
 }
 
 // nextPow2 returns the smallest power of two >= n (n >= 1).
-func nextPow2(n int64) int64 {
-	p := int64(1)
-	for p < n {
-		p <<= 1
-	}
-	return p
-}
+func nextPow2(n int64) int64 { return policy.NextPow2(n) }
 
 func perSec(n uint64, secs float64) string {
 	if secs <= 0 {
@@ -140,5 +135,55 @@ func peakOf(s *sample.Sample, local string) *sample.ListenerPeak {
 
 // atLimit reports whether a listener's queue is full in a snapshot.
 func atLimit(l *sample.Listener) bool {
+	if l != nil && l.LimitUnknown {
+		return overflowing(l)
+	}
 	return l != nil && l.RecvQ > 0 && l.RecvQ >= l.SendQ
+}
+
+// overflowing reports whether a listener's queue holds more than its limit:
+// the kernel's queue is full when its length exceeds the limit, so Recv-Q
+// reads Send-Q + 1 in a snapshot of a queue that is refusing handshakes.
+//
+// Where the capture does not show the limit (net-tools and busybox
+// netstat print 0 for a listener's Send-Q: LimitUnknown), a queue reads as
+// overflowing when its length is a common backlog plus one (the same
+// signature: 51 for Java's 50, 101 for Tomcat's 100, 129, 512 ...), or at
+// least 50 connections wait: a queue that long in a snapshot is not being
+// drained, whatever its limit.
+func overflowing(l *sample.Listener) bool {
+	if l == nil {
+		return false
+	}
+	if l.LimitUnknown {
+		return l.RecvQ >= 50 || commonBacklog(l.RecvQ-1)
+	}
+	return l.RecvQ > l.SendQ
+}
+
+// commonBacklog reports whether n is a listen() backlog runtimes use by
+// default (Java 50, Tomcat 100, 128, nginx/Node.js/Redis 511, 1024, 2048,
+// 4096, 65535).
+func commonBacklog(n uint32) bool {
+	switch n {
+	case 50, 100, 128, 511, 1024, 2048, 4096, 65535:
+		return true
+	}
+	return false
+}
+
+// localListener returns the listener of this sample that a connection to
+// addr:port reaches (same address, or a wildcard), or nil.
+func localListener(s *sample.Sample, addr string, port uint16) *sample.Listener {
+	for i := range s.Listeners {
+		l := &s.Listeners[i]
+		if l.Port != port {
+			continue
+		}
+		switch l.Addr {
+		case addr, "0.0.0.0", "::", "*", "[::]", "":
+			return l
+		}
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -98,57 +99,14 @@ func checkStatic(p diagnose.Proposal, cfg config.Config) *Refusal {
 	return nil
 }
 
+// checkBounds is policy.Check: the bounds live in one place, which
+// diagnose sizes its proposals with too.
 func checkBounds(key, v string, cfg config.Config) error {
-	switch key {
-	case "net.core.somaxconn":
-		return intIn(v, 128, int64(cfg.Diagnose.SomaxconnCap), "diagnose.somaxconn_cap")
-	case "net.ipv4.tcp_max_syn_backlog":
-		return intIn(v, 128, int64(cfg.Diagnose.SynBacklogCap), "diagnose.syn_backlog_cap")
-	case "net.ipv4.tcp_syncookies", "net.ipv4.tcp_tw_reuse":
-		return intIn(v, 0, 2, "")
-	case "net.ipv4.ip_local_port_range":
-		_, _, err := parseRange(v)
-		return err
-	case "net.ipv4.ip_local_reserved_ports":
-		_, err := sample.ParsePortSet(v)
-		return err
-	}
-	if v == "" {
-		return errors.New("empty value")
-	}
-	return nil
-}
-
-func intIn(v string, lo, hi int64, key string) error {
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return fmt.Errorf("not an integer")
-	}
-	if n < lo || n > hi {
-		if key != "" {
-			return fmt.Errorf("outside [%d, %d] (%s)", lo, hi, key)
-		}
-		return fmt.Errorf("outside [%d, %d]", lo, hi)
-	}
-	return nil
+	return policy.Check(key, v, cfg.Diagnose)
 }
 
 // parseRange parses "low high" with 1 <= low < high <= 65535.
-func parseRange(v string) (lo, hi int, err error) {
-	f := strings.Fields(v)
-	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("want two ports \"low high\"")
-	}
-	lo, err1 := strconv.Atoi(f[0])
-	hi, err2 := strconv.Atoi(f[1])
-	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 {
-		return 0, 0, fmt.Errorf("ports must be integers in [1, 65535]")
-	}
-	if lo >= hi {
-		return 0, 0, fmt.Errorf("low %d must be below high %d", lo, hi)
-	}
-	return lo, hi, nil
-}
+func parseRange(v string) (lo, hi int, err error) { return policy.ParseRange(v) }
 
 // checkKernelRules is the live part of guard 2: the kernel's own rules
 // (KERNEL-NOTES.md), judged with the values and listeners of the fresh

@@ -21,6 +21,10 @@ const (
 	KernelTooManyOrphans  = "too-many-orphans"
 	KernelConntrackFull   = "conntrack-full"
 	KernelPortRangeParity = "port-range-parity"
+	// KernelTWBucketOverflow: "TCP: time wait bucket table overflow",
+	// net.ipv4.tcp_max_tw_buckets reached (the closing socket skips
+	// TIME-WAIT).
+	KernelTWBucketOverflow = "tw-bucket-overflow"
 )
 
 var (
@@ -62,6 +66,8 @@ func ClassifyKernelLine(msg string) (KernelEvent, bool) {
 		ev.Kind = KernelTooManyOrphans
 	case strings.Contains(msg, "nf_conntrack: table full, dropping packet"):
 		ev.Kind = KernelConntrackFull
+	case strings.Contains(msg, "time wait bucket table overflow"):
+		ev.Kind = KernelTWBucketOverflow
 	case strings.Contains(msg, "ip_local_port_range: prefer different parity"):
 		ev.Kind = KernelPortRangeParity
 	default:

@@ -41,6 +41,7 @@ func TestClassifyKernelLine(t *testing.T) {
 		{"orphans 3.x", "TCP: too many of orphaned sockets", &KernelEvent{Kind: KernelTooManyOrphans}},
 		{"conntrack", "nf_conntrack: nf_conntrack: table full, dropping packet", &KernelEvent{Kind: KernelConntrackFull}},
 		{"conntrack 4.x", "nf_conntrack: table full, dropping packet", &KernelEvent{Kind: KernelConntrackFull}},
+		{"time wait buckets", "TCP: time wait bucket table overflow", &KernelEvent{Kind: KernelTWBucketOverflow}},
 		{"parity (captured)", "ip_local_port_range: prefer different parity for start/end values.", &KernelEvent{Kind: KernelPortRangeParity}},
 		{"unrelated", "EXT4-fs (vda): mounted filesystem r/w without journal.", nil},
 		{"flooding without port", "Possible SYN flooding on port", nil},

@@ -251,7 +251,14 @@ func TestCorpus(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &r); err != nil {
 				t.Fatalf("report is not JSON: %v\n%s", err, out)
 			}
-			if len(c.Findings) > 0 && code != exitFindings {
+			// Exit 1 means a finding above info (docs/rules.md): a
+			// capture whose only expected findings are info (a TIME-WAIT
+			// bucket overflow) exits 0.
+			aboveInfo := false
+			for _, f := range c.Findings {
+				aboveInfo = aboveInfo || f.Severity != "info"
+			}
+			if aboveInfo && code != exitFindings {
 				t.Errorf("exit %d, want %d (findings expected)", code, exitFindings)
 			}
 			if c.Healthy && (code != exitOK || !r.Healthy) {

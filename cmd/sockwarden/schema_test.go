@@ -132,6 +132,9 @@ func TestOutputSchemas(t *testing.T) {
 	for _, b := range bundles {
 		run("diagnose "+filepath.Base(b), exitFindings, "diagnose", "--from", b, "-o", "json", "-q")
 	}
+	// One snapshot (no interval_seconds), a symptom answer, a paste.
+	run("diagnose with a symptom and a port", exitFindings, "diagnose", "--from", bundles[0], "--symptom", "refused", "--port", "9999", "-o", "json", "-q")
+	run("diagnose of a pasted capture", exitFindings, "diagnose", "--from", "../../testdata/corpus/30-ufw-and-netstat-ltn-loopback-8000.txt", "--port", "8000", "-o", "json", "-q")
 	run("sample of a lab bundle", exitOK, "sample", "--from", bundles[0], "-o", "json")
 	run("sample of the sample package's bundle", exitOK, "sample", "--from", "../../sample/testdata/bundle/ns", "-o", "json")
 

@@ -1,0 +1,218 @@
+package diagnose
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+// cloneSeries deep-copies a series through its JSON form.
+func cloneSeries(t *testing.T, in []*sample.Sample) []*sample.Sample {
+	t.Helper()
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*sample.Sample
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// removal takes one source out of every sample of a series, as a bundle
+// or a paste without it would read, and names the claims it backed and
+// the "Not judged" entry that must replace them.
+type removal struct {
+	name      string
+	remove    func(s *sample.Sample)
+	claims    []string // healthy-line claims that rest on the source
+	notJudged string   // what must then appear under "Not judged"
+}
+
+var removals = []removal{
+	{
+		name: "counters",
+		remove: func(s *sample.Sample) {
+			s.Counters = map[string]uint64{}
+			s.Missing = append(s.Missing, sample.Missing{Source: "nstat.txt", Reason: "absent (and no netstat.txt/snmp.txt): Tcp and TcpExt counters unknown (capture: nstat -az)"})
+		},
+		claims:    []string{"no listener overflowed", "no SYN-queue drops"},
+		notJudged: "listen and SYN-queue drops",
+	},
+	{
+		name:      "dates",
+		remove:    func(s *sample.Sample) { s.Time = time.Time{} },
+		claims:    []string{"no listener overflowed", "no SYN-queue drops"},
+		notJudged: "drop rates",
+	},
+	{
+		name: "socket table",
+		remove: func(s *sample.Sample) {
+			s.Missing = append(s.Missing, sample.Missing{Source: "ss-tan.txt", Reason: "absent: states other than LISTEN, destinations and processes unknown (capture: ss -tanpe)"})
+		},
+		claims:    []string{"no state pile", "ports within their range"},
+		notJudged: "state piles and ports",
+	},
+	{
+		name: "listener table",
+		remove: func(s *sample.Sample) {
+			s.Listeners = nil
+			s.Missing = append(s.Missing, sample.Missing{Source: "ss-tan.txt", Reason: "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)"})
+		},
+		claims:    []string{"no listener overflowed", "no listener full in the snapshot", "no state pile"},
+		notJudged: "listen queues",
+	},
+	{
+		name:      "port range sysctl",
+		remove:    func(s *sample.Sample) { delete(s.Sysctls, kPortRange) },
+		claims:    []string{"ports within their range"},
+		notJudged: "ports (" + kPortRange + " not read)",
+	},
+	{
+		name: "owners",
+		remove: func(s *sample.Sample) {
+			s.Missing = append(s.Missing, sample.Missing{Source: "owners", Reason: "captured text has no open-fd counts"})
+		},
+		claims:    []string{"process descriptors within their limits"},
+		notJudged: "per-process descriptors",
+	},
+	{
+		name:      "tcp_mem",
+		remove:    func(s *sample.Sample) { delete(s.Sysctls, kTCPMem) },
+		claims:    []string{"TCP memory within its limits"},
+		notJudged: "TCP memory",
+	},
+	{
+		name: "sockstat",
+		remove: func(s *sample.Sample) {
+			s.Sockstat = sample.Sockstat{}
+			s.Missing = append(s.Missing, sample.Missing{Source: "sockstat.txt", Reason: "absent (and no ss-s.txt): socket totals and TCP memory unknown (capture: cat /proc/net/sockstat)"})
+		},
+		claims:    []string{"TCP memory within its limits"},
+		notJudged: "TCP memory",
+	},
+	{
+		name: "kernel log",
+		remove: func(s *sample.Sample) {
+			s.Kernel = nil
+			s.Missing = append(s.Missing, sample.Missing{Source: "dmesg.txt", Reason: "absent: kernel log lines unknown (capture: dmesg)"})
+		},
+		notJudged: "kernel log",
+	},
+}
+
+// TestHealthyClaimsBacked: every claim of the healthy line rests on a
+// source that was read. Each lab bundle (read as `diagnose --from` does),
+// with each source removed in turn, must lose the claims that source
+// backed and name it under "Not judged".
+func TestHealthyClaimsBacked(t *testing.T) {
+	bundles, _ := filepath.Glob("../testdata/bundles/*.tar.gz")
+	if len(bundles) < 10 {
+		t.Fatalf("%d lab bundles, want 10", len(bundles))
+	}
+	in := map[string][]*sample.Sample{"healthy": goldenInputs(t)["healthy"]}
+	for _, b := range bundles {
+		s, err := sample.FromBundle(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in[filepath.Base(b)] = s
+	}
+	backed := map[string]bool{}
+	for name, series := range in {
+		fine0, _ := claims(series)
+		for _, rm := range removals {
+			t.Run(name+"/"+rm.name, func(t *testing.T) {
+				cut := cloneSeries(t, series)
+				for _, s := range cut {
+					rm.remove(s)
+				}
+				fine, notJudged := claims(cut)
+				for _, c := range rm.claims {
+					if slices.Contains(fine, c) {
+						t.Errorf("claim %q still made without the %s: %q", c, rm.name, fine)
+					}
+					if slices.Contains(fine0, c) {
+						backed[rm.name+": "+c] = true
+					}
+				}
+				found := false
+				for _, n := range notJudged {
+					found = found || strings.HasPrefix(n, rm.notJudged)
+				}
+				if !found {
+					t.Errorf("without the %s, Not judged lacks %q: %q", rm.name, rm.notJudged, notJudged)
+				}
+			})
+		}
+	}
+	// The test means something only if the claims were made before.
+	for _, want := range []string{"counters: no SYN-queue drops", "dates: no listener overflowed", "socket table: no state pile",
+		"port range sysctl: ports within their range", "owners: process descriptors within their limits", "tcp_mem: TCP memory within its limits"} {
+		if !backed[want] {
+			t.Errorf("no input made the claim %q before its source was removed", want)
+		}
+	}
+
+	// End to end on the healthy input: the healthy line of the report.
+	for _, rm := range removals {
+		cut := cloneSeries(t, in["healthy"])
+		for _, s := range cut {
+			rm.remove(s)
+		}
+		r := Run(cut, cfg())
+		line := ""
+		for _, l := range r.Summary {
+			if strings.HasPrefix(l, "Nothing wrong") {
+				line = l
+			}
+		}
+		claimsPart, notPart, _ := strings.Cut(line, "Not judged:")
+		if line == "" || !strings.Contains(notPart, rm.notJudged) {
+			t.Errorf("healthy without the %s: %q lacks Not judged %q", rm.name, line, rm.notJudged)
+		}
+		for _, c := range rm.claims {
+			if strings.Contains(claimsPart, c) {
+				t.Errorf("healthy without the %s still claims %q: %q", rm.name, c, line)
+			}
+		}
+	}
+}
+
+// TestNothingReadNothingSaid: the read of a source that was not read
+// never reports its zero values as facts.
+func TestNothingReadNothingSaid(t *testing.T) {
+	ser := series(2, func(i int, s *sample.Sample) {
+		s.Time = time.Time{}
+		s.Counters = map[string]uint64{}
+		s.Missing = []sample.Missing{
+			{Source: "ss-tan.txt", Reason: "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)"},
+			{Source: "nstat.txt", Reason: "absent (and no netstat.txt/snmp.txt): Tcp and TcpExt counters unknown (capture: nstat -az)"},
+		}
+	})
+	r := Run(ser, cfg())
+	all := strings.Join(r.Summary, "\n")
+	for _, bad := range []string{"0 TCP sockets", "no listen drops", "0.0s apart", "No listening sockets", "no listener overflowed", "no state pile"} {
+		if strings.Contains(all, bad) {
+			t.Errorf("summary claims %q from nothing read:\n%s", bad, all)
+		}
+	}
+	if r.IntervalSeconds != nil || r.Rates != nil {
+		t.Errorf("interval %v, rates %v: unknowns must be absent", r.IntervalSeconds, r.Rates)
+	}
+	var b strings.Builder
+	if err := WriteJSON(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`"interval_seconds"`, "0001-01-01"} {
+		if strings.Contains(b.String(), bad) {
+			t.Errorf("JSON carries %s for an unknown:\n%s", bad, b.String())
+		}
+	}
+}
