@@ -48,6 +48,9 @@ func WriteRules(w io.Writer) error {
 func WriteText(w io.Writer, r Report) error {
 	b := bufio.NewWriter(w)
 	fmt.Fprintf(b, "sockwarden diagnose: %s\n", header(r))
+	if r.Read != "" {
+		writeWrapped(b, "", "  ", r.Read)
+	}
 	fmt.Fprintf(b, "%s\n\n", verdictLine(r))
 
 	fmt.Fprintln(b, "(a) Read")
@@ -113,6 +116,9 @@ func WriteMarkdown(w io.Writer, r Report) error {
 	fmt.Fprintf(b, "# sockwarden diagnosis: %s\n\n", mdHost(r))
 	fmt.Fprintf(b, "**%s**\n\n", verdictLine(r))
 	fmt.Fprintf(b, "Source: `%s`, %s.\n\n", r.Source, samplesPhrase(r))
+	if r.Read != "" {
+		fmt.Fprintf(b, "%s\n\n", strings.Replace(r.Read, "read: ", "Read: ", 1))
+	}
 
 	fmt.Fprintln(b, "## (a) Read")
 	fmt.Fprintln(b)

@@ -25,6 +25,7 @@ func Run(series []*sample.Sample, cfg config.Diagnose) Report {
 	}
 	last := series[len(series)-1]
 	r.Host, r.Netns, r.Source = last.Host, last.Netns, sourceOf(series)
+	r.Read = sample.ReadSummary(series)
 	if n := len(series); n > 1 {
 		r.IntervalSeconds = round2(last.Time.Sub(series[0].Time).Seconds() / float64(n-1))
 	}
@@ -318,7 +319,7 @@ func dedupe(in []string) []string {
 func sourceOf(series []*sample.Sample) string {
 	src := series[len(series)-1].Source
 	// "bundle:PATH#N" -> "bundle:PATH" for the series as a whole.
-	if i := strings.LastIndex(src, "#"); i > 0 && strings.HasPrefix(src, "bundle:") {
+	if i := strings.LastIndex(src, "#"); i > 0 && (strings.HasPrefix(src, "bundle:") || strings.HasPrefix(src, "paste:")) {
 		src = src[:i]
 	}
 	return src

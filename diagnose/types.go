@@ -132,4 +132,7 @@ type Report struct {
 	// Rates holds per-interval rates of the drop counters (per second),
 	// for sparklines and evidence: counter name -> one value per interval.
 	Rates map[string][]float64 `json:"rates,omitempty"`
+	// Read says, for a paste, which block of it went where
+	// (sample.ReadSummary); "" otherwise.
+	Read string `json:"read,omitempty"`
 }

@@ -95,6 +95,9 @@ func WriteText(w io.Writer, s *Sample) error {
 		p(", took %s", s.Duration.Round(time.Microsecond))
 	}
 	p(")\n")
+	if r := ReadSummary([]*Sample{s}); r != "" {
+		p("%s\n", r)
+	}
 	if s.Partial {
 		p("partial sample (cheap tier): no states, destinations or processes\n")
 	}

@@ -124,6 +124,14 @@ type Sample struct {
 	// Missing lists what could not be read and why (no root, no
 	// /dev/kmsg, a kernel without a file, a bundle without a file).
 	Missing []Missing `json:"missing,omitempty"`
+
+	// Read says, for a sample read from a paste (one text holding
+	// several command outputs), which block of it went where, in the
+	// order of the paste; IgnoredLines counts the lines of the paste
+	// recognised as no capture (on the last sample of the paste). Both
+	// are absent for live samples and bundles.
+	Read         []ReadBlock `json:"read,omitempty"`
+	IgnoredLines int         `json:"ignored_lines,omitempty"`
 }
 
 // Listener is one LISTEN socket.
@@ -139,8 +147,12 @@ type Listener struct {
 	RecvQ uint32 `json:"recv_q"`
 	SendQ uint32 `json:"send_q"`
 	// Inode is the socket inode (0 in bundles without it).
-	Inode  uint64  `json:"inode,omitempty"`
-	Owners []Owner `json:"owners,omitempty"`
+	Inode uint64 `json:"inode,omitempty"`
+	// LimitUnknown: the capture does not show the queue's limit, and
+	// SendQ (0) means nothing. net-tools and busybox netstat read
+	// /proc/net/tcp, whose tx_queue is 0 for a listener.
+	LimitUnknown bool    `json:"limit_unknown,omitempty"`
+	Owners       []Owner `json:"owners,omitempty"`
 }
 
 // Owner is a process holding a descriptor for a socket.

@@ -419,8 +419,8 @@ type SSSummary struct {
 //	Transport Total     IP        IPv6
 //	TCP	  35        28        7
 //
-// In iproute2 >= 4.x "TCP: N" is alloc + timewait; older versions printed
-// "timewait 13/0" and N = alloc.
+// "TCP: N" is alloc + timewait; iproute2 before 5.x printed "synrecv S,
+// timewait 13/0" and N = alloc + synrecv + timewait.
 func ParseSSSummary(r io.Reader, name string) (SSSummary, error) {
 	lr := newLineReader(r, name)
 	var out SSSummary
@@ -484,7 +484,11 @@ func ParseSSSummary(r io.Reader, name string) (SSSummary, error) {
 			out.Sockstat.TCPOrphan = nums["orphaned"]
 			out.Sockstat.TCPTimeWait = twn
 			if twOld != "" {
-				out.Sockstat.TCPAlloc = total
+				// iproute2 before 5.x: N = alloc + synrecv
+				// (from slabinfo, 0 when unreadable) +
+				// timewait (misc/ss.c print_summary).
+				syn, _ := strconv.Atoi(kv["synrecv"])
+				out.Sockstat.TCPAlloc = max(total-syn-twn, 0)
 			} else {
 				out.Sockstat.TCPAlloc = total - twn
 			}

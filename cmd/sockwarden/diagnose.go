@@ -30,7 +30,8 @@ func newDiagnoseCmd(a *app) *cobra.Command {
 		Short: "Read this host (or a bundle) and say whether the app or the kernel is at fault",
 		Long: `diagnose takes --samples full samples --interval apart (default 2, 5s), with
 a listener watch between them that catches accept-queue bursts, or reads a
-bundle (--from), and answers in four sections: (a) a plain-English read of
+bundle or a paste of command outputs (--from FILE, --from - for stdin; see
+docs/sample-schema.md, "Pastes"), and answers in four sections: (a) a plain-English read of
 the sockets, (b) the verdict, app, kernel, peer or none, with the evidence,
 (c) the kernel change current -> proposed, only for kernel-side findings,
 (d) the command that verifies it and what "fixed" looks like.
@@ -46,6 +47,8 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 		Example: `  sudo sockwarden diagnose
   sudo sockwarden diagnose --netns /run/netns/web --samples 3 --interval 2s
   sockwarden diagnose --from bundle.tar.gz -o markdown > ticket.md
+  sockwarden diagnose --from ticket.txt
+  xclip -o | sockwarden diagnose --from -
   sockwarden diagnose --from bundle.tar.gz -o json | jq '.findings[] | {kind, side, confirmed}'
   sockwarden diagnose --rules`,
 		Args: cobra.NoArgs,
@@ -89,7 +92,7 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 	// --format was diagnose's -o before every command had one.
 	f.Var(f.Lookup("output").Value, "format", "same as -o")
 	deprecate(f, "format", "use -o")
-	f.StringVar(&from, "from", "", "diagnose a bundle (directory or .tar.gz from `sockwarden collect` or made by hand) instead of this host")
+	f.StringVar(&from, "from", "", "diagnose a bundle (directory or .tar.gz from `sockwarden collect` or made by hand), or a paste of command outputs (a text file, - for stdin), instead of this host")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
 	f.BoolVar(&rules, "rules", false, "list the rules (kinds, sides, conditions, why) and exit")
 	return cmd
@@ -107,6 +110,14 @@ func reportWriter(format string) (func(io.Writer, diagnose.Report) error, error)
 	return nil, usageErr("-o: %q is not one of text, markdown, json", format)
 }
 
+// inputName names --from in progress lines.
+func inputName(from string) string {
+	if from == "-" {
+		return "stdin"
+	}
+	return from
+}
+
 // diagnoseInput returns the series to judge: a bundle's snapshots, or live
 // samples of the configured namespace.
 func diagnoseInput(ctx context.Context, a *app, cmd *cobra.Command, from string, progress io.Writer) ([]*sample.Sample, error) {
@@ -117,8 +128,8 @@ func diagnoseInput(ctx context.Context, a *app, cmd *cobra.Command, from string,
 		if cmd.Flags().Changed("samples") || cmd.Flags().Changed("interval") {
 			return nil, usageErr("--samples and --interval apply to live sampling; a bundle has the snapshots it was captured with")
 		}
-		fmt.Fprintf(progress, "reading bundle %s\n", from)
-		series, err := sample.FromBundleOptions(from, sample.OptionsFrom(a.cfg.Sample, "", a.log.Named("sample")))
+		fmt.Fprintf(progress, "reading %s %s\n", sample.InputKind(from), inputName(from))
+		series, err := sample.FromInput(from, cmd.InOrStdin(), sample.OptionsFrom(a.cfg.Sample, "", a.log.Named("sample")))
 		if err != nil {
 			return nil, withCode(exitUsage, err)
 		}
@@ -126,7 +137,7 @@ func diagnoseInput(ctx context.Context, a *app, cmd *cobra.Command, from string,
 			return nil, usageErr("bundle %s: no snapshot in it", from)
 		}
 		if len(series) == 1 {
-			fmt.Fprintln(progress, "the bundle holds one snapshot: findings cannot be confirmed (capture two with `sockwarden collect`)")
+			fmt.Fprintf(progress, "%s holds one snapshot: findings cannot be confirmed (capture two with `sockwarden collect`)\n", inputName(from))
 		}
 		return series, nil
 	}

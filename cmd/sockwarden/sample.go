@@ -22,7 +22,10 @@ func newSampleCmd(a *app) *cobra.Command {
 		Long: `sample takes one live census of this host's network namespace (or --netns)
 through netlink sock_diag and /proc, or reads a captured bundle (--from, a
 directory or .tar.gz made by hand or by 'sockwarden collect'; see README,
-"Captured bundles"), and prints it: totals by state, the listeners with
+"Captured bundles"), or a paste (--from FILE, or --from - for stdin: one
+text holding the outputs of ss, netstat, nstat, sysctl, dmesg ... one after
+another, as pasted into a ticket; docs/sample-schema.md, "Pastes"), and
+prints it: totals by state, the listeners with
 their accept queues (Recv-Q/Send-Q, fill) and owners, the top destinations
 against the usable ephemeral port range, the processes, the counters that
 matter, the sysctls, the kernel log lines, and what could not be read.
@@ -35,7 +38,8 @@ text the counter rates between consecutive snapshots.
 Exit status: 0 done, 2 usage error or unreadable bundle, 3 live sampling failed.`,
 		Example: `  sudo sockwarden sample
   sudo sockwarden sample --netns /run/netns/web -o json | jq '.listeners[] | {local, recv_q, send_q}'
-  sockwarden sample --from bundle.tar.gz`,
+  sockwarden sample --from bundle.tar.gz
+  sockwarden sample --from - < ticket.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var series []*sample.Sample
@@ -44,7 +48,7 @@ Exit status: 0 done, 2 usage error or unreadable bundle, 3 live sampling failed.
 				if a.cfg.Netns != "" {
 					return usageErr("--from reads a bundle; --netns applies to live sampling only")
 				}
-				s, err := sample.FromBundleOptions(from, opts)
+				s, err := sample.FromInput(from, cmd.InOrStdin(), opts)
 				if err != nil {
 					return withCode(exitUsage, err)
 				}
@@ -88,6 +92,6 @@ Exit status: 0 done, 2 usage error or unreadable bundle, 3 live sampling failed.
 		},
 	}
 	jsonOutput(cmd, &asJSON)
-	cmd.Flags().StringVar(&from, "from", "", "read a bundle (directory, .tar.gz or .tar) instead of the live host")
+	cmd.Flags().StringVar(&from, "from", "", "read a bundle (directory, .tar.gz or .tar) or a paste of command outputs (any other text file, - for stdin) instead of the live host")
 	return cmd
 }

@@ -1,0 +1,599 @@
+package sample
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// A paste is one text holding several command outputs one after another,
+// as pasted into a ticket or a chat: `ss -tlnp`, a few sysctl lines, a
+// dmesg excerpt, netstat -s ... It is read into the same Sample as a
+// bundle, block by block (pastesplit.go cuts it), and the sample says
+// which block went where (Sample.Read). A paste has no dates of its own:
+// it is one snapshot, or several when it holds several `date` outputs each
+// followed by captures. Whatever it does not hold is listed in
+// Sample.Missing as for a bundle, so that nothing absent is called fine.
+
+// ReadBlock says what one block of a paste was read as.
+type ReadBlock struct {
+	// Kind is the command as pasted ("ss -tlnp") or, without a prompt,
+	// the shape recognised ("ss", "sysctl", "dmesg", "netstat -s").
+	Kind string `json:"kind"`
+	// Line is the block's first line in the paste, Lines its non-blank
+	// lines.
+	Line  int `json:"line"`
+	Lines int `json:"lines"`
+	// What says what it gave ("33 listeners", "4 keys") or why it was
+	// not read and what to capture instead ("not read: ...").
+	What string `json:"what"`
+}
+
+// maxPaste bounds a paste: it is held in memory while it is cut into
+// blocks (a capture of a million sockets belongs in a bundle).
+const maxPaste = 512 << 20
+
+// FromInput reads what --from names: "-" is a paste on stdin; a
+// directory, a .tar.gz or .tar (by its content), or a file named like a
+// bundle file (ss-tan.txt) is a bundle (FromBundleOptions); any other file
+// is a paste (FromPaste).
+func FromInput(path string, stdin io.Reader, opts Options) ([]*Sample, error) {
+	if path == "-" {
+		return FromPaste("stdin", stdin, opts)
+	}
+	if InputKind(path) == "bundle" {
+		return FromBundleOptions(path, opts)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer f.Close()
+	return FromPaste(path, f, opts)
+}
+
+// InputKind says how FromInput reads path: "bundle" (a directory, a tar
+// archive, a file named like a bundle file, or a path that cannot be
+// opened, so that the bundle reader names the error) or "paste".
+func InputKind(path string) string {
+	if path == "-" {
+		return "paste"
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.IsDir() || bundleKind(filepath.Base(path)) != "" {
+		return "bundle"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "bundle"
+	}
+	defer f.Close()
+	head := make([]byte, 263)
+	n, _ := io.ReadFull(f, head)
+	if isArchive(head[:n]) {
+		return "bundle"
+	}
+	return "paste"
+}
+
+// isArchive says whether the first bytes of a file are a gzip or tar
+// header.
+func isArchive(head []byte) bool {
+	return bytes.HasPrefix(head, []byte{0x1f, 0x8b}) || (len(head) >= 263 && bytes.HasPrefix(head[257:], []byte("ustar")))
+}
+
+var (
+	ansiRE  = regexp.MustCompile(`\x1b(?:\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07)`)
+	fenceRE = regexp.MustCompile("^\\s*(?:```|~~~)")
+)
+
+// readPasteLines reads the lines of a paste, cleaned of what a ticket adds:
+// terminal colour codes, "> " quoting and ``` fences (which become blank
+// lines, so line numbers stay those of the paste).
+func readPasteLines(name string, r io.Reader) ([]string, error) {
+	lr := newLineReader(io.LimitReader(r, maxPaste+1), name)
+	var lines []string
+	total := 0
+	for {
+		line, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		total += len(line) + 1
+		if total > maxPaste {
+			return nil, fmt.Errorf("%w: %s: more than %d MB: a paste is read in memory; capture this much as a bundle (sockwarden collect)", ErrParse, name, maxPaste>>20)
+		}
+		if strings.IndexByte(line, 0x1b) >= 0 {
+			line = ansiRE.ReplaceAllString(line, "")
+		}
+		if strings.HasPrefix(line, ">") && (len(line) == 1 || line[1] == ' ') {
+			line = strings.TrimPrefix(line[1:], " ")
+		}
+		if fenceRE.MatchString(line) {
+			line = ""
+		}
+		lines = append(lines, line)
+	}
+	return lines, nil
+}
+
+// FromPaste reads one pasted text (name is used in notes and errors: a
+// file name, or "stdin") and returns one Sample per snapshot in it. Blocks
+// it cannot use are named in Sample.Read with what to capture instead;
+// only a text with nothing usable at all is an error (ErrParse, naming
+// it).
+func FromPaste(name string, r io.Reader, opts Options) ([]*Sample, error) {
+	log := opts.logger()
+	lines, err := readPasteLines(name, r)
+	if err != nil {
+		return nil, err
+	}
+	sp := &splitter{lines: lines}
+	sp.split()
+	usable := false
+	for _, b := range sp.blocks {
+		usable = usable || (b.shape != shapeUnreadable && b.shape != shapeHostname)
+	}
+	if !usable {
+		var named []string
+		for _, b := range sp.blocks {
+			named = append(named, fmt.Sprintf("line %d %s (%s)", b.first, b.kind(), b.what))
+		}
+		why := ""
+		if len(named) > 0 {
+			why = ": " + strings.Join(named, "; ")
+		}
+		return nil, fmt.Errorf("%w: %s: nothing sockwarden reads in %d lines%s (paste the output of ss -tanp, ss -tlnp, ss -s, nstat -az, netstat -s, sysctl -a or dmesg)", ErrParse, name, len(lines), why)
+	}
+	groups := groupPaste(sp.blocks)
+	pr := &pasteReader{name: name, opts: opts, lines: len(lines)}
+	for _, b := range sp.blocks {
+		if b.shape == shapeHostname {
+			pr.host = b.value
+		}
+	}
+	var out []*Sample
+	for i, g := range groups {
+		smp := pr.snapshot(g)
+		smp.Source = "paste:" + name
+		if len(groups) > 1 {
+			smp.Source += "#" + strconv.Itoa(i+1)
+		}
+		out = append(out, smp)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %s: nothing sockwarden reads", ErrParse, name)
+	}
+	last := out[len(out)-1]
+	last.IgnoredLines = sp.ignored
+	if sp.ignored > 0 {
+		var at []string
+		for _, n := range sp.ignoredAt {
+			at = append(at, strconv.Itoa(n))
+		}
+		last.Missing = append(last.Missing, Missing{Source: name, Reason: fmt.Sprintf("ignored: %d lines not recognised as the output of a capture (first at lines %s)", sp.ignored, strings.Join(at, ", "))})
+	}
+	allRead := true
+	for _, s := range out {
+		for _, rb := range s.Read {
+			allRead = allRead && !strings.HasPrefix(rb.What, "not read")
+		}
+	}
+	usable = false
+	for _, s := range out {
+		for _, rb := range s.Read {
+			usable = usable || !strings.HasPrefix(rb.What, "not read") && rb.Kind != string(shapeHostname)
+		}
+	}
+	if !usable {
+		return nil, fmt.Errorf("%w: %s: nothing usable: %s", ErrParse, name, ReadSummary(out))
+	}
+	log.Debug("paste read", zap.String("name", name), zap.Int("snapshots", len(out)), zap.Int("ignored_lines", sp.ignored), zap.Bool("all_read", allRead))
+	return out, nil
+}
+
+// groupPaste cuts the blocks into snapshots: a date starts a new one when
+// the snapshot so far has a date and something dated by it. A date with
+// nothing after it joins the snapshot before.
+func groupPaste(blocks []*pasteBlock) [][]*pasteBlock {
+	var groups [][]*pasteBlock
+	var cur []*pasteBlock
+	hasDate, hasData := false, false
+	for _, b := range blocks {
+		switch b.shape {
+		case shapeDate:
+			if hasDate && hasData {
+				groups = append(groups, cur)
+				cur, hasData = nil, false
+			}
+			hasDate = true
+		case shapeHostname, shapeUnreadable, shapeUptime:
+		default:
+			hasData = true
+		}
+		cur = append(cur, b)
+	}
+	if len(cur) > 0 {
+		if !hasData && len(groups) > 0 {
+			groups[len(groups)-1] = append(groups[len(groups)-1], cur...)
+		} else {
+			groups = append(groups, cur)
+		}
+	}
+	return groups
+}
+
+// pasteReader turns the blocks of one snapshot into a Sample through the
+// bundle reader's snapshot (bundleSnap): the same parsers, the same census,
+// the same account of what is missing.
+type pasteReader struct {
+	name  string
+	opts  Options
+	lines int
+	host  string
+}
+
+// feedOrder is the order in which bundle kinds are read: the listeners of
+// ss -tlnp before the socket table, as the bundle reader does.
+var feedOrder = []string{bfDate, bfUptime, bfSSSummary, bfSysctl, bfNstat, "netstat-s", bfNetstat, bfSNMP, bfSockstat, bfDmesg, bfProcesses, bfSSTlnp, bfSSTan}
+
+// single kinds are read from one block; a second block of the same kind in
+// the same snapshot is named as ignored.
+var singleKinds = map[string]bool{bfDate: true, bfUptime: true, bfSSSummary: true, bfProcesses: true, bfSSTlnp: true, bfSSTan: true}
+
+func (pr *pasteReader) at(b *pasteBlock) string { return pr.name + ":" + strconv.Itoa(b.first) }
+
+func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
+	s := &bundleSnap{seen: map[string]string{}, census: NewCensus(pr.opts.topDest(), pr.opts.topProc()), host: pr.host}
+	var extra []Missing
+	byKind := map[string][]*pasteBlock{}
+	for _, b := range blocks {
+		if b.shape == shapeDate {
+			b.feed(bfDate, b.first, b.value)
+		}
+		if b.shape == shapeUptime {
+			b.feed(bfUptime, b.first, b.value)
+		}
+		for k := range b.feeds {
+			byKind[k] = append(byKind[k], b)
+		}
+	}
+	// The netstat listeners' Send-Q is not a limit.
+	noLimit := map[string]bool{}
+	for _, kind := range feedOrder {
+		bs := byKind[kind]
+		if len(bs) == 0 {
+			continue
+		}
+		use := bs
+		if singleKinds[kind] {
+			use = pickBlocks(bs)
+			for _, b := range bs {
+				if !slices.Contains(use, b) {
+					b.what = fmt.Sprintf("ignored: %s at line %d was read for this snapshot (put a `date` before each capture to make two snapshots)", use[0].kind(), use[0].first)
+					extra = append(extra, Missing{Source: pr.at(b), Reason: b.what})
+				}
+			}
+		}
+		feeds := make([]map[int]string, 0, len(use))
+		for _, b := range use {
+			feeds = append(feeds, b.feeds[kind])
+		}
+		text := sparseText(feeds)
+		s.seen[kind] = pr.at(use[0])
+		var err error
+		switch kind {
+		case bfDate:
+			var t = strings.TrimSpace(use[0].value)
+			tm, derr := parsePasteDate(t, true)
+			if derr != nil {
+				err = fmt.Errorf("%w: %s:%d: %v", ErrParse, pr.name, use[0].first, derr)
+				break
+			}
+			s.date, s.hasDate = tm, true
+			use[0].what = tm.UTC().Format("2006-01-02T15:04:05Z")
+		case "netstat-s":
+			m := map[string]uint64{}
+			for _, b := range use {
+				zeros := b.cmd == nil || len(b.cmd.pipes) == 0
+				bm, nt, perr := parseNetstatS(strings.NewReader(sparseText([]map[int]string{b.feeds[kind]})), pr.name, zeros)
+				if perr != nil {
+					b.what = "not read: " + perr.Error()
+					extra = append(extra, Missing{Source: pr.at(b), Reason: b.what})
+					continue
+				}
+				b.what = plural(len(bm), "counter")
+				extra = append(extra, nt...)
+				for k, v := range bm {
+					if _, ok := m[k]; !ok {
+						m[k] = v
+					}
+				}
+			}
+			if len(m) == 0 {
+				continue
+			}
+			if s.nstat == nil {
+				s.nstat = m
+				s.seen[bfNstat] = pr.at(use[0])
+			} else {
+				for k, v := range m {
+					if _, ok := s.nstat[k]; !ok {
+						s.nstat[k] = v
+					}
+				}
+			}
+			extra = append(extra, Missing{Source: pr.at(use[0]), Reason: "netstat -s prints counters it has no wording for only when they are not 0, so TCPReqQFullDrop, TCPReqQFullDoCookies and other counters without a line are unknown, not 0 (capture nstat -az)"})
+			continue
+		default:
+			if kind == bfSSTan && s.tlnp != nil && !slices.ContainsFunc(use, func(b *pasteBlock) bool { return b.listeners > 0 }) {
+				// A table without listeners (ss -tan state
+				// close-wait): the listeners of ss -tlnp go first,
+				// so that the census knows the inbound sockets.
+				for _, e := range s.tlnpAll {
+					s.census.Add(e.Socket, e.Owners)
+				}
+				s.tlnpBy = nil
+			}
+			err = s.read(kind, pr.name, strings.NewReader(text))
+		}
+		if err != nil {
+			for _, b := range use {
+				b.what = "not read: " + strings.TrimPrefix(err.Error(), ErrParse.Error()+": ")
+			}
+			extra = append(extra, Missing{Source: pr.at(use[0]), Reason: "not read: " + err.Error()})
+			delete(s.seen, kind)
+			switch kind {
+			case bfSSTan:
+				s.census, s.tan = NewCensus(pr.opts.topDest(), pr.opts.topProc()), nil
+			case bfSSTlnp:
+				s.tlnp, s.tlnpBy, s.tlnpAll = nil, nil, nil
+			}
+			continue
+		}
+		for _, b := range use {
+			if b.what == "" {
+				b.what = pr.what(b, kind, s)
+			}
+			if b.noLimit {
+				for _, l := range b.feeds[kind] {
+					if e, skip, why := parseSSLine(l); !skip && why == "" && e.Socket.State == StateListen {
+						noLimit[FormatLocal(e.Socket.Local, e.Socket.V6Only)] = true
+					}
+				}
+			}
+		}
+	}
+	for _, b := range blocks {
+		for _, nt := range b.notes {
+			extra = append(extra, Missing{Source: pr.at(b) + " (" + b.kind() + ")", Reason: nt})
+		}
+		if b.partial != "" && !strings.HasPrefix(b.what, "ignored") && !strings.HasPrefix(b.what, "not read") {
+			extra = append(extra, Missing{Source: pr.at(b) + " (" + b.kind() + ")", Reason: "only part of the socket table (" + b.partial + "): the other sockets are not judged (capture ss -tanpe)"})
+		}
+		if b.logTZ > 0 {
+			extra = append(extra, Missing{Source: pr.at(b) + " (" + b.kind() + ")", Reason: fmt.Sprintf("dmesg -T stamps carry no time zone (and drift after a suspend): the offset to UTC is unknown, so %s kept without a time (capture dmesg --time-format iso)", plural(b.logTZ, "kernel line")+map[bool]string{true: " is", false: " are"}[b.logTZ == 1])})
+		}
+		if b.shape == shapeUnreadable && b.what == "" {
+			b.what = "not read"
+		}
+	}
+	if s.procCtr != nil && s.nstat != nil {
+		for k, v := range s.nstat {
+			if _, ok := s.procCtr[k]; !ok {
+				s.procCtr[k] = v
+			}
+		}
+	}
+	smp := s.finish("paste:" + pr.name)
+	pr.applyCounts(smp, blocks, &extra)
+	for i := range smp.Listeners {
+		if noLimit[smp.Listeners[i].Local] {
+			smp.Listeners[i].LimitUnknown = true
+		}
+	}
+	if s.procCtr != nil || s.nstat != nil {
+		var absent []string
+		for _, c := range TextCounters {
+			if _, ok := smp.Counters[c]; !ok {
+				absent = append(absent, c)
+			}
+		}
+		if len(absent) > 0 {
+			extra = append(extra, Missing{Source: "counters", Reason: "not in the paste: " + strings.Join(absent, ", ") + " (capture nstat -az)"})
+		}
+	}
+	owned := len(smp.Processes) > 0
+	for _, l := range smp.Listeners {
+		owned = owned || len(l.Owners) > 0
+	}
+	if !owned && !slices.ContainsFunc(smp.Missing, func(m Missing) bool { return m.Source == "owners" }) {
+		extra = append(extra, Missing{Source: "owners", Reason: "the paste names no owning process: descriptor counts, limits and units unknown (capture ss -tlnp and ss -tanp as root, and the processes loop of README.md)"})
+	}
+	smp.Missing = append(smp.Missing, extra...)
+	for _, b := range blocks {
+		smp.Read = append(smp.Read, ReadBlock{Kind: b.kind(), Line: b.first, Lines: b.lines, What: b.what})
+	}
+	return smp
+}
+
+// pickBlocks chooses the blocks a single kind is read from: the first
+// whole table, or, when every table is partial (filtered by state, by
+// port, by grep), all of them (a census of the parts).
+func pickBlocks(bs []*pasteBlock) []*pasteBlock {
+	for _, b := range bs {
+		if b.partial == "" {
+			return []*pasteBlock{b}
+		}
+	}
+	if bs[0].shape == shapeSS || bs[0].shape == shapeNetstat {
+		return bs
+	}
+	return bs[:1]
+}
+
+// sparseText renders blocks' lines as text in which every line keeps its
+// number in the paste (the others are blank), so that the parsers' notes
+// and errors name the line a person sees.
+func sparseText(feeds []map[int]string) string {
+	merged := map[int]string{}
+	maxN := 0
+	for _, f := range feeds {
+		for n, l := range f {
+			merged[n] = l
+			maxN = max(maxN, n)
+		}
+	}
+	keys := make([]int, 0, len(merged))
+	for n := range merged {
+		keys = append(keys, n)
+	}
+	sort.Ints(keys)
+	var sb strings.Builder
+	line := 1
+	for _, n := range keys {
+		for ; line < n; line++ {
+			sb.WriteByte('\n')
+		}
+		sb.WriteString(merged[n])
+		sb.WriteByte('\n')
+		line = n + 1
+	}
+	return sb.String()
+}
+
+// what says what a block gave, for the "read:" line.
+func (pr *pasteReader) what(b *pasteBlock, kind string, s *bundleSnap) string {
+	switch kind {
+	case bfSSTan, bfSSTlnp:
+		var w string
+		if b.listenOnly {
+			w = plural(b.listeners, "listener")
+		} else {
+			w = plural(b.sockets, "socket")
+			if b.listeners > 0 {
+				w += fmt.Sprintf(", %d listening", b.listeners)
+			}
+		}
+		if b.unknownSt > 0 {
+			w += fmt.Sprintf(", %d of unknown state", b.unknownSt)
+		}
+		if b.badLines > 0 {
+			w += ", " + plural(b.badLines, "line") + " not understood"
+		}
+		if b.partial != "" {
+			w += "; partial: " + b.partial
+		}
+		return w
+	case bfSysctl:
+		return plural(len(b.feeds[kind]), "key")
+	case bfNstat, bfNetstat, bfSNMP:
+		n := len(b.feeds[kind])
+		if kind != bfNstat {
+			n = 0
+			for _, l := range b.feeds[kind] {
+				if f := strings.Fields(l); len(f) > 1 && isCount(strings.TrimPrefix(f[1], "-")) {
+					n += len(f) - 1
+				}
+			}
+		}
+		return plural(n, "counter")
+	case bfDmesg:
+		w := plural(b.logEntries, "line")
+		if b.logWrapped > 0 {
+			w += fmt.Sprintf(", %d wrapped onto a second line", b.logWrapped)
+		}
+		if b.logEvents < b.logEntries {
+			w += fmt.Sprintf(", %d that matter", b.logEvents)
+		}
+		if b.logTZ > 0 {
+			w += ", times unknown (dmesg -T has no zone)"
+		}
+		return w
+	case bfSSSummary:
+		return "totals"
+	case bfSockstat:
+		return "totals and TCP memory"
+	case bfUptime:
+		return "uptime " + b.value
+	case bfProcesses:
+		return plural(len(s.procs), "process")
+	}
+	return "read"
+}
+
+// ReadSummary is the one line that says what a paste gave: "read: ss
+// -tlnp (33 listeners), sysctl (4 keys), dmesg (2 lines); ignored: 3
+// lines". It is "" for samples that are not from a paste.
+func ReadSummary(series []*Sample) string {
+	var parts []string
+	ignored := 0
+	for _, s := range series {
+		for _, b := range s.Read {
+			if b.What == "" {
+				parts = append(parts, b.Kind)
+				continue
+			}
+			parts = append(parts, b.Kind+" ("+b.What+")")
+		}
+		ignored += s.IgnoredLines
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	line := "read: " + strings.Join(parts, ", ")
+	if ignored > 0 {
+		line += "; ignored: " + plural(ignored, "line")
+	}
+	return line
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	if strings.HasSuffix(what, "s") {
+		return fmt.Sprintf("%d %ses", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// applyCounts raises the state counts of smp to those a pipeline counted
+// (ss | grep STATE | wc -l, ... | uniq -c): counts only, so the split by
+// family becomes unknown.
+func (pr *pasteReader) applyCounts(smp *Sample, blocks []*pasteBlock, extra *[]Missing) {
+	changed := false
+	for _, b := range blocks {
+		if b.shape != shapeCount {
+			continue
+		}
+		for st, v := range b.counts {
+			if smp.States[st] < v {
+				smp.States[st] = v
+				changed = true
+			}
+		}
+		*extra = append(*extra, Missing{Source: pr.at(b) + " (" + b.kind() + ")", Reason: "state counts from a pipeline: the addresses, queues and owners of these sockets are unknown (capture ss -tanpe)"})
+	}
+	if !changed {
+		return
+	}
+	smp.Total = 0
+	for _, v := range smp.States {
+		smp.Total += v
+	}
+	smp.StatesV4, smp.StatesV6 = nil, nil
+}
