@@ -154,7 +154,7 @@ Feb 23 16:44:36 jobs kernel: [38775494.494836] nf_conntrack: table full, droppin
 `,
 			want: []ReadBlock{
 				{Kind: "netstat -s", Line: 3, Lines: 6, What: "9 counters"},
-				{Kind: "dmesg", Line: 9, Lines: 3, What: "2 lines, 1 wrapped onto a second line"},
+				{Kind: "syslog", Line: 9, Lines: 3, What: "2 lines, 1 wrapped onto a second line"},
 			},
 		},
 		{

@@ -28,6 +28,7 @@ const (
 	shapeNstat      pasteShape = "nstat"
 	shapeSysctl     pasteShape = "sysctl"
 	shapeLog        pasteShape = "dmesg"
+	shapeSyslog     pasteShape = "syslog"
 	shapeDate       pasteShape = "date"
 	shapeUptime     pasteShape = "uptime"
 	shapeHostname   pasteShape = "hostname"
@@ -85,7 +86,7 @@ func (b *pasteBlock) feed(kind string, n int, text string) {
 // kind names the block in the "read:" line: the command as pasted, or the
 // shape recognised.
 func (b *pasteBlock) kind() string {
-	if b.cmd != nil && b.cmd.text != "" && shapeFits(b.shape, b.cmd.tool) {
+	if b.cmd != nil && b.cmd.text != "" && shapeFits(b.shape, b.cmd) {
 		return clip(b.cmd.text, 60)
 	}
 	return string(b.shape)
@@ -93,7 +94,27 @@ func (b *pasteBlock) kind() string {
 
 // shapeFits says whether a block's shape is what its command prints (a
 // "$ ss -ltnp" followed by netstat's table is named "netstat").
-func shapeFits(sh pasteShape, tool string) bool {
+func shapeFits(sh pasteShape, c *pasteCmd) bool {
+	tool := c.tool
+	if tool == "cat" {
+		// cat prints what its files hold.
+		files := strings.Join(c.args, " ")
+		switch sh {
+		case shapeSockstat:
+			return strings.Contains(files, "sockstat")
+		case shapeProcPairs, "/proc/net/snmp":
+			return strings.Contains(files, "/proc/net/netstat") || strings.Contains(files, "/proc/net/snmp")
+		case shapeSysctl:
+			return strings.Contains(files, "/proc/sys/") || strings.Contains(files, "sysctl")
+		case shapeLog, shapeSyslog:
+			return strings.Contains(files, "/var/log/")
+		case shapeUptime:
+			return strings.Contains(files, "uptime")
+		case shapeUnreadable:
+			return true
+		}
+		return false
+	}
 	switch sh {
 	case shapeUnreadable:
 		return true
@@ -103,20 +124,20 @@ func shapeFits(sh pasteShape, tool string) bool {
 		return tool == "netstat"
 	case shapeCount:
 		return tool == "ss" || tool == "netstat"
-	case shapeLog:
+	case shapeLog, shapeSyslog:
 		switch tool {
-		case "dmesg", "journalctl", "grep", "egrep", "zgrep", "tail", "head", "less", "more", "zcat", "logread", "cat":
+		case "dmesg", "journalctl", "grep", "egrep", "zgrep", "tail", "head", "less", "more", "zcat", "logread":
 			return true
 		}
 		return false
 	case shapeNstat:
 		return tool == "nstat"
 	case shapeSysctl:
-		return tool == "sysctl" || tool == "cat" || tool == "grep"
+		return tool == "sysctl" || tool == "grep"
 	case shapeDate, shapeUptime, shapeHostname:
-		return tool == string(sh) || tool == "cat"
+		return tool == string(sh)
 	}
-	return tool == "cat"
+	return false
 }
 
 // splitter holds the lines of a paste while it is cut into blocks.
@@ -175,12 +196,14 @@ func (p *splitter) segment(cmds []pasteCmd, from, to int) {
 	}
 	var unread []int
 	n := from
+	first := true
 	for n <= to {
 		if p.blank(n) {
 			n++
 			continue
 		}
-		b, next := p.recognise(n, to, cmd, cmds)
+		b, next := p.recognise(n, to, cmd, cmds, first)
+		first = false
 		if b == nil {
 			unread = append(unread, n)
 			n++
@@ -241,8 +264,8 @@ func adviceFor(c *pasteCmd, first string) string {
 
 // recognise tries each shape at line n and returns the block and the line
 // after it, or nil.
-func (p *splitter) recognise(n, to int, cmd *pasteCmd, cmds []pasteCmd) (*pasteBlock, int) {
-	if cmd != nil {
+func (p *splitter) recognise(n, to int, cmd *pasteCmd, cmds []pasteCmd, first bool) (*pasteBlock, int) {
+	if cmd != nil && first {
 		if b, next := p.byCommand(n, to, cmd, cmds); b != nil {
 			return b, next
 		}
@@ -276,7 +299,7 @@ func (p *splitter) byCommand(n, to int, cmd *pasteCmd, cmds []pasteCmd) (*pasteB
 				break
 			}
 			v := strings.TrimSpace(p.line(m))
-			if strings.Contains(v, "=") || strings.HasPrefix(v, "cat:") || strings.HasPrefix(v, "sysctl:") {
+			if strings.Contains(v, "=") || strings.HasPrefix(v, "#") || strings.HasPrefix(v, "cat:") || strings.HasPrefix(v, "sysctl:") {
 				break
 			}
 			b.feed(bfSysctl, m, k+" = "+v)

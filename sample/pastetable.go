@@ -547,6 +547,9 @@ func (p *splitter) recLog(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 		return nil, n
 	}
 	b := &pasteBlock{shape: shapeLog, first: n}
+	if t := strings.TrimSpace(p.line(n)); logSyslogRE.MatchString(t) || logISORE.MatchString(t) || logKernelRE.MatchString(t) {
+		b.shape = shapeSyslog
+	}
 	add := func(m int, f string, tz bool) {
 		b.feed(bfDmesg, m, f)
 		b.logEntries++
