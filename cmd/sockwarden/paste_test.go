@@ -55,22 +55,22 @@ func TestPasteFromStdin(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "\n"+read+"\n") || !strings.Contains(out, "(paste:stdin)") {
 		t.Fatalf("sample --from -: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
 	}
-	js, _, code := runCLIStdin(t, pasteTicket, "sample", "--json", "--from", "-")
+	js, _, code := runCLIStdin(t, pasteTicket, "sample", "-o", "json", "--from", "-")
 	var s struct {
 		Read         []struct{ Kind, What string }
 		IgnoredLines int `json:"ignored_lines"`
 		Listeners    []struct{ Local string }
 	}
 	if err := json.Unmarshal([]byte(js), &s); err != nil || code != exitOK {
-		t.Fatalf("sample --json --from -: exit %d, %v:\n%s", code, err, js)
+		t.Fatalf("sample -o json --from -: exit %d, %v:\n%s", code, err, js)
 	}
 	if len(s.Read) != 3 || s.Read[0].Kind != "ss -tlnp" || s.IgnoredLines != 1 || len(s.Listeners) != 2 {
 		t.Errorf("sample JSON: %+v", s)
 	}
 	for _, format := range []string{"text", "markdown", "json"} {
-		out, errOut, code := runCLIStdin(t, pasteTicket, "diagnose", "--from", "-", "--format", format)
+		out, errOut, code := runCLIStdin(t, pasteTicket, "diagnose", "--from", "-", "-o", format)
 		if code != exitOK && code != exitFindings {
-			t.Fatalf("diagnose --format %s: exit %d, stderr %q", format, code, errOut)
+			t.Fatalf("diagnose -o %s: exit %d, stderr %q", format, code, errOut)
 		}
 		want := read
 		switch format {
@@ -80,7 +80,7 @@ func TestPasteFromStdin(t *testing.T) {
 			want = `"read": "` + read + `"`
 		}
 		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
-			t.Errorf("diagnose --format %s lacks %q:\n%s", format, want, out)
+			t.Errorf("diagnose -o %s lacks %q:\n%s", format, want, out)
 		}
 		if !strings.Contains(errOut, "reading paste stdin") {
 			t.Errorf("progress %q", errOut)
