@@ -350,6 +350,26 @@ cookies.  Check SNMP counters.
 			missing: []string{"the offset to UTC is unknown, so 1 kernel line is kept without a time"},
 		},
 		{
+			name: "ss -tanpoe: timers, uid, inode and owners",
+			text: `$ ss -tanpoe
+State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process
+LISTEN 0      511    0.0.0.0:80         0.0.0.0:*         users:(("nginx",pid=900,fd=6)) ino:1234 sk:1 cgroup:/system.slice/nginx.service <->
+ESTAB  0      0      10.0.0.5:80        10.0.0.9:51234    users:(("nginx",pid=901,fd=9)) timer:(keepalive,119min,0) uid:33 ino:5678 sk:2 <->
+TIME-WAIT 0   0      10.0.0.5:80        10.0.0.9:51230    timer:(timewait,50sec,0) ino:0 sk:3
+`,
+			states:    map[string]int{StateListen: 1, StateEstab: 1, StateTimeWait: 1},
+			listeners: []lst{{"0.0.0.0:80", 0, 511, false, "nginx"}},
+		},
+		{
+			name: "headerless rows far down a paste, the first cut short",
+			text: strings.Repeat("some prose\n", 25) + `ESTAB      0      0      10.0.0.5:80
+CLOSE-WAIT 1      0      10.0.0.5:80    10.0.0.9:51234
+CLOSE-WAIT 1      0      10.0.0.5:80    10.0.0.9:51236
+`,
+			states:  map[string]int{StateCloseWait: 2},
+			missing: []string{"t.txt:26", "want State Recv-Q Send-Q Local Peer"},
+		},
+		{
 			name: "redacted hosts and service names still count the sockets",
 			text: `-- output of ` + "`ss -ot`" + `
 
@@ -455,6 +475,18 @@ Tue Nov 24 00:13:23 UTC 2026
 	}
 	if ss[0].Source != "paste:t.txt#1" || ss[1].Source != "paste:t.txt#2" {
 		t.Errorf("sources %q %q", ss[0].Source, ss[1].Source)
+	}
+	// A loop on one prompt line: each date starts a snapshot.
+	loop := readPaste(t, `$ for i in 1 2; do date; nstat -az TcpExtListenDrops; sleep 5; done
+Tue Nov 24 00:13:12 UTC 2026
+#kernel
+TcpExtListenDrops 3 0.0
+Tue Nov 24 00:13:17 UTC 2026
+#kernel
+TcpExtListenDrops 8 0.0
+`)
+	if len(loop) != 2 || loop[1].Time.Sub(loop[0].Time) != 5*time.Second {
+		t.Fatalf("loop: %d snapshots", len(loop))
 	}
 	// Two captures without dates between them: one snapshot, the
 	// second named as ignored.

@@ -46,6 +46,7 @@ var pasteTools = map[string]bool{
 var wrappers = map[string]bool{
 	"sudo": true, "doas": true, "env": true, "time": true, "nice": true, "command": true,
 	"exec": true, "nsenter": true, "busybox": true, "watch": true, "ionice": true, "chroot": true,
+	"do": true, "then": true, "else": true, // a loop or test on one line: for i in 1 2; do date; ss -s; done
 }
 
 // pasteCmd is one command of a prompt line: the tool, its arguments and

@@ -158,6 +158,7 @@ done:
 			b.partial = "piped through " + strings.Join(cmd.pipes, " | ")
 		}
 	}
+	b.feedHeader()
 	b.listenOnly = onlyServers || (b.sockets > 0 && b.sockets == b.listeners)
 	if b.listenOnly {
 		b.moveFeed(bfSSTan, bfSSTlnp)
@@ -170,6 +171,24 @@ done:
 	}
 	b.notes = append(b.notes, "netstat gives no fd limits: capture ss -tlnp and the processes loop")
 	return b, b.last + 1
+}
+
+// feedHeader gives a socket table without an ss header one, on the line
+// before the block: ParseSS takes a headerless text whose first lines do
+// not parse for something that is not ss output.
+func (b *pasteBlock) feedHeader() {
+	f := b.feeds[bfSSTan]
+	if f == nil || b.first < 2 {
+		return
+	}
+	for _, l := range f {
+		if l == ssHeaderLine {
+			return
+		}
+	}
+	if _, taken := f[b.first-1]; !taken {
+		f[b.first-1] = ssHeaderLine
+	}
 }
 
 // countSS counts one rewritten ss line for the block's "what".
@@ -298,6 +317,9 @@ func (p *splitter) recSSTable(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 			b.feed(kind, r.n, line)
 			b.countSS(line)
 		}
+	}
+	if headerText == "" {
+		b.feedHeader()
 	}
 	if cmd != nil && cmd.tool == "ss" {
 		var why []string
