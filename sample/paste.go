@@ -392,7 +392,13 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 		}
 	}
 	if s.procCtr != nil && s.nstat != nil {
+		// /proc/net/netstat and snmp win; nstat fills what they lack
+		// (a paste of a few counters), without the IPv6 MIBs a
+		// Sample does not hold (as finish does).
 		for k, v := range s.nstat {
+			if strings.HasPrefix(k, "Ip6") || strings.HasPrefix(k, "Icmp6") || strings.HasPrefix(k, "Udp6") || strings.HasPrefix(k, "UdpLite6") {
+				continue
+			}
 			if _, ok := s.procCtr[k]; !ok {
 				s.procCtr[k] = v
 			}
@@ -462,7 +468,12 @@ func sparseText(feeds []map[int]string) string {
 		keys = append(keys, n)
 	}
 	sort.Ints(keys)
+	size := maxN
+	for _, l := range merged {
+		size += len(l)
+	}
 	var sb strings.Builder
+	sb.Grow(size + 1)
 	line := 1
 	for _, n := range keys {
 		for ; line < n; line++ {

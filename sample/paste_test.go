@@ -2,6 +2,8 @@ package sample
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -654,4 +656,54 @@ func FuzzPaste(f *testing.F) {
 			t.Fatalf("%d lines accounted for in a %d-line paste", covered, lines)
 		}
 	})
+}
+
+// A paste of a bundle's files, each after the prompt that made it, reads
+// into the same census as the bundle: the paste reader adds no parser of
+// its own.
+func TestPasteOfBundleMatchesBundle(t *testing.T) {
+	dir := "testdata/bundle/ns"
+	want, err := FromBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := []struct{ file, cmd string }{
+		{"date.txt", "date +%s.%N"}, {"hostname.txt", "hostname"}, {"uptime.txt", "cat /proc/uptime"},
+		{"ss-tlnp.txt", "ss -tlnp"}, {"ss-tan.txt", "ss -tanpe"}, {"ss-s.txt", "ss -s"},
+		{"sysctl.txt", "sysctl -a"}, {"nstat.txt", "nstat -az"}, {"netstat.txt", "cat /proc/net/netstat"},
+		{"snmp.txt", "cat /proc/net/snmp"}, {"sockstat.txt", "cat /proc/net/sockstat"},
+		{"sockstat6.txt", "cat /proc/net/sockstat6"}, {"dmesg.txt", "dmesg"},
+	}
+	var sb strings.Builder
+	for _, snap := range []string{"1", "2"} {
+		for _, c := range cmds {
+			b, err := os.ReadFile(filepath.Join(dir, snap, c.file))
+			if os.IsNotExist(err) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sb.WriteString("root@vm:~# " + c.cmd + "\n")
+			sb.Write(b)
+		}
+	}
+	got := readPaste(t, sb.String())
+	if len(got) != len(want) {
+		t.Fatalf("%d snapshots, bundle has %d", len(got), len(want))
+	}
+	for i := range want {
+		w, g := *want[i], *got[i]
+		for _, s := range []*Sample{&w, &g} {
+			s.Source, s.Missing, s.Read, s.IgnoredLines = "", nil, nil, 0
+		}
+		if diff := cmp.Diff(w, g); diff != "" {
+			t.Errorf("snapshot %d: paste differs from the bundle (-bundle +paste):\n%s", i+1, diff)
+		}
+	}
+	for _, b := range got[0].Read {
+		if strings.HasPrefix(b.What, "not read") || strings.HasPrefix(b.What, "ignored") {
+			t.Errorf("block %+v", b)
+		}
+	}
 }

@@ -91,6 +91,13 @@ func parsePrompt(line string, n int) (cmds []pasteCmd, ok bool) {
 		// with arguments that look like options.
 		text = t
 		strict = true
+		switch fw := firstField(t); {
+		case fw == "sudo", fw == "cat", strings.HasPrefix(fw, "/"):
+		case fw == "ss", fw == "netstat", fw == "nstat", fw == "dmesg", fw == "journalctl", fw == "sysctl", fw == "logread":
+		default:
+			// Most lines of a paste: not worth splitting.
+			return nil, false
+		}
 		cmds = splitCommands(text, n)
 		if len(cmds) == 0 || !bareCommand(cmds[0], t) {
 			return nil, false

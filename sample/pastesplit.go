@@ -326,7 +326,7 @@ func (p *splitter) byCommand(n, to int, cmd *pasteCmd, cmds []pasteCmd) (*pasteB
 		}
 	case "hostname":
 		if len(strings.Fields(t)) == 1 {
-			return &pasteBlock{shape: shapeHostname, first: n, last: n, lines: 1, value: t}, n + 1
+			return &pasteBlock{shape: shapeHostname, first: n, last: n, lines: 1, value: t, what: t}, n + 1
 		}
 	}
 	for _, c := range cmds {
