@@ -131,10 +131,7 @@ func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
 		return nil, fmt.Errorf("bundle %s: %w", path, err)
 	}
 	br := &bundleReader{path: path, opts: opts, snaps: map[string]*bundleSnap{}, maxFile: opts.bundleMaxFile}
-	br.maxListeners = opts.bundleMaxListeners
-	if br.maxListeners <= 0 {
-		br.maxListeners = maxBundleListeners
-	}
+	br.maxListeners = opts.maxListeners()
 	if br.maxFile <= 0 {
 		br.maxFile = maxBundleFile
 	}

@@ -49,7 +49,7 @@ type Options struct {
 	// bundleMaxFile lowers the per-file bound of a bundle (tests; 0 =
 	// maxBundleFile).
 	bundleMaxFile int64
-	// bundleMaxListeners lowers maxBundleListeners (tests).
+	// bundleMaxListeners lowers maxBundleListeners (tests); see maxListeners.
 	bundleMaxListeners int
 }
 
@@ -112,4 +112,13 @@ var SysctlKeys = []string{
 	"net.ipv4.tcp_mem",
 	"fs.file-max",
 	"fs.file-nr",
+}
+
+// maxListeners bounds the LISTEN lines of one captured socket table, for
+// bundles and pastes alike.
+func (o Options) maxListeners() int {
+	if o.bundleMaxListeners > 0 {
+		return o.bundleMaxListeners
+	}
+	return maxBundleListeners
 }

@@ -257,7 +257,7 @@ var singleKinds = map[string]bool{bfDate: true, bfUptime: true, bfSSSummary: tru
 func (pr *pasteReader) at(b *pasteBlock) string { return pr.name + ":" + strconv.Itoa(b.first) }
 
 func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
-	s := &bundleSnap{seen: map[string]string{}, census: NewCensus(pr.opts.topDest(), pr.opts.topProc()), host: pr.host}
+	s := &bundleSnap{seen: map[string]string{}, census: NewCensus(pr.opts.topDest(), pr.opts.topProc()), host: pr.host, maxListeners: pr.opts.maxListeners()}
 	var extra []Missing
 	byKind := map[string][]*pasteBlock{}
 	for _, b := range blocks {
