@@ -27,6 +27,23 @@ go build -o "$dist/sockwarden-host" ./cmd/sockwarden
 rm "$dist/sockwarden-host"
 gzip -9n < packaging/sockwarden.8 > "$dist/sockwarden.8.gz"
 
+# The changelog (chglog format; nfpm writes the deb's changelog.Debian.gz
+# and the rpm's %changelog from it): one entry for this build, dated by the
+# commit so that two builds of one commit are the same. The rpm's template
+# reads the version as semver, which has no '~'; -1 is nfpm.yaml's release.
+when=$(git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+cat > "$dist/changelog.yml" <<EOF
+- semver: ${version//\~/-}-1
+  date: $when
+  packager: sockwarden maintainers <sockwarden@users.noreply.github.com>
+  deb:
+    urgency: medium
+    distributions: [unstable]
+  changes:
+    - note: "Built from commit $commit (the project's git history lists changes)."
+EOF
+
 export SW_PKG_VERSION=$version SW_PKG_ARCH=$arch
 for p in deb rpm; do
   go run "$NFPM" package --config packaging/nfpm.yaml --packager "$p" --target "$dist/"
