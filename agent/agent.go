@@ -248,10 +248,14 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	defer servers.Wait()
 	defer stopServers()
 	if cfg.Metrics.Enabled {
+		ms, err := ListenMetrics(cfg.Metrics, a.metrics, a.log.Named("metrics"))
+		if err != nil {
+			return err
+		}
 		servers.Add(1)
 		go func() {
 			defer servers.Done()
-			if err := ServeMetrics(sctx, cfg.Metrics.Listen, a.metrics, a.log.Named("metrics")); err != nil {
+			if err := ms.Serve(sctx); err != nil {
 				a.log.Error("metrics endpoint stopped", zap.Error(err))
 			}
 		}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -13,8 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 
+	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
 	"github.com/sockwarden/sockwarden/sample"
 )
@@ -249,34 +253,98 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// ServeMetrics serves /metrics on addr until ctx is done. A non-loopback
-// address is allowed (the operator asked for it) but logged.
-func ServeMetrics(ctx context.Context, addr string, m *Metrics, log *zap.Logger) error {
-	host, _, err := net.SplitHostPort(addr)
+// metricsLimits bound what the endpoint's clients can hold. Without them,
+// idle keep-alive connections were never closed: 9,000 of them from an
+// unprivileged user took the agent past the unit's 256 MB cap. A scraper
+// that finds every slot taken waits in the listen backlog until one frees,
+// at most readHeader (a client that sends nothing) or idle (a client that
+// sent one request and holds on) later: under Prometheus's default 10 s
+// scrape timeout.
+var metricsLimits = struct {
+	readHeader, read, write, idle time.Duration
+	maxConns                      int
+}{readHeader: 3 * time.Second, read: 5 * time.Second, write: 10 * time.Second, idle: 5 * time.Second, maxConns: 16}
+
+// MetricsServer is the /metrics endpoint: plain HTTP, or TLS and basic
+// auth from metrics.web_config_file (the exporter-toolkit web config that
+// node_exporter reads, https://prometheus.io/docs/prometheus/latest/configuration/https/).
+type MetricsServer struct {
+	ln        net.Listener
+	srv       *http.Server
+	webConfig string
+	log       *zap.Logger
+}
+
+// ListenMetrics checks the web config and opens the listener, so that a bad
+// metrics.listen or metrics.web_config_file stops the agent at start with
+// the key named, instead of a running agent with no endpoint. A
+// non-loopback address is allowed (the operator asked for it) but logged.
+func ListenMetrics(c config.Metrics, m *Metrics, log *zap.Logger) (*MetricsServer, error) {
+	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
-		return fmt.Errorf("metrics.listen %q: %w", addr, err)
+		return nil, fmt.Errorf("metrics.listen %q: %w", c.Listen, err)
+	}
+	if c.WebConfigFile != "" {
+		if err := web.Validate(c.WebConfigFile); err != nil {
+			return nil, fmt.Errorf("metrics.web_config_file %q: %w", c.WebConfigFile, err)
+		}
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		log.Warn("metrics endpoint is reachable from the network", zap.String("listen", addr))
+		if c.WebConfigFile == "" {
+			log.Warn("metrics endpoint is reachable from the network without TLS or authentication (metrics.web_config_file)", zap.String("listen", c.Listen))
+		} else {
+			log.Info("metrics endpoint is reachable from the network", zap.String("listen", c.Listen), zap.String("web_config_file", c.WebConfigFile))
+		}
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
-		return fmt.Errorf("metrics.listen %q: %w", addr, err)
+		return nil, fmt.Errorf("metrics.listen %q: %w", c.Listen, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog: zap.NewStdLog(log), MaxRequestsInFlight: 4, Timeout: metricsLimits.write / 2,
+	}))
+	lim := metricsLimits
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: lim.readHeader,
+		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          zap.NewStdLog(log),
+	}
+	return &MetricsServer{ln: netutil.LimitListener(ln, lim.maxConns), srv: srv, webConfig: c.WebConfigFile, log: log}, nil
+}
+
+// Addr is the address the endpoint listens on.
+func (s *MetricsServer) Addr() string { return s.ln.Addr().String() }
+
+// Serve serves until ctx is done.
+func (s *MetricsServer) Serve(ctx context.Context) error {
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		_ = s.srv.Shutdown(sctx)
 	}()
-	log.Info("metrics endpoint up", zap.String("listen", ln.Addr().String()))
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	s.log.Info("metrics endpoint up", zap.String("listen", s.Addr()), zap.Bool("web_config", s.webConfig != ""))
+	flags := &web.FlagConfig{WebConfigFile: &s.webConfig}
+	// exporter-toolkit logs through slog: its lines go to zap as text.
+	slogger := slog.New(slog.NewTextHandler(zap.NewStdLog(s.log).Writer(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := web.Serve(s.ln, s.srv, flags, slogger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
+}
+
+// ServeMetrics serves /metrics as c says until ctx is done.
+func ServeMetrics(ctx context.Context, c config.Metrics, m *Metrics, log *zap.Logger) error {
+	s, err := ListenMetrics(c, m, log)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx)
 }
 
 // Sampling tiers.

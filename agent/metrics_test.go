@@ -3,15 +3,18 @@ package agent
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
 	"github.com/sockwarden/sockwarden/sample"
 )
@@ -102,15 +105,14 @@ func TestMetricsLint(t *testing.T) {
 
 func TestServeMetricsHTTP(t *testing.T) {
 	m := NewMetrics("test", "observe")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := ListenMetrics(config.Metrics{Listen: "127.0.0.1:0"}, m, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := srv.Addr()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeMetrics(ctx, addr, m, zap.NewNop()) }()
+	go func() { done <- srv.Serve(ctx) }()
 	defer func() { cancel(); <-done }()
 	var body string
 	for i := 0; i < 50; i++ {
@@ -125,5 +127,57 @@ func TestServeMetricsHTTP(t *testing.T) {
 	}
 	if !strings.Contains(body, `sockwarden_agent_info{mode="observe",version="test"} 1`) {
 		t.Errorf("scrape lacks sockwarden_agent_info:\n%.500s", body)
+	}
+}
+
+// metrics.web_config_file turns on basic auth (and TLS) through
+// exporter-toolkit; a bad file stops the endpoint at start, naming the key.
+func TestServeMetricsWebConfig(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "web.yml")
+	if err := os.WriteFile(good, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(bad, []byte("tls_server_config:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ListenMetrics(config.Metrics{Listen: "127.0.0.1:0", WebConfigFile: bad}, NewMetrics("test", "observe"), zap.NewNop()); err == nil ||
+		!strings.Contains(err.Error(), "metrics.web_config_file") {
+		t.Errorf("a web config with missing certificates: err = %v, want one naming metrics.web_config_file", err)
+	}
+
+	srv, err := ListenMetrics(config.Metrics{Listen: "127.0.0.1:0", WebConfigFile: good}, NewMetrics("test", "observe"), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	for _, tc := range []struct {
+		name, user, pass string
+		want             int
+	}{
+		{"no credentials", "", "", http.StatusUnauthorized},
+		{"wrong password", "prometheus", "nope", http.StatusUnauthorized},
+		{"right password", "prometheus", "s3cret", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+srv.Addr()+"/metrics", nil)
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
 	}
 }
