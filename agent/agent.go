@@ -197,6 +197,7 @@ func (a *Agent) configure(cfg config.Config) error {
 	if a.metrics == nil {
 		a.metrics = NewMetrics(a.opts.Version, cfg.Agent.Mode)
 	}
+	a.metrics.Configure(cfg.Agent.Mode, append([]string{""}, cfg.Agent.Netns...), cfg.Remediate.Allowlist)
 	return nil
 }
 
