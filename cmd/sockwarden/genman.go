@@ -172,7 +172,7 @@ func roffEsc(s string) string {
 	return strings.ReplaceAll(s, "-", `\-`)
 }
 
-// roffText escapes one line of text; a line starting with '.' or '\''
+// roffText escapes one line of text; a line starting with '.' or '\”
 // would be a request, so it is guarded with \&.
 func roffText(s string) string {
 	s = roffEsc(s)
