@@ -172,8 +172,8 @@ func roffEsc(s string) string {
 	return strings.ReplaceAll(s, "-", `\-`)
 }
 
-// roffText escapes one line of text; a line starting with '.' or '\”
-// would be a request, so it is guarded with \&.
+// roffText escapes one line of text; a line starting with a dot or an
+// apostrophe would be a request, so it is guarded with \&.
 func roffText(s string) string {
 	s = roffEsc(s)
 	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "'") {
