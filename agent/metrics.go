@@ -23,6 +23,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/remediate"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -76,10 +77,12 @@ type nsSnapshot struct {
 	last      time.Time
 }
 
-// changeStates are the outcomes a change settles in, as the
-// sockwarden_changes_total state label spells them (remediate's states,
-// '-' as '_').
-var changeStates = []string{"verified", "rolled_back", "refused", "failed", "drift", "kept"}
+// changeStates are the outcomes a change settles in, spelt as the journal
+// spells them (remediate.State), in the sockwarden_changes_total state label.
+var changeStates = []string{
+	string(remediate.StateVerified), string(remediate.StateRolledBack), string(remediate.StateRefused),
+	string(remediate.StateFailed), string(remediate.StateDrift), string(remediate.StateKept),
+}
 
 // tcpStateLabel spells sample's ss state names as node_exporter's tcpstat
 // collector does (node_tcp_connection_states{state="established"}), so one
@@ -113,7 +116,7 @@ func NewMetrics(version, mode string) *Metrics {
 		}, []string{"netns"}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sockwarden_changes_total",
-			Help: "Settled kernel changes by namespace, sysctl key and outcome (verified, rolled_back, refused, failed, drift, kept).",
+			Help: "Settled kernel changes by namespace, sysctl key and outcome (verified, rolled-back, refused, failed, drift, kept).",
 		}, []string{"netns", "key", "state"}),
 		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sockwarden_agent_info", Help: "The agent's mode (observe, propose, auto), value 1.",

@@ -77,7 +77,7 @@ sockwarden_findings{confirmed="true",kind="close-wait-pile",netns="host",severit
 # HELP sockwarden_proposals Proposals waiting for an approval (state pending) and changes being verified (state verifying).
 # TYPE sockwarden_proposals gauge
 sockwarden_proposals{state="pending"} 1
-# HELP sockwarden_changes_total Settled kernel changes by namespace, sysctl key and outcome (verified, rolled_back, refused, failed, drift, kept).
+# HELP sockwarden_changes_total Settled kernel changes by namespace, sysctl key and outcome (verified, rolled-back, refused, failed, drift, kept).
 # TYPE sockwarden_changes_total counter
 sockwarden_changes_total{key="net.core.somaxconn",netns="host",state="verified"} 1
 # HELP sockwarden_samples_total Samples taken, by namespace and tier (cheap, full).
