@@ -197,6 +197,7 @@ func (a *Agent) configure(cfg config.Config) error {
 	if a.metrics == nil {
 		a.metrics = NewMetrics(a.opts.Version, cfg.Agent.Mode)
 	}
+	a.metrics.Configure(cfg.Agent.Mode, append([]string{""}, cfg.Agent.Netns...), cfg.Remediate.Allowlist)
 	return nil
 }
 
@@ -248,10 +249,14 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	defer servers.Wait()
 	defer stopServers()
 	if cfg.Metrics.Enabled {
+		ms, err := ListenMetrics(cfg.Metrics, a.metrics, a.log.Named("metrics"))
+		if err != nil {
+			return err
+		}
 		servers.Add(1)
 		go func() {
 			defer servers.Done()
-			if err := ServeMetrics(sctx, cfg.Metrics.Listen, a.metrics, a.log.Named("metrics")); err != nil {
+			if err := ms.Serve(sctx); err != nil {
 				a.log.Error("metrics endpoint stopped", zap.Error(err))
 			}
 		}()

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -13,9 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 
+	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/remediate"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -49,6 +57,7 @@ type Metrics struct {
 	samples   *prometheus.CounterVec
 	errors    *prometheus.CounterVec
 	changes   *prometheus.CounterVec
+	mode      *prometheus.GaugeVec
 
 	mu        sync.Mutex
 	ns        map[string]*nsSnapshot
@@ -68,6 +77,27 @@ type nsSnapshot struct {
 	last      time.Time
 }
 
+// changeStates are the outcomes a change settles in, spelt as the journal
+// spells them (remediate.State), in the sockwarden_changes_total state label.
+var changeStates = []string{
+	string(remediate.StateVerified), string(remediate.StateRolledBack), string(remediate.StateRefused),
+	string(remediate.StateFailed), string(remediate.StateDrift), string(remediate.StateKept),
+}
+
+// tcpStateLabel spells sample's ss state names as node_exporter's tcpstat
+// collector does (node_tcp_connection_states{state="established"}), so one
+// query reads both.
+var tcpStateLabel = map[string]string{
+	sample.StateEstab: "established", sample.StateSynSent: "syn_sent", sample.StateSynRecv: "syn_recv",
+	sample.StateFinWait1: "fin_wait1", sample.StateFinWait2: "fin_wait2", sample.StateTimeWait: "time_wait",
+	sample.StateClose: "close", sample.StateCloseWait: "close_wait", sample.StateLastAck: "last_ack",
+	sample.StateListen: "listen", sample.StateClosing: "closing",
+}
+
+// pageSize turns sockstat's TCP memory (pages) into bytes, as node_exporter's
+// node_sockstat_TCP_mem_bytes.
+var pageSize = os.Getpagesize()
+
 // NewMetrics builds the collectors on a registry of their own (with the
 // process and Go collectors, so the agent's own cost is visible too).
 func NewMetrics(version, mode string) *Metrics {
@@ -79,15 +109,18 @@ func NewMetrics(version, mode string) *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"tier"}),
 		samples: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sockwarden_samples_total", Help: "Samples taken, by namespace and tier.",
+			Name: "sockwarden_samples_total", Help: "Samples taken, by namespace and tier (cheap, full).",
 		}, []string{"netns", "tier"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sockwarden_sample_errors_total", Help: "Samples that failed, by namespace.",
 		}, []string{"netns"}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sockwarden_changes_total",
-			Help: "Settled kernel changes by outcome (verified, rolled_back, refused, failed, drift, kept) and sysctl key.",
+			Help: "Settled kernel changes by namespace, sysctl key and outcome (verified, rolled-back, refused, failed, drift, kept).",
 		}, []string{"netns", "key", "state"}),
+		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sockwarden_agent_info", Help: "The agent's mode (observe, propose, auto), value 1.",
+		}, []string{"mode"}),
 		ns:        map[string]*nsSnapshot{},
 		proposals: map[string]int{},
 		descs:     map[string]*prometheus.Desc{},
@@ -95,25 +128,64 @@ func NewMetrics(version, mode string) *Metrics {
 	d := func(name, help string, labels ...string) {
 		m.descs[name] = prometheus.NewDesc(name, help, labels, nil)
 	}
-	d("sockwarden_tcp_sockets", "TCP sockets by state (ss names), from the last full census.", "netns", "state")
+	d("sockwarden_tcp_sockets", "TCP sockets by state (spelt as node_exporter's node_tcp_connection_states), from the last full census.", "netns", "state")
 	d("sockwarden_listener_queue_length", "A listener's accept-queue length (ss Recv-Q).", "netns", "local")
 	d("sockwarden_listener_queue_limit", "A listener's accept-queue limit (ss Send-Q): min(listen backlog, somaxconn at listen time).", "netns", "local")
-	d("sockwarden_sockstat_tcp", "TCP socket counts and memory from /proc/net/sockstat (inuse, orphan, tw, alloc, mem_pages).", "netns", "kind")
-	d("sockwarden_findings", "Findings of the last diagnosis by kind, side (app, kernel, peer, none), severity and whether confirmed.", "netns", "kind", "side", "severity", "confirmed")
-	d("sockwarden_proposals", "Proposals known to the agent by state (pending, approved, applied, verifying, ...).", "state")
+	d("sockwarden_sockstat_tcp_sockets", "TCP sockets from /proc/net/sockstat by kind (inuse, orphan, tw, alloc), as node_exporter's node_sockstat_TCP_*.", "netns", "kind")
+	d("sockwarden_sockstat_tcp_mem_bytes", "Memory held by TCP sockets (/proc/net/sockstat mem, pages times the page size), as node_exporter's node_sockstat_TCP_mem_bytes.", "netns")
+	d("sockwarden_findings", "Findings of the last diagnosis by kind, side (app, kernel, peer, none), severity (info, warning, critical) and whether confirmed.", "netns", "kind", "side", "severity", "confirmed")
+	d("sockwarden_proposals", "Proposals waiting for an approval (state pending) and changes being verified (state verifying).", "state")
 	d("sockwarden_last_sample_timestamp_seconds", "When the namespace was last sampled successfully.", "netns")
 	d("sockwarden_fleet_store_up", "1 when the fleet's etcd answered the last check, 0 when not (nothing is applied then); absent without a fleet store.")
 	for _, c := range dropCounters {
 		d(c.metric, c.help, "netns")
 	}
-	info := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "sockwarden_agent_info", Help: "The agent's version and mode (value 1).",
-		ConstLabels: prometheus.Labels{"version": version, "mode": mode},
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sockwarden_build_info", Help: "The agent's version, VCS revision and Go version (value 1).",
+		ConstLabels: buildLabels(version),
 	})
-	info.Set(1)
-	m.reg.MustRegister(m.sampleDur, m.samples, m.errors, m.changes, info, (*snapshotCollector)(m),
+	build.Set(1)
+	m.mode.WithLabelValues(mode).Set(1)
+	m.reg.MustRegister(m.sampleDur, m.samples, m.errors, m.changes, m.mode, build, (*snapshotCollector)(m),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return m
+}
+
+// buildLabels are sockwarden_build_info's labels: the version given at
+// build time (-X main.version) and what the Go toolchain recorded.
+func buildLabels(version string) prometheus.Labels {
+	l := prometheus.Labels{"version": version, "revision": "unknown", "goversion": runtime.Version()}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				l["revision"] = s.Value
+			}
+		}
+	}
+	return l
+}
+
+// Configure sets the mode and starts the counters of every namespace
+// watched and every allowed sysctl at 0, so that rate() and increase() see
+// their first sample, tier, error and change (Prometheus counts nothing for
+// a series that appears at 1). Called at start and on each reload; series
+// of a namespace no longer watched stay, counters never go back.
+func (m *Metrics) Configure(mode string, netns, keys []string) {
+	m.mode.Reset()
+	m.mode.WithLabelValues(mode).Set(1)
+	for _, ns := range netns {
+		lbl := nsLabel(ns)
+		for _, tier := range []string{TierCheap, TierFull} {
+			m.samples.WithLabelValues(lbl, tier)
+			m.sampleDur.WithLabelValues(tier)
+		}
+		m.errors.WithLabelValues(lbl)
+		for _, k := range keys {
+			for _, st := range changeStates {
+				m.changes.WithLabelValues(lbl, k, st)
+			}
+		}
+	}
 }
 
 // Registry is the registry the HTTP handler serves (tests gather from it).
@@ -203,8 +275,11 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.descs[name], prometheus.GaugeValue, v, labels...)
 	}
 	for lbl, s := range m.ns {
-		for state, n := range s.states {
-			gauge("sockwarden_tcp_sockets", float64(n), lbl, state)
+		if s.states != nil {
+			// Every state, 0 included, once a census was taken.
+			for _, st := range sample.States {
+				gauge("sockwarden_tcp_sockets", float64(s.states[st]), lbl, tcpStateLabel[st])
+			}
 		}
 		seen := map[string]bool{}
 		for _, l := range s.listeners {
@@ -217,9 +292,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if !s.last.IsZero() {
 			ss := s.sockstat
-			for kind, v := range map[string]int{"inuse": ss.TCPInUse, "orphan": ss.TCPOrphan, "tw": ss.TCPTimeWait, "alloc": ss.TCPAlloc, "mem_pages": ss.TCPMemPages} {
-				gauge("sockwarden_sockstat_tcp", float64(v), lbl, kind)
+			for kind, v := range map[string]int{"inuse": ss.TCPInUse, "orphan": ss.TCPOrphan, "tw": ss.TCPTimeWait, "alloc": ss.TCPAlloc} {
+				gauge("sockwarden_sockstat_tcp_sockets", float64(v), lbl, kind)
 			}
+			gauge("sockwarden_sockstat_tcp_mem_bytes", float64(ss.TCPMemPages)*float64(pageSize), lbl)
 			gauge("sockwarden_last_sample_timestamp_seconds", float64(s.last.UnixNano())/1e9, lbl)
 		}
 		for _, dc := range dropCounters {
@@ -249,34 +325,98 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// ServeMetrics serves /metrics on addr until ctx is done. A non-loopback
-// address is allowed (the operator asked for it) but logged.
-func ServeMetrics(ctx context.Context, addr string, m *Metrics, log *zap.Logger) error {
-	host, _, err := net.SplitHostPort(addr)
+// metricsLimits bound what the endpoint's clients can hold. Without them,
+// idle keep-alive connections were never closed: 9,000 of them from an
+// unprivileged user took the agent past the unit's 256 MB cap. A scraper
+// that finds every slot taken waits in the listen backlog until one frees,
+// at most readHeader (a client that sends nothing) or idle (a client that
+// sent one request and holds on) later: under Prometheus's default 10 s
+// scrape timeout.
+var metricsLimits = struct {
+	readHeader, read, write, idle time.Duration
+	maxConns                      int
+}{readHeader: 3 * time.Second, read: 5 * time.Second, write: 10 * time.Second, idle: 5 * time.Second, maxConns: 16}
+
+// MetricsServer is the /metrics endpoint: plain HTTP, or TLS and basic
+// auth from metrics.web_config_file (the exporter-toolkit web config that
+// node_exporter reads, https://prometheus.io/docs/prometheus/latest/configuration/https/).
+type MetricsServer struct {
+	ln        net.Listener
+	srv       *http.Server
+	webConfig string
+	log       *zap.Logger
+}
+
+// ListenMetrics checks the web config and opens the listener, so that a bad
+// metrics.listen or metrics.web_config_file stops the agent at start with
+// the key named, instead of a running agent with no endpoint. A
+// non-loopback address is allowed (the operator asked for it) but logged.
+func ListenMetrics(c config.Metrics, m *Metrics, log *zap.Logger) (*MetricsServer, error) {
+	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
-		return fmt.Errorf("metrics.listen %q: %w", addr, err)
+		return nil, fmt.Errorf("metrics.listen %q: %w", c.Listen, err)
+	}
+	if c.WebConfigFile != "" {
+		if err := web.Validate(c.WebConfigFile); err != nil {
+			return nil, fmt.Errorf("metrics.web_config_file %q: %w", c.WebConfigFile, err)
+		}
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		log.Warn("metrics endpoint is reachable from the network", zap.String("listen", addr))
+		if c.WebConfigFile == "" {
+			log.Warn("metrics endpoint is reachable from the network without TLS or authentication (metrics.web_config_file)", zap.String("listen", c.Listen))
+		} else {
+			log.Info("metrics endpoint is reachable from the network", zap.String("listen", c.Listen), zap.String("web_config_file", c.WebConfigFile))
+		}
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
-		return fmt.Errorf("metrics.listen %q: %w", addr, err)
+		return nil, fmt.Errorf("metrics.listen %q: %w", c.Listen, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog: zap.NewStdLog(log), MaxRequestsInFlight: 4, Timeout: metricsLimits.write / 2,
+	}))
+	lim := metricsLimits
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: lim.readHeader,
+		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          zap.NewStdLog(log),
+	}
+	return &MetricsServer{ln: netutil.LimitListener(ln, lim.maxConns), srv: srv, webConfig: c.WebConfigFile, log: log}, nil
+}
+
+// Addr is the address the endpoint listens on.
+func (s *MetricsServer) Addr() string { return s.ln.Addr().String() }
+
+// Serve serves until ctx is done.
+func (s *MetricsServer) Serve(ctx context.Context) error {
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		_ = s.srv.Shutdown(sctx)
 	}()
-	log.Info("metrics endpoint up", zap.String("listen", ln.Addr().String()))
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	s.log.Info("metrics endpoint up", zap.String("listen", s.Addr()), zap.Bool("web_config", s.webConfig != ""))
+	flags := &web.FlagConfig{WebConfigFile: &s.webConfig}
+	// exporter-toolkit logs through slog: its lines go to zap as text.
+	slogger := slog.New(slog.NewTextHandler(zap.NewStdLog(s.log).Writer(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := web.Serve(s.ln, s.srv, flags, slogger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
+}
+
+// ServeMetrics serves /metrics as c says until ctx is done.
+func ServeMetrics(ctx context.Context, c config.Metrics, m *Metrics, log *zap.Logger) error {
+	s, err := ListenMetrics(c, m, log)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx)
 }
 
 // Sampling tiers.

@@ -292,6 +292,9 @@ func (a Agent) validate() error {
 type Metrics struct {
 	Enabled bool   `mapstructure:"enabled"`
 	Listen  string `mapstructure:"listen"`
+	// WebConfigFile is an exporter-toolkit web config (TLS, basic auth),
+	// as node_exporter's --web.config.file; empty: plain HTTP.
+	WebConfigFile string `mapstructure:"web_config_file"`
 }
 
 func defaultMetrics() Metrics {
@@ -301,6 +304,9 @@ func defaultMetrics() Metrics {
 func (m Metrics) validate() error {
 	if _, _, err := net.SplitHostPort(m.Listen); err != nil {
 		return fmt.Errorf("metrics.listen: %q: %w", m.Listen, err)
+	}
+	if m.WebConfigFile != "" && !strings.HasPrefix(m.WebConfigFile, "/") {
+		return fmt.Errorf("metrics.web_config_file: %q must be an absolute path", m.WebConfigFile)
 	}
 	return nil
 }

@@ -20,12 +20,33 @@ rm -rf "$dist" && mkdir -p "$dist/completions"
 
 CGO_ENABLED=0 GOARCH=$arch go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$dist/sockwarden" ./cmd/sockwarden
 # Completions come from the binary itself (cobra), built for this host.
-go build -o "$dist/sockwarden-host" ./cmd/sockwarden
+go build -ldflags "-X main.version=$version" -o "$dist/sockwarden-host" ./cmd/sockwarden
 "$dist/sockwarden-host" completion bash > "$dist/completions/sockwarden.bash"
 "$dist/sockwarden-host" completion zsh > "$dist/completions/_sockwarden"
 "$dist/sockwarden-host" completion fish > "$dist/completions/sockwarden.fish"
+# The man page: every command and flag from the command tree, then the
+# hand-written sections; dated by the commit so that builds repeat.
+"$dist/sockwarden-host" gen-man "$dist/sockwarden.8" --sections packaging/man/sockwarden.sections.8 \
+  --date "$(git log -1 --format=%cs 2>/dev/null || date -u +%F)"
 rm "$dist/sockwarden-host"
-gzip -9n < packaging/sockwarden.8 > "$dist/sockwarden.8.gz"
+gzip -9n < "$dist/sockwarden.8" > "$dist/sockwarden.8.gz"
+
+# The changelog (chglog format; nfpm writes the deb's changelog.Debian.gz
+# and the rpm's %changelog from it): one entry for this build, dated by the
+# commit so that two builds of one commit are the same. The rpm's template
+# reads the version as semver, which has no '~'; -1 is nfpm.yaml's release.
+when=$(git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+cat > "$dist/changelog.yml" <<EOF
+- semver: ${version//\~/-}-1
+  date: $when
+  packager: sockwarden maintainers <sockwarden@users.noreply.github.com>
+  deb:
+    urgency: medium
+    distributions: [unstable]
+  changes:
+    - note: "Built from commit $commit (the project's git history lists changes)."
+EOF
 
 export SW_PKG_VERSION=$version SW_PKG_ARCH=$arch
 for p in deb rpm; do

@@ -265,7 +265,7 @@ func TestOutputFlagEverywhere(t *testing.T) {
 		"history": "text, json", "lab list": "text, json", "version": "text, json", "config show": "text, json",
 	}
 	without := map[string]bool{"agent": true, "approve": true, "deny": true, "collect": true, "lab run": true,
-		"lab clean": true, "config check": true}
+		"lab clean": true, "config check": true, "gen-man": true}
 	root := newRootCmd()
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {

@@ -18,7 +18,13 @@
 #      untouched) and journald has the change with
 #      SOCKWARDEN_KEY/OLD/NEW/PROPOSAL/APPROVER/REASON;
 #   7. SIGTERM (systemctl stop) during the verification rolls it back to the
-#      exact old value; stopping the lab restores the container's own value.
+#      exact old value; stopping the lab restores the container's own value;
+#   8. an upgrade of the package (a second deb built with a higher version)
+#      restarts the running agent, which then runs the new version;
+#   9. purge removes the state (/var/lib/sockwarden), the configuration and
+#      the unit, and stops the agent;
+#  10. the lab scenario's finding is in the journal with its fields:
+#      journalctl -u sockwarden SOCKWARDEN_KIND=accept-queue-overflow.
 #
 # Usage (root): packaging/test/nspawn-test.sh [--files] [--keep]
 #   --files  install the binary, unit, config and tmpfiles directly instead
@@ -92,7 +98,13 @@ fi
 if [ $use_deb = 1 ]; then
   say "building the deb (packaging/build.sh)"
   "$repo/packaging/build.sh" 0.0.0~nspawn >"$work/build.log" 2>&1 || { tail -20 "$work/build.log"; exit 1; }
-  deb=$(ls "$repo"/dist/sockwarden_*_*.deb)
+  deb=$work/$(basename "$(ls "$repo"/dist/sockwarden_*_*.deb)")
+  cp "$repo"/dist/sockwarden_*_*.deb "$deb"
+  # The upgrade (check 8): the same tree built with a higher version.
+  say "building the upgrade's deb (0.0.1~nspawn)"
+  "$repo/packaging/build.sh" 0.0.1~nspawn >"$work/build2.log" 2>&1 || { tail -20 "$work/build2.log"; exit 1; }
+  deb2=$work/$(basename "$(ls "$repo"/dist/sockwarden_*_*.deb)")
+  cp "$repo"/dist/sockwarden_*_*.deb "$deb2"
 else
   say "building the binary"
   (cd "$repo" && CGO_ENABLED=0 go build -ldflags "-X main.version=0.0.0~nspawn" -o "$work/sockwarden" ./cmd/sockwarden)
@@ -316,4 +328,46 @@ wait_until 10 "the container's somaxconn back to $ct0" ct_is "$ct0"
 in_ct journalctl --no-pager -u swlab -o cat | grep -q "sysctls restored" || fail "the lab did not log 'sysctls restored'"
 [ "$(cat /proc/sys/net/core/somaxconn)" = "$host0" ] || fail "the host's somaxconn changed"
 pass "lab stopped: the container's somaxconn is $ct0 again, the host's $host0 throughout"
+
+if [ $use_deb = 1 ]; then
+  # --- 8. upgrade ---------------------------------------------------------------
+  say "upgrading the package while the agent runs"
+  in_ct systemctl start sockwarden
+  wait_until 30 "active before the upgrade" is ActiveState active
+  pid1=$(show MainPID)
+  put /tmp/sockwarden2.deb 0644 <"$deb2"
+  in_ct dpkg -i /tmp/sockwarden2.deb >"$work/dpkg2.log" 2>&1 || { cat "$work/dpkg2.log"; fail "dpkg -i (upgrade)"; }
+  grep -q "restarting the running agent" "$work/dpkg2.log" || { cat "$work/dpkg2.log"; fail "the upgrade did not say it restarts the agent"; }
+  wait_until 30 "active after the upgrade" is ActiveState active
+  pid2=$(show MainPID)
+  [ "$pid2" != "$pid1" ] && [ "$pid2" != 0 ] || fail "the agent was not restarted by the upgrade (MainPID $pid1 -> $pid2)"
+  new_started() { in_ct journalctl --no-pager -u sockwarden -o cat SOCKWARDEN_VERSION=0.0.1~nspawn 2>/dev/null | grep -q "agent starting"; }
+  wait_until 10 "the new version's start in the journal (SOCKWARDEN_VERSION=0.0.1~nspawn)" new_started
+  v=$(in_ct dpkg-query -W -f '${Version}' sockwarden)
+  pass "upgrade to $v restarted the running agent (MainPID $pid1 -> $pid2; dpkg said: $(grep -m1 'restarting the running agent' "$work/dpkg2.log"))"
+
+  # --- 9. purge -------------------------------------------------------------------
+  say "purging the package"
+  in_ct touch /var/lib/sockwarden/purge-marker
+  in_ct dpkg --purge sockwarden >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
+  for f in /var/lib/sockwarden /etc/sockwarden /usr/bin/sockwarden /lib/systemd/system/sockwarden.service; do
+    if in_ct test -e "$f"; then fail "after purge $f is still there"; fi
+  done
+  act=$(in_ct systemctl is-active sockwarden 2>/dev/null || true)
+  [ "$act" = inactive ] || [ "$act" = unknown ] || fail "after purge the agent is $act"
+  pass "purge stopped the agent ($act) and removed /var/lib/sockwarden, /etc/sockwarden, the binary and the unit"
+fi
+
+# --- 10. the finding in the journal --------------------------------------------------
+# The lab's somaxconn-capped scenario overflowed an accept queue while the
+# agent watched (check 6): each finding that appears is one journal entry
+# with its fields, whatever the package's state now.
+fv=$(in_ct journalctl --no-pager -u sockwarden -o verbose SOCKWARDEN_KIND=accept-queue-overflow 2>/dev/null || true)
+echo "$fv" | grep -q 'SOCKWARDEN_KIND=accept-queue-overflow' ||
+  fail "journalctl -u sockwarden SOCKWARDEN_KIND=accept-queue-overflow finds no entry"
+for f in SOCKWARDEN_SIDE= SOCKWARDEN_SUBJECT= SOCKWARDEN_SEVERITY= SOCKWARDEN_NETNS=; do
+  echo "$fv" | grep -q -- "$f" || fail "the finding's journal entry lacks $f"
+done
+echo "$fv" | grep -E '^ *(MESSAGE|SOCKWARDEN_(KIND|SIDE|SUBJECT|SEVERITY|NETNS|PROPOSAL))=' | head -8 | sed 's/^ */     /'
+pass "journalctl -u sockwarden SOCKWARDEN_KIND=accept-queue-overflow: $(echo "$fv" | grep -c 'SOCKWARDEN_KIND=') entries with SIDE, SUBJECT, SEVERITY, NETNS"
 say "all $passed checks passed"
