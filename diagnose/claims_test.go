@@ -216,3 +216,38 @@ func TestNothingReadNothingSaid(t *testing.T) {
 		}
 	}
 }
+
+// A paste that holds no source any rule can judge (here netstat -s alone:
+// counters since boot, no listener table, no sysctls, no kernel log) must
+// not read as a clean bill of health: the verdict says "Nothing judged".
+// With a listener table added, something is judged and the verdict is the
+// usual one.
+func TestNothingJudgedVerdict(t *testing.T) {
+	netstatS := "$ netstat -s\nTcp:\n    12 active connection openings\nTcpExt:\n    5 times the listen queue of a socket overflowed\n"
+	withSS := netstatS + "$ ss -tln\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0      4096   0.0.0.0:80         0.0.0.0:*\n"
+	for _, tc := range []struct {
+		name, text string
+		nothing    bool
+	}{
+		{"netstat -s alone", netstatS, true},
+		{"with a listener table", withSS, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			series, err := sample.FromPaste("t.txt", strings.NewReader(tc.text), sample.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := Run(series, cfg())
+			if r.NothingJudged != tc.nothing {
+				t.Fatalf("NothingJudged %v, want %v; summary %q", r.NothingJudged, tc.nothing, r.Summary)
+			}
+			v := verdictLine(r)
+			if got := strings.HasPrefix(v, "Nothing judged"); got != tc.nothing {
+				t.Errorf("verdict %q", v)
+			}
+			if tc.nothing && strings.Contains(v, "Healthy") {
+				t.Errorf("verdict claims health: %q", v)
+			}
+		})
+	}
+}

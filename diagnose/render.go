@@ -342,6 +342,9 @@ func samplesPhrase(r Report) string {
 }
 
 func verdictLine(r Report) string {
+	if r.NothingJudged {
+		return "Nothing judged: the input holds no source the rules can judge; this is not a clean bill of health."
+	}
 	if r.Healthy {
 		if len(r.Findings) > 0 {
 			return "Healthy: nothing wrong (informational findings only)."

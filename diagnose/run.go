@@ -119,6 +119,9 @@ func RunFocus(series []*sample.Sample, cfg config.Diagnose, focus Focus) Report 
 		}
 	}
 	r.Rates = rates(wins)
+	if fine, _ := claims(series); len(fine) == 0 && r.Healthy {
+		r.NothingJudged = true
+	}
 	r.Summary = summarize(series, wins, r, cfg)
 	r.Symptom = answerSymptom(series, r, focus)
 	return r

@@ -140,9 +140,13 @@ type Report struct {
 	// Summary is the plain-English read of the socket census.
 	Summary []string `json:"summary"`
 	// Healthy is true when there is no finding above info.
-	Healthy   bool       `json:"healthy"`
-	Findings  []Finding  `json:"findings"`
-	Proposals []Proposal `json:"proposals"`
+	Healthy bool `json:"healthy"`
+	// NothingJudged is true when the input held no source any rule could
+	// judge (a netstat -s alone, say): Healthy then means "nothing seen",
+	// not "fine", and the report says so.
+	NothingJudged bool       `json:"nothing_judged,omitempty"`
+	Findings      []Finding  `json:"findings"`
+	Proposals     []Proposal `json:"proposals"`
 	// Rates holds per-interval rates of the drop counters (per second),
 	// for sparklines and evidence: counter name -> one value per interval.
 	Rates map[string][]float64 `json:"rates,omitempty"`
