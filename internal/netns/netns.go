@@ -95,8 +95,8 @@ func ID(path string) (uint64, error) {
 // The namespace is pinned by a bind mount at /run/netns/NAME so that
 // iproute2 (`ss -N NAME`, `ip netns exec NAME`) sees it too.
 func New(name string) (path string, release func() error, err error) {
-	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
-		return "", nil, fmt.Errorf("%w: %w", ErrNetns, err)
+	if err := sharedRunDir("/run/netns"); err != nil {
+		return "", nil, err
 	}
 	path = "/run/netns/" + name
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
@@ -134,6 +134,31 @@ func New(name string) (path string, release func() error, err error) {
 		return "", nil, err
 	}
 	return path, release, nil
+}
+
+// sharedRunDir makes dir a shared mount point, bound on itself when it is
+// not a mount point yet, as `ip netns add` does (iproute2 netns_add). A
+// namespace file bound under a plain directory is hidden, not removed, the
+// moment `ip netns add` later binds the directory on itself: the file then
+// can be neither unmounted nor removed through its path (EBUSY), and every
+// later clean-up of it fails. Binding first, as ip does, keeps both views
+// the same mount.
+func sharedRunDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("%w: %w", ErrNetns, err)
+	}
+	for bound := false; ; bound = true {
+		err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) || bound {
+			return fmt.Errorf("%w: make %s a shared mount: %w", ErrNetns, dir, err)
+		}
+		if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("%w: bind %s on itself: %w", ErrNetns, dir, err)
+		}
+	}
 }
 
 // setLoopbackUp brings lo up in the calling thread's namespace, as

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestNetnsNewAndDo(t *testing.T) {
@@ -62,5 +64,45 @@ func TestDoBadPath(t *testing.T) {
 	err := Do("/nonexistent/ns", func() error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/ns") {
 		t.Fatalf("want error naming the path, got %v", err)
+	}
+}
+
+// A namespace file must stay removable after `ip netns add` runs: New binds
+// its directory on itself first, as ip does, so ip never stacks a second
+// mount over files New bound (they were then neither unmountable nor
+// removable: EBUSY, and lab's clean-up failed on every later run).
+func TestNetnsSharedRunDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	mounts := func() int {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 6 && f[4] == dir && strings.Contains(l, " shared:") {
+				n++
+			}
+		}
+		return n
+	}
+	t.Cleanup(func() {
+		for mounts() > 0 {
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for i := range 2 {
+		if err := sharedRunDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		if n := mounts(); n != 1 {
+			t.Fatalf("after call %d: %d shared mounts on %s, want 1", i+1, n, dir)
+		}
 	}
 }
