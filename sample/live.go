@@ -43,7 +43,7 @@ func TakeCheap(ctx context.Context, opts Options) (*Sample, error) {
 // unknown), both read by the sample already, for procCheaper.
 func scanOwnersAuto(opts Options, netnsID uint64, nsSockets, hostFiles int) (*ownerIndex, []int, *Missing, string, error) {
 	bpf := opts.bpfAllowed()
-	if bpf && opts.OwnerScan != "bpf" && procCheaper(nsSockets, hostFiles) {
+	if bpf && opts.OwnerScan != OwnerScanBPF && procCheaper(nsSockets, hostFiles) {
 		opts.logger().Debug("owner scan: /proc, the namespace's processes first (few of the host's open files are its sockets)",
 			zap.Int("namespace_sockets", nsSockets), zap.Int("host_open_files", hostFiles))
 		bpf = false
@@ -53,7 +53,7 @@ func scanOwnersAuto(opts Options, netnsID uint64, nsSockets, hostFiles int) (*ow
 		if err == nil {
 			return x, nil, nil, "bpf-iter", nil
 		}
-		if opts.OwnerScan == "bpf" {
+		if opts.OwnerScan == OwnerScanBPF {
 			return nil, nil, nil, "", fmt.Errorf("sample.owner_scan bpf: %w", err)
 		}
 		opts.logger().Debug("BPF owner scan unavailable; reading /proc/PID/fd", zap.Error(err))

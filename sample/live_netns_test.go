@@ -637,7 +637,7 @@ func TestNetnsOwnerScanPaths(t *testing.T) {
 		Via       string
 	}
 	var used int
-	take := func(scan string) view {
+	take := func(scan OwnerScanMode) view {
 		s, err := Take(context.Background(), Options{Netns: path, Owners: true, OwnerScan: scan, kmsgPath: os.DevNull})
 		if err != nil {
 			t.Fatalf("owner_scan %s: %v", scan, err)

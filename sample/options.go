@@ -18,9 +18,8 @@ type Options struct {
 	// `ss -p` does). Off, Listener.Owners and Sample.Processes stay empty
 	// and the sample is cheaper.
 	Owners bool
-	// OwnerScan: "auto" (default when ""), "bpf" or "proc"; see
-	// config.Sample.OwnerScan and owners_bpf.go.
-	OwnerScan string
+	// OwnerScan says how owners are found (OwnerScanAuto when "").
+	OwnerScan OwnerScanMode
 	// KmsgAfter makes a sample keep only kernel log records with a
 	// sequence number above it (0: every matching record still in the
 	// ring buffer). Series sets it from one sample to the next.
@@ -53,6 +52,21 @@ type Options struct {
 	bundleMaxListeners int
 }
 
+// OwnerScanMode says how a census finds socket owners: config's
+// sample.owner_scan, whose validation accepts exactly these three values.
+type OwnerScanMode string
+
+const (
+	// OwnerScanAuto uses the BPF iterator (internal/bpfiter) when the
+	// kernel and capabilities allow and the namespace holds enough of the
+	// host's open files (procCheaper), /proc/PID/fd otherwise.
+	OwnerScanAuto OwnerScanMode = "auto"
+	// OwnerScanBPF uses the iterator or fails the sample.
+	OwnerScanBPF OwnerScanMode = "bpf"
+	// OwnerScanProc reads /proc/PID/fd only.
+	OwnerScanProc OwnerScanMode = "proc"
+)
+
 // OptionsFrom builds Options from the sample section of the configuration.
 func OptionsFrom(c config.Sample, netns string, log *zap.Logger) Options {
 	return Options{
@@ -60,7 +74,7 @@ func OptionsFrom(c config.Sample, netns string, log *zap.Logger) Options {
 		TopDestinations: c.TopDestinations,
 		TopProcesses:    c.TopProcesses,
 		Owners:          c.Owners,
-		OwnerScan:       c.OwnerScan,
+		OwnerScan:       OwnerScanMode(c.OwnerScan),
 		Log:             log,
 	}
 }
@@ -88,7 +102,7 @@ func (o Options) topProc() int {
 
 // bpfAllowed says whether the owner scan may use the BPF iterator: not
 // with owner_scan proc, nor against a fixture /proc (tests).
-func (o Options) bpfAllowed() bool { return o.OwnerScan != "proc" && o.procRoot == "" }
+func (o Options) bpfAllowed() bool { return o.OwnerScan != OwnerScanProc && o.procRoot == "" }
 
 func (o Options) proc() string {
 	if o.procRoot == "" {

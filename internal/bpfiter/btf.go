@@ -1,4 +1,4 @@
-package sample
+package bpfiter
 
 import (
 	"encoding/binary"

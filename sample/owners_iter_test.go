@@ -11,12 +11,14 @@ import (
 	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockwarden/sockwarden/internal/bpfiter"
 )
 
 func ownerRecords(recs ...[3]uint64) []byte {
 	var b bytes.Buffer
 	for _, r := range recs {
-		var rec [bpfRecordSize]byte
+		var rec [bpfiter.RecordSize]byte
 		binary.LittleEndian.PutUint64(rec[0:], r[0])
 		binary.LittleEndian.PutUint32(rec[8:], uint32(r[1]))
 		binary.LittleEndian.PutUint32(rec[12:], uint32(r[2]))
@@ -61,8 +63,8 @@ func TestParseOwnerRecords(t *testing.T) {
 	if diff := cmp.Diff(x.one, x1.one); diff != "" {
 		t.Errorf("one byte at a time (-whole +pieces):\n%s", diff)
 	}
-	if _, err := parseOwnerRecords(bytes.NewReader(in), 99, 16); !errors.Is(err, errPidNamespace) {
-		t.Errorf("self absent: got %v, want errPidNamespace", err)
+	if _, err := parseOwnerRecords(bytes.NewReader(in), 99, 16); !errors.Is(err, bpfiter.ErrPidNamespace) {
+		t.Errorf("self absent: got %v, want bpfiter.ErrPidNamespace", err)
 	}
 	if _, err := parseOwnerRecords(bytes.NewReader(in[:len(in)-3]), 12, 16); err == nil {
 		t.Error("truncated record: no error")
