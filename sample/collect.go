@@ -120,65 +120,10 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 	}
 	var cl collectLog
 	cl.add("#", "written by sockwarden collect; see README.md, Captured bundles")
-	write := func(name, content string) error {
-		return os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600)
-	}
-	ssTanArgs := []string{"-tanpe"}
-	if !opts.Owners {
-		ssTanArgs = []string{"-tane"}
-	}
-	ssOK := false
-	err := netns.Do(opts.Netns, func() error {
-		// The date first: it is the time of the socket table that
-		// follows. Same format as `date +%s.%N`.
-		now = time.Now()
-		if err := write("date.txt", fmt.Sprintf("%d.%09d\n", now.Unix(), now.Nanosecond())); err != nil {
-			return err
-		}
-		cl.add("date.txt", "date +%s.%N (written by sockwarden)")
-		if err := copyFile("/proc/uptime", filepath.Join(dir, "uptime.txt")); err != nil {
-			cl.add("uptime.txt", "not written: "+err.Error())
-		} else {
-			cl.add("uptime.txt", "cat /proc/uptime")
-		}
-		if h, err := os.Hostname(); err == nil {
-			if err := write("hostname.txt", h+"\n"); err != nil {
-				return err
-			}
-			cl.add("hostname.txt", "hostname")
-		}
-		if opts.Netns != "" {
-			if err := write("netns.txt", opts.Netns+"\n"); err != nil {
-				return err
-			}
-			cl.add("netns.txt", "the --netns path")
-		}
-		// /proc/net first: sockstat's "sockets: used" still counts the
-		// netlink sockets ss has just closed for a moment afterwards.
-		for _, f := range []string{"netstat", "snmp", "sockstat", "sockstat6"} {
-			src := filepath.Join(netns.ProcNet, f)
-			if err := copyFile(src, filepath.Join(dir, f+".txt")); err != nil {
-				cl.add(f+".txt", "not written: "+err.Error())
-				continue
-			}
-			cl.add(f+".txt", "cat /proc/net/"+f)
-		}
-		ssOK = runTool(ctx, &cl, dir, "ss-tan.txt", "ss", ssTanArgs...)
-		runTool(ctx, &cl, dir, "ss-tlnp.txt", "ss", "-tlnp")
-		runTool(ctx, &cl, dir, "ss-s.txt", "ss", "-s")
-		if !runTool(ctx, &cl, dir, "sysctl.txt", "sysctl", "-a") {
-			var b strings.Builder
-			for _, k := range SysctlKeys {
-				if v, err := readSysctl("/proc", k); err == nil {
-					fmt.Fprintf(&b, "%s = %s\n", k, v)
-				}
-			}
-			if err := write("sysctl.txt", b.String()); err != nil {
-				return err
-			}
-			cl.add("sysctl.txt", "sysctl KEY... equivalent, read from /proc/sys by sockwarden")
-		}
-		return nil
+	var ssOK bool
+	err := netns.Do(opts.Netns, func() (err error) {
+		now, ssOK, err = collectInNetns(ctx, opts, dir, &cl)
+		return err
 	})
 	if err != nil {
 		return now, err
@@ -201,18 +146,99 @@ func collectSnapshot(ctx context.Context, opts Options, dir string, log *zap.Log
 	} else {
 		cl.add("processes.txt", "not written: owners not read (sample.owners off)")
 	}
-	// The kernel log is host-wide: no namespace needed.
-	if !runTool(ctx, &cl, dir, "dmesg.txt", "dmesg") {
-		n, err := dmesgFromKmsg(filepath.Join(dir, "dmesg.txt"))
-		if err != nil {
-			os.Remove(filepath.Join(dir, "dmesg.txt"))
-			cl.add("dmesg.txt", "not written: /dev/kmsg: "+err.Error())
-			log.Warn("kernel log not collected", zap.Error(err))
-		} else {
-			cl.add("dmesg.txt", fmt.Sprintf("dmesg layout written by sockwarden from /dev/kmsg (%d records)", n))
-		}
+	collectDmesg(ctx, dir, &cl, log)
+	return now, writeSnapFile(dir, "collect.txt", cl.b.String())
+}
+
+// writeSnapFile writes one file of a snapshot.
+func writeSnapFile(dir, name, content string) error {
+	return os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600)
+}
+
+// collectInNetns writes the files read inside the sampled namespace: the
+// date, uptime, hostname, /proc/net, the ss tables and the sysctls. ssOK
+// says whether ss wrote ss-tan.txt.
+func collectInNetns(ctx context.Context, opts Options, dir string, cl *collectLog) (now time.Time, ssOK bool, err error) {
+	// The date first: it is the time of the socket table that follows.
+	// Same format as `date +%s.%N`.
+	now = time.Now()
+	if err := collectIdentity(opts, dir, cl, now); err != nil {
+		return now, false, err
 	}
-	return now, write("collect.txt", cl.b.String())
+	// /proc/net first: sockstat's "sockets: used" still counts the
+	// netlink sockets ss has just closed for a moment afterwards.
+	for _, f := range []string{"netstat", "snmp", "sockstat", "sockstat6"} {
+		src := filepath.Join(netns.ProcNet, f)
+		if err := copyFile(src, filepath.Join(dir, f+".txt")); err != nil {
+			cl.add(f+".txt", "not written: "+err.Error())
+			continue
+		}
+		cl.add(f+".txt", "cat /proc/net/"+f)
+	}
+	ssTanArgs := []string{"-tanpe"}
+	if !opts.Owners {
+		ssTanArgs = []string{"-tane"}
+	}
+	ssOK = runTool(ctx, cl, dir, "ss-tan.txt", "ss", ssTanArgs...)
+	runTool(ctx, cl, dir, "ss-tlnp.txt", "ss", "-tlnp")
+	runTool(ctx, cl, dir, "ss-s.txt", "ss", "-s")
+	if !runTool(ctx, cl, dir, "sysctl.txt", "sysctl", "-a") {
+		var b strings.Builder
+		for _, k := range SysctlKeys {
+			if v, err := readSysctl("/proc", k); err == nil {
+				fmt.Fprintf(&b, "%s = %s\n", k, v)
+			}
+		}
+		if err := writeSnapFile(dir, "sysctl.txt", b.String()); err != nil {
+			return now, ssOK, err
+		}
+		cl.add("sysctl.txt", "sysctl KEY... equivalent, read from /proc/sys by sockwarden")
+	}
+	return now, ssOK, nil
+}
+
+// collectIdentity writes date.txt, uptime.txt, hostname.txt and, for
+// another namespace, netns.txt.
+func collectIdentity(opts Options, dir string, cl *collectLog, now time.Time) error {
+	if err := writeSnapFile(dir, "date.txt", fmt.Sprintf("%d.%09d\n", now.Unix(), now.Nanosecond())); err != nil {
+		return err
+	}
+	cl.add("date.txt", "date +%s.%N (written by sockwarden)")
+	if err := copyFile("/proc/uptime", filepath.Join(dir, "uptime.txt")); err != nil {
+		cl.add("uptime.txt", "not written: "+err.Error())
+	} else {
+		cl.add("uptime.txt", "cat /proc/uptime")
+	}
+	if h, err := os.Hostname(); err == nil {
+		if err := writeSnapFile(dir, "hostname.txt", h+"\n"); err != nil {
+			return err
+		}
+		cl.add("hostname.txt", "hostname")
+	}
+	if opts.Netns != "" {
+		if err := writeSnapFile(dir, "netns.txt", opts.Netns+"\n"); err != nil {
+			return err
+		}
+		cl.add("netns.txt", "the --netns path")
+	}
+	return nil
+}
+
+// collectDmesg writes dmesg.txt with dmesg, or from /dev/kmsg when dmesg
+// is missing. The kernel log is host-wide: no namespace needed. A log that
+// cannot be read is noted, not an error.
+func collectDmesg(ctx context.Context, dir string, cl *collectLog, log *zap.Logger) {
+	if runTool(ctx, cl, dir, "dmesg.txt", "dmesg") {
+		return
+	}
+	n, err := dmesgFromKmsg(filepath.Join(dir, "dmesg.txt"))
+	if err != nil {
+		os.Remove(filepath.Join(dir, "dmesg.txt"))
+		cl.add("dmesg.txt", "not written: /dev/kmsg: "+err.Error())
+		log.Warn("kernel log not collected", zap.Error(err))
+		return
+	}
+	cl.add("dmesg.txt", fmt.Sprintf("dmesg layout written by sockwarden from /dev/kmsg (%d records)", n))
 }
 
 // appendGlobalSysctls adds to a namespace's sysctl.txt the global sysctls

@@ -80,8 +80,22 @@ func (s *Sample) UsablePorts() (PortRange, bool) {
 // end).
 func WriteText(w io.Writer, s *Sample) error {
 	ew := &textWriter{w: w}
-	p := ew.printf
+	ew.textHeader(s)
+	ew.textStates(s)
+	ew.textListeners(s)
+	ew.textDestinations(s)
+	ew.textProcesses(s)
+	ew.textCounters(s)
+	ew.textSysctls(s)
+	ew.textKernel(s)
+	ew.textWatch(s)
+	ew.textMissing(s)
+	return ew.err
+}
 
+// textHeader writes the sample's host, namespace, time and source.
+func (ew *textWriter) textHeader(s *Sample) {
+	p := ew.printf
 	where := "this namespace"
 	if s.Netns != "" {
 		where = "netns " + s.Netns
@@ -101,7 +115,11 @@ func WriteText(w io.Writer, s *Sample) error {
 	if s.Partial {
 		p("partial sample (cheap tier): no states, destinations or processes\n")
 	}
+}
 
+// textStates writes the totals by state.
+func (ew *textWriter) textStates(s *Sample) {
+	p := ew.printf
 	p("\nTCP sockets: %d", s.Total)
 	if s.StatesV4 != nil || s.StatesV6 != nil {
 		p(" (IPv4 %d, IPv6 %d)", sumStates(s.StatesV4), sumStates(s.StatesV6))
@@ -119,10 +137,14 @@ func WriteText(w io.Writer, s *Sample) error {
 	if len(s.Orphans) > 0 {
 		p("  without a descriptor (orphans, TIME-WAIT, queued): %s\n", stateList(s.Orphans))
 	}
+}
 
+// textListeners writes the listeners with their queues and owners.
+func (ew *textWriter) textListeners(s *Sample) {
+	p := ew.printf
 	p("\nListeners: %d\n", len(s.Listeners))
 	if len(s.Listeners) > 0 {
-		tw = ew.table()
+		tw := ew.table()
 		fmt.Fprintf(tw, "  LOCAL\tRECV-Q\tSEND-Q\tFILL\tOWNER\n")
 		for _, l := range s.Listeners {
 			fill := "-"
@@ -136,7 +158,11 @@ func WriteText(w io.Writer, s *Sample) error {
 		}
 		ew.flush(tw)
 	}
+}
 
+// textDestinations writes the top destinations against the usable port range.
+func (ew *textWriter) textDestinations(s *Sample) {
+	p := ew.printf
 	pr, prOK := s.UsablePorts()
 	p("\nDestinations: %d of %d groups (source -> destination:port)", len(s.Destinations), s.DestinationGroups)
 	if prOK {
@@ -146,7 +172,7 @@ func WriteText(w io.Writer, s *Sample) error {
 	}
 	p("\n")
 	if len(s.Destinations) > 0 {
-		tw = ew.table()
+		tw := ew.table()
 		fmt.Fprintf(tw, "  SOURCE\tDESTINATION\tSOCKETS\tPORT USE\tSTATES\n")
 		for _, d := range s.Destinations {
 			use := "-"
@@ -157,10 +183,14 @@ func WriteText(w io.Writer, s *Sample) error {
 		}
 		ew.flush(tw)
 	}
+}
 
+// textProcesses writes the processes by sockets held.
+func (ew *textWriter) textProcesses(s *Sample) {
+	p := ew.printf
 	if len(s.Processes) > 0 {
 		p("\nProcesses (by sockets held):\n")
-		tw = ew.table()
+		tw := ew.table()
 		fmt.Fprintf(tw, "  PROCESS\tSOCKETS\tFDS\tSTATES\n")
 		for _, pc := range s.Processes {
 			fds := "-"
@@ -171,9 +201,13 @@ func WriteText(w io.Writer, s *Sample) error {
 		}
 		ew.flush(tw)
 	}
+}
 
+// textCounters writes the counters that matter and sockstat.
+func (ew *textWriter) textCounters(s *Sample) {
+	p := ew.printf
 	p("\nCounters (cumulative since boot or namespace creation):\n")
-	tw = ew.table()
+	tw := ew.table()
 	for _, name := range TextCounters {
 		v := "-"
 		if n, ok := s.Counters[name]; ok {
@@ -185,9 +219,13 @@ func WriteText(w io.Writer, s *Sample) error {
 	st := s.Sockstat
 	p("  sockstat: sockets %d, tcp inuse %d, tcp6 inuse %d, orphan %d, tw %d, alloc %d, mem %d pages\n",
 		st.SocketsUsed, st.TCPInUse, st.TCP6InUse, st.TCPOrphan, st.TCPTimeWait, st.TCPAlloc, st.TCPMemPages)
+}
 
+// textSysctls writes the recorded sysctls.
+func (ew *textWriter) textSysctls(s *Sample) {
+	p := ew.printf
 	p("\nSysctls:\n")
-	tw = ew.table()
+	tw := ew.table()
 	for _, k := range SysctlKeys {
 		v, ok := s.Sysctls[k]
 		switch {
@@ -199,7 +237,11 @@ func WriteText(w io.Writer, s *Sample) error {
 		fmt.Fprintf(tw, "  %s\t%s\n", k, v)
 	}
 	ew.flush(tw)
+}
 
+// textKernel writes the last ten matching kernel log lines.
+func (ew *textWriter) textKernel(s *Sample) {
+	p := ew.printf
 	p("\nKernel log: %d matching lines\n", len(s.Kernel))
 	for _, k := range s.Kernel[max(0, len(s.Kernel)-10):] {
 		t := "time unknown"
@@ -208,25 +250,32 @@ func WriteText(w io.Writer, s *Sample) error {
 		}
 		p("  %s %-17s %s\n", t, k.Kind, k.Line)
 	}
+}
 
+// textWatch writes the listener watch, if any.
+func (ew *textWriter) textWatch(s *Sample) {
+	p := ew.printf
 	if s.Watch != nil {
 		p("\nListener watch: %d polls every %s from %s to %s\n", s.Watch.Polls, s.Watch.Interval,
 			s.Watch.Start.UTC().Format(time.TimeOnly), s.Watch.End.UTC().Format(time.TimeOnly))
-		tw = ew.table()
+		tw := ew.table()
 		fmt.Fprintf(tw, "  LOCAL\tSEND-Q\tPEAK RECV-Q\tAT LIMIT\tDRAINED\n")
 		for _, pk := range s.Watch.Peaks {
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d/%d\t%d\n", pk.Local, pk.SendQ, pk.PeakRecvQ, pk.AtLimit, pk.Polls, pk.Drained)
 		}
 		ew.flush(tw)
 	}
+}
 
+// textMissing writes what could not be read.
+func (ew *textWriter) textMissing(s *Sample) {
+	p := ew.printf
 	if len(s.Missing) > 0 {
 		p("\nMissing (%d): the figures above lack these sources\n", len(s.Missing))
 		for _, m := range s.Missing {
 			p("  %s: %s\n", m.Source, m.Reason)
 		}
 	}
-	return ew.err
 }
 
 // WriteRates prints the per-second rates of the counters that matter

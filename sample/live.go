@@ -35,13 +35,31 @@ func TakeCheap(ctx context.Context, opts Options) (*Sample, error) {
 	return s, err
 }
 
+// ownersFound is what an owner scan found.
+type ownersFound struct {
+	x *ownerIndex
+	// skipped lists the processes of other namespaces that a /proc scan
+	// left out (attachPending reads them when sockets are left unowned).
+	skipped []int
+	// miss says which processes could not be read, nil when all could.
+	miss *Missing
+	// via is Sample.OwnersVia: ownersViaBPF or ownersViaProc.
+	via string
+}
+
+// The values of Sample.OwnersVia.
+const (
+	ownersViaBPF  = "bpf-iter"
+	ownersViaProc = "proc"
+)
+
 // scanOwnersAuto finds socket owners the cheapest way allowed: the BPF
 // task_file iterator (every process at once, no second pass needed), or
-// /proc/PID/fd, processes of the sampled namespace first. It says which
-// ("bpf-iter" or "proc"). nsSockets is the sampled namespace's sockets in
-// use (sockstat) and hostFiles the host's open files (fs.file-nr, 0 when
-// unknown), both read by the sample already, for procCheaper.
-func scanOwnersAuto(opts Options, netnsID uint64, nsSockets, hostFiles int) (*ownerIndex, []int, *Missing, string, error) {
+// /proc/PID/fd, processes of the sampled namespace first. nsSockets is the
+// sampled namespace's sockets in use (sockstat) and hostFiles the host's
+// open files (fs.file-nr, 0 when unknown), both read by the sample already,
+// for procCheaper.
+func scanOwnersAuto(opts Options, netnsID uint64, nsSockets, hostFiles int) (ownersFound, error) {
 	bpf := opts.bpfAllowed()
 	if bpf && opts.OwnerScan != OwnerScanBPF && procCheaper(nsSockets, hostFiles) {
 		opts.logger().Debug("owner scan: /proc, the namespace's processes first (few of the host's open files are its sockets)",
@@ -51,15 +69,15 @@ func scanOwnersAuto(opts Options, netnsID uint64, nsSockets, hostFiles int) (*ow
 	if bpf {
 		x, err := scanOwnersBPF(opts.proc(), hostFiles)
 		if err == nil {
-			return x, nil, nil, "bpf-iter", nil
+			return ownersFound{x: x, via: ownersViaBPF}, nil
 		}
 		if opts.OwnerScan == OwnerScanBPF {
-			return nil, nil, nil, "", fmt.Errorf("sample.owner_scan bpf: %w", err)
+			return ownersFound{}, fmt.Errorf("sample.owner_scan bpf: %w", err)
 		}
 		opts.logger().Debug("BPF owner scan unavailable; reading /proc/PID/fd", zap.Error(err))
 	}
 	x, sk, miss, err := scanOwnersScoped(opts.proc(), ownerScan{netns: netnsID})
-	return x, sk, miss, "proc", err
+	return ownersFound{x: x, skipped: sk, miss: miss, via: ownersViaProc}, err
 }
 
 // procCheaper says whether reading /proc/PID/fd of the sampled
@@ -172,9 +190,77 @@ func dumpCensus(ctx context.Context, conn diagConn, cheap bool, add func(Socket)
 }
 
 // take returns the sample and the last kernel log sequence number read.
+//
+// Three reads run beside the socket dump, each a small type started once
+// its inputs are known and waited for when its result is needed: the
+// kernel log (kmsgRead: formatting the ring's records takes the kernel 2
+// to 20 ms here, for nothing the dump needs) and the owner scan
+// (ownerRead: /proc/PID/fd or the BPF iterator, the other cost of a census,
+// on another CPU). The counters and sysctls are read first, inside the
+// namespace: the owner scan chooses its way by them.
 func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error) {
-	log := opts.logger()
 	start := time.Now()
+	s := newLiveSample(opts, start, cheap)
+	var t censusTimes
+	tCounters := time.Now()
+	conn, dialErr, err := readNamespace(s, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	klog := startKmsgRead(opts)
+	defer klog.close()
+	if opts.Netns != "" {
+		fillGlobalSysctls(s, opts.proc())
+	}
+	t.counters = time.Since(tCounters)
+	hostFiles := openFiles(s.Sysctls["fs.file-nr"])
+	var owners *ownerRead
+	if opts.Owners && !cheap {
+		owners = startOwnerRead(opts, s.NetnsID, s.Sockstat.SocketsUsed, hostFiles)
+	}
+	c := NewCensus(opts.topDest(), opts.topProc())
+	d := censusDump{c: c}
+	if owners != nil {
+		// Sized from sockstat's sockets in use (those with a
+		// descriptor are among them): no regrowth for the 80,000 of a
+		// busy host, a few MB of garbage less.
+		d.pending = make([]pendingOwner, 0, min(s.Sockstat.TCPInUse+s.Sockstat.TCP6InUse+64, 1<<20))
+	}
+	if dialErr != nil && !errors.Is(dialErr, ErrNoData) {
+		owners.wait()
+		klog.drop()
+		return nil, 0, dialErr
+	}
+	if dialErr != nil {
+		s.noteMissing("sock_diag", dialErr)
+	} else {
+		defer conn.Close()
+		t0 := time.Now()
+		if err := dumpCensus(ctx, conn, cheap, d.add); err != nil {
+			owners.wait()
+			klog.drop()
+			return nil, 0, err
+		}
+		t.dump = time.Since(t0)
+	}
+	t0 := time.Now()
+	if r := owners.wait(); r != nil {
+		r.attach(ctx, s, c, opts, d.pending, hostFiles)
+	}
+	t.join = time.Since(t0)
+	c.Fill(s)
+	if cheap {
+		s.States, s.StatesV4, s.StatesV6, s.Total = map[string]int{}, nil, nil, 0
+		s.Destinations, s.DestinationGroups, s.Processes, s.Orphans = []Destination{}, 0, []Process{}, nil
+	}
+	last := klog.finish(s, opts)
+	s.Duration = time.Since(start)
+	logCensus(opts.logger(), s, t, len(d.pending), klog, owners)
+	return s, max(last, opts.KmsgAfter), nil
+}
+
+// newLiveSample starts a live sample: its time, host and namespace.
+func newLiveSample(opts Options, start time.Time, cheap bool) *Sample {
 	s := &Sample{Schema: Schema, Time: start, Netns: opts.Netns, Source: "live", Partial: cheap}
 	if h, err := os.Hostname(); err == nil {
 		s.Host = h
@@ -182,155 +268,97 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if id, err := netns.ID(opts.Netns); err == nil {
 		s.NetnsID = id
 	}
+	return s
+}
 
-	// The owner scan (/proc/PID/fd, one readlink per descriptor) runs
-	// while the kernel dumps the sockets: they are the two costs of a
-	// census and use different CPUs. Sockets with a descriptor are
-	// remembered as (inode, state) during the dump and given their owners
-	// once both are done.
-	type ownerResult struct {
-		x       *ownerIndex
-		skipped []int
-		miss    *Missing
-		via     string
-		err     error
-		took    time.Duration
-	}
-	// The kernel log is read while the sockets are dumped (readLog, once
-	// the namespace is entered): formatting the ring's records takes the
-	// kernel 2 to 20 ms here, for nothing the dump needs.
-	klog := opts.Kmsg
-	if klog == nil {
-		klog = NewKmsgReader(opts.kmsgPath)
-		defer klog.Close()
-	}
-	type kmsgResult struct {
-		events []KernelEvent
-		last   uint64
-		err    error
-		took   time.Duration
-	}
-	kmsgRead := make(chan kmsgResult, 1)
-	readLog := func() {
-		go func() {
-			t0 := time.Now()
-			ev, last, err := klog.Read(opts.KmsgAfter)
-			kmsgRead <- kmsgResult{ev, last, err, time.Since(t0)}
-		}()
-	}
-	// A sample that fails after the log was read is thrown away, and a
-	// kept reader (the agent's) has moved past its records: closing it
-	// makes the next read start again from the ring, filtered by
-	// KmsgAfter, so no line is lost.
-	dropLog := func() {
-		<-kmsgRead
-		klog.Close()
-	}
-
-	// Sockets are given their owners after the dump, in one tight loop,
-	// even when the scan finishes first: looked up between messages, the
-	// inode index was out of the cache every time (a fifth of the
-	// census's user time for 80,000 sockets).
-	var scanned chan ownerResult
-	var got *ownerResult
-	poll := func() *ownerResult {
-		if got == nil && scanned != nil {
-			r := <-scanned
-			got = &r
-		}
-		return got
-	}
-
-	var conn *netlink.Conn
-	var dialErr error
-	tCounters := time.Now()
-	err := netns.Do(opts.Netns, func() error {
+// readNamespace reads the counters, sockstat and sysctls of the sampled
+// namespace and opens the sock_diag socket there. err is a namespace that
+// cannot be entered; dialErr a socket that cannot be opened.
+func readNamespace(s *Sample, opts Options) (conn *netlink.Conn, dialErr, err error) {
+	err = netns.Do(opts.Netns, func() error {
 		readCounters(s, opts.proc(), filepath.Join(opts.proc(), "thread-self", "net"))
 		conn, dialErr = dialDiag()
 		return nil
 	})
-	if err != nil {
-		return nil, 0, err
-	}
-	readLog()
-	if opts.Netns != "" {
-		fillGlobalSysctls(s, opts.proc())
-	}
-	tCountersD := time.Since(tCounters)
-	hostFiles := openFiles(s.Sysctls["fs.file-nr"])
-	// The owner scan starts once sockstat is read (it chooses between
-	// the iterator and /proc by the namespace's sockets) and runs while
-	// the kernel dumps the sockets.
-	if opts.Owners && !cheap {
-		scanned = make(chan ownerResult, 1)
-		nsID, nsSockets := s.NetnsID, s.Sockstat.SocketsUsed
-		go func() {
-			// Processes in the sampled namespace first: on a host
-			// full of containers this skips most descriptors.
-			// Sockets they do not explain are looked up in the
-			// other processes afterwards.
-			t0 := time.Now()
-			x, sk, miss, via, err := scanOwnersAuto(opts, nsID, nsSockets, hostFiles)
-			scanned <- ownerResult{x, sk, miss, via, err, time.Since(t0)}
-		}()
-	}
-	c := NewCensus(opts.topDest(), opts.topProc())
-	var pending []pendingOwner
-	if scanned != nil {
-		// Sized from sockstat's sockets in use (those with a
-		// descriptor are among them): no regrowth for the 80,000 of a
-		// busy host, a few MB of garbage less.
-		pending = make([]pendingOwner, 0, min(s.Sockstat.TCPInUse+s.Sockstat.TCP6InUse+64, 1<<20))
-	}
-	var tDump time.Duration
-	if dialErr != nil {
-		if !errors.Is(dialErr, ErrNoData) {
-			poll()
-			dropLog()
-			return nil, 0, dialErr
-		}
-		s.noteMissing("sock_diag", dialErr)
-	} else {
-		defer conn.Close()
-		add := func(sk Socket) error {
-			c.Add(sk, nil)
-			if scanned != nil && sk.Inode != 0 {
-				pending = append(pending, pendingOwner{inode: uint32(sk.Inode), state: uint8(stateIndex(sk.State))})
-			}
-			return nil
-		}
-		t0 := time.Now()
-		if err := dumpCensus(ctx, conn, cheap, add); err != nil {
-			poll()
-			dropLog()
-			return nil, 0, err
-		}
-		tDump = time.Since(t0)
-	}
-	tWait := time.Now()
-	if r := poll(); r != nil {
-		switch {
-		case r.err != nil:
-			s.noteMissing("process owners", r.err)
-		case r.miss != nil:
-			s.noteMissing(r.miss.Source, errors.New(r.miss.Reason))
-		}
-		if r.err == nil {
-			s.OwnersVia = r.via
-			attachPending(ctx, c, opts, r.x, r.skipped, pending, hostFiles)
-		}
-	}
-	tJoin := time.Since(tWait)
-	c.Fill(s)
-	if cheap {
-		s.States, s.StatesV4, s.StatesV6, s.Total = map[string]int{}, nil, nil, 0
-		s.Destinations, s.DestinationGroups, s.Processes, s.Orphans = []Destination{}, 0, []Process{}, nil
-	}
+	return conn, dialErr, err
+}
 
-	kr := <-kmsgRead
-	events, last, err := kr.events, kr.last, kr.err
-	if err != nil {
-		s.noteMissing(klog.path, err)
+// censusTimes are the phases of a census, for the debug log.
+type censusTimes struct {
+	counters, dump, join time.Duration
+}
+
+// censusDump feeds dumped sockets to the census and remembers those with a
+// descriptor as (inode, state) when an owner scan runs (pending not nil).
+type censusDump struct {
+	c       *Census
+	pending []pendingOwner
+}
+
+func (d *censusDump) add(sk Socket) error {
+	d.c.Add(sk, nil)
+	if d.pending != nil && sk.Inode != 0 {
+		d.pending = append(d.pending, pendingOwner{inode: uint32(sk.Inode), state: uint8(stateIndex(sk.State))})
+	}
+	return nil
+}
+
+// kmsgRead reads the kernel log in the background, started once the
+// namespace is entered.
+type kmsgRead struct {
+	r     *KmsgReader
+	owned bool // opened by this sample: closed at its end
+	done  chan struct{}
+
+	events []KernelEvent
+	last   uint64
+	err    error
+	took   time.Duration
+}
+
+// startKmsgRead reads opts.Kmsg (the agent's kept reader) or, when nil, a
+// reader of the whole ring opened for this sample.
+func startKmsgRead(opts Options) *kmsgRead {
+	k := &kmsgRead{r: opts.Kmsg, done: make(chan struct{})}
+	if k.r == nil {
+		k.r, k.owned = NewKmsgReader(opts.kmsgPath), true
+	}
+	go func() {
+		defer close(k.done)
+		t0 := time.Now()
+		k.events, k.last, k.err = k.r.Read(opts.KmsgAfter)
+		k.took = time.Since(t0)
+	}()
+	return k
+}
+
+func (k *kmsgRead) wait() { <-k.done }
+
+// drop is for a sample that fails after the log was read: it is thrown
+// away, and a kept reader (the agent's) has moved past its records.
+// Closing the reader makes the next read start again from the ring,
+// filtered by KmsgAfter, so no line is lost.
+func (k *kmsgRead) drop() {
+	k.wait()
+	k.r.Close()
+}
+
+// close closes a reader opened for this sample, once its read is done.
+func (k *kmsgRead) close() {
+	if k.owned {
+		k.wait()
+		k.r.Close()
+	}
+}
+
+// finish waits for the read, puts its events in s (only the namespace's
+// own SYN-flooding lines when sampling another namespace) and returns the
+// last sequence number read.
+func (k *kmsgRead) finish(s *Sample, opts Options) uint64 {
+	k.wait()
+	events := k.events
+	if k.err != nil {
+		s.noteMissing(k.r.path, k.err)
 	}
 	if opts.Netns != "" {
 		events = ownEvents(events, s.Listeners)
@@ -339,19 +367,72 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 		events = []KernelEvent{}
 	}
 	s.Kernel = events
-	s.Duration = time.Since(start)
+	return k.last
+}
+
+// ownerRead runs the owner scan in the background, started once sockstat
+// is read (it chooses between the iterator and /proc by the namespace's
+// sockets). Processes in the sampled namespace are read first: on a host
+// full of containers this skips most descriptors; sockets they do not
+// explain are looked up in the other processes afterwards (attach).
+type ownerRead struct {
+	done  chan struct{}
+	found ownersFound
+	err   error
+	took  time.Duration
+}
+
+func startOwnerRead(opts Options, nsID uint64, nsSockets, hostFiles int) *ownerRead {
+	o := &ownerRead{done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		t0 := time.Now()
+		o.found, o.err = scanOwnersAuto(opts, nsID, nsSockets, hostFiles)
+		o.took = time.Since(t0)
+	}()
+	return o
+}
+
+// wait returns the finished scan; nil for no scan.
+func (o *ownerRead) wait() *ownerRead {
+	if o == nil {
+		return nil
+	}
+	<-o.done
+	return o
+}
+
+// attach notes what the scan could not read and gives the dumped sockets
+// their owners. It runs after the dump, in one tight loop, even when the
+// scan finished first: looked up between messages, the inode index was
+// out of the cache every time (a fifth of the census's user time for
+// 80,000 sockets).
+func (o *ownerRead) attach(ctx context.Context, s *Sample, c *Census, opts Options, pending []pendingOwner, hostFiles int) {
+	switch {
+	case o.err != nil:
+		s.noteMissing("process owners", o.err)
+		return
+	case o.found.miss != nil:
+		s.noteMissing(o.found.miss.Source, errors.New(o.found.miss.Reason))
+	}
+	s.OwnersVia = o.found.via
+	attachPending(ctx, c, opts, o.found.x, o.found.skipped, pending, hostFiles)
+}
+
+// logCensus writes the census's phases and missing sources to the debug
+// log.
+func logCensus(log *zap.Logger, s *Sample, t censusTimes, pending int, k *kmsgRead, o *ownerRead) {
 	if ce := log.Check(zap.DebugLevel, "census"); ce != nil {
-		fields := []zap.Field{zap.Duration("took", s.Duration), zap.Duration("counters", tCountersD), zap.Duration("dump", tDump), zap.Int("sockets", s.Total),
-			zap.Int("waiting_for_owner", len(pending)), zap.Duration("owners_wait_and_join", tJoin), zap.Duration("kmsg", kr.took)}
-		if got != nil {
-			fields = append(fields, zap.Duration("owner_scan", got.took), zap.String("owners_via", got.via))
+		fields := []zap.Field{zap.Duration("took", s.Duration), zap.Duration("counters", t.counters), zap.Duration("dump", t.dump), zap.Int("sockets", s.Total),
+			zap.Int("waiting_for_owner", pending), zap.Duration("owners_wait_and_join", t.join), zap.Duration("kmsg", k.took)}
+		if o != nil {
+			fields = append(fields, zap.Duration("owner_scan", o.took), zap.String("owners_via", o.found.via))
 		}
 		ce.Write(fields...)
 	}
 	for _, m := range s.Missing {
 		log.Debug("source missing", zap.String("source", m.Source), zap.String("reason", m.Reason))
 	}
-	return s, max(last, opts.KmsgAfter), nil
 }
 
 // ownEvents drops the SYN-flooding lines that name no listener of the

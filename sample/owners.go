@@ -111,33 +111,10 @@ func scanOwners(procRoot string) (*ownerIndex, *Missing, error) {
 // reported as one Missing entry; processes that exit during the walk are
 // skipped.
 func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []int, miss *Missing, err error) {
-	pids := sc.pids
-	if pids == nil {
-		d, err := os.Open(procRoot)
-		if err != nil {
-			return nil, nil, nil, procNoData(err)
-		}
-		names, _ := d.Readdirnames(-1)
-		d.Close()
-		pids = make([]int, 0, len(names))
-		for _, name := range names {
-			if pid, err := strconv.Atoi(name); err == nil && pid > 0 {
-				pids = append(pids, pid)
-			}
-		}
+	pids, skipped, err := scopePIDs(procRoot, sc)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	if sc.netns != 0 {
-		in := pids[:0:0]
-		for _, pid := range pids {
-			if ino, ok := procNetns(procRoot, pid); ok && ino != sc.netns {
-				skipped = append(skipped, pid)
-				continue
-			}
-			in = append(in, pid)
-		}
-		pids = in
-	}
-
 	workers := max(1, min(ownerWorkers, runtime.NumCPU(), len(pids)))
 	results := make(chan procSockets, 64)
 	var denied atomic.Int32
@@ -179,9 +156,53 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 			fillOwner(fs, &x.owners[i])
 		}
 	}
-	// Shared inodes were recorded before comm and limits were known, in
-	// the order the workers happened to finish: give them both, by pid
-	// (as ss lists them).
+	completeShared(x)
+	if n := denied.Load(); n > 0 {
+		miss = &Missing{
+			Source: "process owners",
+			Reason: fmt.Sprintf("permission denied reading /proc/PID/fd of %d processes: their sockets show no owner (run as root)", n),
+		}
+	}
+	return x, skipped, miss, nil
+}
+
+// scopePIDs lists the processes a scan reads: sc.pids, or every process
+// of procRoot; with sc.netns, those of other namespaces are left out and
+// returned as skipped.
+func scopePIDs(procRoot string, sc ownerScan) (pids, skipped []int, err error) {
+	pids = sc.pids
+	if pids == nil {
+		d, err := os.Open(procRoot)
+		if err != nil {
+			return nil, nil, procNoData(err)
+		}
+		names, _ := d.Readdirnames(-1)
+		d.Close()
+		pids = make([]int, 0, len(names))
+		for _, name := range names {
+			if pid, err := strconv.Atoi(name); err == nil && pid > 0 {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	if sc.netns == 0 {
+		return pids, nil, nil
+	}
+	in := pids[:0:0]
+	for _, pid := range pids {
+		if ino, ok := procNetns(procRoot, pid); ok && ino != sc.netns {
+			skipped = append(skipped, pid)
+			continue
+		}
+		in = append(in, pid)
+	}
+	return in, skipped, nil
+}
+
+// completeShared gives the owners of shared inodes their command and
+// limits: they were recorded before those were known, in the order the
+// workers happened to finish; they are sorted by pid (as ss lists them).
+func completeShared(x *ownerIndex) {
 	for ino, list := range x.more {
 		slices.SortFunc(list, func(a, b Owner) int { return cmp.Compare(a.PID, b.PID) })
 		for j := range list {
@@ -194,13 +215,6 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 		}
 		x.more[ino] = list
 	}
-	if n := denied.Load(); n > 0 {
-		miss = &Missing{
-			Source: "process owners",
-			Reason: fmt.Sprintf("permission denied reading /proc/PID/fd of %d processes: their sockets show no owner (run as root)", n),
-		}
-	}
-	return x, skipped, miss, nil
 }
 
 // procNetns returns the inode of a process's network namespace.
