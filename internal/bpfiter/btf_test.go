@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -289,4 +290,31 @@ func FuzzParseBTF(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseBTFWant finds the wanted types while indexing, as the iterator's
+// set-up does: the same ids as find, and an error for a missing or a
+// twice-named type.
+func TestParseBTFWant(t *testing.T) {
+	want := []btfName{{btfKindFunc, "bpf_iter_task_file"}, {btfKindStruct, "inode"}, {btfKindStruct, "task_struct"}}
+	spec, err := parseBTF(testBTF(), want...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	structs, err := spec.find(btfKindStruct, "inode", "task_struct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, wantIDs := spec.found, []uint32{10, structs[0], structs[1]}; !slices.Equal(got, wantIDs) {
+		t.Errorf("found %v, want %v", got, wantIDs)
+	}
+	if _, err := parseBTF(testBTF(), btfName{btfKindStruct, "bpf_iter_meta"}); err == nil || !strings.Contains(err.Error(), "no type bpf_iter_meta") {
+		t.Errorf("a forward declaration only: got %v, want no type bpf_iter_meta", err)
+	}
+	dup := newBTFBuilder()
+	dup.composite(btfKindStruct, "file", 8, false)
+	dup.composite(btfKindStruct, "file", 16, false)
+	if _, err := parseBTF(dup.bytes(), btfName{btfKindStruct, "file"}); err == nil || !strings.Contains(err.Error(), "two types named file") {
+		t.Errorf("duplicate struct: got %v", err)
+	}
 }

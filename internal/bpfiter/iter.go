@@ -160,20 +160,17 @@ func attachOwnerIter() (int, error) {
 	}
 	// Only what the program needs is read from the kernel's BTF: one
 	// function's id and nine field offsets (btf.go).
-	spec, release, err := readKernelBTF()
-	if err != nil {
-		return -1, err
+	structs := []string{"bpf_iter__task_file", "bpf_iter_meta", "file", "inode", "task_struct"}
+	want := []btfName{{btfKindFunc, "bpf_iter_task_file"}}
+	for _, n := range structs {
+		want = append(want, btfName{btfKindStruct, n})
 	}
-	defer release()
-	target, err := spec.find(btfKindFunc, "bpf_iter_task_file")
+	spec, release, err := readKernelBTF(want...)
 	if err != nil {
 		return -1, fmt.Errorf("task_file iterator: %w", err)
 	}
-	structs := []string{"bpf_iter__task_file", "bpf_iter_meta", "file", "inode", "task_struct"}
-	ids, err := spec.find(btfKindStruct, structs...)
-	if err != nil {
-		return -1, err
-	}
+	defer release()
+	target, ids := spec.found[0], spec.found[1:]
 	var offs [9]int16
 	for i, f := range ownerIterFields {
 		off, size, err := spec.field(ids[slices.Index(structs, f.typ)], f.field)
@@ -189,7 +186,7 @@ func attachOwnerIter() (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	prog, err := bpfProgLoad(insns, target[0])
+	prog, err := bpfProgLoad(insns, target)
 	if err != nil {
 		return -1, fmt.Errorf("load task_file iterator: %w", err)
 	}
