@@ -469,39 +469,6 @@ func (e *Env) startChild(spec appSpec) error {
 	}
 }
 
-// setSysctls writes sysctls inside the namespace (never the host's) and
-// reads each back. When old is not nil, each sysctl's value before the
-// write is appended to it first, so that a failed write leaves in old
-// everything that needs restoring.
-func setSysctls(path string, kv []Sysctl, old *[]Sysctl) error {
-	if len(kv) == 0 {
-		return nil
-	}
-	return netns.Do(path, func() error {
-		for _, s := range kv {
-			file := filepath.Join("/proc/sys", strings.ReplaceAll(s.Key, ".", "/"))
-			if old != nil {
-				b, err := os.ReadFile(file)
-				if err != nil {
-					return fmt.Errorf("read %s before setting it: %w", s.Key, err)
-				}
-				*old = append(*old, Sysctl{s.Key, strings.Join(strings.Fields(string(b)), " ")})
-			}
-			if err := os.WriteFile(file, []byte(s.Value+"\n"), 0); err != nil {
-				return fmt.Errorf("set %s=%q in namespace: %w", s.Key, s.Value, err)
-			}
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return fmt.Errorf("read back %s: %w", s.Key, err)
-			}
-			if got := strings.Join(strings.Fields(string(b)), " "); got != s.Value {
-				return fmt.Errorf("set %s=%q in namespace: reads back %q", s.Key, s.Value, got)
-			}
-		}
-		return nil
-	})
-}
-
 // iptables adds one iptables-legacy rule inside the namespace; the rule
 // disappears with the namespace.
 func iptables(path string, rule []string) error {
