@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: census scaling. For each size in SIZES and each layout in
 # LAYOUTS, a throwaway namespace is filled with that many TCP sockets and a
-# full census with owners on (`sockwarden sample --json`, the default) is
+# full census with owners on (`sockwarden sample -o json`, the default) is
 # timed against `sh -c 'ss -tan | wc -l'` in alternating order over ROUNDS
 # rounds: median wall ratio census/ss, median CPU ratio, and the census's
 # peak RSS (max over rounds). Root only; every namespace is deleted.
@@ -9,6 +9,7 @@
 #   sudo scripts/bench-census-scale.sh
 #   SIZES="10000 50000 150000 500000 1000000" LAYOUTS="one many" scripts/bench-census-scale.sh
 #   OLD=/tmp/sockwarden-main scripts/bench-census-scale.sh   # also time another build
+#   ALT_ENV=GOMEMLIMIT=24MiB scripts/bench-census-scale.sh   # and this build with this environment
 #
 # Layouts (a process here may hold at most 20,000 descriptors, so the
 # rest of a size is TIME-WAIT sockets, which have no descriptor):
@@ -16,9 +17,14 @@
 #         (9,000 loopback pairs); the rest are TIME-WAIT
 #   many  size/2 established sockets (at most MAXEST) held by processes of
 #         at most 16,000 sockets each (at least 4); the rest TIME-WAIT
+#   est   every socket established, in processes of at most 16,000 (no
+#         TIME-WAIT: for 500,000 and more, where making the TIME-WAITs
+#         takes longer than the minute they live; ~3.5 KiB of kernel
+#         memory a socket)
 # TIME-WAIT sockets live 60 s: they are made just before the rounds, by
 # several processes at once, and the rounds must end within the minute
-# (the script reports the sockets left at the end).
+# (the script reports the sockets at the start and the end: a drop means
+# TIME-WAITs expired and that size's figures are not steady).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -28,6 +34,7 @@ LAYOUTS=${LAYOUTS:-"one many"}
 ROUNDS=${ROUNDS:-9}
 MAXEST=${MAXEST:-160000}
 OLD=${OLD:-}
+ALT_ENV=${ALT_ENV:-}
 tmp=$(mktemp -d)
 pids=()
 holders=()
@@ -60,6 +67,8 @@ fill() {
     net.ipv4.tcp_max_tw_buckets=2000000 net.ipv4.tcp_tw_reuse=0 net.core.somaxconn=4096
   if [ "$layout" = one ]; then
     est=$(( size / 2 < 18000 ? size / 2 : 18000 )); procs=1
+  elif [ "$layout" = est ]; then
+    est=$size; procs=$(( (est + 15999) / 16000 ))
   else
     est=$(( size / 2 < MAXEST ? size / 2 : MAXEST ))
     procs=$(( (est + 15999) / 16000 )); (( procs >= 4 )) || procs=4
@@ -96,14 +105,14 @@ fill() {
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 count() { ip netns exec "$NS" awk '/^TCP:/{print $3 + $7}' /proc/net/sockstat; }
 
-printf '%-8s %-5s %8s %10s %10s %8s %8s %10s %s\n' size layout sockets census_ms ss_ms wall/ss cpu/ss rss_KiB "old wall/ss, rss"
+printf '%-8s %-5s %8s %10s %10s %8s %8s %10s %s\n' size layout sockets census_ms ss_ms wall/ss cpu/ss rss_KiB "old wall/ss, rss | alt wall/ss, rss"
 results=()
 for size in $SIZES; do
   for layout in $LAYOUTS; do
     fill "$size" "$layout" >&2
     have=$(count)
-    declare -a cw=() cc=() cr=() sw=() sc=() ratio=() cratio=() ow=() or=() oratio=()
-    census=("$tmp/sockwarden" sample --json --netns "/run/netns/$NS")
+    declare -a cw=() cc=() cr=() sw=() sc=() ratio=() cratio=() ow=() or=() oratio=() ar=() aratio=()
+    census=("$tmp/sockwarden" sample -o json --netns "/run/netns/$NS")
     ssc=(sh -c "ss -N $NS -tan | wc -l")
     for r in $(seq "$ROUNDS"); do
       if (( r % 2 )); then
@@ -117,13 +126,18 @@ for size in $SIZES; do
       ratio+=("$(awk -v a="$a" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
       cratio+=("$(awk -v a="$b" -v b="$e" 'BEGIN{printf "%.3f", a/b}')")
       if [ -n "$OLD" ]; then
-        read -r g _ h < <("$tmp/cmdstat" "$OLD" sample --json --netns "/run/netns/$NS")
+        read -r g _ h < <("$tmp/cmdstat" "$OLD" sample -o json --netns "/run/netns/$NS")
         ow+=("$g"); or+=("$h"); oratio+=("$(awk -v a="$g" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
+      fi
+      if [ -n "$ALT_ENV" ]; then
+        read -r g _ h < <("$tmp/cmdstat" env "$ALT_ENV" "${census[@]}")
+        ar+=("$h"); aratio+=("$(awk -v a="$g" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
       fi
     done
     left=$(count)
     old="-"
     [ -n "$OLD" ] && old="$(median "${oratio[@]}"), $(printf '%s\n' "${or[@]}" | sort -n | tail -n1)"
+    [ -n "$ALT_ENV" ] && old="$old | $ALT_ENV: $(median "${aratio[@]}"), $(printf '%s\n' "${ar[@]}" | sort -n | tail -n1)"
     line=$(printf '%-8s %-5s %8s %10.1f %10.1f %8.3f %8.3f %10s %s' "$size" "$layout" "$have->$left" \
       "$(median "${cw[@]}")" "$(median "${sw[@]}")" "$(median "${ratio[@]}")" "$(median "${cratio[@]}")" \
       "$(printf '%s\n' "${cr[@]}" | sort -n | tail -n1)" "$old")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: a full census (`sockwarden sample --json`) against `ss -tan`
+# Benchmark: a full census (`sockwarden sample -o json`) against `ss -tan`
 # on a namespace holding >= 150,000 TCP sockets. Root only; everything
 # happens in a throwaway namespace that is deleted at the end.
 #
@@ -78,7 +78,7 @@ ss_pipe() { ss -N "$NS" -tan | wc -l; }
 ssp_pipe() { ss -N "$NS" -tanp | wc -l; }
 export -f ss_pipe ssp_pipe; export NS
 
-census_cmd=("$tmp/sockwarden" sample --json --netns "/run/netns/$NS")
+census_cmd=("$tmp/sockwarden" sample -o json --netns "/run/netns/$NS")
 declare -a cw cc cr nw nc nr sw sc pw pc ratio ratio_no ratio_p
 for r in $(seq "$ROUNDS"); do
   # Alternate the order so that neither side always runs first.

@@ -8,8 +8,11 @@
 #   etcd      hello + import go.etcd.io/etcd/client/v3   (package init)
 #   prom      hello + import prometheus/client_golang    (package init)
 #   version   sockwarden version                  (start + every init)
-#   off       sockwarden sample --json, sample.owners=false
-#   on        sockwarden sample --json (owners on, sample.owner_scan auto)
+#   lean      a census alone: sample.Take and JSON, owners on, in a binary
+#             without the CLI, config, etcd or Prometheus (what the census
+#             would cost if the sockwarden binary did not carry them)
+#   off       sockwarden sample -o json, sample.owners=false
+#   on        sockwarden sample -o json (owners on, sample.owner_scan auto)
 #   bpf       ... with sample.owner_scan=bpf
 #   old-*     the last two with the binary OLD, when set (before/after)
 #
@@ -30,12 +33,40 @@ trap 'rm -rf "$tmp"' EXIT
 
 go build -o "$tmp/sockwarden" ./cmd/sockwarden
 go build -o "$tmp/cmdstat" ./scripts/cmdstat
-mkdir -p "$tmp/src/hello" "$tmp/src/etcd" "$tmp/src/prom"
+mkdir -p "$tmp/src/hello" "$tmp/src/etcd" "$tmp/src/prom" "$tmp/src/lean"
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hi\\n") }\n' >"$tmp/src/hello/main.go"
 printf 'package main\n\nimport (\n\t"os"\n\n\t_ "go.etcd.io/etcd/client/v3"\n)\n\nfunc main() { os.Stdout.WriteString("hi\\n") }\n' >"$tmp/src/etcd/main.go"
 printf 'package main\n\nimport (\n\t"os"\n\n\t_ "github.com/prometheus/client_golang/prometheus"\n)\n\nfunc main() { os.Stdout.WriteString("hi\\n") }\n' >"$tmp/src/prom/main.go"
+cat >"$tmp/src/lean/main.go" <<'GO'
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"runtime/debug"
+
+	"github.com/sockwarden/sockwarden/sample"
+)
+
+func main() {
+	debug.SetGCPercent(400) // as the CLI's short-lived commands
+	opts := sample.Options{Owners: true}
+	if len(os.Args) > 1 {
+		opts.Netns = os.Args[1]
+	}
+	s, err := sample.Take(context.Background(), opts)
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(3)
+	}
+	e := json.NewEncoder(os.Stdout)
+	e.SetIndent("", "  ")
+	e.Encode(s)
+}
+GO
 # Built inside the module (for its go.mod), from a directory go ignores.
-for p in hello etcd prom; do
+for p in hello etcd prom lean; do
   mkdir -p "_bench_startup_$p" && cp "$tmp/src/$p/main.go" "_bench_startup_$p/"
   go build -o "$tmp/$p" "./_bench_startup_$p"
   rm -rf "_bench_startup_$p"
@@ -47,7 +78,7 @@ ssns=()
 [ -n "$NETNS" ] && ssns=(-N "$(basename "$NETNS")")
 export SSNS="${ssns[*]}"
 
-names=(ss hello etcd prom version off on bpf)
+names=(ss hello etcd prom version lean off on bpf)
 # argv NAME: sets the array run to the command line (env sets the
 # variables: no shell in between but for ss, which the reference runs
 # through sh -c).
@@ -56,11 +87,12 @@ argv() {
     ss) run=(sh -c "ss $SSNS -tan | wc -l") ;;
     hello|etcd|prom) run=("$tmp/$1") ;;
     version) run=("$tmp/sockwarden" version) ;;
-    off) run=(env SOCKWARDEN_SAMPLE_OWNERS=false "$tmp/sockwarden" sample --json ${nsflag[@]+"${nsflag[@]}"}) ;;
-    on) run=("$tmp/sockwarden" sample --json ${nsflag[@]+"${nsflag[@]}"}) ;;
-    bpf) run=(env SOCKWARDEN_SAMPLE_OWNER_SCAN=bpf "$tmp/sockwarden" sample --json ${nsflag[@]+"${nsflag[@]}"}) ;;
-    old-on) run=("$OLD" sample --json ${nsflag[@]+"${nsflag[@]}"}) ;;
-    old-bpf) run=(env SOCKWARDEN_SAMPLE_OWNER_SCAN=bpf "$OLD" sample --json ${nsflag[@]+"${nsflag[@]}"}) ;;
+    lean) run=("$tmp/lean" ${NETNS:+"$NETNS"}) ;;
+    off) run=(env SOCKWARDEN_SAMPLE_OWNERS=false "$tmp/sockwarden" sample -o json ${nsflag[@]+"${nsflag[@]}"}) ;;
+    on) run=("$tmp/sockwarden" sample -o json ${nsflag[@]+"${nsflag[@]}"}) ;;
+    bpf) run=(env SOCKWARDEN_SAMPLE_OWNER_SCAN=bpf "$tmp/sockwarden" sample -o json ${nsflag[@]+"${nsflag[@]}"}) ;;
+    old-on) run=("$OLD" sample -o json ${nsflag[@]+"${nsflag[@]}"}) ;;
+    old-bpf) run=(env SOCKWARDEN_SAMPLE_OWNER_SCAN=bpf "$OLD" sample -o json ${nsflag[@]+"${nsflag[@]}"}) ;;
   esac
 }
 [ -n "$OLD" ] && names+=(old-on old-bpf)
