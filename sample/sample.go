@@ -1,6 +1,7 @@
 // Package sample is the only code that reads the kernel: TCP sockets through
 // netlink sock_diag, counters and sysctls through /proc, kernel log lines
-// through /dev/kmsg. It builds the same Sample from captured text (a bundle
+// through /dev/kmsg, socket owners through /proc/PID/fd or, faster, the BPF
+// task_file iterator of internal/bpfiter (which only sample calls). It builds the same Sample from captured text (a bundle
 // of `ss`, `sysctl`, `nstat` and `dmesg` output) so that everything
 // downstream is indifferent to where the data came from.
 //
