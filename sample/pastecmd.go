@@ -1,7 +1,6 @@
 package sample
 
 import (
-	"regexp"
 	"strings"
 )
 
@@ -16,15 +15,15 @@ import (
 var (
 	// user@host:~$ cmd, root@web1:~# cmd, (venv) user@host ~ % cmd,
 	// @ubuntu:~$ cmd (a user name cut out of the paste).
-	promptUserHostRE = regexp.MustCompile(`^(?:\([^)]*\)\s*)?[\w.-]*@[\w.-]+(?::[^\s#$%]*|\s+[^\s#$%]+)?\s?[#$%]\s?(.*)$`)
+	promptUserHostRE = lazyRE(`^(?:\([^)]*\)\s*)?[\w.-]*@[\w.-]+(?::[^\s#$%]*|\s+[^\s#$%]+)?\s?[#$%]\s?(.*)$`)
 	// [root@host ~]# cmd, [~]# cmd.
-	promptBracketRE = regexp.MustCompile(`^\[[^\]]{1,80}\]\s?[#$]\s?(.*)$`)
+	promptBracketRE = lazyRE(`^\[[^\]]{1,80}\]\s?[#$]\s?(.*)$`)
 	// bash-4.2# cmd, sh-5.1$ cmd, / # cmd (busybox), ~ # cmd.
-	promptShellRE = regexp.MustCompile(`^(?:(?:ba|z|a|da)?sh-[\d.]+|/|~|/[\w/.-]*)\s?[#$]\s(.*)$`)
+	promptShellRE = lazyRE(`^(?:(?:ba|z|a|da)?sh-[\d.]+|/|~|/[\w/.-]*)\s?[#$]\s(.*)$`)
 	// $ cmd, # cmd, #cmd, % cmd.
-	promptBareRE = regexp.MustCompile(`^([#$%])\s?(.*)$`)
+	promptBareRE = lazyRE(`^([#$%])\s?(.*)$`)
 	// "-- output of `ss -ot`", "---- dump of netstat -napt ----".
-	prosedCmdRE = regexp.MustCompile("(?i)^[-=#* ]*(?:output of|dump of|result of|running)[: ]+`?([^`]+?)`?[-=:* ]*$")
+	prosedCmdRE = lazyRE("(?i)^[-=#* ]*(?:output of|dump of|result of|running)[: ]+`?([^`]+?)`?[-=:* ]*$")
 )
 
 // pasteTools are the commands whose output a paste may hold or that
@@ -71,19 +70,19 @@ func parsePrompt(line string, n int) (cmds []pasteCmd, ok bool) {
 	var text string
 	strict := false // the command must start with a known tool
 	switch {
-	case promptBracketRE.MatchString(t):
-		text = promptBracketRE.FindStringSubmatch(t)[1]
-	case promptUserHostRE.MatchString(t) && !strings.Contains(t[:strings.IndexAny(t, "#$%")], " kernel:"):
-		text = promptUserHostRE.FindStringSubmatch(t)[1]
-	case promptShellRE.MatchString(t):
-		text = promptShellRE.FindStringSubmatch(t)[1]
-	case promptBareRE.MatchString(t):
-		m := promptBareRE.FindStringSubmatch(t)
+	case promptBracketRE().MatchString(t):
+		text = promptBracketRE().FindStringSubmatch(t)[1]
+	case promptUserHostRE().MatchString(t) && !strings.Contains(t[:strings.IndexAny(t, "#$%")], " kernel:"):
+		text = promptUserHostRE().FindStringSubmatch(t)[1]
+	case promptShellRE().MatchString(t):
+		text = promptShellRE().FindStringSubmatch(t)[1]
+	case promptBareRE().MatchString(t):
+		m := promptBareRE().FindStringSubmatch(t)
 		text = m[2]
 		// "# comment" and "#kernel" (nstat) are not prompts.
 		strict = m[1] == "#"
-	case prosedCmdRE.MatchString(t):
-		text = prosedCmdRE.FindStringSubmatch(t)[1]
+	case prosedCmdRE().MatchString(t):
+		text = prosedCmdRE().FindStringSubmatch(t)[1]
 		strict = true
 	default:
 		// A command line pasted without its prompt ("sudo ss -tup",
@@ -372,7 +371,7 @@ func parseSSCmd(c pasteCmd) ssCmd {
 		sc.listenOnly = true
 	}
 	sc.filter = strings.TrimSpace(strings.Join(filter, " "))
-	if m := sportRE.FindStringSubmatch(sc.filter); m != nil && !strings.Contains(sc.filter, " or ") {
+	if m := sportRE().FindStringSubmatch(sc.filter); m != nil && !strings.Contains(sc.filter, " or ") {
 		var p uint64
 		for _, d := range m[1] {
 			p = p*10 + uint64(d-'0')
@@ -384,4 +383,4 @@ func parseSSCmd(c pasteCmd) ssCmd {
 	return sc
 }
 
-var sportRE = regexp.MustCompile(`sport\s*(?:=|==|eq)\s*:(\d{1,5})\b`)
+var sportRE = lazyRE(`sport\s*(?:=|==|eq)\s*:(\d{1,5})\b`)

@@ -2,7 +2,6 @@ package sample
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -371,14 +370,14 @@ func sysctlKeysOf(c *pasteCmd) []string {
 }
 
 var (
-	ssSummaryRowRE = regexp.MustCompile(`^(\*|RAW|UDP|TCP|INET|FRAG)\s+(\d+|-)(\s+(\d+|-)){2}\s*$`)
-	sockstatRE     = regexp.MustCompile(`^(sockets: used|(TCP|UDP|UDPLITE|RAW|FRAG|TCP6|UDP6|UDPLITE6|RAW6|FRAG6|MPTCP|SCTP|SCTP6):\s+(inuse|memory)\s)`)
-	pairNamesRE    = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*):((?:\s+[A-Za-z][A-Za-z0-9_]*)+)\s*$`)
-	pairValuesRE   = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*):((?:\s+-?\d+)+)\s*$`)
-	nstatLineRE    = regexp.MustCompile(`^(Ip|Icmp|IcmpMsg|Tcp|Udp|UdpLite|TcpExt|IpExt|Ip6|Icmp6|Udp6|UdpLite6|MPTcpExt|Sctp|Xfrm|Tcp6)[A-Za-z0-9_]*\s+\d+(\s+\d+(\.\d+)?)?\s*$`)
-	sysctlLineRE   = regexp.MustCompile(`^(?:[a-z][a-z0-9_-]*(?:\.[A-Za-z0-9_@:+/-]+)+\s*=|/proc/sys/[\w./-]+:)`)
-	dateLineRE     = regexp.MustCompile(`^(?:[A-Z][a-z]{2},? )?(?:[A-Z][a-z]{2} [ \d]?\d|\d{1,2} [A-Z][a-z]{2}) (?:\d{4} )?\d\d:\d\d:\d\d`)
-	uptimeLineRE   = regexp.MustCompile(`^\d+\.\d\d \d+\.\d\d$`)
+	ssSummaryRowRE = lazyRE(`^(\*|RAW|UDP|TCP|INET|FRAG)\s+(\d+|-)(\s+(\d+|-)){2}\s*$`)
+	sockstatRE     = lazyRE(`^(sockets: used|(TCP|UDP|UDPLITE|RAW|FRAG|TCP6|UDP6|UDPLITE6|RAW6|FRAG6|MPTCP|SCTP|SCTP6):\s+(inuse|memory)\s)`)
+	pairNamesRE    = lazyRE(`^([A-Za-z][A-Za-z0-9]*):((?:\s+[A-Za-z][A-Za-z0-9_]*)+)\s*$`)
+	pairValuesRE   = lazyRE(`^([A-Za-z][A-Za-z0-9]*):((?:\s+-?\d+)+)\s*$`)
+	nstatLineRE    = lazyRE(`^(Ip|Icmp|IcmpMsg|Tcp|Udp|UdpLite|TcpExt|IpExt|Ip6|Icmp6|Udp6|UdpLite6|MPTcpExt|Sctp|Xfrm|Tcp6)[A-Za-z0-9_]*\s+\d+(\s+\d+(\.\d+)?)?\s*$`)
+	sysctlLineRE   = lazyRE(`^(?:[a-z][a-z0-9_-]*(?:\.[A-Za-z0-9_@:+/-]+)+\s*=|/proc/sys/[\w./-]+:)`)
+	dateLineRE     = lazyRE(`^(?:[A-Z][a-z]{2},? )?(?:[A-Z][a-z]{2} [ \d]?\d|\d{1,2} [A-Z][a-z]{2}) (?:\d{4} )?\d\d:\d\d:\d\d`)
+	uptimeLineRE   = lazyRE(`^\d+\.\d\d \d+\.\d\d$`)
 )
 
 func (p *splitter) recSSSummary(n, to int, _ *pasteCmd) (*pasteBlock, int) {
@@ -413,7 +412,7 @@ done:
 
 func ssSummaryLine(t string) bool {
 	return strings.HasPrefix(t, "Total:") || (strings.HasPrefix(t, "TCP:") && strings.Contains(t, "(estab")) ||
-		strings.HasPrefix(t, "Transport Total") || ssSummaryRowRE.MatchString(t)
+		strings.HasPrefix(t, "Transport Total") || ssSummaryRowRE().MatchString(t)
 }
 
 func hasTCPLine(m map[int]string) bool {
@@ -426,12 +425,12 @@ func hasTCPLine(m map[int]string) bool {
 }
 
 func (p *splitter) recSockstat(n, to int, _ *pasteCmd) (*pasteBlock, int) {
-	if !sockstatRE.MatchString(strings.TrimSpace(p.line(n))) {
+	if !sockstatRE().MatchString(strings.TrimSpace(p.line(n))) {
 		return nil, n
 	}
 	b := &pasteBlock{shape: shapeSockstat, first: n}
 	m := n
-	for ; m <= to && sockstatRE.MatchString(strings.TrimSpace(p.line(m))); m++ {
+	for ; m <= to && sockstatRE().MatchString(strings.TrimSpace(p.line(m))); m++ {
 		b.feed(bfSockstat, m, strings.TrimSpace(p.line(m)))
 		b.lines++
 		b.last = m
@@ -445,12 +444,12 @@ func (p *splitter) recProcPairs(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 	b := &pasteBlock{shape: shapeProcPairs, first: n}
 	m := n
 	for m < to {
-		names := pairNamesRE.FindStringSubmatch(strings.TrimSpace(p.line(m)))
+		names := pairNamesRE().FindStringSubmatch(strings.TrimSpace(p.line(m)))
 		vm := p.nextNonBlank(m+1, to)
 		if names == nil || vm == 0 {
 			break
 		}
-		vals := pairValuesRE.FindStringSubmatch(strings.TrimSpace(p.line(vm)))
+		vals := pairValuesRE().FindStringSubmatch(strings.TrimSpace(p.line(vm)))
 		if vals == nil || vals[1] != names[1] || len(strings.Fields(vals[2])) != len(strings.Fields(names[2])) {
 			break
 		}
@@ -478,7 +477,7 @@ func (p *splitter) recProcPairs(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 
 func (p *splitter) recNstat(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 	t := strings.TrimSpace(p.line(n))
-	if t != "#kernel" && !nstatLineRE.MatchString(t) {
+	if t != "#kernel" && !nstatLineRE().MatchString(t) {
 		return nil, n
 	}
 	b := &pasteBlock{shape: shapeNstat, first: n}
@@ -490,7 +489,7 @@ func (p *splitter) recNstat(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 			b.last = m
 			continue
 		}
-		if !nstatLineRE.MatchString(t) {
+		if !nstatLineRE().MatchString(t) {
 			break
 		}
 		b.feed(bfNstat, m, t)
@@ -504,7 +503,7 @@ func (p *splitter) recNstat(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 }
 
 func (p *splitter) recSysctl(n, to int, _ *pasteCmd) (*pasteBlock, int) {
-	if !sysctlLineRE.MatchString(strings.TrimSpace(p.line(n))) {
+	if !sysctlLineRE().MatchString(strings.TrimSpace(p.line(n))) {
 		return nil, n
 	}
 	b := &pasteBlock{shape: shapeSysctl, first: n}
@@ -514,7 +513,7 @@ func (p *splitter) recSysctl(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 		if t == "" || strings.HasPrefix(t, "sysctl: ") {
 			continue
 		}
-		if !sysctlLineRE.MatchString(t) {
+		if !sysctlLineRE().MatchString(t) {
 			break
 		}
 		b.feed(bfSysctl, m, t)
@@ -548,7 +547,7 @@ func (p *splitter) recProcesses(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 
 func (p *splitter) recDate(n, _ int, _ *pasteCmd) (*pasteBlock, int) {
 	t := strings.TrimSpace(p.line(n))
-	if !dateLineRE.MatchString(t) && !strings.HasPrefix(t, "20") {
+	if !dateLineRE().MatchString(t) && !strings.HasPrefix(t, "20") {
 		return nil, n
 	}
 	if _, err := parsePasteDate(t, false); err != nil {
@@ -559,7 +558,7 @@ func (p *splitter) recDate(n, _ int, _ *pasteCmd) (*pasteBlock, int) {
 
 func (p *splitter) recUptime(n, _ int, _ *pasteCmd) (*pasteBlock, int) {
 	t := strings.TrimSpace(p.line(n))
-	if !uptimeLineRE.MatchString(t) {
+	if !uptimeLineRE().MatchString(t) {
 		return nil, n
 	}
 	return &pasteBlock{shape: shapeUptime, first: n, last: n, lines: 1, value: t}, n + 1
@@ -661,7 +660,7 @@ func grepState(pat string) string {
 	return found
 }
 
-var uniqStateRE = regexp.MustCompile(`^\s*(\d+)\s+([A-Za-z_0-9-]+\)?)\s*$`)
+var uniqStateRE = lazyRE(`^\s*(\d+)\s+([A-Za-z_0-9-]+\)?)\s*$`)
 
 // recStateCounts reads state counts of `... | awk '{print $1}' | sort |
 // uniq -c`: "  12248 TIME_WAIT". Lines of the table's header that the awk
@@ -670,7 +669,7 @@ func (p *splitter) recStateCounts(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 	b := &pasteBlock{shape: shapeCount, first: n, counts: map[string]int{}}
 	m := n
 	for ; m <= to; m++ {
-		mm := uniqStateRE.FindStringSubmatch(p.line(m))
+		mm := uniqStateRE().FindStringSubmatch(p.line(m))
 		if mm == nil {
 			break
 		}

@@ -2,7 +2,6 @@ package sample
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -523,14 +522,14 @@ done:
 }
 
 var (
-	logPlainRE  = regexp.MustCompile(`^\[\s*\d+\.\d+\]`)
-	logCutRE    = regexp.MustCompile(`^\d+\.\d+\]\s`)
-	logTRE      = regexp.MustCompile(`^\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\]\s?`)
-	logRawRE    = regexp.MustCompile(`^<\d+>\[`)
-	logISORE    = regexp.MustCompile(`^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*\s`)
-	logSyslogRE = regexp.MustCompile(`^[A-Z][a-z]{2}\s+\d{1,2} \d\d:\d\d:\d\d\s`)
-	logKernelRE = regexp.MustCompile(`^(?:\S+\s+){0,4}?kernel:\s`)
-	logNoiseRE  = regexp.MustCompile(`^(?:net_ratelimit|__ratelimit|\S+: \d+ callbacks suppressed)`)
+	logPlainRE  = lazyRE(`^\[\s*\d+\.\d+\]`)
+	logCutRE    = lazyRE(`^\d+\.\d+\]\s`)
+	logTRE      = lazyRE(`^\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\]\s?`)
+	logRawRE    = lazyRE(`^<\d+>\[`)
+	logISORE    = lazyRE(`^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*\s`)
+	logSyslogRE = lazyRE(`^[A-Z][a-z]{2}\s+\d{1,2} \d\d:\d\d:\d\d\s`)
+	logKernelRE = lazyRE(`^(?:\S+\s+){0,4}?kernel:\s`)
+	logNoiseRE  = lazyRE(`^(?:net_ratelimit|__ratelimit|\S+: \d+ callbacks suppressed)`)
 )
 
 // logLine says whether a line is a kernel (or system) log line and returns
@@ -539,23 +538,23 @@ var (
 // unknown: tz is set), "" for a log line of another program.
 func logLine(t string) (feed string, ok, tz bool) {
 	switch {
-	case logTRE.MatchString(t):
-		return logTRE.ReplaceAllString(t, ""), true, true
-	case logPlainRE.MatchString(t), logRawRE.MatchString(t), dmesgFacilityRE.MatchString(t) && strings.Contains(t, "["):
+	case logTRE().MatchString(t):
+		return logTRE().ReplaceAllString(t, ""), true, true
+	case logPlainRE().MatchString(t), logRawRE().MatchString(t), dmesgFacilityRE.MatchString(t) && strings.Contains(t, "["):
 		return t, true, false
-	case logCutRE.MatchString(t):
+	case logCutRE().MatchString(t):
 		return "[" + t, true, false
 	case strings.HasPrefix(t, "-- ") && (strings.HasSuffix(t, " --") || strings.HasPrefix(t, "-- Logs begin") || strings.HasPrefix(t, "-- Boot")):
 		return "", true, false // journalctl's banners
 	}
-	if logKernelRE.MatchString(t) || ((logSyslogRE.MatchString(t) || logISORE.MatchString(t)) && strings.Contains(t, " kernel: ")) {
+	if logKernelRE().MatchString(t) || ((logSyslogRE().MatchString(t) || logISORE().MatchString(t)) && strings.Contains(t, " kernel: ")) {
 		i := strings.Index(t, "kernel: ")
 		return t[i+len("kernel: "):], true, false
 	}
-	if logSyslogRE.MatchString(t) || logISORE.MatchString(t) {
+	if logSyslogRE().MatchString(t) || logISORE().MatchString(t) {
 		return "", true, false
 	}
-	if _, ok := ClassifyKernelLine(t); ok || logNoiseRE.MatchString(t) || strings.HasPrefix(t, "TCP: ") || strings.HasPrefix(t, "nf_conntrack: ") {
+	if _, ok := ClassifyKernelLine(t); ok || logNoiseRE().MatchString(t) || strings.HasPrefix(t, "TCP: ") || strings.HasPrefix(t, "nf_conntrack: ") {
 		return t, true, false
 	}
 	return "", false, false
@@ -569,7 +568,7 @@ func (p *splitter) recLog(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 		return nil, n
 	}
 	b := &pasteBlock{shape: shapeLog, first: n}
-	if t := strings.TrimSpace(p.line(n)); logSyslogRE.MatchString(t) || logISORE.MatchString(t) || logKernelRE.MatchString(t) {
+	if t := strings.TrimSpace(p.line(n)); logSyslogRE().MatchString(t) || logISORE().MatchString(t) || logKernelRE().MatchString(t) {
 		b.shape = shapeSyslog
 	}
 	add := func(m int, f string, tz bool) {
