@@ -2,9 +2,10 @@
 # Benchmark: census scaling. For each size in SIZES and each layout in
 # LAYOUTS, a throwaway namespace is filled with that many TCP sockets and a
 # full census with owners on (`sockwarden sample -o json`, the default) is
-# timed against `sh -c 'ss -tan | wc -l'` in alternating order over ROUNDS
-# rounds: median wall ratio census/ss, median CPU ratio, and the census's
-# peak RSS (max over rounds). Root only; every namespace is deleted.
+# timed against `sh -c 'ss -tan | wc -l'` over ROUNDS rounds, the order of
+# the commands rotated each round: median wall ratio census/ss, median CPU
+# ratio, and the census's peak RSS (max over rounds). Root only; every
+# namespace is deleted.
 #
 #   sudo scripts/bench-census-scale.sh
 #   SIZES="10000 50000 150000 500000 1000000" LAYOUTS="one many" scripts/bench-census-scale.sh
@@ -114,24 +115,29 @@ for size in $SIZES; do
     declare -a cw=() cc=() cr=() sw=() sc=() ratio=() cratio=() ow=() or=() oratio=() ar=() aratio=()
     census=("$tmp/sockwarden" sample -o json --netns "/run/netns/$NS")
     ssc=(sh -c "ss -N $NS -tan | wc -l")
+    # The commands of a round, rotated each round: none always runs first
+    # or right after another (a census warms what the next one reads).
+    cmds=(new ss)
+    [ -n "$OLD" ] && cmds+=(old)
+    [ -n "$ALT_ENV" ] && cmds+=(alt)
     for r in $(seq "$ROUNDS"); do
-      if (( r % 2 )); then
-        read -r a b c < <("$tmp/cmdstat" "${census[@]}")
-        read -r d e _ < <("$tmp/cmdstat" "${ssc[@]}")
-      else
-        read -r d e _ < <("$tmp/cmdstat" "${ssc[@]}")
-        read -r a b c < <("$tmp/cmdstat" "${census[@]}")
-      fi
-      cw+=("$a"); cc+=("$b"); cr+=("$c"); sw+=("$d"); sc+=("$e")
+      k=$(( r % ${#cmds[@]} ))
+      for c in "${cmds[@]:k}" "${cmds[@]:0:k}"; do
+        case $c in
+          new) read -r a b cm < <("$tmp/cmdstat" "${census[@]}") ;;
+          ss) read -r d e _ < <("$tmp/cmdstat" "${ssc[@]}") ;;
+          old) read -r g _ h < <("$tmp/cmdstat" "$OLD" sample -o json --netns "/run/netns/$NS") ;;
+          alt) read -r x _ y < <("$tmp/cmdstat" env "$ALT_ENV" "${census[@]}") ;;
+        esac
+      done
+      cw+=("$a"); cc+=("$b"); cr+=("$cm"); sw+=("$d"); sc+=("$e")
       ratio+=("$(awk -v a="$a" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
       cratio+=("$(awk -v a="$b" -v b="$e" 'BEGIN{printf "%.3f", a/b}')")
       if [ -n "$OLD" ]; then
-        read -r g _ h < <("$tmp/cmdstat" "$OLD" sample -o json --netns "/run/netns/$NS")
         ow+=("$g"); or+=("$h"); oratio+=("$(awk -v a="$g" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
       fi
       if [ -n "$ALT_ENV" ]; then
-        read -r g _ h < <("$tmp/cmdstat" env "$ALT_ENV" "${census[@]}")
-        ar+=("$h"); aratio+=("$(awk -v a="$g" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
+        ar+=("$y"); aratio+=("$(awk -v a="$x" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
       fi
     done
     left=$(count)
@@ -146,5 +152,5 @@ for size in $SIZES; do
     teardown
   done
 done
-echo "== $ROUNDS rounds each, alternating order; kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== $ROUNDS rounds each, order rotated each round; kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(sockets: TCP in use + TIME-WAIT in the namespace before -> after the rounds; ratios are medians of per-round ratios)"
