@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -322,6 +323,16 @@ type Fleet struct {
 	// SlotTTL is the lease of a rollout slot: kept alive while the change
 	// is in flight, freed this long after its host dies.
 	SlotTTL time.Duration `mapstructure:"slot_ttl"`
+	// Labels describe this host to fleet rollouts (role: web, zone: a):
+	// `sockwarden fleet approve --selector role=web` picks hosts by them.
+	Labels map[string]string `mapstructure:"labels"`
+	// StormPercent: a rollout does not start when more than this share
+	// of the registered hosts show the same finding at once (a
+	// fleet-wide flood is not a tuning job), unless forced.
+	StormPercent int `mapstructure:"storm_percent"`
+	// MaxChangesPerHour bounds the changes fleet rollouts start across
+	// the whole fleet in any hour (0: no bound).
+	MaxChangesPerHour int `mapstructure:"max_changes_per_hour"`
 }
 
 // Etcd says how to reach the fleet's etcd cluster.
@@ -361,10 +372,15 @@ func defaultFleet() Fleet {
 			Endpoints: []string{}, Prefix: "/sockwarden/",
 			DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
 		},
-		MaxConcurrent: 1,
-		SlotTTL:       30 * time.Second,
+		MaxConcurrent:     1,
+		SlotTTL:           30 * time.Second,
+		Labels:            map[string]string{},
+		StormPercent:      50,
+		MaxChangesPerHour: 60,
 	}
 }
+
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 func (f Fleet) validate() error {
 	var errs []error
@@ -408,6 +424,17 @@ func (f Fleet) validate() error {
 	}
 	if f.SlotTTL < MinSlotTTL {
 		errs = append(errs, fmt.Errorf("fleet.slot_ttl: must be at least %s, got %s", MinSlotTTL, f.SlotTTL))
+	}
+	if f.StormPercent < 1 || f.StormPercent > 100 {
+		errs = append(errs, fmt.Errorf("fleet.storm_percent: must be 1 to 100, got %d", f.StormPercent))
+	}
+	if f.MaxChangesPerHour < 0 {
+		errs = append(errs, fmt.Errorf("fleet.max_changes_per_hour: must be 0 (no bound) or more, got %d", f.MaxChangesPerHour))
+	}
+	for k, v := range f.Labels {
+		if !labelRE.MatchString(k) || !labelRE.MatchString(v) {
+			errs = append(errs, fmt.Errorf("fleet.labels: %q=%q: names and values are letters, digits, '.', '_' or '-' (at most 63)", k, v))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -194,6 +194,26 @@ func (s *EtcdStore) Close() error {
 	return s.cli.Close()
 }
 
+// Client returns the etcd client (logging in first if opening could not),
+// for the fleet package's keys beside the store's own.
+func (s *EtcdStore) Client() (*clientv3.Client, error) {
+	cli, err := s.client()
+	if err != nil {
+		return nil, s.fail("connect", "", err)
+	}
+	return cli, nil
+}
+
+// Prefix is the key prefix every key lives under (fleet.etcd.prefix).
+func (s *EtcdStore) Prefix() string { return s.prefix }
+
+// Timeout is fleet.etcd.request_timeout, the bound of every call.
+func (s *EtcdStore) Timeout() time.Duration { return s.timeout }
+
+// Fail wraps an etcd error as every store error is (ErrStoreUnavailable,
+// the endpoints, the operation and key, and the setting at fault).
+func (s *EtcdStore) Fail(op, key string, err error) error { return s.fail(op, key, err) }
+
 // Endpoints names the servers, for messages.
 func (s *EtcdStore) Endpoints() string { return s.endpoints }
 
