@@ -21,6 +21,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/fleet"
 	"github.com/sockwarden/sockwarden/remediate"
 	"github.com/sockwarden/sockwarden/sample"
 )
@@ -91,10 +92,12 @@ type Agent struct {
 	tried     map[string]bool
 	work      *work
 	newCfg    *config.Config // a reload waiting for the apply in flight
+	running   bool           // Run started (rollout watches run then)
 	// fleet is the fleet store (nil without one). While it does not
 	// answer (fleetDown), nothing is applied and proposals are kept in
 	// unrecorded (by namespace) until it does.
 	fleet      *remediate.EtcdStore
+	rollouts   *rollouts // fleet rollouts (nil without a fleet)
 	unrecorded map[string]diagnose.Report
 	waitLogged map[string]bool
 
@@ -148,7 +151,8 @@ func (a *Agent) configure(cfg config.Config) error {
 	if cfg.Remediate.RestartUnit {
 		eo.Restarter = remediate.SystemdRestarter{}
 	}
-	var fleet *remediate.EtcdStore
+	var fleetStore *remediate.EtcdStore
+	var ro *rollouts
 	if cfg.Fleet.Enabled() {
 		// Connecting does not wait for etcd: an agent started during an
 		// outage runs, observes, and applies nothing until it answers.
@@ -156,9 +160,13 @@ func (a *Agent) configure(cfg config.Config) error {
 		if err != nil {
 			return err
 		}
-		fleet = fs
-		eo.Store, eo.Rollout = fs, fs
+		fleetStore = fs
+		f := fleet.New(fs, fs.Host(), a.opts.Log)
+		claims := fleet.NewClaimStore(fs, f)
+		ro = newRollouts(f, claims, cfg.Fleet.SlotTTL, a.opts.Log)
+		eo.Store, eo.Rollout = claims, fs
 	}
+	fleet := fleetStore
 	eng, err := remediate.New(eo)
 	if err != nil {
 		if fleet != nil {
@@ -183,7 +191,14 @@ func (a *Agent) configure(cfg config.Config) error {
 			st.kmsg.Close() // a namespace no longer watched after a reload
 		}
 	}
-	oldFleet := a.fleet
+	oldFleet, oldRollouts := a.fleet, a.rollouts
+	if oldRollouts != nil {
+		oldRollouts.stop()
+	}
+	a.rollouts = ro
+	if ro != nil && a.running {
+		ro.start()
+	}
 	a.mu.Lock()
 	a.cfg, a.engine, a.ns = cfg, eng, ns
 	a.fleet, a.fleetInfo = fleet, nil
@@ -219,7 +234,14 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		zap.Duration("tick", cfg.Agent.Tick), zap.Int("full_every", cfg.Agent.FullEvery),
 		zap.Strings("netns", cfg.Agent.Netns), zap.Duration("watchdog", a.notify.WatchdogInterval()))
 
+	a.running = true
+	if a.rollouts != nil {
+		a.rollouts.start()
+	}
 	defer func() {
+		if a.rollouts != nil {
+			a.rollouts.stop()
+		}
 		if a.fleet != nil {
 			a.fleet.Close()
 		}
@@ -275,6 +297,10 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		if a.work != nil {
 			done = a.work.done
 		}
+		var wake <-chan struct{}
+		if a.rollouts != nil {
+			wake = a.rollouts.wake
+		}
 		select {
 		case <-ctx.Done():
 			a.shutdown()
@@ -284,6 +310,9 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		case r := <-done:
 			a.finish(r)
 		case <-wdC:
+		case <-wake:
+			// A rollout, a halt or a host's progress changed.
+			a.maybeApply()
 		case <-tick.C:
 			a.stallIfAsked(ctx)
 			a.tick(ctx)
@@ -341,6 +370,7 @@ func (a *Agent) tick(ctx context.Context) {
 	a.mu.Unlock()
 	a.checkFleet(ctx)
 	var errs []string
+	var reports []diagnose.Report
 	for _, st := range a.ns {
 		if err := a.tickNS(ctx, st); err != nil {
 			if ctx.Err() != nil {
@@ -351,10 +381,14 @@ func (a *Agent) tick(ctx context.Context) {
 		// A full census blocks for diagnose.interval per namespace: feed
 		// the watchdog between namespaces, still from the loop.
 		a.feedWatchdog()
+		if st.report != nil {
+			reports = append(reports, *st.report)
+		}
 	}
 	a.mu.Lock()
 	a.lastErr = strings.Join(errs, "; ")
 	a.mu.Unlock()
+	a.rolloutsTick(ctx, reports)
 	a.maybeApply()
 }
 
@@ -564,6 +598,9 @@ func (a *Agent) keepLocal(path string, rep diagnose.Report) {
 func (a *Agent) announce(recorded []remediate.Pending) {
 	for _, pp := range recorded {
 		p := pp.Proposal
+		if a.rollouts != nil {
+			a.rollouts.props[p.ID] = p
+		}
 		a.mu.Lock()
 		a.pending[p.ID] = briefOf(p, pp.Recorded)
 		a.mu.Unlock()
@@ -612,6 +649,9 @@ func (a *Agent) maybeApply() {
 		ids = append(ids, id)
 	}
 	a.mu.Unlock()
+	if a.rollouts != nil && a.tryRollouts() {
+		return
+	}
 	slices.Sort(ids)
 	now := time.Now()
 	for _, id := range ids {
@@ -726,6 +766,7 @@ func (a *Agent) finish(r applyResult) {
 		a.log.Error("apply failed", zap.String("proposal", w.proposal.ID), zap.Error(r.err))
 	}
 	a.logOutcome(r.out, "")
+	a.rolloutFinished(w.proposal.ID, r)
 	// Refused for want of a rollout slot, or because the fleet store did
 	// not answer: nothing was written and the approval is unused; try
 	// again at a later tick.

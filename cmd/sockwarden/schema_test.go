@@ -176,6 +176,8 @@ func TestOutputSchemas(t *testing.T) {
 	go ctl.Serve(ctx)
 	t.Setenv("SOCKWARDEN_AGENT_CONTROL_SOCKET", cfg.Agent.ControlSocket)
 	run("status of an agent", exitOK, "status", "-o", "json")
+	// fleet proposals, status and hosts against a real etcd.
+	fleetOutputs(t, run)
 
 	for name := range all {
 		if !used[name] {
