@@ -372,6 +372,7 @@ func (a *Agent) tick(ctx context.Context) {
 	var errs []string
 	var reports []diagnose.Report
 	for _, st := range a.ns {
+		before := st.report
 		if err := a.tickNS(ctx, st); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -381,7 +382,9 @@ func (a *Agent) tick(ctx context.Context) {
 		// A full census blocks for diagnose.interval per namespace: feed
 		// the watchdog between namespaces, still from the loop.
 		a.feedWatchdog()
-		if st.report != nil {
+		if st.report != nil && st.report != before {
+			// Only a diagnosis of this tick: the bake check must not
+			// read the one from before the change.
 			reports = append(reports, *st.report)
 		}
 	}

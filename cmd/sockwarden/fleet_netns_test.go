@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,14 +108,24 @@ fleet:
 		cmd := exec.Command("unshare", "--uts", "sh", "-c", `hostname "$0" && exec "$@"`, host, os.Args[0], "-test.run=^TestHelperCLI$")
 		cmd.Env = append(os.Environ(), "SWTEST_CLI_ARGS=--config "+cfgFile+" agent")
 		cmd.Stdout, cmd.Stderr = lf, lf
-		// No Pdeathsig: it fires when the forking thread exits, and
-		// lab.Start ends threads locked into namespaces; the cleanup
-		// below stops the agent.
-		if err := cmd.Start(); err != nil {
+		// Killed with the test binary: Pdeathsig fires when the forking
+		// thread exits, so the agent is forked from a thread locked for
+		// as long as it runs (as internal/etcdtest does for etcd).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		started, done := make(chan error, 1), make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the agent
+			err := cmd.Start()
+			started <- err
+			if err == nil {
+				cmd.Wait()
+			}
+			lf.Close()
+			close(done)
+		}()
+		if err := <-started; err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); lf.Close(); close(done) }()
 		t.Cleanup(func() {
 			cmd.Process.Signal(syscall.SIGTERM)
 			select {
