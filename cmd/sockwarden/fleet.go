@@ -395,6 +395,11 @@ func statusOf(snap fleet.Snapshot, id string, maxPerHour int, now time.Time) rol
 	for _, h := range rs.Hosts {
 		rs.Counts[h.State]++
 	}
+	// Running with nobody waiting or in flight: every host it picked
+	// took part (a host that shows the finding later still may).
+	if st == fleet.Running && len(v.Progress) > 0 && rs.Counts["waiting"] == 0 && rs.Counts[fleet.InFlight] == 0 {
+		rs.State, rs.Why = fleet.Done, "every selected host with the change took part; a host that shows it later still joins"
+	}
 	return rs
 }
 
