@@ -263,9 +263,11 @@ func TestOutputFlagEverywhere(t *testing.T) {
 		"sample": "text, json", "diagnose": "text, markdown, json", "status": "text, json", "propose": "text, json",
 		"proposals": "text, json", "apply": "text, json", "rollback": "text, json", "resolve": "text, json",
 		"history": "text, json", "lab list": "text, json", "version": "text, json", "config show": "text, json",
+		"fleet proposals": "text, json", "fleet status": "text, json, markdown", "fleet hosts": "text, json",
 	}
 	without := map[string]bool{"agent": true, "approve": true, "deny": true, "collect": true, "lab run": true,
-		"lab clean": true, "config check": true, "gen-man": true}
+		"lab clean": true, "config check": true, "gen-man": true, "fleet approve": true, "fleet halt": true, "fleet pause": true,
+		"fleet resume": true, "fleet rollback": true, "fleet setup-roles": true}
 	root := newRootCmd()
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
