@@ -14,6 +14,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -62,10 +63,9 @@ type agent struct {
 }
 
 var (
-	claims      atomic.Int64
-	firstApply  sync.Map // rollout id -> time.Time of the first claim
-	claimsAfter atomic.Int64
-	haltAt      atomic.Int64
+	claims     atomic.Int64
+	firstApply sync.Map // rollout id -> time.Time of the first claim
+	haltAt     atomic.Int64
 )
 
 func freePort() string {
@@ -85,7 +85,8 @@ func main() {
 	etcd := exec.Command("etcd", "--name", "b", "--data-dir", filepath.Join(dir, "d"), "--listen-client-urls", "http://"+cu,
 		"--advertise-client-urls", "http://"+cu, "--listen-peer-urls", "http://"+pu, "--initial-advertise-peer-urls", "http://"+pu,
 		"--initial-cluster", "b=http://"+pu, "--log-level", "error", "--quota-backend-bytes", "8589934592")
-	etcd.Stderr = os.Stderr
+	elog, _ := os.Create(filepath.Join(dir, "etcd.log"))
+	etcd.Stderr = elog
 	if err := etcd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "etcd:", err)
 		os.Exit(1)
@@ -124,7 +125,9 @@ func main() {
 	}
 	fmt.Printf("%d agents connected in %s\n", *n, time.Since(start).Round(time.Millisecond))
 	time.Sleep(5 * time.Second) // registrations settle
-	op := fleet.New(backend{mustClient(ep)}, "", nil)
+	opCli := mustClient(ep)
+	op := fleet.New(backend{opCli}, "", nil)
+	var violations int
 
 	base := etcdRequests(ep)
 	t0 := time.Now()
@@ -171,10 +174,13 @@ func main() {
 		}
 		h := time.Now()
 		haltAt.Store(h.UnixNano())
-		if err := op.SetHalt(ctx, &fleet.Halt{Time: h.UTC()}); err != nil {
+		hb, _ := json.Marshal(fleet.Halt{Time: h.UTC()})
+		hr, err := opCli.Put(ctx, "/sockwarden/halt", string(hb))
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "halt:", err)
 			break
 		}
+		haltRev := hr.Header.Revision
 		var worst time.Duration
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
@@ -195,6 +201,15 @@ func main() {
 		}
 		haltLat = append(haltLat, worst)
 		time.Sleep(*verifyT + time.Second) // in-flight hosts settle
+		// A claim is the creation of a progress key: none may be
+		// created after the halt's revision.
+		if pr, err := opCli.Get(ctx, "/sockwarden/progress/", clientv3.WithPrefix()); err == nil {
+			for _, kv := range pr.Kvs {
+				if strings.HasSuffix(string(kv.Key), "/"+id) && kv.CreateRevision > haltRev {
+					violations++
+				}
+			}
+		}
 		op.SetHalt(ctx, nil)
 		haltAt.Store(0)
 		fmt.Printf("round %d: approve->first apply %s, halt reached all %d agents in %s\n", round, approveLat[len(approveLat)-1].Round(time.Millisecond), *n, worst.Round(time.Millisecond))
@@ -202,7 +217,7 @@ func main() {
 	elapsed := time.Since(t0)
 	reqs := etcdRequests(ep) - base
 	rss, hwm := etcdMem(etcd.Process.Pid)
-	fmt.Printf("\nagents %d, duration %s, rounds %d, claims %d, claims after a halt %d\n", *n, elapsed.Round(time.Second), round, claims.Load(), claimsAfter.Load())
+	fmt.Printf("\nagents %d, duration %s, rounds %d, claims %d, claims created after a halt's revision %d\n", *n, elapsed.Round(time.Second), round, claims.Load(), violations)
 	fmt.Printf("etcd requests: %.0f/s total, %.3f/s per agent (grpc_server_handled_total, all methods)\n", float64(reqs)/elapsed.Seconds(), float64(reqs)/elapsed.Seconds()/float64(*n))
 	fmt.Printf("approve -> first apply: p50 %s p99 %s max %s\n", pct(approveLat, 50), pct(approveLat, 99), pct(approveLat, 100))
 	fmt.Printf("halt propagation (to the last agent): p50 %s p99 %s max %s\n", pct(haltLat, 50), pct(haltLat, 99), pct(haltLat, 100))
@@ -276,9 +291,6 @@ func (a *agent) run(ctx context.Context, verifyT time.Duration) {
 				continue
 			}
 			now := time.Now()
-			if haltAt.Load() != 0 && now.UnixNano() > haltAt.Load() {
-				claimsAfter.Add(1)
-			}
 			claims.Add(1)
 			firstApply.LoadOrStore(id, now)
 			a.busy.Store(true)
