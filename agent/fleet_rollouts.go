@@ -34,16 +34,19 @@ type rollouts struct {
 	have bool
 
 	// Owned by the loop.
-	props    map[string]diagnose.Proposal // recorded proposals by id
-	unsent   []fleet.Progress             // reports etcd did not take yet
-	waitWhy  map[string]string            // last "why not", logged on change
-	stopW    context.CancelFunc
-	watching sync.WaitGroup
+	props   map[string]diagnose.Proposal // recorded proposals by id
+	unsent  []fleet.Progress             // reports etcd did not take yet
+	waitWhy map[string]string            // last "why not", logged on change
+	// claimAfter is when this host may claim a free place it saw in a
+	// rollout (its fleet.ClaimDelay).
+	claimAfter map[string]time.Time
+	stopW      context.CancelFunc
+	watching   sync.WaitGroup
 }
 
 func newRollouts(f *fleet.Fleet, claims *fleet.ClaimStore, ttl time.Duration, log *zap.Logger) *rollouts {
 	return &rollouts{f: f, claims: claims, reg: f.Register(fleet.HostInfo{Host: f.Host()}, ttl), log: log.Named("rollouts"),
-		wake: make(chan struct{}, 1), props: map[string]diagnose.Proposal{}, waitWhy: map[string]string{}}
+		wake: make(chan struct{}, 1), props: map[string]diagnose.Proposal{}, waitWhy: map[string]string{}, claimAfter: map[string]time.Time{}}
 }
 
 // start runs the watch until stop.
@@ -57,12 +60,21 @@ func (r *rollouts) start() {
 			r.mu.Lock()
 			r.snap, r.have = s, true
 			r.mu.Unlock()
-			select {
-			case r.wake <- struct{}{}:
-			default:
-			}
+			r.poke()
 		})
 	}()
+}
+
+// claimSpread spreads the claims of hosts that see the same free place:
+// short against a wave, long enough for a watch to carry the first claim.
+const claimSpread = 500 * time.Millisecond
+
+// poke wakes the loop.
+func (r *rollouts) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (r *rollouts) stop() {
@@ -241,8 +253,22 @@ func (a *Agent) tryRollouts() bool {
 			// may not start, and need not ask etcd.
 			if _, why := s.View(rid, now, a.cfg.Fleet.MaxChangesPerHour).Decide(me); why != "" {
 				r.wait(rid, why)
+				delete(r.claimAfter, rid)
 				continue
 			}
+			// A place is free in our copy: wait this host's rank first
+			// (fleet.ClaimDelay), then decide again on the copy the
+			// watch kept current meanwhile.
+			at, ok := r.claimAfter[rid]
+			if !ok {
+				at = now.Add(fleet.ClaimDelay(me.Host, rid, claimSpread))
+				r.claimAfter[rid] = at
+			}
+			if now.Before(at) {
+				time.AfterFunc(at.Sub(now), r.poke)
+				continue
+			}
+			delete(r.claimAfter, rid)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*a.cfg.Fleet.Etcd.RequestTimeout)
 			pr, why, err := r.f.Claim(ctx, rid, me, fleet.Progress{Proposal: id, Netns: p.Netns}, a.cfg.Fleet.MaxChangesPerHour, time.Now())
 			cancel()

@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -324,8 +326,11 @@ func (f *Fleet) Claim(ctx context.Context, id string, me HostInfo, p Progress, m
 		return Progress{}, "rollout gone", nil
 	}
 	v := s.View(id, now, maxPerHour)
-	if k, why := v.NextWave(); why == "" && k == 0 {
-		// The canary's kernel preference needs the registered hosts.
+	// The canary's kernel preference needs the registered hosts, but only
+	// once a canary took a place: the first one may be anyone. Reading
+	// every host's registration on each claim is what a thousand hosts
+	// racing for the first place cannot afford.
+	if k, why := v.NextWave(); why == "" && k == 0 && len(v.Waves()) > 0 && len(v.Waves()[0]) > 0 {
 		if s2, err := f.Snapshot(ctx, true); err == nil && s2.Rev == s.Rev {
 			v.Hosts = s2.Hosts
 		} else if err == nil {
@@ -392,4 +397,16 @@ func (f *Fleet) Unclaim(ctx context.Context, host, id string) error {
 		return f.b.Fail("delete", key, err)
 	}
 	return nil
+}
+
+// ClaimDelay is how long host waits before claiming a place in rollout id
+// that its cached view says is free: a rank from a hash of both, spread
+// over max. Every host of a large fleet sees a new rollout at once; with
+// the delay, the first claim lands and reaches the others through their
+// watch before most of them ask etcd, so they find the place taken in
+// their own copy instead of racing for it.
+func ClaimDelay(host, id string, max time.Duration) time.Duration {
+	h := sha256.Sum256([]byte(id + "\x00" + host))
+	rank := binary.BigEndian.Uint64(h[:8])
+	return time.Duration(rank % uint64(max+1))
 }

@@ -243,6 +243,15 @@ func pct(d []time.Duration, p int) time.Duration {
 	return s[min(max(i-1, 0), len(s)-1)].Round(time.Millisecond)
 }
 
+func (a *agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+var spread = flag.Duration("spread", 500*time.Millisecond, "claim spread (fleet.ClaimDelay's max; the agent uses 500ms); 0: claim at once")
+
 func (a *agent) run(ctx context.Context, verifyT time.Duration) {
 	go a.f.Watch(ctx, func(s fleet.Snapshot) {
 		a.mu.Lock()
@@ -251,13 +260,11 @@ func (a *agent) run(ctx context.Context, verifyT time.Duration) {
 		if s.Halt != nil && a.haltSeen.Load() == 0 && haltAt.Load() != 0 {
 			a.haltSeen.Store(time.Now().UnixNano())
 		}
-		select {
-		case a.wake <- struct{}{}:
-		default:
-		}
+		a.poke()
 	})
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
+	claimAfter := map[string]time.Time{}
 	me := func() fleet.HostInfo {
 		g := a.group.Load().(string)
 		return fleet.HostInfo{Host: a.host, Labels: map[string]string{"role": "sim"}, Kernel: "6.1", Version: "bench", LastTick: time.Now().UTC(),
@@ -284,7 +291,21 @@ func (a *agent) run(ctx context.Context, verifyT time.Duration) {
 				continue
 			}
 			if _, why := s.View(id, time.Now(), 0).Decide(me()); why != "" {
+				delete(claimAfter, id)
 				continue
+			}
+			// As the agent does: wait this host's rank, decide again.
+			if *spread > 0 {
+				at, ok := claimAfter[id]
+				if !ok {
+					at = time.Now().Add(fleet.ClaimDelay(a.host, id, *spread))
+					claimAfter[id] = at
+				}
+				if d := time.Until(at); d > 0 {
+					time.AfterFunc(d, a.poke)
+					continue
+				}
+				delete(claimAfter, id)
 			}
 			p, why, err := a.f.Claim(ctx, id, me(), fleet.Progress{Proposal: "p-" + a.host}, 0, time.Now())
 			if err != nil || why != "" {
