@@ -367,7 +367,8 @@ func TestNetnsFleetCanaryFails(t *testing.T) {
 }
 
 // fleet halt during a wave: no host starts after it (2 s and more), the
-// hosts in flight settle by themselves; clearing the halt lets the rest go.
+// hosts in flight settle by themselves; clearing the halt lets the rest go;
+// fleet rollback then restores every host through its own journal.
 func TestNetnsFleetHalt(t *testing.T) {
 	const n = 5
 	fl := startFleetLab(t, n, true)
@@ -410,4 +411,18 @@ func TestNetnsFleetHalt(t *testing.T) {
 		return countState(fl.status(id), fleet.Verified) == n
 	})
 	checkWaves(t, fl.status(id), 0, 2)
+
+	// fleet rollback: each host restores its change through its own
+	// journal (the drift rule kept: the value is still ours).
+	if _, errOut, code := runCLI(t, "fleet", "rollback", id, "--comment", "test"); code != exitOK {
+		t.Fatalf("fleet rollback: exit %d %s", code, errOut)
+	}
+	waitFor(t, fl.ctx, 2*time.Minute, "every host to restore its change", func() bool {
+		return countState(fl.status(id), fleet.Reverted) == n
+	})
+	for h := range fl.envs {
+		if got := fl.somaxconn(h); got != "64" {
+			t.Errorf("%s: somaxconn %s after the fleet rollback, want 64", h, got)
+		}
+	}
 }
