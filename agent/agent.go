@@ -166,11 +166,10 @@ func (a *Agent) configure(cfg config.Config) error {
 		ro = newRollouts(f, claims, cfg.Fleet.SlotTTL, a.opts.Log)
 		eo.Store, eo.Rollout = claims, fs
 	}
-	fleet := fleetStore
 	eng, err := remediate.New(eo)
 	if err != nil {
-		if fleet != nil {
-			fleet.Close()
+		if fleetStore != nil {
+			fleetStore.Close()
 		}
 		return err
 	}
@@ -201,9 +200,9 @@ func (a *Agent) configure(cfg config.Config) error {
 	}
 	a.mu.Lock()
 	a.cfg, a.engine, a.ns = cfg, eng, ns
-	a.fleet, a.fleetInfo = fleet, nil
-	if fleet != nil {
-		a.fleetInfo = &FleetInfo{Endpoints: fleet.Endpoints()}
+	a.fleet, a.fleetInfo = fleetStore, nil
+	if fleetStore != nil {
+		a.fleetInfo = &FleetInfo{Endpoints: fleetStore.Endpoints()}
 	}
 	a.mu.Unlock()
 	if oldFleet != nil {

@@ -79,14 +79,6 @@ func (f *Fleet) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, f.b.Timeout())
 }
 
-func (f *Fleet) cli(op, key string) (*clientv3.Client, error) {
-	c, err := f.b.Client()
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
 func decode(key string, b []byte, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: etcd key %s: %w", remediate.ErrUnsafeState, key, err)
