@@ -162,7 +162,7 @@ func (j *Journal) Append(r Record) error {
 		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	defer f.Close()
-	l, err := lockFile(j.path+".lock", true)
+	l, err := waitLock(j.path + ".lock")
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}

@@ -57,7 +57,7 @@ func lockNetns(dir string, id NetnsIdentity) (*netnsLock, error) {
 			f.Close()
 			return nil, fmt.Errorf("%w: lock %s has mode %04o: group or others may use it", ErrUnsafeState, path, st.Mode&0o7777)
 		}
-		if err := flock(fd, false); err != nil {
+		if err := tryFlock(fd); err != nil {
 			holder, _ := os.ReadFile(path)
 			f.Close()
 			if errors.Is(err, ErrLocked) {

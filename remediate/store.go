@@ -217,7 +217,7 @@ func (s *FileStore) file(kind, id string) (string, error) {
 }
 
 func (s *FileStore) lock() (*fileLock, error) {
-	return lockFile(filepath.Join(s.dir, "locks", "store.lock"), true)
+	return waitLock(filepath.Join(s.dir, "locks", "store.lock"))
 }
 
 func (s *FileStore) read(kind, id string, v any) error {
