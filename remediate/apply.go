@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -197,7 +196,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	}
 
 	change := newChangeID(e.opts.Now())
-	cl, err := lockFile(filepath.Join(e.locks, "change-"+change+".lock"), false)
+	cl, err := e.changeLock(change)
 	if err != nil {
 		return out, err
 	}

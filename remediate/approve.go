@@ -3,7 +3,6 @@ package remediate
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -153,7 +152,7 @@ func (e *Engine) inFlight(id, verb string) error {
 		vals = append(vals, fmt.Sprintf("%s %q -> %q", v.Key, v.Old, v.New))
 	}
 	what := fmt.Sprintf("it is %s (pid %d); if verification passes it keeps %s, otherwise it restores the old values", c.State, c.PID, strings.Join(vals, ", "))
-	if l, err := lockFile(filepath.Join(e.locks, "change-"+c.ID+".lock"), false); err == nil {
+	if l, err := e.changeLock(c.ID); err == nil {
 		l.Unlock()
 		what = fmt.Sprintf("it was left %s by pid %d, which is gone; sockwarden resolve settles it (remediate.on_restart: %s)", c.State, c.PID, e.cfg.Remediate.OnRestart)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"go.uber.org/zap"
 )
@@ -63,7 +62,7 @@ func (e *Engine) Resolve(ctx context.Context) ([]Outcome, error) {
 		if !c.State.Open() {
 			continue
 		}
-		l, err := lockFile(filepath.Join(e.locks, "change-"+c.ID+".lock"), false)
+		l, err := e.changeLock(c.ID)
 		if errors.Is(err, ErrLocked) {
 			continue // its process is alive
 		} else if err != nil {

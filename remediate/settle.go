@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -242,7 +241,7 @@ func (e *Engine) Rollback(ctx context.Context, changeID string) (Outcome, error)
 		return Outcome{Proposal: c.Proposal, Change: c.ID, State: c.State, Netns: c.Netns, Values: c.Values,
 			Reason: fmt.Sprintf("change %s is already closed (%s): nothing to roll back", c.ID, c.State)}, nil
 	}
-	l, err := lockFile(filepath.Join(e.locks, "change-"+c.ID+".lock"), false)
+	l, err := e.changeLock(c.ID)
 	if err != nil {
 		return Outcome{Change: c.ID, State: c.State, Reason: "change is being verified by a live process (pid " + fmt.Sprint(c.PID) + "); try again when it settles"}, err
 	}
