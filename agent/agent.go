@@ -743,10 +743,10 @@ func (a *Agent) start(p diagnose.Proposal) {
 func (a *Agent) onEvent(eng *remediate.Engine, ev remediate.Event) {
 	a.mu.Lock()
 	if a.verifying != nil && a.verifying.Proposal == ev.Proposal {
-		a.verifying.State, a.verifying.Detail = ev.Step, ev.Message
+		a.verifying.State, a.verifying.Detail = string(ev.Step), ev.Message
 	}
 	a.mu.Unlock()
-	if ev.Step != "applied" || ev.Change == "" {
+	if ev.Step != remediate.StepApplied || ev.Change == "" {
 		return
 	}
 	c, err := eng.Journal().ChangeByID(ev.Change)

@@ -110,7 +110,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 
 	// Fresh samples: a baseline and two more, so drops must rise in two
 	// intervals.
-	e.event(id, "", "sample", "taking 3 fresh samples %s apart (guard 3)", o.Interval)
+	e.event(id, "", StepSample, "taking 3 fresh samples %s apart (guard 3)", o.Interval)
 	series, err := e.opts.Sampler.Series(ctx, p.Netns, 3, o.Interval)
 	if err != nil {
 		return refused(refuse(GuardSamples, "fresh samples: %v", err))
@@ -143,11 +143,11 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	if r != nil {
 		return refused(r)
 	}
-	e.event(id, "", "guard", "fresh samples agree: %s on %s, confirmed in every interval%s", p.Finding, p.Subject,
+	e.event(id, "", StepGuard, "fresh samples agree: %s on %s, confirmed in every interval%s", p.Finding, p.Subject,
 		map[bool]string{true: " with drops rising", false: ""}[len(p.Verify.Counters) > 0 || fresh.Counter != ""])
 	for _, q := range rep.Proposals {
 		if q.Finding == p.Finding && q.Subject == p.Subject && q.ID != p.ID && stale == nil {
-			e.event(id, "", "guard", "note: the fresh diagnosis would now propose %s (proposal %s); applying the approved %s",
+			e.event(id, "", StepGuard, "note: the fresh diagnosis would now propose %s (proposal %s); applying the approved %s",
 				describeValues(q.Changes, false), q.ID, describeValues(p.Changes, false))
 		}
 	}
@@ -191,7 +191,7 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	if o.DryRun {
 		out.State = StateApproved
 		out.Reason = "dry run: every guard passed; would write " + describeValues(p.Changes, false)
-		e.event(id, "", "dry-run", "%s", out.Reason)
+		e.event(id, "", StepDryRun, "%s", out.Reason)
 		return out, nil
 	}
 

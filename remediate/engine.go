@@ -94,9 +94,31 @@ type Event struct {
 	Time     time.Time `json:"time"`
 	Proposal string    `json:"proposal,omitempty"`
 	Change   string    `json:"change,omitempty"`
-	Step     string    `json:"step"`
+	Step     Step      `json:"step"`
 	Message  string    `json:"message"`
 }
+
+// Step names an Event. The agent reacts to StepApplied (the kernel was
+// written); the others are progress for people.
+type Step string
+
+// The steps of an apply, in the order they come.
+const (
+	StepSample    Step = "sample"    // fresh samples are being taken (guard 3)
+	StepGuard     Step = "guard"     // a guard passed, or a note on one
+	StepDryRun    Step = "dry-run"   // every guard passed; nothing written
+	StepApplied   Step = "applied"   // the new values are written and read back
+	StepVerifying Step = "verifying" // the verification window runs
+	StepWaiting   Step = "waiting"   // verification waits for the listener
+	StepRestart   Step = "restart"   // the listener's unit was restarted
+	StepDrift     Step = "drift"     // someone else changed a value of ours
+	StepVerified  Step = "verified"  // kept: verification passed
+	StepKept      Step = "kept"      // kept: inconclusive, verify.inconclusive is keep
+	StepRollback  Step = "rollback"  // rolling back; then a step named after the state reached
+)
+
+// stepOf is the event step that reports reaching state st.
+func stepOf(st State) Step { return Step(st) }
 
 // Outcome is the result of Apply, Rollback or one change of Resolve.
 type Outcome struct {
@@ -196,9 +218,9 @@ func (e *Engine) lockTarget(t Target) (func(), error) {
 	return func() { e.holding = nil; l.Unlock() }, nil
 }
 
-func (e *Engine) event(p, c, step, format string, a ...any) {
+func (e *Engine) event(p, c string, step Step, format string, a ...any) {
 	ev := Event{Time: e.opts.Now().UTC(), Proposal: p, Change: c, Step: step, Message: fmt.Sprintf(format, a...)}
-	e.log.Debug(ev.Message, zap.String("step", step), zap.String("proposal", p), zap.String("change", c))
+	e.log.Debug(ev.Message, zap.String("step", string(step)), zap.String("proposal", p), zap.String("change", c))
 	if e.opts.OnEvent != nil {
 		e.opts.OnEvent(ev)
 	}

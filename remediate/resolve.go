@@ -17,7 +17,7 @@ func (e *Engine) takeSlot(ctx context.Context, id, change, netns string, v []Val
 	if err != nil {
 		return nil, err
 	}
-	e.event(id, change, "guard", "%s", event)
+	e.event(id, change, StepGuard, "%s", event)
 	return slot, nil
 }
 

@@ -38,7 +38,7 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target,
 	if err := rec(Record{State: StateVerifying, Persist: notes, Reason: fmt.Sprintf("watching for %s, a sample every %s", o.Window, o.Interval)}); err != nil {
 		return out, err
 	}
-	e.event(c.Proposal, change, "verifying", "verifying for %s, a sample every %s", o.Window, o.Interval)
+	e.event(c.Proposal, change, StepVerifying, "verifying for %s, a sample every %s", o.Window, o.Interval)
 	sc := e.sysctlAt(tgt)
 	in := verify.Input{Plan: plan, MaxDropsPerSec: e.cfg.Verify.MaxDropsPerSec, MinArrivalsPerSec: e.cfg.Diagnose.MinArrivalsPerSec,
 		MinCleanIntervals: e.cfg.Verify.MinCleanIntervals}
@@ -68,26 +68,26 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target,
 				out.Reason = fmt.Sprintf("drift: %s changed to %q by someone else during verification (we wrote %q); not rolled back, left as found", vals[i].Key, live, vals[i].New)
 				e.log.Error("DRIFT: sysctl changed under us; leaving it", zap.String("change", change), zap.String("key", vals[i].Key),
 					zap.String("ours", vals[i].New), zap.String("live", live), zap.String("old", vals[i].Old), zap.String("netns", NetnsName(ns)))
-				e.event(c.Proposal, change, "drift", "%s", out.Reason)
+				e.event(c.Proposal, change, StepDrift, "%s", out.Reason)
 				return out, rec(Record{State: StateDrift, Values: vals, Reason: out.Reason})
 			}
 		}
 		verdict = verify.Judge(in)
 		if verdict.Waiting != "" {
-			e.event(c.Proposal, change, "waiting", "%s", verdict.Waiting)
+			e.event(c.Proposal, change, StepWaiting, "%s", verdict.Waiting)
 			if !restarted && e.opts.Restarter != nil && e.cfg.Remediate.RestartUnit && appr.AllowRestart {
 				for _, u := range verdict.Units() {
 					restarted = true
 					e.log.Warn("restarting unit so that it listens again", zap.String("unit", u), zap.String("change", change))
 					if err := e.opts.Restarter.RestartUnit(ctx, u); err != nil {
-						e.event(c.Proposal, change, "restart", "restart of %s failed: %v", u, err)
+						e.event(c.Proposal, change, StepRestart, "restart of %s failed: %v", u, err)
 					} else {
-						e.event(c.Proposal, change, "restart", "restarted %s so that it listens again", u)
+						e.event(c.Proposal, change, StepRestart, "restarted %s so that it listens again", u)
 					}
 				}
 			}
 		} else if len(in.Samples) > 1 {
-			e.event(c.Proposal, change, "verifying", "%s", verdict.Reason)
+			e.event(c.Proposal, change, StepVerifying, "%s", verdict.Reason)
 		}
 		if !e.opts.Now().Before(deadline) || ctx.Err() != nil {
 			break
@@ -123,15 +123,15 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target,
 				faultPoint("persisted")
 			}
 		}
-		e.event(c.Proposal, change, "verified", "%s", out.Reason)
+		e.event(c.Proposal, change, StepVerified, "%s", out.Reason)
 		return out, rec(Record{State: StateVerified, Reason: out.Reason})
 	case verdict.Outcome == verify.Inconclusive && e.cfg.Verify.Inconclusive == "keep" && ctx.Err() == nil:
 		out.State, out.Reason = StateKept, "inconclusive, kept (verify.inconclusive: keep): "+verdict.Reason
-		e.event(c.Proposal, change, "kept", "%s", out.Reason)
+		e.event(c.Proposal, change, StepKept, "%s", out.Reason)
 		return out, rec(Record{State: StateKept, Reason: out.Reason})
 	}
 	why := string(verdict.Outcome) + ": " + verdict.Reason
-	e.event(c.Proposal, change, "rollback", "rolling back (%s)", why)
+	e.event(c.Proposal, change, StepRollback, "rolling back (%s)", why)
 	return e.rollback(change, tgt, vals, why)
 }
 
@@ -212,7 +212,7 @@ func (e *Engine) rollback(change string, t Target, vals []Value, why string) (Ou
 	if why != "" {
 		out.Reason = why + "; " + desc
 	}
-	e.event(c.Proposal, change, string(st), "%s", out.Reason)
+	e.event(c.Proposal, change, stepOf(st), "%s", out.Reason)
 	r := Record{Change: change, Proposal: c.Proposal, State: st, Values: vals, Reason: out.Reason}
 	t.stamp(&r)
 	return out, e.journal.Append(r)
@@ -224,7 +224,7 @@ func (e *Engine) unproven(c Change, perr error) (Outcome, error) {
 	err := fmt.Errorf("%w change %s touched: restore by hand: %s (%v)", ErrUnprovenTarget, c.ID, restoreByHand(c), strings.TrimPrefix(perr.Error(), ErrUnprovenTarget.Error()+" change "+c.ID+" touched: "))
 	out := Outcome{Proposal: c.Proposal, Change: c.ID, State: StateUnproven, Host: c.Host, Netns: c.Netns, Values: c.Values, Approver: c.Approver, Reason: err.Error()}
 	e.log.Error("change left alone: its namespace cannot be proven", zap.String("change", c.ID), zap.Error(err))
-	e.event(c.Proposal, c.ID, string(StateUnproven), "%s", out.Reason)
+	e.event(c.Proposal, c.ID, stepOf(StateUnproven), "%s", out.Reason)
 	jerr := e.journal.Append(Record{Change: c.ID, Proposal: c.Proposal, State: StateUnproven, Reason: out.Reason})
 	return out, errors.Join(err, jerr)
 }

@@ -98,7 +98,7 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 			return out, rec(Record{State: out.State, Values: vals, Reason: out.Reason})
 		}
 	}
-	e.event(p.ID, change, "applied", "wrote %s", describeValues(p.Changes, true))
+	e.event(p.ID, change, StepApplied, "wrote %s", describeValues(p.Changes, true))
 	if err := rec(Record{State: StateApplied, Values: vals, Reason: "written and read back"}); err != nil {
 		return out, err
 	}
