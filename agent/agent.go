@@ -661,7 +661,7 @@ func (a *Agent) maybeApply() {
 		if errors.Is(err, remediate.ErrStoreUnavailable) {
 			return // the next tick's check logs the outage
 		}
-		approved := err == nil && !appr.Denied && appr.UsedBy == "" && now.Before(appr.Expires)
+		approved := err == nil && appr.Usable(now) == nil
 		if !approved && !(a.cfg.Agent.Mode == "auto" && !a.tried[id]) {
 			continue
 		}

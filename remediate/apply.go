@@ -341,13 +341,10 @@ func describeValues(cs []diagnose.Change, withCurrent bool) string {
 
 // checkApproval is guard 4 on a stored approval.
 func checkApproval(a Approval, p diagnose.Proposal, now time.Time) *Refusal {
+	if err := a.Usable(now); err != nil {
+		return refuseErr(GuardApproval, err, "%v", err)
+	}
 	switch {
-	case a.Denied:
-		return refuse(GuardApproval, "proposal %s was denied by %s", p.ID, a.Approver)
-	case a.UsedBy != "":
-		return refuse(GuardApproval, "the approval of %s was already used by change %s; approvals are used once", p.ID, a.UsedBy)
-	case a.Expires.IsZero() || !now.Before(a.Expires):
-		return refuse(GuardApproval, "the approval of %s expired at %s", p.ID, a.Expires.Format(time.RFC3339))
 	case a.Approver.User == "" && a.Approver.Standing == "" && a.Approver.SudoUser == "":
 		return refuse(GuardApproval, "the approval of %s names no approver", p.ID)
 	case a.Host != p.Host || a.Netns != p.Netns || !sameChanges(a.Changes, p.Changes):

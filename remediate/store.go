@@ -163,19 +163,27 @@ var (
 	ErrBadID           = errors.New("invalid id")
 )
 
-// usable says whether approval a of id may be used now: not used, not a
-// denial, not expired. Every Store's UseApproval checks it.
-func usable(a Approval, id string, now time.Time) error {
+// Usable says whether the approval may be used at now: not a denial, not
+// used already, not expired. It is the one definition of "approved": every
+// Store's UseApproval, the engine's guard 4, the agent and the CLI's
+// proposal list ask it. The error wraps ErrApprovalDenied, ErrApprovalUsed
+// or ErrApprovalExpired.
+func (a Approval) Usable(now time.Time) error {
 	switch {
-	case a.UsedBy != "":
-		return fmt.Errorf("%w: by change %s at %s", ErrApprovalUsed, a.UsedBy, a.UsedAt.Format(time.RFC3339))
 	case a.Denied:
-		return fmt.Errorf("%w: %s was denied by %s", ErrApprovalDenied, id, a.Approver)
+		return fmt.Errorf("%w: proposal %s was denied by %s", ErrApprovalDenied, a.Proposal, a.Approver)
+	case a.UsedBy != "":
+		return fmt.Errorf("%w: the approval of %s was already used by change %s at %s; approvals are used once",
+			ErrApprovalUsed, a.Proposal, a.UsedBy, a.UsedAt.Format(time.RFC3339))
 	case a.Expires.IsZero() || !now.Before(a.Expires):
-		return fmt.Errorf("%w: the approval of %s expired at %s", ErrApprovalExpired, id, a.Expires.Format(time.RFC3339))
+		return fmt.Errorf("%w: the approval of %s expired at %s", ErrApprovalExpired, a.Proposal, a.Expires.Format(time.RFC3339))
 	}
 	return nil
 }
+
+// usable is Approval.Usable for EtcdStore.UseApproval, which the fleet
+// work moves out of this package (it then calls the method).
+func usable(a Approval, _ string, now time.Time) error { return a.Usable(now) }
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
@@ -338,7 +346,7 @@ func (s *FileStore) UseApproval(id, change string, now time.Time) (Approval, err
 	if err != nil {
 		return Approval{}, err
 	}
-	if err := usable(a, id, now); err != nil {
+	if err := a.Usable(now); err != nil {
 		return a, err
 	}
 	a.UsedBy, a.UsedAt = change, now.UTC()

@@ -137,15 +137,16 @@ func proposalState(p remediate.Pending, appr *remediate.Approval, changes map[st
 	if appr == nil {
 		return "pending"
 	}
+	err := appr.Usable(now)
 	switch {
-	case appr.Denied:
+	case errors.Is(err, remediate.ErrApprovalDenied):
 		return "denied by " + appr.Approver.String()
-	case appr.UsedBy != "":
+	case errors.Is(err, remediate.ErrApprovalUsed):
 		if c, ok := changes[appr.UsedBy]; ok {
 			return fmt.Sprintf("change %s: %s", c.ID, c.State)
 		}
 		return "used by change " + appr.UsedBy
-	case !now.Before(appr.Expires):
+	case errors.Is(err, remediate.ErrApprovalExpired):
 		return "approval expired " + appr.Expires.Local().Format(time.RFC3339)
 	}
 	return fmt.Sprintf("approved by %s until %s", appr.Approver, appr.Expires.Local().Format("15:04:05"))
