@@ -29,8 +29,64 @@ func newChangeID(now time.Time) string {
 	return "c-" + now.UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
 }
 
-// Apply runs the whole guarded path for one pending proposal: fresh
-// samples, the five guards, the journaled write, verification, and keep or
+// GuardNetnsLock refuses an apply while another sockwarden holds the
+// namespace's lock (or the namespace cannot be identified to lock it): one
+// apply per namespace, whatever path names it and whatever state directory
+// the process was given, since two changes to one namespace would confuse
+// each other's verification and both would pass guard 5 before either
+// wrote. It is checked before the other guards.
+const GuardNetnsLock = "0-netns-lock"
+
+// applyRun is one Apply on its way through the guards: what each guard
+// found, for the guards after it and for the write.
+type applyRun struct {
+	id  string
+	o   ApplyOptions
+	pp  Pending
+	p   diagnose.Proposal
+	out Outcome
+	// unavailable: the store could not be read (guard 4 refuses).
+	unavailable error
+	tgt         Target
+	unlock      func()
+	series      []*sample.Sample
+	rep         diagnose.Report
+	fresh       *diagnose.Finding // the fresh diagnosis's finding of p, if any
+	stale       *diagnose.Proposal
+	appr        Approval
+	standing    []Standing
+}
+
+// guard is one named step of Apply. A step refuses by returning a
+// *Refusal, which Apply journals under the step's guard whatever name the
+// check itself used; any other error ends the apply unjournaled (a lock
+// file that cannot be opened, not a decision about the change).
+type guard struct {
+	name  string // for people reading this list
+	guard string // the Guard... constant a refusal carries
+	check func(e *Engine, ctx context.Context, r *applyRun) error
+}
+
+// guards are Apply's steps, in order. Cheap checks of the record come
+// before the fresh samples (they cost 2 intervals); guard 1 reads both the
+// recorded side and the fresh one, so it runs once, after the samples.
+var guards = []guard{
+	{"store readable", GuardApproval, (*Engine).checkStore},
+	{"this host", GuardAllowed, (*Engine).checkHost},
+	{"namespace lock", GuardNetnsLock, (*Engine).takeNetnsLock},
+	{"static bounds", GuardAllowed, (*Engine).checkStaticBounds},
+	{"stale before samples", GuardApproval, (*Engine).checkStaleLive},
+	{"fresh samples", GuardSamples, (*Engine).takeFreshSamples},
+	{"kernel side", GuardKernelSide, (*Engine).checkSides},
+	{"kernel rules", GuardAllowed, (*Engine).checkKernel},
+	{"fresh diagnosis agrees", GuardSamples, (*Engine).checkFreshAgrees},
+	{"approval", GuardApproval, (*Engine).checkApprovalOf},
+	{"live value", GuardLiveValue, (*Engine).checkLiveValues},
+	{"fleet slot free", GuardFleetSlot, (*Engine).checkSlotFree},
+}
+
+// Apply runs the whole guarded path for one pending proposal: the guards
+// (with fresh samples), the journaled write, verification, and keep or
 // roll back. A refusal returns an Outcome in state refused and a *Refusal
 // error; other failures are in the Outcome's state and reason.
 func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome, error) {
@@ -40,188 +96,262 @@ func (e *Engine) Apply(ctx context.Context, id string, o ApplyOptions) (Outcome,
 	if o.Interval <= 0 {
 		o.Interval = e.cfg.Verify.Interval
 	}
+	run := &applyRun{id: id, o: o}
 	pp, err := e.store.Proposal(id)
-	unavailable := errors.Is(err, ErrStoreUnavailable)
-	if err != nil && !unavailable {
+	switch {
+	case errors.Is(err, ErrStoreUnavailable):
+		run.unavailable = err
+	case err != nil:
 		return Outcome{Proposal: id, State: StateFailed, Reason: err.Error()}, err
+	default:
+		run.pp, run.p = pp, pp.Proposal
 	}
-	p := pp.Proposal
-	if unavailable {
-		p = diagnose.Proposal{}
-	}
-	out := Outcome{Proposal: id, Host: p.Host, Netns: p.Netns, Values: valuesOf(p), DryRun: o.DryRun}
-	refused := func(r *Refusal) (Outcome, error) {
-		out.State, out.Guard, out.Reason = StateRefused, r.Guard, r.Reason
-		e.log.Warn("apply refused", zap.String("proposal", id), zap.String("guard", r.Guard), zap.String("reason", r.Reason))
-		if !o.DryRun {
-			if err := e.journal.Append(Record{Proposal: id, State: StateRefused, Host: p.Host, Netns: p.Netns, Finding: p.Finding,
-				Subject: p.Subject, Values: out.Values, Guard: r.Guard, Reason: r.Reason}); err != nil {
-				return out, errors.Join(r, err)
-			}
+	p := run.p
+	run.out = Outcome{Proposal: id, Host: p.Host, Netns: p.Netns, Values: valuesOf(p), DryRun: o.DryRun}
+	defer func() {
+		if run.unlock != nil {
+			run.unlock()
 		}
-		return out, r
-	}
-	if unavailable {
-		// Fail closed: without the store there is no approval to check.
-		return refused(refuseErr(GuardApproval, err, "cannot read proposal %s and its approval: %v; nothing applied", id, err))
-	}
-	if p.Host != "" && e.opts.Host != "" && p.Host != e.opts.Host {
-		return refused(refuse(GuardAllowed, "proposal %s is for host %q, this is %q", id, p.Host, e.opts.Host))
-	}
-
-	// One apply at a time per namespace, whatever path names it and
-	// whatever state directory the process was given: two changes to the
-	// same namespace would confuse each other's verification, and both
-	// would pass guard 5 before either wrote.
-	nsid, err := netnsIdentity(p.Netns)
-	if err != nil {
-		return refused(refuseErr(GuardLiveValue, err, "cannot identify the namespace to write: %v", err))
-	}
-	tgt := Target{Host: e.opts.Host, Netns: p.Netns, ID: nsid}
-	unlock, err := e.lockTarget(tgt)
-	if err != nil {
-		var busy *NetnsBusy
-		if errors.As(err, &busy) {
-			return refused(refuseErr(GuardLiveValue, err, "%v", err))
-		}
-		return out, err
-	}
-	defer unlock()
-
-	// Guards 1 and 2 on the recorded proposal: cheap, before sampling.
-	if r := checkSide(pp.Side, fmt.Sprintf("finding %s on %s", p.Finding, p.Subject)); r != nil {
-		return refused(r)
-	}
-	if r := checkStatic(p, e.cfg); r != nil {
-		return refused(r)
-	}
-	// An approval is for writing p's values over p's current ones: if a
-	// key no longer holds its current value, the approval is stale
-	// (guard 4), whatever fresh samples would show. Checked before the
-	// samples, it cannot be masked by a pathology that happens to pause
-	// during them (the fresh diagnosis finds the same when it runs).
-	for _, c := range p.Changes {
-		live, err := e.sysctlAt(tgt).Read(c.Key)
-		if err == nil && Fold(live) != Fold(c.Current) {
-			return refused(refuse(GuardApproval, "stale: proposal %s was made for %s = %q; it is %q now; diagnose again and approve the new proposal if it is still wanted",
-				id, c.Key, Fold(c.Current), Fold(live)))
+	}()
+	for _, g := range guards {
+		err := g.check(e, ctx, run)
+		var r *Refusal
+		switch {
+		case errors.As(err, &r):
+			r.Guard = g.guard
+			return e.refused(run, r)
+		case err != nil:
+			return run.out, err
 		}
 	}
-
-	// Fresh samples: a baseline and two more, so drops must rise in two
-	// intervals.
-	e.event(id, "", StepSample, "taking 3 fresh samples %s apart (guard 3)", o.Interval)
-	series, err := e.opts.Sampler.Series(ctx, p.Netns, 3, o.Interval)
-	if err != nil {
-		return refused(refuse(GuardSamples, "fresh samples: %v", err))
-	}
-	if len(series) < 3 {
-		return refused(refuse(GuardSamples, "fresh samples: got %d, need 3", len(series)))
-	}
-	rep := e.opts.Diagnose(series)
-
-	// Guard 1 again, with the fresh diagnosis: a forged or outdated
-	// record cannot turn an application problem into a kernel change.
-	var fresh *diagnose.Finding
-	for i := range rep.Findings {
-		if rep.Findings[i].Kind == p.Finding && rep.Findings[i].Subject == p.Subject {
-			fresh = &rep.Findings[i]
-		}
-	}
-	if fresh != nil {
-		if r := checkSide(fresh.Side, fmt.Sprintf("finding %s on %s (fresh diagnosis)", p.Finding, p.Subject)); r != nil {
-			return refused(r)
-		}
-	}
-	// Guard 2, the kernel's rules with live values.
-	sc := e.sysctlAt(tgt)
-	if r := checkKernelRules(p, sc.Read, series...); r != nil {
-		return refused(r)
-	}
-	// Guard 3: the fresh diagnosis agrees.
-	stale, r := checkFresh(p, fresh, rep, series)
-	if r != nil {
-		return refused(r)
-	}
-	e.event(id, "", StepGuard, "fresh samples agree: %s on %s, confirmed in every interval%s", p.Finding, p.Subject,
-		map[bool]string{true: " with drops rising", false: ""}[len(p.Verify.Counters) > 0 || fresh.Counter != ""])
-	for _, q := range rep.Proposals {
-		if q.Finding == p.Finding && q.Subject == p.Subject && q.ID != p.ID && stale == nil {
-			e.event(id, "", StepGuard, "note: the fresh diagnosis would now propose %s (proposal %s); applying the approved %s",
-				describeValues(q.Changes, false), q.ID, describeValues(p.Changes, false))
-		}
-	}
-
-	// Guard 4: an approval of this exact proposal.
-	var appr Approval
-	var standing []Standing
-	if stale != nil {
-		return refused(refuse(GuardApproval, "stale: proposal %s was made for %s; the host now gives proposal %s (%s); approve that one if it is still wanted",
-			id, describeValues(p.Changes, true), stale.ID, describeValues(stale.Changes, true)))
-	}
-	appr, standing, r = e.approvalFor(id, p)
-	if r != nil {
-		return refused(r)
-	}
-	out.Approver = appr.Approver.String()
-
-	// Guard 5: the live value is still the proposal's current.
-	for i, c := range p.Changes {
-		v, err := sc.Read(c.Key)
-		if err != nil {
-			return refused(refuse(GuardLiveValue, "read %s: %v", c.Key, err))
-		}
-		out.Values[i].Live = v
-		if v != Fold(c.Current) {
-			return refused(refuse(GuardLiveValue, "%s is %q now, not the proposal's %q: someone changed it", c.Key, v, Fold(c.Current)))
-		}
-	}
-
-	// Guard 6: a fleet rollout slot (a dry run only looks).
-	if e.opts.Rollout != nil && o.DryRun {
-		hs, max, err := e.opts.Rollout.Holders(ctx)
-		if err != nil {
-			return refused(refuseErr(GuardFleetSlot, err, "fleet rollout slots unreadable: %v", err))
-		}
-		if len(hs) >= max {
-			return refused(refuseErr(GuardFleetSlot, ErrNoSlot, "%v: %s", ErrNoSlot, InFlight(hs, max)))
-		}
-	}
-
 	if o.DryRun {
-		out.State = StateApproved
-		out.Reason = "dry run: every guard passed; would write " + describeValues(p.Changes, false)
-		e.event(id, "", StepDryRun, "%s", out.Reason)
-		return out, nil
+		run.out.State = StateApproved
+		run.out.Reason = "dry run: every guard passed; would write " + describeValues(p.Changes, false)
+		e.event(id, "", StepDryRun, "%s", run.out.Reason)
+		return run.out, nil
 	}
+	return e.write(ctx, run)
+}
 
+// refused journals a refusal (a dry run only reports it) and returns it.
+func (e *Engine) refused(run *applyRun, r *Refusal) (Outcome, error) {
+	p, out := run.p, &run.out
+	out.State, out.Guard, out.Reason = StateRefused, r.Guard, r.Reason
+	e.log.Warn("apply refused", zap.String("proposal", run.id), zap.String("guard", r.Guard), zap.String("reason", r.Reason))
+	if !run.o.DryRun {
+		if err := e.journal.Append(Record{Proposal: run.id, State: StateRefused, Host: p.Host, Netns: p.Netns, Finding: p.Finding,
+			Subject: p.Subject, Values: out.Values, Guard: r.Guard, Reason: r.Reason}); err != nil {
+			return *out, errors.Join(r, err)
+		}
+	}
+	return *out, r
+}
+
+// write takes the change's lock and a fleet slot, and commits: every guard
+// passed.
+func (e *Engine) write(ctx context.Context, run *applyRun) (Outcome, error) {
+	id, p := run.id, run.p
 	change := newChangeID(e.opts.Now())
 	cl, err := e.changeLock(change)
 	if err != nil {
-		return out, err
+		return run.out, err
 	}
 	defer cl.Unlock()
 	if e.opts.Rollout != nil {
-		slot, err := e.takeSlot(ctx, id, change, p.Netns, out.Values, "fleet rollout slot taken")
+		slot, err := e.takeSlot(ctx, id, change, p.Netns, run.out.Values, "fleet rollout slot taken")
 		if err != nil {
-			return refused(refuseErr(GuardFleetSlot, err, "%v", err))
+			return e.refused(run, refuseErr(GuardFleetSlot, err, "%v", err))
 		}
 		// Released once the change is kept or rolled back (commit
 		// returns only then); a dead process's slot expires with its
 		// lease.
 		defer slot.Release()
 	}
-	out.Change = change
+	run.out.Change = change
 	var use func() error
-	if standing == nil {
+	if run.standing == nil {
 		use = func() error {
 			_, err := e.store.UseApproval(id, change, e.opts.Now())
 			return err
 		}
 	} else {
-		e.log.Warn("applying under a standing approval", zap.String("proposal", id), zap.String("approver", out.Approver))
+		e.log.Warn("applying under a standing approval", zap.String("proposal", id), zap.String("approver", run.out.Approver))
 	}
-	return e.commit(ctx, change, p, appr, tgt, use, o)
+	return e.commit(ctx, change, p, run.appr, run.tgt, use, run.o)
+}
+
+// refusal turns a check's *Refusal into an error, nil staying nil.
+func refusal(r *Refusal) error {
+	if r == nil {
+		return nil
+	}
+	return r
+}
+
+// checkStore fails closed: without the store there is no approval to
+// check.
+func (e *Engine) checkStore(_ context.Context, run *applyRun) error {
+	if err := run.unavailable; err != nil {
+		return refuseErr(GuardApproval, err, "cannot read proposal %s and its approval: %v; nothing applied", run.id, err)
+	}
+	return nil
+}
+
+func (e *Engine) checkHost(_ context.Context, run *applyRun) error {
+	if h := run.p.Host; h != "" && e.opts.Host != "" && h != e.opts.Host {
+		return refuse(GuardAllowed, "proposal %s is for host %q, this is %q", run.id, h, e.opts.Host)
+	}
+	return nil
+}
+
+// takeNetnsLock takes the namespace's lock for the rest of the apply; a
+// lock held by another live process refuses. Apply releases it.
+func (e *Engine) takeNetnsLock(_ context.Context, run *applyRun) error {
+	ns := run.p.Netns
+	nsid, err := netnsIdentity(ns)
+	if err != nil {
+		return refuseErr(GuardNetnsLock, err, "cannot identify the namespace to write: %v", err)
+	}
+	run.tgt = Target{Host: e.opts.Host, Netns: ns, ID: nsid}
+	unlock, err := e.lockTarget(run.tgt)
+	var busy *NetnsBusy
+	switch {
+	case errors.As(err, &busy):
+		return refuseErr(GuardNetnsLock, err, "%v", err)
+	case err != nil:
+		return err
+	}
+	run.unlock = unlock
+	return nil
+}
+
+func (e *Engine) checkStaticBounds(_ context.Context, run *applyRun) error {
+	return refusal(checkStatic(run.p, e.cfg))
+}
+
+// checkStaleLive: an approval is for writing p's values over p's current
+// ones, so a key that no longer holds its current value makes the approval
+// stale (guard 4), whatever fresh samples would show. Checked before the
+// samples, it cannot be masked by a pathology that happens to pause during
+// them (the fresh diagnosis finds the same when it runs).
+func (e *Engine) checkStaleLive(_ context.Context, run *applyRun) error {
+	for _, c := range run.p.Changes {
+		live, err := e.sysctlAt(run.tgt).Read(c.Key)
+		if err == nil && Fold(live) != Fold(c.Current) {
+			return refuse(GuardApproval, "stale: proposal %s was made for %s = %q; it is %q now; diagnose again and approve the new proposal if it is still wanted",
+				run.id, c.Key, Fold(c.Current), Fold(live))
+		}
+	}
+	return nil
+}
+
+// takeFreshSamples takes a baseline and two more samples, so drops must
+// rise in two intervals, and diagnoses them.
+func (e *Engine) takeFreshSamples(ctx context.Context, run *applyRun) error {
+	p := run.p
+	e.event(run.id, "", StepSample, "taking 3 fresh samples %s apart (guard 3)", run.o.Interval)
+	series, err := e.opts.Sampler.Series(ctx, p.Netns, 3, run.o.Interval)
+	if err != nil {
+		return refuse(GuardSamples, "fresh samples: %v", err)
+	}
+	if len(series) < 3 {
+		return refuse(GuardSamples, "fresh samples: got %d, need 3", len(series))
+	}
+	run.series, run.rep = series, e.opts.Diagnose(series)
+	for i := range run.rep.Findings {
+		if f := &run.rep.Findings[i]; f.Kind == p.Finding && f.Subject == p.Subject {
+			run.fresh = f
+		}
+	}
+	return nil
+}
+
+// checkSides is guard 1: the finding is kernel-side as recorded and, when
+// the fresh diagnosis has it, there too, so a forged or outdated record
+// cannot turn an application problem into a kernel change.
+func (e *Engine) checkSides(_ context.Context, run *applyRun) error {
+	p := run.p
+	if r := checkSide(run.pp.Side, fmt.Sprintf("finding %s on %s", p.Finding, p.Subject)); r != nil {
+		return r
+	}
+	if run.fresh != nil {
+		return refusal(checkSide(run.fresh.Side, fmt.Sprintf("finding %s on %s (fresh diagnosis)", p.Finding, p.Subject)))
+	}
+	return nil
+}
+
+// checkKernel is guard 2 with live values: the kernel's own rules.
+func (e *Engine) checkKernel(_ context.Context, run *applyRun) error {
+	return refusal(checkKernelRules(run.p, e.sysctlAt(run.tgt).Read, run.series...))
+}
+
+// checkFreshAgrees is guard 3 on the fresh diagnosis.
+func (e *Engine) checkFreshAgrees(_ context.Context, run *applyRun) error {
+	p := run.p
+	stale, r := checkFresh(p, run.fresh, run.rep, run.series)
+	if r != nil {
+		return r
+	}
+	run.stale = stale
+	e.event(run.id, "", StepGuard, "fresh samples agree: %s on %s, confirmed in every interval%s", p.Finding, p.Subject,
+		map[bool]string{true: " with drops rising", false: ""}[len(p.Verify.Counters) > 0 || run.fresh.Counter != ""])
+	for _, q := range run.rep.Proposals {
+		if q.Finding == p.Finding && q.Subject == p.Subject && q.ID != p.ID && stale == nil {
+			e.event(run.id, "", StepGuard, "note: the fresh diagnosis would now propose %s (proposal %s); applying the approved %s",
+				describeValues(q.Changes, false), q.ID, describeValues(p.Changes, false))
+		}
+	}
+	return nil
+}
+
+// checkApprovalOf is guard 4: an approval of this exact proposal, not made
+// stale by the fresh diagnosis.
+func (e *Engine) checkApprovalOf(_ context.Context, run *applyRun) error {
+	p := run.p
+	if s := run.stale; s != nil {
+		return refuse(GuardApproval, "stale: proposal %s was made for %s; the host now gives proposal %s (%s); approve that one if it is still wanted",
+			run.id, describeValues(p.Changes, true), s.ID, describeValues(s.Changes, true))
+	}
+	appr, standing, r := e.approvalFor(run.id, p)
+	if r != nil {
+		return r
+	}
+	run.appr, run.standing = appr, standing
+	run.out.Approver = appr.Approver.String()
+	return nil
+}
+
+// checkLiveValues is guard 5: the live value is still the proposal's
+// current (someone may have changed it since sampling).
+func (e *Engine) checkLiveValues(_ context.Context, run *applyRun) error {
+	sc := e.sysctlAt(run.tgt)
+	for i, c := range run.p.Changes {
+		v, err := sc.Read(c.Key)
+		if err != nil {
+			return refuse(GuardLiveValue, "read %s: %v", c.Key, err)
+		}
+		run.out.Values[i].Live = v
+		if v != Fold(c.Current) {
+			return refuse(GuardLiveValue, "%s is %q now, not the proposal's %q: someone changed it", c.Key, v, Fold(c.Current))
+		}
+	}
+	return nil
+}
+
+// checkSlotFree is guard 6 for a dry run, which only looks: a real apply
+// takes the slot after the guards (write).
+func (e *Engine) checkSlotFree(ctx context.Context, run *applyRun) error {
+	if e.opts.Rollout == nil || !run.o.DryRun {
+		return nil
+	}
+	hs, max, err := e.opts.Rollout.Holders(ctx)
+	if err != nil {
+		return refuseErr(GuardFleetSlot, err, "fleet rollout slots unreadable: %v", err)
+	}
+	if len(hs) >= max {
+		return refuseErr(GuardFleetSlot, ErrNoSlot, "%v: %s", ErrNoSlot, InFlight(hs, max))
+	}
+	return nil
 }
 
 // approvalFor is guard 4 without side effects: the approval of id, or the
