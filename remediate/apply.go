@@ -151,7 +151,7 @@ func (e *Engine) refused(run *applyRun, r *Refusal) (Outcome, error) {
 // passed.
 func (e *Engine) write(ctx context.Context, run *applyRun) (Outcome, error) {
 	id, p := run.id, run.p
-	change := newChangeID(e.opts.Now())
+	change := newChangeID(e.now())
 	cl, err := e.changeLock(change)
 	if err != nil {
 		return run.out, err
@@ -171,7 +171,7 @@ func (e *Engine) write(ctx context.Context, run *applyRun) (Outcome, error) {
 	var use func() error
 	if run.standing == nil {
 		use = func() error {
-			_, err := e.store.UseApproval(id, change, e.opts.Now())
+			_, err := e.store.UseApproval(id, change, e.now())
 			return err
 		}
 	} else {
@@ -372,7 +372,7 @@ func (e *Engine) approvalFor(id string, p diagnose.Proposal) (appr Approval, sta
 	case err != nil:
 		return Approval{}, nil, refuseErr(GuardApproval, err, "approval for %s unreadable: %v", id, err)
 	}
-	if r := checkApproval(appr, p, e.opts.Now()); r != nil {
+	if r := checkApproval(appr, p, e.now()); r != nil {
 		return appr, nil, r
 	}
 	return appr, nil, nil

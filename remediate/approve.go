@@ -16,7 +16,7 @@ import (
 // recorded proposals.
 func (e *Engine) Propose(r diagnose.Report, source string) ([]Pending, error) {
 	var out []Pending
-	now := e.opts.Now().UTC()
+	now := e.now().UTC()
 	for _, p := range r.Proposals {
 		if err := ValidID(p.ID); err != nil {
 			return out, err
@@ -94,7 +94,7 @@ func (e *Engine) Approve(id string, o ApproveOptions) (Approval, error) {
 	if o.Approver != nil {
 		who = *o.Approver
 	}
-	now := e.opts.Now().UTC()
+	now := e.now().UTC()
 	a := Approval{Proposal: id, Host: p.Proposal.Host, Netns: p.Proposal.Netns, Changes: p.Proposal.Changes,
 		Approver: who, Comment: o.Comment, AllowRestart: o.AllowRestart, Created: now, Expires: now.Add(o.TTL)}
 	if err := e.store.PutApproval(a); err != nil {
@@ -121,7 +121,7 @@ func (e *Engine) Deny(id, comment string) error {
 		return err
 	}
 	who := CurrentApprover()
-	now := e.opts.Now().UTC()
+	now := e.now().UTC()
 	d := Approval{Proposal: id, Host: p.Proposal.Host, Netns: p.Proposal.Netns, Changes: p.Proposal.Changes,
 		Approver: who, Comment: comment, Created: now, Expires: now, Denied: true}
 	if old, err := e.store.Approval(id); err == nil {

@@ -63,8 +63,10 @@ type Options struct {
 	// logs and exports it). May be nil.
 	OnEvent func(Event)
 	Log     *zap.Logger
-	// Now defaults to time.Now.
-	Now func() time.Time
+	// Clock tells the time and waits between verification samples;
+	// default the wall clock. Tests drive a fake one, so that approvals
+	// expire and verification windows pass without sleeping.
+	Clock Clock
 	// LockDir holds the per-namespace apply locks; default
 	// DefaultLockDir. Tests point it at a temporary directory.
 	LockDir string
@@ -72,6 +74,18 @@ type Options struct {
 	// Only a change whose namespace has its identity is persisted.
 	HostNetns string
 }
+
+// Clock is the engine's time: Now for every time it records or compares,
+// After for the wait between verification samples.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time                         { return time.Now() }
+func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Engine proposes, approves, applies, verifies and rolls back sysctl
 // changes under guard. It is safe for use by one goroutine at a time; other
@@ -152,8 +166,8 @@ func New(opts Options) (*Engine, error) {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = wallClock{}
 	}
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
@@ -196,6 +210,8 @@ func (e *Engine) Journal() *Journal { return e.journal }
 // Store returns the engine's approval store.
 func (e *Engine) Store() Store { return e.store }
 
+func (e *Engine) now() time.Time { return e.opts.Clock.Now() }
+
 func (e *Engine) sysctl(ns string) Sysctl { return Sysctl{Root: e.opts.ProcSys, Netns: ns} }
 
 // sysctlAt reads and writes only in the namespace t identifies.
@@ -219,7 +235,7 @@ func (e *Engine) lockTarget(t Target) (func(), error) {
 }
 
 func (e *Engine) event(p, c string, step Step, format string, a ...any) {
-	ev := Event{Time: e.opts.Now().UTC(), Proposal: p, Change: c, Step: step, Message: fmt.Sprintf(format, a...)}
+	ev := Event{Time: e.now().UTC(), Proposal: p, Change: c, Step: step, Message: fmt.Sprintf(format, a...)}
 	e.log.Debug(ev.Message, zap.String("step", string(step)), zap.String("proposal", p), zap.String("change", c))
 	if e.opts.OnEvent != nil {
 		e.opts.OnEvent(ev)

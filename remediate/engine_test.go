@@ -45,6 +45,8 @@ type world struct {
 	// lockDir is the world's runtime lock directory, shared by every
 	// engine of the world as /run/sockwarden/locks is by every process.
 	lockDir string
+	// clock is every engine's of the world, and the samples' time.
+	clock *fakeClock
 }
 
 func newWorld(t *testing.T) *world {
@@ -56,7 +58,7 @@ func newWorld(t *testing.T) *world {
 		"net/ipv4/tcp_syncookies":             "1\n",
 		"net/ipv4/tcp_max_syn_backlog":        "512\n",
 	})
-	return &world{t: t, host: "h1", root: root, sendQ: 128, side: diagnose.SideKernel, lockDir: filepath.Join(t.TempDir(), "locks")}
+	return &world{t: t, host: "h1", root: root, sendQ: 128, side: diagnose.SideKernel, lockDir: filepath.Join(t.TempDir(), "locks"), clock: newFakeClock()}
 }
 
 func (w *world) somaxconn() string {
@@ -99,9 +101,9 @@ func (w *world) Series(_ context.Context, _ string, n int, interval time.Duratio
 		if w.onVerifySample != nil {
 			w.onVerifySample(w.verifyN)
 		}
-		return []*sample.Sample{w.take(time.Now())}, nil
+		return []*sample.Sample{w.take(w.clock.Now())}, nil
 	}
-	now := time.Now()
+	now := w.clock.Now()
 	var out []*sample.Sample
 	for i := 0; i < n; i++ {
 		out = append(out, w.take(now.Add(time.Duration(i)*time.Second)))
@@ -137,7 +139,7 @@ func (w *world) engine(mod func(*config.Config)) *Engine {
 		mod(&cfg)
 	}
 	e, err := New(Options{Config: cfg, Host: w.host, ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Store: w.store, Rollout: w.rollout,
-		LockDir: w.lockDir, HostNetns: SelfNetnsFile})
+		LockDir: w.lockDir, HostNetns: SelfNetnsFile, Clock: w.clock})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -308,7 +310,7 @@ func TestApplyRefusals(t *testing.T) {
 			name: "expired approval",
 			setup: func(w *world, e *Engine, id string) string {
 				e.Approve(id, ApproveOptions{TTL: time.Nanosecond})
-				time.Sleep(time.Millisecond)
+				w.clock.Advance(time.Millisecond)
 				return id
 			},
 			guard: GuardApproval, want: "expired",
@@ -634,7 +636,7 @@ func TestApplyRestartUnit(t *testing.T) {
 			cfg.Verify.Window, cfg.Verify.Interval = 250*time.Millisecond, 10*time.Millisecond
 			cfg.Remediate.RestartUnit = tc.restartUnit
 			r := &fakeRestarter{w: w}
-			e, err := New(Options{Config: cfg, Host: "h1", ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Restarter: r})
+			e, err := New(Options{Config: cfg, Host: "h1", ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Restarter: r, Clock: w.clock})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -26,7 +26,7 @@ func TestLogFieldsWriteAndRestore(t *testing.T) {
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.Verify.Window, cfg.Verify.Interval, cfg.Verify.MinCleanIntervals = 250*time.Millisecond, 10*time.Millisecond, 2
 	core, logs := observer.New(zap.InfoLevel)
-	e, err := New(Options{Config: cfg, Host: w.host, ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Log: zap.New(core)})
+	e, err := New(Options{Config: cfg, Host: w.host, ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, Log: zap.New(core), Clock: w.clock})
 	if err != nil {
 		t.Fatal(err)
 	}

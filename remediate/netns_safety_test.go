@@ -220,7 +220,7 @@ func persistChild(t *testing.T, hostNetns string) (written bool, reason string) 
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.Verify.Window, cfg.Verify.Interval, cfg.Verify.MinCleanIntervals = 250*time.Millisecond, 10*time.Millisecond, 2
 	cfg.Remediate.Persist, cfg.Remediate.PersistDir = true, dir
-	e, err := New(Options{Config: cfg, Host: w.host, ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, LockDir: w.lockDir, HostNetns: hostNetns})
+	e, err := New(Options{Config: cfg, Host: w.host, ProcSys: w.root, Sampler: w, Diagnose: w.diagnose, LockDir: w.lockDir, HostNetns: hostNetns, Clock: w.clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func (e *Engine) persist(notes []PersistNote, planErr error, change, proposal st
 	if len(notes) != len(vals) {
 		return "", fmt.Errorf("no persistence planned for change %s when its verification began", change)
 	}
-	return PersistValues(e.cfg.Remediate.PersistDir, change, proposal, vals, e.opts.Now())
+	return PersistValues(e.cfg.Remediate.PersistDir, change, proposal, vals, e.now())
 }
 
 // persistMarker is in every file PersistValues writes: a file without the

@@ -13,7 +13,7 @@ import (
 // change is settled.
 func (e *Engine) takeSlot(ctx context.Context, id, change, netns string, v []Value, event string) (Slot, error) {
 	slot, err := e.opts.Rollout.Acquire(ctx, SlotHolder{Host: e.opts.Host, Change: change, Proposal: id, Netns: netns,
-		Values: v, PID: os.Getpid(), Since: e.opts.Now().UTC()})
+		Values: v, PID: os.Getpid(), Since: e.now().UTC()})
 	if err != nil {
 		return nil, err
 	}

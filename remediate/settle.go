@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -42,7 +41,7 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target,
 	sc := e.sysctlAt(tgt)
 	in := verify.Input{Plan: plan, MaxDropsPerSec: e.cfg.Verify.MaxDropsPerSec, MinArrivalsPerSec: e.cfg.Diagnose.MinArrivalsPerSec,
 		MinCleanIntervals: e.cfg.Verify.MinCleanIntervals}
-	deadline := e.opts.Now().Add(o.Window)
+	deadline := e.now().Add(o.Window)
 	restarted := false
 	var verdict verify.Verdict
 	for {
@@ -89,13 +88,13 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target,
 		} else if len(in.Samples) > 1 {
 			e.event(c.Proposal, change, StepVerifying, "%s", verdict.Reason)
 		}
-		if !e.opts.Now().Before(deadline) || ctx.Err() != nil {
+		if !e.now().Before(deadline) || ctx.Err() != nil {
 			break
 		}
-		wait := min(o.Interval, time.Until(deadline))
+		wait := min(o.Interval, deadline.Sub(e.now()))
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-e.opts.Clock.After(wait):
 		}
 	}
 	in.Final = true
