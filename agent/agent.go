@@ -140,17 +140,9 @@ func (a *Agent) Metrics() *Metrics { return a.metrics }
 // still watched) and a remediate engine built for it.
 func (a *Agent) configure(cfg config.Config) error {
 	var eng *remediate.Engine
-	eo := remediate.Options{
-		Config:   cfg,
-		Sampler:  remediate.SamplerFunc(a.seriesFunc(cfg)),
-		Diagnose: func(s []*sample.Sample) diagnose.Report { return diagnose.Run(s, cfg.Diagnose) },
-		// Events come from the engine's Apply, in the apply goroutine.
-		OnEvent: func(ev remediate.Event) { a.onEvent(eng, ev) },
-		Log:     a.opts.Log,
-	}
-	if cfg.Remediate.RestartUnit {
-		eo.Restarter = remediate.SystemdRestarter{}
-	}
+	eo := remediate.OptionsFromConfig(cfg, a.opts.Log)
+	// Events come from the engine's Apply, in the apply goroutine.
+	eo.OnEvent = func(ev remediate.Event) { a.onEvent(eng, ev) }
 	var fleetStore *remediate.EtcdStore
 	var ro *rollouts
 	if cfg.Fleet.Enabled() {
@@ -217,12 +209,6 @@ func (a *Agent) configure(cfg config.Config) error {
 
 func (a *Agent) sampleOpts(cfg config.Config, netns string) sample.Options {
 	return sample.OptionsFrom(cfg.Sample, netns, a.opts.Log)
-}
-
-func (a *Agent) seriesFunc(cfg config.Config) func(ctx context.Context, netns string, n int, interval time.Duration) ([]*sample.Sample, error) {
-	return func(ctx context.Context, netns string, n int, interval time.Duration) ([]*sample.Sample, error) {
-		return sample.Series(ctx, a.sampleOpts(cfg, netns), n, interval, cfg.Sample.WatchInterval)
-	}
 }
 
 // Run runs the loop until ctx is done (SIGTERM), reloading the

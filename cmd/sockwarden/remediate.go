@@ -29,23 +29,9 @@ func init() {
 // engine wires remediate to the live sampler and diagnosis. Progress goes
 // to stderr.
 func (a *app) engine(stderr io.Writer) (*remediate.Engine, error) {
-	opts := remediate.Options{
-		Config: a.cfg,
-		Sampler: remediate.SamplerFunc(func(ctx context.Context, ns string, n int, interval time.Duration) ([]*sample.Sample, error) {
-			watch := a.cfg.Sample.WatchInterval
-			if n < 2 {
-				watch = 0
-			}
-			return sample.Series(ctx, sample.OptionsFrom(a.cfg.Sample, ns, a.log), n, interval, watch)
-		}),
-		Diagnose: func(s []*sample.Sample) diagnose.Report { return diagnose.Run(s, a.cfg.Diagnose) },
-		Log:      a.log,
-		OnEvent: func(ev remediate.Event) {
-			fmt.Fprintf(stderr, "%s  %-10s %s\n", ev.Time.Local().Format("15:04:05"), ev.Step, ev.Message)
-		},
-	}
-	if a.cfg.Remediate.RestartUnit {
-		opts.Restarter = remediate.SystemdRestarter{}
+	opts := remediate.OptionsFromConfig(a.cfg, a.log)
+	opts.OnEvent = func(ev remediate.Event) {
+		fmt.Fprintf(stderr, "%s  %-10s %s\n", ev.Time.Local().Format("15:04:05"), ev.Step, ev.Message)
 	}
 	fs, err := a.fleetStore()
 	if err != nil {
