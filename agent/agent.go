@@ -201,9 +201,9 @@ func (a *Agent) configure(cfg config.Config) error {
 		oldFleet.Close()
 	}
 	if a.metrics == nil {
-		a.metrics = NewMetrics(a.opts.Version, cfg.Agent.Mode)
+		a.metrics = NewMetrics(a.opts.Version, string(cfg.Agent.Mode))
 	}
-	a.metrics.Configure(cfg.Agent.Mode, append([]string{""}, cfg.Agent.Netns...), cfg.Remediate.Allowlist)
+	a.metrics.Configure(string(cfg.Agent.Mode), append([]string{""}, cfg.Agent.Netns...), cfg.Remediate.Allowlist)
 	return nil
 }
 
@@ -215,7 +215,7 @@ func (a *Agent) sampleOpts(cfg config.Config, netns string) sample.Options {
 // configuration on each value from hup (SIGHUP).
 func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	cfg := a.cfg
-	a.log.Info("agent starting", zap.String("version", a.opts.Version), zap.String("mode", cfg.Agent.Mode),
+	a.log.Info("agent starting", zap.String("version", a.opts.Version), zap.String("mode", string(cfg.Agent.Mode)),
 		zap.Duration("tick", cfg.Agent.Tick), zap.Int("full_every", cfg.Agent.FullEvery),
 		zap.Strings("netns", cfg.Agent.Netns), zap.Duration("watchdog", a.notify.WatchdogInterval()))
 
@@ -398,7 +398,8 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 		a.markReady()
 	}
 	st.ticksSinceFull++
-	reason := fullReason(tierInput{prev: st.prev, lastFull: st.lastFull, cur: cur, ticksSinceFull: st.ticksSinceFull, open: st.open}, cfg)
+	tier := decideCensus(tierInput{prev: st.prev, lastFull: st.lastFull, cur: cur, ticksSinceFull: st.ticksSinceFull, open: st.open}, cfg)
+	reason := tier.why
 	st.prev = cur
 	if reason != "" && a.work != nil && a.work.proposal.Netns == st.path {
 		// The namespace under verification is sampled by the verifier.
@@ -413,7 +414,7 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 	}
 	a.log.Debug("full census", zap.String("netns", lbl), zap.String("why", reason))
 	opts.KmsgAfter = st.kmsgAfter
-	opts.Owners = opts.Owners && !routine(reason)
+	opts.Owners = opts.Owners && !tier.routine
 	series, err := sample.Series(ctx, opts, cfg.Diagnose.Samples, cfg.Diagnose.Interval, cfg.Sample.WatchInterval)
 	if err != nil {
 		a.metrics.ObserveError(st.path)
@@ -544,7 +545,7 @@ func (a *Agent) propose(st *nsState, rep diagnose.Report) {
 		}
 	}
 	a.mu.Unlock()
-	if a.cfg.Agent.Mode == "observe" || len(ready.Proposals) == 0 {
+	if a.cfg.Agent.Mode == config.AgentObserve || len(ready.Proposals) == 0 {
 		return
 	}
 	if a.work != nil {
@@ -602,7 +603,7 @@ func (a *Agent) announce(recorded []remediate.Pending) {
 			fields = append(fields, zap.String("key", p.Changes[0].Key), zap.String("old", p.Changes[0].Current), zap.String("new", p.Changes[0].Proposed))
 		}
 		switch a.cfg.Agent.Mode {
-		case "auto":
+		case config.AgentAuto:
 			a.log.Info("proposal recorded; applied if a standing approval covers it", fields...)
 		default:
 			a.log.Info("proposal pending approval: sockwarden approve "+p.ID, fields...)
@@ -628,7 +629,7 @@ func changeStrings(cs []diagnose.Change) []string {
 // (or, in auto mode, one a standing approval may cover). Every guard runs
 // in the engine.
 func (a *Agent) maybeApply() {
-	if a.work != nil || a.cfg.Agent.Mode == "observe" || a.fleetDown() {
+	if a.work != nil || a.cfg.Agent.Mode == config.AgentObserve || a.fleetDown() {
 		return // busy, observing, or failing closed: no approval can be checked
 	}
 	a.mu.Lock()
@@ -648,7 +649,7 @@ func (a *Agent) maybeApply() {
 			return // the next tick's check logs the outage
 		}
 		approved := err == nil && appr.Usable(now) == nil
-		if !approved && !(a.cfg.Agent.Mode == "auto" && !a.tried[id]) {
+		if !approved && !(a.cfg.Agent.Mode == config.AgentAuto && !a.tried[id]) {
 			continue
 		}
 		if a.fleet != nil && !a.slotFree(id) {
@@ -854,7 +855,7 @@ func (a *Agent) install(cfg config.Config) {
 	if cfg.Agent.ControlSocket != old.Agent.ControlSocket || cfg.Metrics != old.Metrics {
 		a.log.Warn("control socket and metrics endpoint changes take effect at the next restart")
 	}
-	a.log.Info("configuration reloaded", zap.String("file", cfg.File), zap.String("mode", cfg.Agent.Mode),
+	a.log.Info("configuration reloaded", zap.String("file", cfg.File), zap.String("mode", string(cfg.Agent.Mode)),
 		zap.Duration("tick", cfg.Agent.Tick), zap.Strings("netns", cfg.Agent.Netns))
 }
 
@@ -887,7 +888,7 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := Status{
-		Schema: StatusSchema, Version: a.opts.Version, PID: os.Getpid(), Mode: a.cfg.Agent.Mode,
+		Schema: StatusSchema, Version: a.opts.Version, PID: os.Getpid(), Mode: string(a.cfg.Agent.Mode),
 		Started: a.started, Ready: a.ready, Ticks: a.ticks, Full: a.full, LastError: a.lastErr,
 		Recent: slices.Clone(a.recent),
 		// Empty lists are [], never null, in every JSON document.

@@ -3,7 +3,6 @@ package agent
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/sample"
@@ -38,28 +37,41 @@ type tierInput struct {
 	open bool
 }
 
-// routine reports whether a full census is taken although nothing moved
-// (the first one, or every agent.full_every ticks). A routine census skips
-// the socket-owner scan (/proc/PID/fd of every process, the most expensive
-// part on a busy host); one triggered by a signal or by open findings
-// reads owners as sample.owners says, so findings name their processes.
-func routine(reason string) bool {
-	return reason == reasonFirst || strings.HasPrefix(reason, "every ")
+// census is the tier decision of one tick.
+type census struct {
+	// why the full census is taken ("" = stay cheap), for the log and
+	// status.
+	why string
+	// routine: taken although nothing moved (the first one, or every
+	// agent.full_every ticks). A routine census skips the socket-owner
+	// scan (/proc/PID/fd of every process, the most expensive part on a
+	// busy host); one triggered by a signal or by open findings reads
+	// owners as sample.owners says, so findings name their processes.
+	routine bool
 }
 
 const reasonFirst = "first census"
 
-// fullReason decides whether this tick takes the full census, and says
-// why ("" = stay cheap). It is pure: docs/agent.md describes the tiers.
-func fullReason(in tierInput, cfg config.Config) string {
+// decideCensus decides whether this tick takes the full census, and says
+// why. It is pure: docs/agent.md describes the tiers.
+func decideCensus(in tierInput, cfg config.Config) census {
 	switch {
 	case in.lastFull == nil:
-		return reasonFirst
+		return census{why: reasonFirst, routine: true}
 	case in.open:
-		return "findings open"
+		return census{why: "findings open"}
 	case in.ticksSinceFull >= cfg.Agent.FullEvery:
-		return fmt.Sprintf("every %d ticks", cfg.Agent.FullEvery)
+		return census{why: fmt.Sprintf("every %d ticks", cfg.Agent.FullEvery), routine: true}
 	}
+	return census{why: signalReason(in, cfg)}
+}
+
+// fullReason is decideCensus's reason alone.
+func fullReason(in tierInput, cfg config.Config) string { return decideCensus(in, cfg).why }
+
+// signalReason names the cheap signal that calls for a full census, if
+// any; in.lastFull is not nil.
+func signalReason(in tierInput, cfg config.Config) string {
 	if in.prev != nil {
 		d := sample.Diff(in.prev, in.cur)
 		for _, c := range risingCounters {

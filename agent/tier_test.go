@@ -69,12 +69,30 @@ func TestFullReason(t *testing.T) {
 }
 
 func TestRoutineCensusSkipsOwners(t *testing.T) {
-	for reason, want := range map[string]bool{
-		"first census": true, "every 30 ticks": true,
-		"findings open": false, "TcpExtListenOverflows +5": false, "listener 0.0.0.0:80 filling (64/128)": false,
+	t0 := time.Unix(1700000000, 0)
+	at := func(sec int, overflows uint64) *sample.Sample {
+		return &sample.Sample{Time: t0.Add(time.Duration(sec) * time.Second), Counters: map[string]uint64{"TcpExtListenOverflows": overflows}}
+	}
+	cfg := config.Defaults()
+	cfg.Agent.FullEvery = 30
+	filling := at(10, 10)
+	filling.Listeners = []sample.Listener{{Local: "0.0.0.0:80", SendQ: 128, RecvQ: 64}}
+	for reason, tc := range map[string]struct {
+		in   tierInput
+		want bool
+	}{
+		"first census":                         {tierInput{cur: at(0, 10)}, true},
+		"every 30 ticks":                       {tierInput{prev: at(0, 10), lastFull: at(0, 10), cur: at(10, 10), ticksSinceFull: 30}, true},
+		"findings open":                        {tierInput{prev: at(0, 10), lastFull: at(0, 10), cur: at(10, 10), open: true}, false},
+		"TcpExtListenOverflows +5":             {tierInput{prev: at(0, 10), lastFull: at(0, 10), cur: at(10, 15)}, false},
+		"listener 0.0.0.0:80 filling (64/128)": {tierInput{prev: at(0, 10), lastFull: at(0, 10), cur: filling}, false},
 	} {
-		if got := routine(reason); got != want {
-			t.Errorf("routine(%q) = %v, want %v", reason, got, want)
+		got := decideCensus(tc.in, cfg)
+		if got.why != reason {
+			t.Fatalf("decideCensus = %q, want %q", got.why, reason)
+		}
+		if got.routine != tc.want {
+			t.Errorf("routine(%q) = %v, want %v", reason, got.routine, tc.want)
 		}
 	}
 }

@@ -156,7 +156,7 @@ type Remediate struct {
 	MaxApprovalTTL time.Duration `mapstructure:"max_approval_ttl"`
 	// OnRestart: what to do with a change found applied or verifying at
 	// start-up: "rollback" (default) or "resume".
-	OnRestart string `mapstructure:"on_restart"`
+	OnRestart OnRestart `mapstructure:"on_restart"`
 	// RestartUnit allows restarting the listener's systemd unit so that
 	// it listens again after a somaxconn change (only when the approval
 	// says so too).
@@ -189,7 +189,7 @@ func (r Remediate) validate() error {
 	if r.MaxApprovalTTL > 0 && r.ApprovalTTL > r.MaxApprovalTTL {
 		errs = append(errs, fmt.Errorf("remediate.approval_ttl: %s is over remediate.max_approval_ttl (%s)", r.ApprovalTTL, r.MaxApprovalTTL))
 	}
-	if r.OnRestart != "rollback" && r.OnRestart != "resume" {
+	if r.OnRestart != OnRestartRollback && r.OnRestart != OnRestartResume {
 		errs = append(errs, fmt.Errorf("remediate.on_restart: %q is not rollback or resume", r.OnRestart))
 	}
 	for _, st := range r.Standing {
@@ -237,10 +237,30 @@ func (v Verify) validate() error {
 	return errors.Join(errs...)
 }
 
+// OnRestart is remediate.on_restart: what resolve does with a change a dead
+// process left applied or verifying.
+type OnRestart string
+
+// The on_restart policies.
+const (
+	OnRestartRollback OnRestart = "rollback" // restore the old values (default)
+	OnRestartResume   OnRestart = "resume"   // verify again, then keep or roll back
+)
+
+// AgentMode is agent.mode: how far the agent goes on its own.
+type AgentMode string
+
+// The agent modes.
+const (
+	AgentObserve AgentMode = "observe" // diagnose and report; record nothing
+	AgentPropose AgentMode = "propose" // record proposals; apply approved ones
+	AgentAuto    AgentMode = "auto"    // also try each unapproved proposal once (guard 4 still wants a standing rule)
+)
+
 // Agent configures `sockwarden agent`.
 type Agent struct {
 	// Mode: observe, propose (default) or auto.
-	Mode string `mapstructure:"mode"`
+	Mode AgentMode `mapstructure:"mode"`
 	// Tick is the cheap-sample period; FullEvery takes a full census
 	// every N ticks even when nothing moves.
 	Tick      time.Duration `mapstructure:"tick"`
@@ -267,7 +287,7 @@ func defaultAgent() Agent {
 func (a Agent) validate() error {
 	var errs []error
 	switch a.Mode {
-	case "observe", "propose", "auto":
+	case AgentObserve, AgentPropose, AgentAuto:
 	default:
 		errs = append(errs, fmt.Errorf("agent.mode: %q is not one of observe, propose, auto", a.Mode))
 	}

@@ -126,6 +126,10 @@ func flatten(val reflect.Value, prefix string, out map[string]any) {
 			flatten(fv, key+".", out)
 		case f.Type.Kind() == reflect.Slice && fv.IsNil():
 			out[key] = reflect.MakeSlice(f.Type, 0, 0).Interface()
+		case f.Type.Kind() == reflect.String:
+			// Named string types (AgentMode, OnRestart) are written
+			// as the plain strings a person puts in the file.
+			out[key] = fv.String()
 		default:
 			out[key] = fv.Interface()
 		}

@@ -7,8 +7,11 @@ import (
 	"os"
 
 	"go.uber.org/zap"
+
+	"github.com/sockwarden/sockwarden/config"
 )
 
+// takeSlot takes a fleet rollout slot for this host's change of proposal
 // id and records the event saying so; the caller releases it once the
 // change is settled.
 func (e *Engine) takeSlot(ctx context.Context, id, change, netns string, v []Value, event string) (Slot, error) {
@@ -70,13 +73,13 @@ func (e *Engine) Resolve(ctx context.Context) ([]Outcome, error) {
 			continue
 		}
 		why := fmt.Sprintf("resolved at start: change left %s by pid %d, which is gone", c.State, c.PID)
-		e.log.Warn("resolving an interrupted change", zap.String("change", c.ID), zap.String("state", string(c.State)), zap.String("on_restart", e.cfg.Remediate.OnRestart))
+		e.log.Warn("resolving an interrupted change", zap.String("change", c.ID), zap.String("state", string(c.State)), zap.String("on_restart", string(e.cfg.Remediate.OnRestart)))
 		var o Outcome
 		t, perr := e.proveTarget(c)
 		switch {
 		case errors.Is(perr, ErrUnprovenTarget):
 			o, err = e.unproven(c, perr)
-		case e.cfg.Remediate.OnRestart == "resume" && c.State != StateApplying && c.Verify != nil && e.opts.Sampler != nil && perr == nil:
+		case e.cfg.Remediate.OnRestart == config.OnRestartResume && c.State != StateApplying && c.Verify != nil && e.opts.Sampler != nil && perr == nil:
 			o, err = e.resume(ctx, c, t, why)
 		default:
 			// A namespace that is gone or was replaced comes out of

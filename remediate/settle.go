@@ -251,5 +251,3 @@ func (e *Engine) Rollback(ctx context.Context, changeID string) (Outcome, error)
 	}
 	return e.rollback(c.ID, t, c.Values, "rolled back by hand by "+CurrentApprover().String())
 }
-
-// takeSlot takes a fleet rollout slot for this host's change of proposal

@@ -124,7 +124,7 @@ func startAgentOnLab(t *testing.T, mode string, standing []string, mods ...func(
 	dir := t.TempDir()
 	cfg := config.Defaults()
 	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.Agent.Mode = mode
+	cfg.Agent.Mode = config.AgentMode(mode)
 	cfg.Remediate.Standing = standing
 	cfg.Agent.Netns = []string{env.Netns}
 	cfg.Agent.ControlSocket = filepath.Join(dir, "run", "control.sock")
