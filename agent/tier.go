@@ -8,13 +8,6 @@ import (
 	"github.com/sockwarden/sockwarden/sample"
 )
 
-// risingCounters are the cheap signals of trouble: any of them rising
-// between two ticks above diagnose.min_drops_per_sec takes the full census.
-var risingCounters = []string{
-	"TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPReqQFullDrop", "TcpExtTCPReqQFullDoCookies",
-	"TcpExtTCPAbortOnMemory", "TcpExtTCPTimeWaitOverflow",
-}
-
 // Floors under which a sockstat rise is noise, whatever the ratio.
 const (
 	timeWaitRiseFloor = 200
@@ -71,10 +64,12 @@ func fullReason(in tierInput, cfg config.Config) string { return decideCensus(in
 
 // signalReason names the cheap signal that calls for a full census, if
 // any; in.lastFull is not nil.
+// Any of sample.DropCounters rising between two ticks above
+// diagnose.min_drops_per_sec takes the full census.
 func signalReason(in tierInput, cfg config.Config) string {
 	if in.prev != nil {
 		d := sample.Diff(in.prev, in.cur)
-		for _, c := range risingCounters {
+		for _, c := range sample.DropCounters {
 			if n := d.Counters[c]; n > 0 {
 				if r, ok := d.Rate(c); !ok || r > cfg.Diagnose.MinDropsPerSec {
 					return fmt.Sprintf("%s +%d", c, n)
