@@ -3,7 +3,8 @@ package diagnose
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
+
+	"github.com/sockwarden/sockwarden/internal/sysval"
 )
 
 // ProposalID is the stable identity of a proposal: the first 12 hex digits
@@ -25,8 +26,9 @@ func ProposalID(host, netns, kind, subject string, changes []Change) string {
 	field(subject)
 	for _, c := range changes {
 		field(c.Key)
-		field(strings.Join(strings.Fields(c.Current), " "))
-		field(strings.Join(strings.Fields(c.Proposed), " "))
+		// The normal form remediate compares live values in.
+		field(sysval.Fold(c.Current))
+		field(sysval.Fold(c.Proposed))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

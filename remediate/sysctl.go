@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/sockwarden/sockwarden/internal/netns"
+	"github.com/sockwarden/sockwarden/internal/sysval"
 )
 
 // DefaultProcSys is where the kernel's sysctls live.
@@ -43,10 +44,9 @@ func ValidKey(key string) error {
 	return nil
 }
 
-// Fold normalises a sysctl value the way the kernel prints it: runs of
-// whitespace (tabs in ip_local_port_range) become one space, no trailing
-// newline. Two values are the same when their folds are equal.
-func Fold(v string) string { return strings.Join(strings.Fields(v), " ") }
+// Fold is sysval.Fold, the one normal form of a sysctl value: runs of
+// whitespace become one space, no trailing newline.
+func Fold(v string) string { return sysval.Fold(v) }
 
 // Sysctl reads and writes the sysctls of one network namespace. It is the
 // only door to /proc/sys in sockwarden (in the manner of Cilium's

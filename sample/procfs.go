@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockwarden/sockwarden/internal/sysval"
 )
 
 // ParseNetstat reads the "Header: names" / "Header: values" line pairs of
@@ -188,7 +190,7 @@ func readSysctl(procRoot, key string) (string, error) {
 	if err != nil {
 		return "", procNoData(err)
 	}
-	return strings.Join(strings.Fields(string(b)), " "), nil
+	return sysval.Fold(string(b)), nil
 }
 
 // readCounters fills s.Counters, s.Sockstat and s.Sysctls from the /proc

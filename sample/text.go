@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/sockwarden/sockwarden/internal/sysval"
 )
 
 // Helpers shared by the parsers of captured text (ss, sysctl, nstat, dmesg).
@@ -118,8 +120,6 @@ func clip(s string, max int) string {
 	return s[:max] + "..."
 }
 
-// foldSpace folds runs of whitespace to single spaces and trims the ends,
-// as sysctl values are recorded ("32768\t60999" -> "32768 60999").
-func foldSpace(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
+// foldSpace is sysval.Fold: sysctl values are recorded in its normal form
+// ("32768\t60999" -> "32768 60999").
+func foldSpace(s string) string { return sysval.Fold(s) }
