@@ -1,0 +1,47 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sockwarden/sockwarden/remediate"
+)
+
+func newRollbackCmd(a *app) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "rollback CHANGE_ID",
+		Short: "Restore a change's old value, only if the live value is still ours",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			a.journalOperator("rollback")
+			if err := a.checkID("change", args[0], "sockwarden history lists changes"); err != nil {
+				return err
+			}
+			e, err := a.engine(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := a.resolve(ctx, e, cmd.ErrOrStderr()); err != nil {
+				return withCode(exitFailed, err)
+			}
+			out, err := e.Rollback(ctx, args[0])
+			logOutcome(a.log, out)
+			if errors.Is(err, remediate.ErrNotFound) {
+				return usageErr("%v (sockwarden history lists changes)", err)
+			}
+			if werr := writeOutcome(cmd.OutOrStdout(), out, asJSON); werr != nil {
+				return werr
+			}
+			if err != nil || (out.State != remediate.StateRolledBack) {
+				return withCode(exitFailed, errors.Join(err, errors.New("")))
+			}
+			return nil
+		},
+	}
+	jsonOutput(cmd, &asJSON)
+	return cmd
+}
