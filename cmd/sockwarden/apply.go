@@ -74,7 +74,7 @@ back, failed or drift, 2 usage.`,
 				return werr
 			}
 			if err != nil || !out.OK() {
-				return withCode(exitFailed, errors.New(""))
+				return quietExit(exitFailed)
 			}
 			return nil
 		},

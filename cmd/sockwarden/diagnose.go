@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -89,7 +88,7 @@ error (bad flag, bad config, unreadable bundle), 3 live sampling failed.`,
 				return withCode(exitFailed, fmt.Errorf("writing the report: %w", err))
 			}
 			if !r.Healthy {
-				return withCode(exitFindings, errors.New(""))
+				return quietExit(exitFindings)
 			}
 			return nil
 		},

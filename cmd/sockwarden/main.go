@@ -45,6 +45,14 @@ func withCode(code int, err error) error {
 	return &exitError{code: code, err: err}
 }
 
+// errQuiet ends a command with its exit status and nothing more on stderr:
+// the command has printed its result already (findings, a refused or
+// rolled-back outcome), and an error line would only repeat it.
+var errQuiet = errors.New("quiet exit")
+
+// quietExit is exit status code with nothing more to say.
+func quietExit(code int) error { return withCode(code, errQuiet) }
+
 // usageErr marks an error as the caller's (exit 2).
 func usageErr(format string, a ...any) error {
 	return withCode(exitUsage, fmt.Errorf(format, a...))
@@ -247,7 +255,7 @@ func run(args []string) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
+		if ee.err != nil && !errors.Is(ee.err, errQuiet) {
 			fmt.Fprintln(os.Stderr, "sockwarden:", ee.err)
 		}
 		return ee.code

@@ -36,8 +36,11 @@ func newRollbackCmd(a *app) *cobra.Command {
 			if werr := writeOutcome(cmd.OutOrStdout(), out, asJSON); werr != nil {
 				return werr
 			}
-			if err != nil || (out.State != remediate.StateRolledBack) {
-				return withCode(exitFailed, errors.Join(err, errors.New("")))
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			if out.State != remediate.StateRolledBack {
+				return quietExit(exitFailed)
 			}
 			return nil
 		},

@@ -77,7 +77,7 @@ unreachable, 3 no agent answered.`,
 				}
 			}
 			if st.Unhealthy > 0 || len(st.Pending) > 0 || st.Verifying != nil || (st.Fleet != nil && !st.Fleet.Reachable) {
-				return withCode(exitFindings, errors.New(""))
+				return quietExit(exitFindings)
 			}
 			return nil
 		},
