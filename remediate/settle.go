@@ -12,21 +12,35 @@ import (
 	"github.com/sockwarden/sockwarden/verify"
 )
 
+// settling is one applied change on its way through verification.
+type settling struct {
+	change string
+	c      Change // as journaled when verification starts
+	tgt    Target
+	vals   []Value
+	appr   Approval
+	o      ApplyOptions
+	out    Outcome
+}
+
+// rec journals r for the change, in its namespace, with its values unless
+// r has its own.
+func (e *Engine) recSettling(s *settling, r Record) error {
+	r.Change, r.Proposal = s.change, s.c.Proposal
+	s.tgt.stamp(&r)
+	if r.Values == nil {
+		r.Values = s.vals
+	}
+	return e.journal.Append(r)
+}
+
 // verifyAndSettle runs the verification window for an applied change and
 // keeps it, rolls it back, or records drift. notes are the sysctl.d files a
 // dead process already planned (resume); nil plans them now.
 func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target, vals []Value, plan diagnose.Verification, notes []PersistNote, appr Approval, o ApplyOptions) (Outcome, error) {
-	ns := tgt.Netns
 	c, _ := e.journal.ChangeByID(change)
-	out := Outcome{Proposal: c.Proposal, Change: change, Host: tgt.Host, Netns: ns, Values: vals, Approver: c.Approver}
-	rec := func(r Record) error {
-		r.Change, r.Proposal = change, c.Proposal
-		tgt.stamp(&r)
-		if r.Values == nil {
-			r.Values = vals
-		}
-		return e.journal.Append(r)
-	}
+	s := &settling{change: change, c: c, tgt: tgt, vals: vals, appr: appr, o: o,
+		out: Outcome{Proposal: c.Proposal, Change: change, Host: tgt.Host, Netns: tgt.Netns, Values: vals, Approver: c.Approver}}
 	// Persistence is planned (and journaled with what the files held)
 	// before any file is written, so that a rollback, even of a change
 	// killed while persisting, can put the files back.
@@ -34,76 +48,112 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target,
 	if e.cfg.Remediate.Persist && notes == nil {
 		notes, persistErr = e.planPersist(tgt, vals)
 	}
-	if err := rec(Record{State: StateVerifying, Persist: notes, Reason: fmt.Sprintf("watching for %s, a sample every %s", o.Window, o.Interval)}); err != nil {
-		return out, err
+	if err := e.recSettling(s, Record{State: StateVerifying, Persist: notes, Reason: fmt.Sprintf("watching for %s, a sample every %s", o.Window, o.Interval)}); err != nil {
+		return s.out, err
 	}
 	e.event(c.Proposal, change, StepVerifying, "verifying for %s, a sample every %s", o.Window, o.Interval)
-	sc := e.sysctlAt(tgt)
 	in := verify.Input{Plan: plan, MaxDropsPerSec: e.cfg.Verify.MaxDropsPerSec, MinArrivalsPerSec: e.cfg.Diagnose.MinArrivalsPerSec,
 		MinCleanIntervals: e.cfg.Verify.MinCleanIntervals}
-	deadline := e.now().Add(o.Window)
+	if drift := e.watch(ctx, s, &in); drift != "" {
+		s.out.State, s.out.Reason = StateDrift, drift
+		e.event(c.Proposal, change, StepDrift, "%s", drift)
+		return s.out, e.recSettling(s, Record{State: StateDrift, Values: vals, Reason: drift})
+	}
+	return e.settle(ctx, s, in, notes, persistErr)
+}
+
+// watch samples the namespace every o.Interval until the window ends or
+// ctx is cancelled, restarting the listener's unit once if verification
+// waits for it and that is allowed. It returns a reason when someone else
+// changed one of our values (drift), "" otherwise.
+func (e *Engine) watch(ctx context.Context, s *settling, in *verify.Input) (drift string) {
+	deadline := e.now().Add(s.o.Window)
 	restarted := false
-	var verdict verify.Verdict
 	for {
-		s, err := e.opts.Sampler.Series(ctx, ns, 1, 0)
-		if err != nil || len(s) == 0 {
+		got, err := e.opts.Sampler.Series(ctx, s.tgt.Netns, 1, 0)
+		if err != nil || len(got) == 0 {
 			if ctx.Err() != nil {
 				// Cancelled (signal): settle by rolling back.
-				break
+				return ""
 			}
 			e.log.Warn("verification sample failed", zap.Error(err))
 		} else {
-			in.Samples = append(in.Samples, s[0])
+			in.Samples = append(in.Samples, got[0])
 		}
-		// Drift: someone else changed a value during verification.
-		for i := range vals {
-			live, err := sc.Read(vals[i].Key)
-			if err != nil {
-				continue
-			}
-			vals[i].Live = live
-			if live != vals[i].New {
-				out.State = StateDrift
-				out.Reason = fmt.Sprintf("drift: %s changed to %q by someone else during verification (we wrote %q); not rolled back, left as found", vals[i].Key, live, vals[i].New)
-				e.log.Error("DRIFT: sysctl changed under us; leaving it", zap.String("change", change), zap.String("key", vals[i].Key),
-					zap.String("ours", vals[i].New), zap.String("live", live), zap.String("old", vals[i].Old), zap.String("netns", NetnsName(ns)))
-				e.event(c.Proposal, change, StepDrift, "%s", out.Reason)
-				return out, rec(Record{State: StateDrift, Values: vals, Reason: out.Reason})
-			}
+		if d := e.drifted(s); d != "" {
+			return d
 		}
-		verdict = verify.Judge(in)
+		verdict := verify.Judge(*in)
 		if verdict.Waiting != "" {
-			e.event(c.Proposal, change, StepWaiting, "%s", verdict.Waiting)
-			if !restarted && e.opts.Restarter != nil && e.cfg.Remediate.RestartUnit && appr.AllowRestart {
-				for _, u := range verdict.Units() {
-					restarted = true
-					e.log.Warn("restarting unit so that it listens again", zap.String("unit", u), zap.String("change", change))
-					if err := e.opts.Restarter.RestartUnit(ctx, u); err != nil {
-						e.event(c.Proposal, change, StepRestart, "restart of %s failed: %v", u, err)
-					} else {
-						e.event(c.Proposal, change, StepRestart, "restarted %s so that it listens again", u)
-					}
-				}
+			e.event(s.c.Proposal, s.change, StepWaiting, "%s", verdict.Waiting)
+			if !restarted {
+				restarted = e.restartUnits(ctx, s, verdict)
 			}
 		} else if len(in.Samples) > 1 {
-			e.event(c.Proposal, change, StepVerifying, "%s", verdict.Reason)
+			e.event(s.c.Proposal, s.change, StepVerifying, "%s", verdict.Reason)
 		}
 		if !e.now().Before(deadline) || ctx.Err() != nil {
-			break
+			return ""
 		}
-		wait := min(o.Interval, deadline.Sub(e.now()))
+		wait := min(s.o.Interval, deadline.Sub(e.now()))
 		select {
 		case <-ctx.Done():
 		case <-e.opts.Clock.After(wait):
 		}
 	}
+}
+
+// drifted reads the live values back: one that is neither ours nor
+// unreadable was changed by someone else during verification.
+func (e *Engine) drifted(s *settling) string {
+	sc := e.sysctlAt(s.tgt)
+	for i := range s.vals {
+		v := &s.vals[i]
+		live, err := sc.Read(v.Key)
+		if err != nil {
+			continue
+		}
+		v.Live = live
+		if live != v.New {
+			e.log.Error("DRIFT: sysctl changed under us; leaving it", zap.String("change", s.change), zap.String("key", v.Key),
+				zap.String("ours", v.New), zap.String("live", live), zap.String("old", v.Old), zap.String("netns", NetnsName(s.tgt.Netns)))
+			return fmt.Sprintf("drift: %s changed to %q by someone else during verification (we wrote %q); not rolled back, left as found", v.Key, live, v.New)
+		}
+	}
+	return ""
+}
+
+// restartUnits restarts the units verification waits for, when config
+// remediate.restart_unit and the approval both allow it. It reports
+// whether it tried (a unit is restarted once per verification).
+func (e *Engine) restartUnits(ctx context.Context, s *settling, verdict verify.Verdict) bool {
+	if e.opts.Restarter == nil || !e.cfg.Remediate.RestartUnit || !s.appr.AllowRestart {
+		return false
+	}
+	restarted := false
+	for _, u := range verdict.Units() {
+		restarted = true
+		e.log.Warn("restarting unit so that it listens again", zap.String("unit", u), zap.String("change", s.change))
+		if err := e.opts.Restarter.RestartUnit(ctx, u); err != nil {
+			e.event(s.c.Proposal, s.change, StepRestart, "restart of %s failed: %v", u, err)
+		} else {
+			e.event(s.c.Proposal, s.change, StepRestart, "restarted %s so that it listens again", u)
+		}
+	}
+	return restarted
+}
+
+// settle judges the whole window and keeps the change (persisting it when
+// configured) or rolls it back.
+func (e *Engine) settle(ctx context.Context, s *settling, in verify.Input, notes []PersistNote, persistErr error) (Outcome, error) {
+	c, out := s.c, &s.out
 	in.Final = true
 	in.Finding, in.Subject = c.Finding, c.Subject
 	if e.opts.Diagnose != nil && len(in.Samples) > 1 {
 		rep := e.opts.Diagnose(in.Samples)
 		in.After = &rep
 	}
-	verdict = verify.Judge(in)
+	verdict := verify.Judge(in)
 	if ctx.Err() != nil {
 		verdict = verify.Verdict{Outcome: verify.Inconclusive, Reason: "verification interrupted: " + ctx.Err().Error()}
 	}
@@ -112,7 +162,7 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target,
 	case verdict.Outcome == verify.Verified:
 		out.State, out.Reason = StateVerified, verdict.Reason
 		if e.cfg.Remediate.Persist {
-			f, err := e.persist(notes, persistErr, change, c.Proposal, vals)
+			f, err := e.persist(notes, persistErr, s.change, c.Proposal, s.vals)
 			switch {
 			case err != nil:
 				out.Reason += "; not persisted: " + err.Error()
@@ -122,16 +172,16 @@ func (e *Engine) verifyAndSettle(ctx context.Context, change string, tgt Target,
 				faultPoint("persisted")
 			}
 		}
-		e.event(c.Proposal, change, StepVerified, "%s", out.Reason)
-		return out, rec(Record{State: StateVerified, Reason: out.Reason})
+		e.event(c.Proposal, s.change, StepVerified, "%s", out.Reason)
+		return *out, e.recSettling(s, Record{State: StateVerified, Reason: out.Reason})
 	case verdict.Outcome == verify.Inconclusive && e.cfg.Verify.Inconclusive == "keep" && ctx.Err() == nil:
 		out.State, out.Reason = StateKept, "inconclusive, kept (verify.inconclusive: keep): "+verdict.Reason
-		e.event(c.Proposal, change, StepKept, "%s", out.Reason)
-		return out, rec(Record{State: StateKept, Reason: out.Reason})
+		e.event(c.Proposal, s.change, StepKept, "%s", out.Reason)
+		return *out, e.recSettling(s, Record{State: StateKept, Reason: out.Reason})
 	}
 	why := string(verdict.Outcome) + ": " + verdict.Reason
-	e.event(c.Proposal, change, StepRollback, "rolling back (%s)", why)
-	return e.rollback(change, tgt, vals, why)
+	e.event(c.Proposal, s.change, StepRollback, "rolling back (%s)", why)
+	return e.rollback(s.change, s.tgt, s.vals, why)
 }
 
 // restore writes the old values back, in reverse order, but only where the

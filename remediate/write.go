@@ -47,12 +47,27 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 		}
 		faultPoint("approval-used")
 	}
+	if ok, err := e.writeAll(change, p, tgt, &out, rec); !ok {
+		return out, err
+	}
+	e.event(p.ID, change, StepApplied, "wrote %s", describeValues(p.Changes, true))
+	if err := rec(Record{State: StateApplied, Values: vals, Reason: "written and read back"}); err != nil {
+		return out, err
+	}
+	return e.verifyAndSettle(ctx, change, tgt, vals, p.Verify, nil, appr, o)
+}
+
+// writeAll writes p's values in order, each by compare-and-set and read
+// back. On the first key that fails it undoes the keys already written,
+// journals the failure, fills out and returns false (and the journal's
+// error, or a write's when the journal failed too).
+func (e *Engine) writeAll(change string, p diagnose.Proposal, tgt Target, out *Outcome, rec func(Record) error) (bool, error) {
 	sc := e.sysctlAt(tgt)
 	for i, c := range p.Changes {
 		e.log.Info("writing sysctl", zap.String("change", change), zap.String("proposal", p.ID), zap.String("key", c.Key), zap.String("netns", NetnsName(p.Netns)),
-			zap.String("old", vals[i].Old), zap.String("new", vals[i].New), zap.String("approver", out.Approver), zap.String("reason", p.Reason))
-		res, err := sc.CompareAndSet(c.Key, vals[i].Old, vals[i].New)
-		vals[i].Live = res.Live
+			zap.String("old", out.Values[i].Old), zap.String("new", out.Values[i].New), zap.String("approver", out.Approver), zap.String("reason", p.Reason))
+		res, err := sc.CompareAndSet(c.Key, out.Values[i].Old, out.Values[i].New)
+		out.Values[i].Live = res.Live
 		if res.Written {
 			faultPoint("sysctl-written")
 		}
@@ -61,46 +76,42 @@ func (e *Engine) commit(ctx context.Context, change string, p diagnose.Proposal,
 			out.State = StateFailed
 			out.Reason = fmt.Sprintf("%v; nothing written to %s", err, c.Key)
 			if i > 0 {
-				back, _ := e.restore(tgt, vals[:i], zap.String("change", change), zap.String("proposal", p.ID))
+				back, _ := e.restore(tgt, out.Values[:i], zap.String("change", change), zap.String("proposal", p.ID))
 				out.Reason += "; earlier keys: " + back
 			}
-			return out, rec(Record{State: StateFailed, Values: vals, Error: err.Error(), Reason: out.Reason})
+			return false, rec(Record{State: StateFailed, Values: out.Values, Error: err.Error(), Reason: out.Reason})
 		}
 		if err != nil {
 			errno := ErrnoName(errnoOf(err))
 			out.State, out.Errno = StateFailed, errno
-			out.Reason = fmt.Sprintf("write %s = %q refused: %v; old value left in place", c.Key, vals[i].New, err)
+			out.Reason = fmt.Sprintf("write %s = %q refused: %v; old value left in place", c.Key, out.Values[i].New, err)
 			// Undo the changes of this proposal already written.
 			if i > 0 {
-				back, _ := e.restore(tgt, vals[:i], zap.String("change", change), zap.String("proposal", p.ID))
+				back, _ := e.restore(tgt, out.Values[:i], zap.String("change", change), zap.String("proposal", p.ID))
 				out.Reason += "; earlier keys: " + back
 			}
 			if now, rerr := sc.Read(c.Key); rerr == nil {
-				vals[i].Live = now
+				out.Values[i].Live = now
 			}
 			e.log.Error("sysctl write refused", zap.String("change", change), zap.String("key", c.Key), zap.String("errno", errno), zap.Error(err))
-			if jerr := rec(Record{State: StateFailed, Values: vals, Error: err.Error(), Errno: errno, Reason: out.Reason}); jerr != nil {
-				return out, errors.Join(err, jerr)
+			if jerr := rec(Record{State: StateFailed, Values: out.Values, Error: err.Error(), Errno: errno, Reason: out.Reason}); jerr != nil {
+				return false, errors.Join(err, jerr)
 			}
-			return out, nil
+			return false, nil
 		}
-		if res.Live != vals[i].New {
+		if res.Live != out.Values[i].New {
 			// The kernel accepted the write but reads back something else
 			// (clamped): record it and roll back what we can.
 			out.State = StateFailed
-			out.Reason = fmt.Sprintf("%s reads back %q after writing %q", c.Key, res.Live, vals[i].New)
-			vals[i].New = res.Live
-			back, st := e.restore(tgt, vals[:i+1], zap.String("change", change), zap.String("proposal", p.ID))
+			out.Reason = fmt.Sprintf("%s reads back %q after writing %q", c.Key, res.Live, out.Values[i].New)
+			out.Values[i].New = res.Live
+			back, st := e.restore(tgt, out.Values[:i+1], zap.String("change", change), zap.String("proposal", p.ID))
 			out.Reason += "; " + back
 			if st == StateDrift {
 				out.State = StateDrift
 			}
-			return out, rec(Record{State: out.State, Values: vals, Reason: out.Reason})
+			return false, rec(Record{State: out.State, Values: out.Values, Reason: out.Reason})
 		}
 	}
-	e.event(p.ID, change, StepApplied, "wrote %s", describeValues(p.Changes, true))
-	if err := rec(Record{State: StateApplied, Values: vals, Reason: "written and read back"}); err != nil {
-		return out, err
-	}
-	return e.verifyAndSettle(ctx, change, tgt, vals, p.Verify, nil, appr, o)
+	return true, nil
 }
