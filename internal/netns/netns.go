@@ -106,14 +106,28 @@ func New(name string) (path string, release func() error, err error) {
 	f.Close()
 	errc := make(chan error, 1)
 	go func() {
-		// This thread unshares and is never returned to the runtime's
-		// pool: it stays locked and dies with the goroutine.
+		// This thread unshares, then goes back to its namespace. If it
+		// cannot, it stays locked and dies with the goroutine; but the
+		// runtime never lets the main thread die (it is only wedged),
+		// and the main thread's namespace is what /proc/self/ns/net
+		// names: left in the new namespace, it would move the process's
+		// own namespace identity under whoever reads it later.
 		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- fmt.Errorf("%w: open own namespace: %w", ErrNetns, err)
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("%w: unshare: %w", ErrNetns, err)
 			return
 		}
-		if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
+		err = unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		}
+		if err != nil {
 			errc <- fmt.Errorf("%w: bind %q: %w", ErrNetns, path, err)
 			return
 		}
