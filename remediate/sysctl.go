@@ -6,6 +6,15 @@
 // change is written to an append-only journal before the kernel is touched,
 // so that a crash at any moment leaves no sysctl at a value the journal does
 // not know. See docs/remediate.md.
+//
+// Who may write the kernel's settings, precisely: in the agent and the CLI
+// (propose, apply, rollback, resolve) only this package, and only through
+// Sysctl, which validates the key, runs in the namespace it names and,
+// given Want, refuses any other; in the lab (sockwarden lab and the
+// TestNetns... tests) lab's own checked writer, and only net.* keys of a
+// namespace the lab made or was pointed at, put back when the scenario
+// stops. No other package writes /proc/sys; sample, diagnose and verify
+// only read or compute.
 package remediate
 
 import (
