@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/internal/sysval"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -41,7 +42,7 @@ var ErrBounds = errors.New("outside policy bounds")
 // Check says whether v (whitespace folded) is a value sockwarden may ever
 // propose for key: guard 2 of remediate refuses anything it refuses.
 func Check(key, v string, cfg config.Diagnose) error {
-	v = strings.Join(strings.Fields(v), " ")
+	v = sysval.Fold(v)
 	switch key {
 	case KeySomaxconn:
 		return intIn(v, SomaxconnMin, int64(cfg.SomaxconnCap), "diagnose.somaxconn_cap")
