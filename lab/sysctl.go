@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sockwarden/sockwarden/internal/netns"
+	"github.com/sockwarden/sockwarden/internal/sysval"
 )
 
 // The lab's only writes to /proc/sys: a scenario's sysctls, set in its
@@ -73,7 +74,7 @@ func setSysctl(s Sysctl, old *[]Sysctl) error {
 		if err != nil {
 			return fmt.Errorf("read %s before setting it: %w", s.Key, err)
 		}
-		*old = append(*old, Sysctl{s.Key, strings.Join(strings.Fields(string(b)), " ")})
+		*old = append(*old, Sysctl{s.Key, sysval.Fold(string(b))})
 	}
 	if err := os.WriteFile(file, []byte(s.Value+"\n"), 0); err != nil {
 		return fmt.Errorf("set %s=%q in namespace: %w", s.Key, s.Value, err)
@@ -82,7 +83,7 @@ func setSysctl(s Sysctl, old *[]Sysctl) error {
 	if err != nil {
 		return fmt.Errorf("read back %s: %w", s.Key, err)
 	}
-	if got := strings.Join(strings.Fields(string(b)), " "); got != s.Value {
+	if got := sysval.Fold(string(b)); got != s.Value {
 		return fmt.Errorf("set %s=%q in namespace: reads back %q", s.Key, s.Value, got)
 	}
 	return nil
