@@ -352,7 +352,12 @@ func TestEtcdEngineRolloutLimit(t *testing.T) {
 
 	verifying := make(chan struct{})
 	var once sync.Once
-	w1.onVerifySample = func(int) { once.Do(func() { close(verifying) }) }
+	// h1 stays in verification (its first sample waits) until h2 has
+	// tried: the engines' fake clock would end its window at once.
+	h2Tried := make(chan struct{})
+	release := sync.OnceFunc(func() { close(h2Tried) })
+	t.Cleanup(release)
+	w1.onVerifySample = func(int) { once.Do(func() { close(verifying); <-h2Tried }) }
 	done := make(chan Outcome, 1)
 	go func() {
 		out, err := e1.Apply(context.Background(), id1, ApplyOptions{})
@@ -380,6 +385,7 @@ func TestEtcdEngineRolloutLimit(t *testing.T) {
 	if o, _ := e2.Apply(context.Background(), id2, ApplyOptions{DryRun: true}); o.Guard != GuardFleetSlot {
 		t.Fatalf("dry run while the slot is held: %+v, want refused by %s", o, GuardFleetSlot)
 	}
+	release()
 
 	if o1 := <-done; o1.State != StateVerified || w1.somaxconn() != "1024" {
 		t.Fatalf("h1: %s (%s), somaxconn %s", o1.State, o1.Reason, w1.somaxconn())
