@@ -212,8 +212,6 @@ func (e *Engine) Store() Store { return e.store }
 
 func (e *Engine) now() time.Time { return e.opts.Clock.Now() }
 
-func (e *Engine) sysctl(ns string) Sysctl { return Sysctl{Root: e.opts.ProcSys, Netns: ns} }
-
 // sysctlAt reads and writes only in the namespace t identifies.
 func (e *Engine) sysctlAt(t Target) Sysctl {
 	id := t.ID
