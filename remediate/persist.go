@@ -41,6 +41,14 @@ func (e *Engine) planPersist(t Target, vals []Value) ([]PersistNote, error) {
 		if err := ValidKey(v.Key); err != nil {
 			return nil, err
 		}
+		over, err := bootOverrides(dir, v.Key)
+		if err != nil {
+			return nil, fmt.Errorf("persist %s: %w", v.Key, err)
+		}
+		if len(over) > 0 {
+			return nil, fmt.Errorf("%s: applied after %s at boot, where the last setting wins, so the verified value would not survive a reboot; not persisted: set %s = %s there by hand",
+				strings.Join(over, "; "), PersistFile(v.Key), v.Key, v.New)
+		}
 		n := PersistNote{Path: filepath.Join(dir, PersistFile(v.Key))}
 		b, err := readSmall(n.Path)
 		switch {

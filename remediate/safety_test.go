@@ -370,3 +370,87 @@ func TestResolveLeavesBusyNamespace(t *testing.T) {
 		t.Fatalf("Resolve once free: %+v %v, somaxconn %s", outs, err, w.somaxconn())
 	}
 }
+
+// A persisted value must be the one the host boots with. Files applied
+// after 90-sockwarden-KEY.conf at boot (a later name in any sysctl.d
+// directory, a name not hidden by an earlier directory, /etc/sysctl.conf)
+// that set the same key would undo it: those are found, and the change is
+// then verified and kept but not persisted, saying which line to change.
+func TestPersistBootOrder(t *testing.T) {
+	key := "net.core.somaxconn"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string // path under the root -> content
+		want  []string          // paths under the root that override
+	}{
+		{"nothing else", nil, nil},
+		{"sysctl.conf", map[string]string{"etc/sysctl.conf": "# tuned\nnet.core.somaxconn = 1024\n"}, []string{"etc/sysctl.conf:2"}},
+		{"later name, slash form", map[string]string{"usr/lib/sysctl.d/99-vendor.conf": "-net/core/somaxconn=512\n"}, []string{"usr/lib/sysctl.d/99-vendor.conf:1"}},
+		{"earlier name", map[string]string{"usr/lib/sysctl.d/10-vendor.conf": "net.core.somaxconn = 512\n"}, nil},
+		{"other key", map[string]string{"etc/sysctl.d/99-x.conf": "net.core.somaxconn_x = 1\nnet.ipv4.tcp_syncookies = 1\n"}, nil},
+		{"hidden by /etc", map[string]string{
+			"etc/sysctl.d/99-vendor.conf":     "# masked\n",
+			"usr/lib/sysctl.d/99-vendor.conf": "net.core.somaxconn = 512\n",
+		}, nil},
+		{"debian link counted once", map[string]string{
+			"etc/sysctl.conf":              "net.core.somaxconn = 1024\n",
+			"etc/sysctl.d/99-sysctl.conf@": "../sysctl.conf",
+		}, []string{"etc/sysctl.d/99-sysctl.conf:1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, d := range []string{"etc/sysctl.d", "usr/lib/sysctl.d"} {
+				os.MkdirAll(filepath.Join(root, d), 0o755)
+			}
+			for p, body := range tc.files {
+				if link, ok := strings.CutSuffix(p, "@"); ok {
+					if err := os.Symlink(body, filepath.Join(root, link)); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				if err := os.WriteFile(filepath.Join(root, p), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			saved := bootSysctlDirs
+			bootSysctlDirs = []string{filepath.Join(root, "usr/lib/sysctl.d")}
+			t.Cleanup(func() { bootSysctlDirs = saved })
+			got, err := bootOverrides(filepath.Join(root, "etc/sysctl.d"), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var where []string
+			for _, g := range got {
+				where = append(where, strings.TrimPrefix(strings.Fields(g)[0], root+"/"))
+			}
+			if diff := cmp.Diff(tc.want, where); diff != "" {
+				t.Errorf("(-want +got):\n%s\n%q", diff, got)
+			}
+		})
+	}
+
+	// Through the engine: verified and kept, not persisted, the line named.
+	w := newWorld(t)
+	w.relisten = true
+	root := t.TempDir()
+	dir := filepath.Join(root, "sysctl.d")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(root, "sysctl.conf"), []byte("net.core.somaxconn = 1024\n"), 0o644)
+	saved := bootSysctlDirs
+	bootSysctlDirs = nil
+	t.Cleanup(func() { bootSysctlDirs = saved })
+	e := w.engine(func(c *config.Config) { c.Remediate.Persist = true; c.Remediate.PersistDir = dir })
+	id := w.propose(e)
+	e.Approve(id, ApproveOptions{})
+	out, err := e.Apply(context.Background(), id, ApplyOptions{})
+	if err != nil || out.State != StateVerified || out.Persisted != "" {
+		t.Fatalf("apply: %s (%s) persisted %q, %v", out.State, out.Reason, out.Persisted, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, PersistFile(key))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s written although sysctl.conf overrides it at boot: %v", PersistFile(key), err)
+	}
+	if !strings.Contains(out.Reason, "sysctl.conf:1 sets net.core.somaxconn = 1024") {
+		t.Errorf("reason does not name the overriding line: %q", out.Reason)
+	}
+}
