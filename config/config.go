@@ -141,15 +141,10 @@ func Load(opts Options) (Config, error) {
 	}
 
 	if opts.Flags != nil {
-		known := map[string]bool{}
-		for _, k := range keys {
-			known[k] = true
-		}
+		known := knownKeys(keys)
 		opts.Flags.Visit(func(f *pflag.Flag) {
-			key := f.Name
-			if a := f.Annotations["config"]; len(a) == 1 {
-				key = a[0]
-			} else if !known[key] {
+			key, ok := flagKey(f, known)
+			if !ok {
 				return
 			}
 			if sv, ok := f.Value.(pflag.SliceValue); ok {
@@ -409,4 +404,22 @@ func positiveDur(key string, d time.Duration) error {
 		return fmt.Errorf("%s: must be a positive duration, got %s", key, d)
 	}
 	return nil
+}
+
+func knownKeys(keys []string) map[string]bool {
+	known := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		known[k] = true
+	}
+	return known
+}
+
+// flagKey is the config key a command-line flag sets: the one its "config"
+// annotation names, else its own name when that is a key; ok is false for
+// a flag that sets no key.
+func flagKey(f *pflag.Flag, known map[string]bool) (key string, ok bool) {
+	if a := f.Annotations["config"]; len(a) == 1 {
+		return a[0], true
+	}
+	return f.Name, known[f.Name]
 }

@@ -66,15 +66,10 @@ func Explain(opts Options) (Config, []Setting, error) {
 		}
 	}
 	if opts.Flags != nil {
-		known := map[string]bool{}
-		for _, k := range Keys() {
-			known[k] = true
-		}
+		known := knownKeys(Keys())
 		opts.Flags.Visit(func(f *pflag.Flag) {
-			key := f.Name
-			if a := f.Annotations["config"]; len(a) == 1 {
-				key = a[0]
-			} else if !known[key] {
+			key, ok := flagKey(f, known)
+			if !ok {
 				return
 			}
 			src[key] = Setting{Source: SourceFlag, Origin: "--" + f.Name}
