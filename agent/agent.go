@@ -96,7 +96,7 @@ type Agent struct {
 	// fleet is the fleet store (nil without one). While it does not
 	// answer (fleetDown), nothing is applied and proposals are kept in
 	// unrecorded (by namespace) until it does.
-	fleet      *remediate.EtcdStore
+	fleet      fleet.Store
 	rollouts   *rollouts // fleet rollouts (nil without a fleet)
 	unrecorded map[string]diagnose.Report
 	waitLogged map[string]bool
@@ -143,12 +143,12 @@ func (a *Agent) configure(cfg config.Config) error {
 	eo := remediate.OptionsFromConfig(cfg, a.opts.Log)
 	// Events come from the engine's Apply, in the apply goroutine.
 	eo.OnEvent = func(ev remediate.Event) { a.onEvent(eng, ev) }
-	var fleetStore *remediate.EtcdStore
+	var fleetStore fleet.Store
 	var ro *rollouts
 	if cfg.Fleet.Enabled() {
 		// Connecting does not wait for etcd: an agent started during an
 		// outage runs, observes, and applies nothing until it answers.
-		fs, err := remediate.OpenEtcdStore(cfg.Fleet, "", a.opts.Log)
+		fs, err := fleet.OpenEtcdStore(cfg.Fleet, "", a.opts.Log)
 		if err != nil {
 			return err
 		}

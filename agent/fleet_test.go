@@ -15,6 +15,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/fleet"
 	"github.com/sockwarden/sockwarden/internal/etcdtest"
 	"github.com/sockwarden/sockwarden/remediate"
 )
@@ -122,7 +123,7 @@ func TestFleetOutage(t *testing.T) {
 func TestFleetSlotWait(t *testing.T) {
 	srv := etcdtest.Start(t)
 	a, logs := fleetAgent(t, srv, func(c *config.Config) { c.Fleet.SlotTTL = 2 * time.Second })
-	other, err := remediate.OpenEtcdStore(a.cfg.Fleet, "other-host", nil)
+	other, err := fleet.OpenEtcdStore(a.cfg.Fleet, "other-host", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

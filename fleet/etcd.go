@@ -19,7 +19,7 @@ import (
 )
 
 // Backend is the connection the fleet shares with the proposal store
-// (remediate.EtcdStore implements it).
+// (EtcdStore implements it).
 type Backend interface {
 	Client() (*clientv3.Client, error)
 	Prefix() string

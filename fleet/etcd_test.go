@@ -10,7 +10,6 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/internal/etcdtest"
-	"github.com/sockwarden/sockwarden/remediate"
 )
 
 func openFleet(t *testing.T, srv *etcdtest.Server, host string) *Fleet {
@@ -18,7 +17,7 @@ func openFleet(t *testing.T, srv *etcdtest.Server, host string) *Fleet {
 	f := config.Defaults().Fleet
 	f.Etcd.Endpoints = []string{srv.Endpoint}
 	f.Etcd.RequestTimeout = 2 * time.Second
-	s, err := remediate.OpenEtcdStore(f, host, nil)
+	s, err := OpenEtcdStore(f, host, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,26 @@ import (
 	"github.com/sockwarden/sockwarden/remediate"
 )
 
+// Store is the fleet's shared store as the agent and the CLI use it:
+// proposals and approvals (remediate.Store), the rollout slots
+// (remediate.Rollout), the connection rollouts share (Backend), and the
+// fleet-wide listing. EtcdStore implements it; nothing outside this
+// package names EtcdStore.
+type Store interface {
+	remediate.Store
+	remediate.Rollout
+	Backend
+	// Host is the host this store records proposals as.
+	Host() string
+	// FleetProposals lists every host's pending proposals, newest first.
+	FleetProposals() ([]remediate.Pending, error)
+	// Ping checks that a quorum answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+var _ Store = (*EtcdStore)(nil)
+
 // Claim is this host's place in a rollout, held while its apply runs.
 type Claim struct {
 	Rollout  Rollout

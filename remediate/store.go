@@ -181,10 +181,6 @@ func (a Approval) Usable(now time.Time) error {
 	return nil
 }
 
-// usable is Approval.Usable for EtcdStore.UseApproval, which the fleet
-// work moves out of this package (it then calls the method).
-func usable(a Approval, _ string, now time.Time) error { return a.Usable(now) }
-
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // ValidID checks a proposal or change id before it becomes a file name.

@@ -57,7 +57,7 @@ Examples:
 }
 
 // fleetOf opens the fleet store; without one, a usage error.
-func (a *app) fleetOf() (*remediate.EtcdStore, *fleet.Fleet, error) {
+func (a *app) fleetOf() (fleet.Store, *fleet.Fleet, error) {
 	if !a.cfg.Fleet.Enabled() {
 		return nil, nil, usageErr("fleet commands work on the fleet's etcd: set fleet.etcd.endpoints (or SOCKWARDEN_FLEET_ETCD_ENDPOINTS)")
 	}

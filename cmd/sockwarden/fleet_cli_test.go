@@ -28,7 +28,7 @@ func seedFleet(t *testing.T, n int) (*etcdtest.Server, *fleet.Fleet, string) {
 	var group string
 	for i := 1; i <= n; i++ {
 		h := fmt.Sprintf("web-%d", i)
-		s, err := remediate.OpenEtcdStore(f, h, nil)
+		s, err := fleet.OpenEtcdStore(f, h, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,7 +30,7 @@ type fleetLab struct {
 	srv   *etcdtest.Server
 	envs  map[string]*lab.Env
 	logs  map[string]string
-	store *remediate.EtcdStore
+	store *fleet.EtcdStore
 	f     *fleet.Fleet
 	ctx   context.Context
 }
@@ -53,7 +53,7 @@ func startFleetLab(t *testing.T, n int, relisten bool) *fleetLab {
 	fc := config.Defaults().Fleet
 	fc.Etcd.Endpoints = []string{srv.Endpoint}
 	fc.Etcd.RequestTimeout = 2 * time.Second
-	s, err := remediate.OpenEtcdStore(fc, "test", nil)
+	s, err := fleet.OpenEtcdStore(fc, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

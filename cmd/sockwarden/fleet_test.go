@@ -12,6 +12,7 @@ import (
 	"github.com/sockwarden/sockwarden/agent"
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/fleet"
 	"github.com/sockwarden/sockwarden/internal/etcdtest"
 	"github.com/sockwarden/sockwarden/remediate"
 )
@@ -26,7 +27,7 @@ func TestFleetCLI(t *testing.T) {
 	t.Setenv("SOCKWARDEN_FLEET_ETCD_REQUEST_TIMEOUT", "1s")
 	f := config.Defaults().Fleet
 	f.Etcd.Endpoints = []string{srv.Endpoint}
-	other, err := remediate.OpenEtcdStore(f, "web-2", nil)
+	other, err := fleet.OpenEtcdStore(f, "web-2", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestNetnsAgentFleet(t *testing.T) {
 	t.Setenv("SOCKWARDEN_AGENT_CONTROL_SOCKET", cfg.Agent.ControlSocket)
 	t.Setenv("SOCKWARDEN_FLEET_ETCD_ENDPOINTS", srv.Endpoint)
 	t.Setenv("SOCKWARDEN_FLEET_ETCD_REQUEST_TIMEOUT", "1s")
-	store, err := remediate.OpenEtcdStore(cfg.Fleet, "", nil)
+	store, err := fleet.OpenEtcdStore(cfg.Fleet, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

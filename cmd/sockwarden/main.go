@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/fleet"
 	"github.com/sockwarden/sockwarden/internal/netns"
-	"github.com/sockwarden/sockwarden/remediate"
 )
 
 // Exit codes, documented in the README and `sockwarden --help`.
@@ -70,7 +70,7 @@ type app struct {
 
 	// fleet is the fleet store, opened on first use (fleetStore) and
 	// closed when the command returns.
-	fleet *remediate.EtcdStore
+	fleet fleet.Store
 }
 
 var version = "dev" // set with -ldflags "-X main.version=..."
@@ -159,11 +159,11 @@ func (a *app) close() {
 // fleetStore opens the fleet store (fleet.etcd.endpoints), nil when none is
 // configured. Opening does not wait for etcd; a bad TLS or password file is
 // a usage error naming the key.
-func (a *app) fleetStore() (*remediate.EtcdStore, error) {
+func (a *app) fleetStore() (fleet.Store, error) {
 	if !a.cfg.Fleet.Enabled() || a.fleet != nil {
 		return a.fleet, nil
 	}
-	s, err := remediate.OpenEtcdStore(a.cfg.Fleet, "", a.log)
+	s, err := fleet.OpenEtcdStore(a.cfg.Fleet, "", a.log)
 	if err != nil {
 		return nil, withCode(exitUsage, err)
 	}

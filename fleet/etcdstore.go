@@ -1,4 +1,4 @@
-package remediate
+package fleet
 
 import (
 	"context"
@@ -21,15 +21,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
-// ErrStoreUnavailable wraps every error of the fleet store's server: it is
-// unreachable, timed out, or refused the request. Nothing is applied then
-// (fail closed): an approval that cannot be checked is no approval.
-var ErrStoreUnavailable = errors.New("fleet store unavailable")
-
-// EtcdStore is the fleet's Store: proposals and approvals in etcd, shared
-// by every host, and the fleet's rollout slots (Rollout). Keys, under the
+// EtcdStore is the fleet's remediate.Store: proposals and approvals in etcd, shared
+// by every host, and the fleet's rollout slots (remediate.Rollout). Keys, under the
 // configured prefix (default /sockwarden/):
 //
 //	PREFIX/proposals/HOST/ID   a Pending, JSON (as FileStore's files)
@@ -61,8 +57,8 @@ type EtcdStore struct {
 }
 
 var (
-	_ Store   = (*EtcdStore)(nil)
-	_ Rollout = (*EtcdStore)(nil)
+	_ remediate.Store   = (*EtcdStore)(nil)
+	_ remediate.Rollout = (*EtcdStore)(nil)
 )
 
 // EtcdClientConfig turns the fleet section into an etcd client
@@ -229,12 +225,12 @@ func (s *EtcdStore) fail(op, key string, err error) error {
 		// The client retries a failed TLS handshake until the deadline
 		// and reports only the deadline: find out why, once.
 		return fmt.Errorf("%w: etcd %s: %s %s: no answer within %s (fleet.etcd.request_timeout)%s: %w",
-			ErrStoreUnavailable, s.endpoints, op, key, s.timeout, s.tlsProblem(), err)
+			remediate.ErrStoreUnavailable, s.endpoints, op, key, s.timeout, s.tlsProblem(), err)
 	}
 	if s.user != "" && op == "log in" {
-		return fmt.Errorf("%w: etcd %s: log in as %q: %w%s", ErrStoreUnavailable, s.endpoints, s.user, err, s.authProblem(err))
+		return fmt.Errorf("%w: etcd %s: log in as %q: %w%s", remediate.ErrStoreUnavailable, s.endpoints, s.user, err, s.authProblem(err))
 	}
-	return fmt.Errorf("%w: etcd %s: %s %s: %w%s", ErrStoreUnavailable, s.endpoints, op, key, err, s.authProblem(err))
+	return fmt.Errorf("%w: etcd %s: %s %s: %w%s", remediate.ErrStoreUnavailable, s.endpoints, op, key, err, s.authProblem(err))
 }
 
 // authProblem says which setting an authentication error is about. It
@@ -359,16 +355,9 @@ func (s *EtcdStore) cas(key string, rev int64, v any) (bool, error) {
 // another writer succeeded, so a few are plenty.
 const casRetries = 16
 
-func decode(key string, b []byte, v any) error {
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%w: etcd key %s: %w", ErrUnsafeState, key, err)
-	}
-	return nil
-}
-
-// RecordProposal implements Store, under the proposal's own host.
-func (s *EtcdStore) RecordProposal(p Pending) error {
-	if err := ValidID(p.Proposal.ID); err != nil {
+// RecordProposal implements remediate.Store, under the proposal's own host.
+func (s *EtcdStore) RecordProposal(p remediate.Pending) error {
+	if err := remediate.ValidID(p.Proposal.ID); err != nil {
 		return err
 	}
 	host := p.Proposal.Host
@@ -383,7 +372,7 @@ func (s *EtcdStore) RecordProposal(p Pending) error {
 		}
 		q := p
 		if b != nil {
-			var old Pending
+			var old remediate.Pending
 			if err := decode(key, b, &old); err == nil && !old.Recorded.IsZero() {
 				q.Recorded = old.Recorded
 			}
@@ -399,31 +388,31 @@ func (s *EtcdStore) RecordProposal(p Pending) error {
 			return err
 		}
 	}
-	return fmt.Errorf("%w: etcd %s: put %s: too much contention", ErrStoreUnavailable, s.endpoints, key)
+	return fmt.Errorf("%w: etcd %s: put %s: too much contention", remediate.ErrStoreUnavailable, s.endpoints, key)
 }
 
-// Proposal implements Store. The id is looked up under this host first,
+// Proposal implements remediate.Store. The id is looked up under this host first,
 // then under every host, so that an operator anywhere can approve it.
-func (s *EtcdStore) Proposal(id string) (Pending, error) {
-	if err := ValidID(id); err != nil {
-		return Pending{}, err
+func (s *EtcdStore) Proposal(id string) (remediate.Pending, error) {
+	if err := remediate.ValidID(id); err != nil {
+		return remediate.Pending{}, err
 	}
 	key := s.proposalKey(s.host, id)
 	b, _, err := s.get(key)
 	if err != nil {
-		return Pending{}, err
+		return remediate.Pending{}, err
 	}
 	if b == nil {
 		pfx := s.prefix + "proposals/"
 		cli, err := s.client()
 		if err != nil {
-			return Pending{}, s.fail("list", pfx, err)
+			return remediate.Pending{}, s.fail("list", pfx, err)
 		}
 		ctx, cancel := s.ctx()
 		defer cancel()
 		resp, err := cli.Get(ctx, pfx, clientv3.WithPrefix())
 		if err != nil {
-			return Pending{}, s.fail("list", pfx, err)
+			return remediate.Pending{}, s.fail("list", pfx, err)
 		}
 		for _, kv := range resp.Kvs {
 			if strings.HasSuffix(string(kv.Key), "/"+id) {
@@ -433,29 +422,29 @@ func (s *EtcdStore) Proposal(id string) (Pending, error) {
 		}
 	}
 	if b == nil {
-		return Pending{}, fmt.Errorf("%w: proposal %s (etcd %s, %s)", ErrNotFound, id, s.endpoints, s.prefix+"proposals/")
+		return remediate.Pending{}, fmt.Errorf("%w: proposal %s (etcd %s, %s)", remediate.ErrNotFound, id, s.endpoints, s.prefix+"proposals/")
 	}
-	var p Pending
+	var p remediate.Pending
 	if err := decode(key, b, &p); err != nil {
-		return Pending{}, err
+		return remediate.Pending{}, err
 	}
 	if p.Proposal.ID != id {
-		return Pending{}, fmt.Errorf("%w: etcd key %s holds id %q", ErrUnsafeState, key, p.Proposal.ID)
+		return remediate.Pending{}, fmt.Errorf("%w: etcd key %s holds id %q", remediate.ErrUnsafeState, key, p.Proposal.ID)
 	}
 	return p, nil
 }
 
-// Proposals implements Store: this host's, newest first.
-func (s *EtcdStore) Proposals() ([]Pending, error) {
+// Proposals implements remediate.Store: this host's, newest first.
+func (s *EtcdStore) Proposals() ([]remediate.Pending, error) {
 	return s.list(s.prefix + "proposals/" + hostSeg(s.host) + "/")
 }
 
 // FleetProposals lists the proposals of every host, newest first.
-func (s *EtcdStore) FleetProposals() ([]Pending, error) {
+func (s *EtcdStore) FleetProposals() ([]remediate.Pending, error) {
 	return s.list(s.prefix + "proposals/")
 }
 
-func (s *EtcdStore) list(pfx string) ([]Pending, error) {
+func (s *EtcdStore) list(pfx string) ([]remediate.Pending, error) {
 	cli, err := s.client()
 	if err != nil {
 		return nil, s.fail("list", pfx, err)
@@ -466,14 +455,14 @@ func (s *EtcdStore) list(pfx string) ([]Pending, error) {
 	if err != nil {
 		return nil, s.fail("list", pfx, err)
 	}
-	var out []Pending
+	var out []remediate.Pending
 	for _, kv := range resp.Kvs {
-		var p Pending
+		var p remediate.Pending
 		if err := decode(string(kv.Key), kv.Value, &p); err != nil {
 			return nil, err
 		}
 		if !strings.HasSuffix(string(kv.Key), "/"+p.Proposal.ID) {
-			return nil, fmt.Errorf("%w: etcd key %s holds id %q", ErrUnsafeState, kv.Key, p.Proposal.ID)
+			return nil, fmt.Errorf("%w: etcd key %s holds id %q", remediate.ErrUnsafeState, kv.Key, p.Proposal.ID)
 		}
 		out = append(out, p)
 	}
@@ -481,9 +470,9 @@ func (s *EtcdStore) list(pfx string) ([]Pending, error) {
 	return out, nil
 }
 
-// PutApproval implements Store.
-func (s *EtcdStore) PutApproval(a Approval) error {
-	if err := ValidID(a.Proposal); err != nil {
+// PutApproval implements remediate.Store.
+func (s *EtcdStore) PutApproval(a remediate.Approval) error {
+	if err := remediate.ValidID(a.Proposal); err != nil {
 		return err
 	}
 	key := s.approvalKey(a.Proposal)
@@ -503,59 +492,59 @@ func (s *EtcdStore) PutApproval(a Approval) error {
 	return nil
 }
 
-func (s *EtcdStore) approval(id string) (Approval, int64, error) {
-	if err := ValidID(id); err != nil {
-		return Approval{}, 0, err
+func (s *EtcdStore) approval(id string) (remediate.Approval, int64, error) {
+	if err := remediate.ValidID(id); err != nil {
+		return remediate.Approval{}, 0, err
 	}
 	key := s.approvalKey(id)
 	b, rev, err := s.get(key)
 	if err != nil {
-		return Approval{}, 0, err
+		return remediate.Approval{}, 0, err
 	}
 	if b == nil {
-		return Approval{}, 0, fmt.Errorf("%w: approval %s (etcd %s, %s)", ErrNotFound, id, s.endpoints, key)
+		return remediate.Approval{}, 0, fmt.Errorf("%w: approval %s (etcd %s, %s)", remediate.ErrNotFound, id, s.endpoints, key)
 	}
-	var a Approval
+	var a remediate.Approval
 	if err := decode(key, b, &a); err != nil {
-		return Approval{}, 0, err
+		return remediate.Approval{}, 0, err
 	}
 	if a.Proposal != id {
-		return Approval{}, 0, fmt.Errorf("%w: etcd key %s holds id %q", ErrUnsafeState, key, a.Proposal)
+		return remediate.Approval{}, 0, fmt.Errorf("%w: etcd key %s holds id %q", remediate.ErrUnsafeState, key, a.Proposal)
 	}
 	return a, rev, nil
 }
 
-// Approval implements Store.
-func (s *EtcdStore) Approval(id string) (Approval, error) {
+// Approval implements remediate.Store.
+func (s *EtcdStore) Approval(id string) (remediate.Approval, error) {
 	a, _, err := s.approval(id)
 	return a, err
 }
 
-// UseApproval implements Store, exactly once across the fleet: the
+// UseApproval implements remediate.Store, exactly once across the fleet: the
 // approval is read, checked (not used, not denied, not expired), and
 // marked used in one etcd Txn that succeeds only if the key's ModRevision
 // is still the one read. Of concurrent callers on any hosts, one Txn wins;
 // the others read the winner's mark and get ErrApprovalUsed.
-func (s *EtcdStore) UseApproval(id, change string, now time.Time) (Approval, error) {
+func (s *EtcdStore) UseApproval(id, change string, now time.Time) (remediate.Approval, error) {
 	for range casRetries {
 		a, rev, err := s.approval(id)
 		if err != nil {
-			return Approval{}, err
+			return remediate.Approval{}, err
 		}
-		if err := usable(a, id, now); err != nil {
+		if err := a.Usable(now); err != nil {
 			return a, err
 		}
 		a.UsedBy, a.UsedAt = change, now.UTC()
 		ok, err := s.cas(s.approvalKey(id), rev, a)
 		if err != nil {
-			return Approval{}, err
+			return remediate.Approval{}, err
 		}
 		if ok {
 			return a, nil
 		}
 		// Someone wrote the approval since we read it: read it again.
 	}
-	return Approval{}, fmt.Errorf("%w: etcd %s: use %s: too much contention", ErrStoreUnavailable, s.endpoints, s.approvalKey(id))
+	return remediate.Approval{}, fmt.Errorf("%w: etcd %s: use %s: too much contention", remediate.ErrStoreUnavailable, s.endpoints, s.approvalKey(id))
 }
 
 // Ping checks that the store answers a linearizable read (a quorum is up).
@@ -572,55 +561,13 @@ func (s *EtcdStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-// SlotHolder is a change holding one of the fleet's rollout slots.
-type SlotHolder struct {
-	Host     string    `json:"host"`
-	Change   string    `json:"change"`
-	Proposal string    `json:"proposal"`
-	Netns    string    `json:"netns,omitempty"`
-	Values   []Value   `json:"values,omitempty"`
-	PID      int       `json:"pid"`
-	Since    time.Time `json:"since"`
-}
-
-func (h SlotHolder) String() string {
-	return fmt.Sprintf("%s change %s (%s) since %s", h.Host, h.Change, h.ValuesString(), h.Since.Format(time.RFC3339))
-}
-
-// ValuesString is the change's values, "key old->new, ...".
-func (h SlotHolder) ValuesString() string {
-	var v []string
-	for _, x := range h.Values {
-		v = append(v, fmt.Sprintf("%s %s->%s", x.Key, x.Old, x.New))
-	}
-	return strings.Join(v, ", ")
-}
-
-// ErrNoSlot: the fleet already has fleet.max_concurrent changes in flight.
-var ErrNoSlot = errors.New("no fleet rollout slot free")
-
-// Rollout limits how many hosts of a fleet have a change in flight.
-type Rollout interface {
-	// Acquire takes a slot for the change h describes; ErrNoSlot when
-	// the fleet is full. The slot is held until Release, or until the
-	// holder dies (its lease expires).
-	Acquire(ctx context.Context, h SlotHolder) (Slot, error)
-	// Holders lists the changes holding slots, and the fleet's limit.
-	Holders(ctx context.Context) ([]SlotHolder, int, error)
-}
-
-// Slot is a held rollout slot.
-type Slot interface {
-	Release() error
-}
-
-// Holders implements Rollout.
-func (s *EtcdStore) Holders(ctx context.Context) ([]SlotHolder, int, error) {
+// Holders implements remediate.Rollout.
+func (s *EtcdStore) Holders(ctx context.Context) ([]remediate.SlotHolder, int, error) {
 	hs, _, err := s.holders(ctx)
 	return hs, s.max, err
 }
 
-func (s *EtcdStore) holders(ctx context.Context) ([]SlotHolder, int64, error) {
+func (s *EtcdStore) holders(ctx context.Context) ([]remediate.SlotHolder, int64, error) {
 	pfx := s.rolloutPrefix()
 	cli, err := s.client()
 	if err != nil {
@@ -632,29 +579,19 @@ func (s *EtcdStore) holders(ctx context.Context) ([]SlotHolder, int64, error) {
 	if err != nil {
 		return nil, 0, s.fail("list", pfx, err)
 	}
-	var out []SlotHolder
+	var out []remediate.SlotHolder
 	for _, kv := range resp.Kvs {
-		var h SlotHolder
+		var h remediate.SlotHolder
 		if err := json.Unmarshal(kv.Value, &h); err != nil {
 			// Still a holder: count it, whatever it says.
-			h = SlotHolder{Host: "?", Change: string(kv.Key)}
+			h = remediate.SlotHolder{Host: "?", Change: string(kv.Key)}
 		}
 		out = append(out, h)
 	}
 	return out, resp.Header.Revision, nil
 }
 
-// InFlight says how full the fleet's rollout slots are, naming the
-// holders: "2 of 2 (fleet.max_concurrent) in flight: h1 change c-1 ...".
-func InFlight(hs []SlotHolder, max int) string {
-	var d []string
-	for _, h := range hs {
-		d = append(d, h.String())
-	}
-	return fmt.Sprintf("%d of %d (fleet.max_concurrent) in flight: %s", len(hs), max, strings.Join(d, "; "))
-}
-
-// Acquire implements Rollout. A slot is a key PREFIX/rollout/HOST/CHANGE
+// Acquire implements remediate.Rollout. A slot is a key PREFIX/rollout/HOST/CHANGE
 // bound to a lease of fleet.slot_ttl kept alive while held. It is taken by
 // one Txn that succeeds only if no key under PREFIX/rollout/ changed since
 // the holders were counted (a range compare on ModRevision) and the new key
@@ -666,11 +603,11 @@ func InFlight(hs []SlotHolder, max int) string {
 // already counts this change, so it is taken over, rebound to the new
 // lease, instead of counted against the limit. Only one process works on
 // a change (its lock file), so nobody else holds that key.
-func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
+func (s *EtcdStore) Acquire(ctx context.Context, h remediate.SlotHolder) (remediate.Slot, error) {
 	if h.Host == "" {
 		h.Host = s.host
 	}
-	if err := ValidID(h.Change); err != nil {
+	if err := remediate.ValidID(h.Change); err != nil {
 		return nil, err
 	}
 	key := s.rolloutPrefix() + hostSeg(h.Host) + "/" + h.Change
@@ -694,11 +631,11 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 			return nil, err
 		}
 		n := len(hs)
-		hs = slices.DeleteFunc(hs, func(o SlotHolder) bool { return o.Host == h.Host && o.Change == h.Change })
+		hs = slices.DeleteFunc(hs, func(o remediate.SlotHolder) bool { return o.Host == h.Host && o.Change == h.Change })
 		takeover := len(hs) < n
 		if len(hs) >= s.max {
 			revoke()
-			return nil, fmt.Errorf("%w: %s; try again when one settles", ErrNoSlot, InFlight(hs, s.max))
+			return nil, fmt.Errorf("%w: %s; try again when one settles", remediate.ErrNoSlot, remediate.InFlight(hs, s.max))
 		}
 		if lease == 0 {
 			if cli, err = s.client(); err != nil {
@@ -731,7 +668,7 @@ func (s *EtcdStore) Acquire(ctx context.Context, h SlotHolder) (Slot, error) {
 		}
 	}
 	revoke()
-	return nil, fmt.Errorf("%w: too much contention on %s", ErrNoSlot, s.rolloutPrefix())
+	return nil, fmt.Errorf("%w: too much contention on %s", remediate.ErrNoSlot, s.rolloutPrefix())
 }
 
 // etcdSlot keeps its lease alive until released.
@@ -745,7 +682,7 @@ type etcdSlot struct {
 	release sync.Once
 }
 
-func (s *EtcdStore) hold(cli *clientv3.Client, key string, lease clientv3.LeaseID, h SlotHolder) *etcdSlot {
+func (s *EtcdStore) hold(cli *clientv3.Client, key string, lease clientv3.LeaseID, h remediate.SlotHolder) *etcdSlot {
 	kctx, cancel := context.WithCancel(context.Background())
 	sl := &etcdSlot{s: s, cli: cli, key: key, lease: lease, cancel: cancel, done: make(chan struct{})}
 	log := s.log.With(zap.String("slot", key), zap.String("change", h.Change))

@@ -1,4 +1,4 @@
-package remediate
+package fleet
 
 // The production configuration of the fleet store against a real etcd:
 // TLS with client certificates (etcdtest.StartTLS: https only,
@@ -21,6 +21,8 @@ import (
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
 	"github.com/sockwarden/sockwarden/internal/etcdtest"
+	"github.com/sockwarden/sockwarden/internal/storetest"
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
 // tlsFleetConfig is fleetConfig for a StartTLS server: its CA and its
@@ -54,7 +56,7 @@ func rawTLSClient(t *testing.T, srv *etcdtest.Server, user, password string) *cl
 func roundTrip(t *testing.T, s *EtcdStore) {
 	t.Helper()
 	now := time.Now().UTC().Truncate(time.Second)
-	p := Pending{Proposal: diagnose.Proposal{ID: "7e57c0ffee01", Host: s.Host(), Finding: diagnose.KindAcceptQueueOverflow, Subject: "127.0.0.1:8080",
+	p := remediate.Pending{Proposal: diagnose.Proposal{ID: "7e57c0ffee01", Host: s.Host(), Finding: diagnose.KindAcceptQueueOverflow, Subject: "127.0.0.1:8080",
 		Changes: []diagnose.Change{{Key: "net.core.somaxconn", Current: "128", Proposed: "1024"}}}, Side: diagnose.SideKernel, Recorded: now, LastSeen: now}
 	if err := s.RecordProposal(p); err != nil {
 		t.Fatalf("RecordProposal: %v", err)
@@ -62,7 +64,7 @@ func roundTrip(t *testing.T, s *EtcdStore) {
 	if got, err := s.Proposal(p.Proposal.ID); err != nil || got.Proposal.ID != p.Proposal.ID {
 		t.Fatalf("Proposal: %+v, %v", got, err)
 	}
-	a := Approval{Proposal: p.Proposal.ID, Host: s.Host(), Changes: p.Proposal.Changes, Approver: Approver{User: "root"},
+	a := remediate.Approval{Proposal: p.Proposal.ID, Host: s.Host(), Changes: p.Proposal.Changes, Approver: remediate.Approver{User: "root"},
 		Created: now, Expires: now.Add(time.Hour)}
 	if err := s.PutApproval(a); err != nil {
 		t.Fatalf("PutApproval: %v", err)
@@ -70,7 +72,7 @@ func roundTrip(t *testing.T, s *EtcdStore) {
 	if u, err := s.UseApproval(p.Proposal.ID, "c-1", now); err != nil || u.UsedBy != "c-1" {
 		t.Fatalf("UseApproval: %+v, %v", u, err)
 	}
-	if _, err := s.UseApproval(p.Proposal.ID, "c-2", now); !errors.Is(err, ErrApprovalUsed) {
+	if _, err := s.UseApproval(p.Proposal.ID, "c-2", now); !errors.Is(err, remediate.ErrApprovalUsed) {
 		t.Fatalf("second UseApproval: %v, want ErrApprovalUsed", err)
 	}
 	ctx := context.Background()
@@ -95,7 +97,7 @@ func TestEtcdTLSClientCert(t *testing.T) {
 		t.Fatalf("StartTLS endpoint %s", srv.Endpoint)
 	}
 	roundTrip(t, openEtcd(t, tlsFleetConfig(srv), "h1"))
-	storeContract(t, func(t *testing.T) Store { return openEtcd(t, tlsFleetConfig(srv), "h1") })
+	storetest.Contract(t, func(t *testing.T) remediate.Store { return openEtcd(t, tlsFleetConfig(srv), "h1") })
 }
 
 // A TLS misconfiguration fails the first call, within the request
@@ -128,7 +130,7 @@ func TestEtcdTLSRefused(t *testing.T) {
 			}
 			took := time.Since(t0)
 			t.Logf("after %s: %v", took.Round(time.Millisecond), err)
-			if !errors.Is(err, ErrStoreUnavailable) || !strings.Contains(err.Error(), srv.Endpoint) {
+			if !errors.Is(err, remediate.ErrStoreUnavailable) || !strings.Contains(err.Error(), srv.Endpoint) {
 				t.Fatalf("err = %v: want ErrStoreUnavailable naming %s", err, srv.Endpoint)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
@@ -234,7 +236,7 @@ func TestEtcdAuth(t *testing.T) {
 		f.Etcd.Username, f.Etcd.PasswordFile = "sockwarden", pwFile("right2", userPW, 0o600)
 		s := openEtcd(t, f, "h1")
 		_, err := s.Approval("abc123")
-		if !errors.Is(err, ErrStoreUnavailable) || !strings.Contains(err.Error(), "permission denied") ||
+		if !errors.Is(err, remediate.ErrStoreUnavailable) || !strings.Contains(err.Error(), "permission denied") ||
 			!strings.Contains(err.Error(), `user "sockwarden" needs a role granting readwrite on the prefix /not-granted/`) {
 			t.Fatalf("err = %v: want permission denied naming the user and the prefix", err)
 		}
@@ -274,7 +276,7 @@ func TestEtcdAuthOpenDuringOutage(t *testing.T) {
 	defer s.Close()
 	t0 := time.Now()
 	_, err = s.Approval("abc123")
-	if !errors.Is(err, ErrStoreUnavailable) || !strings.Contains(err.Error(), srv.Endpoint) {
+	if !errors.Is(err, remediate.ErrStoreUnavailable) || !strings.Contains(err.Error(), srv.Endpoint) {
 		t.Fatalf("call while etcd is down: %v, want ErrStoreUnavailable naming %s", err, srv.Endpoint)
 	}
 	if took := time.Since(t0); took > 2*f.Etcd.RequestTimeout+500*time.Millisecond {
@@ -283,7 +285,7 @@ func TestEtcdAuthOpenDuringOutage(t *testing.T) {
 	srv.Restart()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		err := s.PutApproval(Approval{Proposal: "abc123", Approver: Approver{User: "root"}, Expires: time.Now().Add(time.Hour)})
+		err := s.PutApproval(remediate.Approval{Proposal: "abc123", Approver: remediate.Approver{User: "root"}, Expires: time.Now().Add(time.Hour)})
 		if err == nil {
 			break
 		}
