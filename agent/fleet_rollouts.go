@@ -14,6 +14,7 @@ import (
 	"github.com/sockwarden/sockwarden/diagnose"
 	"github.com/sockwarden/sockwarden/fleet"
 	"github.com/sockwarden/sockwarden/remediate"
+	"github.com/sockwarden/sockwarden/sample"
 	"github.com/sockwarden/sockwarden/verify"
 )
 
@@ -40,13 +41,16 @@ type rollouts struct {
 	// claimAfter is when this host may claim a free place it saw in a
 	// rollout (its fleet.ClaimDelay).
 	claimAfter map[string]time.Time
-	stopW      context.CancelFunc
-	watching   sync.WaitGroup
+	// bakes are the samples seen during this host's bakes, by rollout.
+	bakes    map[string]*bakeSamples
+	stopW    context.CancelFunc
+	watching sync.WaitGroup
 }
 
 func newRollouts(f *fleet.Fleet, claims *fleet.ClaimStore, ttl time.Duration, log *zap.Logger) *rollouts {
 	return &rollouts{f: f, claims: claims, reg: f.Register(fleet.HostInfo{Host: f.Host()}, ttl), log: log.Named("rollouts"),
-		wake: make(chan struct{}, 1), props: map[string]diagnose.Proposal{}, waitWhy: map[string]string{}, claimAfter: map[string]time.Time{}}
+		wake: make(chan struct{}, 1), props: map[string]diagnose.Proposal{}, waitWhy: map[string]string{}, claimAfter: map[string]time.Time{},
+		bakes: map[string]*bakeSamples{}}
 }
 
 // start runs the watch until stop.
@@ -138,6 +142,7 @@ func (a *Agent) rolloutsTick(ctx context.Context, reports []diagnose.Report) {
 		r.log.Info("fleet rollout: progress reported now that the fleet store answers", zap.String("rollout", p.Rollout), zap.String("state", p.State))
 	}
 	a.bakeCheck(ctx, reports)
+	a.bakeLoad(ctx)
 	a.rolloutRollbacks(ctx)
 }
 
@@ -167,6 +172,9 @@ func (a *Agent) bakeCheck(ctx context.Context, reports []diagnose.Report) {
 		if !ok || p.State != fleet.Verified || now.After(p.Settled.Add(time.Duration(ro.Bake))) {
 			continue
 		}
+		if b := r.bakes[id]; b != nil && b.done {
+			continue
+		}
 		for _, rep := range reports {
 			if rep.Netns != p.Netns {
 				continue
@@ -175,11 +183,86 @@ func (a *Agent) bakeCheck(ctx context.Context, reports []diagnose.Report) {
 				if f.Kind == ro.Group.Finding && f.Confirmed {
 					p.State, p.Reason = fleet.Regressed, "the finding came back during the bake: "+f.Title
 					p.Events = append(p.Events, fleet.Event{Time: now.UTC(), What: fleet.Regressed, Detail: f.Subject})
+					r.bake(id).done = true // not also judged by its load
 					a.report(ctx, p)
 					r.log.Warn("fleet rollout: the finding came back during the bake", zap.String("rollout", id), zap.String("subject", f.Subject))
 				}
 			}
 		}
+	}
+}
+
+// bakeSamples are the first and the latest cheap sample of the bake's
+// namespace taken during a bake, and how many. done: this host settled
+// the bake (baked, inconclusive or regressed) and waits for the watch to
+// show it, so as not to judge it twice.
+type bakeSamples struct {
+	first, last *sample.Sample
+	n           int
+	done        bool
+}
+
+func (r *rollouts) bake(id string) *bakeSamples {
+	b := r.bakes[id]
+	if b == nil {
+		b = &bakeSamples{}
+		r.bakes[id] = b
+	}
+	return b
+}
+
+// bakeLoad measures the load of each bake this host runs from the tick's
+// cheap samples of its namespace, and settles the bake when it is over
+// (fleet.EndBake): under load it passes; without, it is inconclusive and
+// the rollout pauses. A bake with no verdict from its host holds its wave
+// back, so a host that dies while baking pauses the rollout too.
+func (a *Agent) bakeLoad(ctx context.Context) {
+	r := a.rollouts
+	s, ok := r.snapshot()
+	if !ok {
+		return
+	}
+	now := time.Now()
+	mine := r.mine(s)
+	for id := range r.bakes {
+		if p, ok := mine[id]; !ok || p.State != fleet.Verified || !p.Baked.IsZero() {
+			delete(r.bakes, id)
+		}
+	}
+	for id, p := range mine {
+		ro, ok := s.Rollouts[id]
+		bake := time.Duration(ro.Bake)
+		if !ok || p.State != fleet.Verified || !p.Baked.IsZero() || bake <= 0 {
+			continue
+		}
+		b := r.bake(id)
+		if b.done {
+			continue
+		}
+		for _, st := range a.ns {
+			if st.path == p.Netns && st.prev != nil && !st.prev.Time.Before(p.Settled) && st.prev != b.last {
+				if b.first == nil {
+					b.first = st.prev
+				}
+				b.last = st.prev
+				b.n++
+			}
+		}
+		l := fleet.BakeLoad{Samples: b.n, Floor: a.cfg.Diagnose.MinArrivalsPerSec}
+		if b.n >= 2 {
+			l.ArrivalsPerSec = verify.Arrivals(sample.Diff(b.first, b.last))
+		}
+		q, done := fleet.EndBake(p, bake, l, now)
+		if !done {
+			continue
+		}
+		b.done = true
+		if q.State == fleet.Inconclusive {
+			r.log.Warn("fleet rollout: no load during the bake: the rollout pauses", zap.String("rollout", id), zap.String("reason", q.Reason))
+		} else {
+			r.log.Info("fleet rollout: bake passed under load", zap.String("rollout", id), zap.Float64("arrivals_per_sec", l.ArrivalsPerSec))
+		}
+		a.report(ctx, q)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/sockwarden/sockwarden/fleet"
 	"github.com/sockwarden/sockwarden/internal/etcdtest"
 	"github.com/sockwarden/sockwarden/remediate"
+	"github.com/sockwarden/sockwarden/sample"
 )
 
 // fleetAgent is an agent with its state in a temporary directory and its
@@ -175,4 +176,74 @@ func TestFleetSlotWait(t *testing.T) {
 	a.work.cancel()
 	r := <-a.work.done
 	a.finish(r)
+}
+
+// A bake is judged by the load in its namespace, from the agent's cheap
+// samples, against a real etcd: quiet (under diagnose.min_arrivals_per_sec),
+// the host reports it inconclusive and the rollout pauses; under load, it
+// is baked and the rollout runs on.
+func TestFleetBakeLoad(t *testing.T) {
+	srv := etcdtest.Start(t)
+	for _, tc := range []struct {
+		name        string
+		opensPerSec uint64
+		wantState   string
+		wantRollout string
+	}{
+		{"quiet", 1, fleet.Inconclusive, fleet.Paused},
+		{"under load", 40, fleet.Verified, fleet.Running},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := fleetAgent(t, srv, func(c *config.Config) {
+				c.Fleet.Etcd.Prefix = "/bake-" + strings.ReplaceAll(tc.name, " ", "-") + "/"
+				c.Diagnose.MinArrivalsPerSec = 5
+			})
+			ctx := context.Background()
+			r := a.rollouts
+			const bake = 2 * time.Second
+			now := time.Now().UTC()
+			ro := fleet.Rollout{ID: "r-1", GroupID: "g-1", Canary: 1, WaveFactor: 2, MaxConcurrent: 2, HaltAfter: 1, Bake: fleet.Duration(bake),
+				Created: now, Expires: now.Add(time.Hour), Events: []fleet.Event{}}
+			if err := r.f.CreateRollout(ctx, ro); err != nil {
+				t.Fatal(err)
+			}
+			settled := now
+			p := fleet.Progress{Rollout: ro.ID, Host: r.f.Host(), Proposal: "p-1", State: fleet.Verified, Started: now.Add(-time.Minute), Settled: settled, Events: []fleet.Event{}}
+			if err := r.f.Report(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			sync := func() fleet.Snapshot {
+				t.Helper()
+				s, err := r.f.Snapshot(ctx, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.mu.Lock()
+				r.snap, r.have = s, true
+				r.mu.Unlock()
+				return s
+			}
+			sync()
+			st := a.ns[0]
+			tick := func(at time.Duration, opens uint64) {
+				st.prev = &sample.Sample{Time: settled.Add(at), Counters: map[string]uint64{"TcpPassiveOpens": opens, "TcpActiveOpens": 10}}
+				a.bakeLoad(ctx)
+			}
+			tick(100*time.Millisecond, 1000)
+			tick(bake/2, 1000+tc.opensPerSec*uint64(bake/2-100*time.Millisecond)/uint64(time.Second))
+			if got := r.mine(sync())[ro.ID]; got.State != fleet.Verified || !got.Baked.IsZero() {
+				t.Fatalf("while baking: %+v, want verified, not yet baked", got)
+			}
+			time.Sleep(time.Until(settled.Add(bake)))
+			tick(bake, 1000+tc.opensPerSec*uint64(bake-100*time.Millisecond)/uint64(time.Second))
+			s := sync()
+			got := r.mine(s)[ro.ID]
+			if got.State != tc.wantState || (tc.wantState == fleet.Verified) == got.Baked.IsZero() {
+				t.Fatalf("after the bake: %s, baked %v (%s); want %s", got.State, got.Baked, got.Reason, tc.wantState)
+			}
+			if st, why := s.View(ro.ID, time.Now(), 0).State(); st != tc.wantRollout {
+				t.Fatalf("rollout %s (%s), want %s", st, why, tc.wantRollout)
+			}
+		})
+	}
 }

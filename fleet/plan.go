@@ -98,13 +98,58 @@ func commentOf(c string) string {
 func (v View) clean(p Progress) bool {
 	switch p.State {
 	case Verified:
-		return !v.Now.Before(p.Settled.Add(time.Duration(v.Rollout.Bake)))
+		// A bake passes only when the host saw load during it (EndBake):
+		// a quiet bake proves nothing, whatever the clock says.
+		bake := time.Duration(v.Rollout.Bake)
+		return !v.Now.Before(p.Settled.Add(bake)) && (bake <= 0 || !p.Baked.IsZero())
 	case Inconclusive:
 		return !p.Settled.After(v.Rollout.ResumedAt)
 	case Skipped:
 		return true
 	}
 	return false
+}
+
+// BakeLoad is what a host saw of its namespace's load during a bake: the
+// arrivals per second (verify.Arrivals) between its first and last sample
+// in the bake, Samples how many it took, Floor diagnose's load floor
+// (diagnose.min_arrivals_per_sec).
+type BakeLoad struct {
+	Samples        int
+	ArrivalsPerSec float64
+	Floor          float64
+}
+
+// Bake events (Progress.Events).
+const (
+	EventBaked          = "baked"
+	EventBakeNoLoad     = "bake inconclusive"
+	bakeNoLoadReasonFmt = "no load during the bake: %s (diagnose.min_arrivals_per_sec %.1f): not a pass; the rollout pauses"
+)
+
+// EndBake settles the bake of p, a verified host's progress, once the bake
+// is over at now. Load seen (arrivals at or above the floor over the bake)
+// passes it: Baked is set and p's wave may go on. Without load the bake is
+// inconclusive, as a verification without load is: the rollout pauses
+// (State), it does not pass. done is false while the bake runs, without a
+// bake, or when p is not verified and unbaked.
+func EndBake(p Progress, bake time.Duration, l BakeLoad, now time.Time) (_ Progress, done bool) {
+	if p.State != Verified || !p.Baked.IsZero() || bake <= 0 || now.Before(p.Settled.Add(bake)) {
+		return p, false
+	}
+	now = now.UTC()
+	if l.Samples >= 2 && l.ArrivalsPerSec >= l.Floor {
+		p.Baked = now
+		p.Events = append(p.Events, Event{Time: now, What: EventBaked, Detail: fmt.Sprintf("%.1f opens/s during the bake", l.ArrivalsPerSec)})
+		return p, true
+	}
+	seen := fmt.Sprintf("%.1f opens/s", l.ArrivalsPerSec)
+	if l.Samples < 2 {
+		seen = fmt.Sprintf("%d sample(s) in the bake, no interval to measure", l.Samples)
+	}
+	p.State, p.Reason, p.Settled = Inconclusive, fmt.Sprintf(bakeNoLoadReasonFmt, seen, l.Floor), now
+	p.Events = append(p.Events, Event{Time: now, What: EventBakeNoLoad, Detail: p.Reason})
+	return p, true
 }
 
 // Waves lists the hosts of each wave (skipped hosts left out: they took
@@ -147,8 +192,10 @@ func (v View) NextWave() (int, string) {
 		for _, p := range m {
 			if !v.clean(p) {
 				why := p.State
-				if p.State == Verified {
-					why = fmt.Sprintf("baking until %s", p.Settled.Add(time.Duration(v.Rollout.Bake)).Format(time.RFC3339))
+				if end := p.Settled.Add(time.Duration(v.Rollout.Bake)); p.State == Verified && v.Now.Before(end) {
+					why = fmt.Sprintf("baking until %s", end.Format(time.RFC3339))
+				} else if p.State == Verified {
+					why = "bake over, waiting for its load check"
 				}
 				return -1, fmt.Sprintf("wave %d (%d hosts) not done: %s %s", k, len(m), p.Host, why)
 			}

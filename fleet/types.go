@@ -6,7 +6,7 @@
 // progress every host records, and claims its place with one etcd Txn that
 // fails if anything it decided on changed meanwhile.
 //
-// Keys, under fleet.etcd.prefix P (besides remediate.EtcdStore's):
+// Keys, under fleet.etcd.prefix P (besides EtcdStore's):
 //
 //	P/hosts/HOST/info        HostInfo, bound to the host's lease (agent of HOST)
 //	P/progress/HOST/ROLLOUT  Progress of HOST in ROLLOUT (agent of HOST)
@@ -143,7 +143,10 @@ type Progress struct {
 	Reason   string    `json:"reason,omitempty"`
 	Started  time.Time `json:"started"`
 	Settled  time.Time `json:"settled,omitzero"`
-	Events   []Event   `json:"events"`
+	// Baked is when the host found its bake over with load seen (see
+	// EndBake); until then a verified host holds its wave back.
+	Baked  time.Time `json:"baked,omitzero"`
+	Events []Event   `json:"events"`
 }
 
 // HostInfo is a registered host: it disappears with its lease.

@@ -94,6 +94,16 @@ type Verdict struct {
 	Intervals   []Interval `json:"intervals,omitempty"`
 }
 
+// Arrivals is the load over d: passive plus active opens per second. An
+// interval is under load when it reaches diagnose.min_arrivals_per_sec
+// (Input.MinArrivalsPerSec, Interval.Loaded); a fleet rollout's bake is
+// judged by the same measure.
+func Arrivals(d sample.Delta) float64 {
+	p, _ := d.Rate("TcpPassiveOpens")
+	o, _ := d.Rate("TcpActiveOpens")
+	return p + o
+}
+
 // Judge judges a change from the samples taken after it.
 func Judge(in Input) Verdict {
 	v := Verdict{Outcome: Pending}
@@ -144,9 +154,7 @@ func Judge(in Input) Verdict {
 			}
 			iv.DropsPerSec += r
 		}
-		p, _ := d.Rate("TcpPassiveOpens")
-		o, _ := d.Rate("TcpActiveOpens")
-		iv.ArrivalsPerSec = p + o
+		iv.ArrivalsPerSec = Arrivals(d)
 		iv.Loaded = iv.ArrivalsPerSec >= in.MinArrivalsPerSec
 		iv.Effective = effect >= 0 && i-1 >= effect
 		if iv.Effective {
