@@ -55,7 +55,10 @@ type nsState struct {
 	kmsg   *sample.KmsgReader
 	report *diagnose.Report
 	open   bool
-	info   NetnsInfo
+	// opens is the history of connection opens of the cheap samples, for
+	// fleet bakes (noteOpens).
+	opens []*sample.Sample
+	info  NetnsInfo
 	// findings are the findings last logged (logFindings), to log only
 	// what changed between two diagnoses.
 	findings map[findingKey]seenFinding
@@ -401,6 +404,7 @@ func (a *Agent) tickNS(ctx context.Context, st *nsState) error {
 	tier := decideCensus(tierInput{prev: st.prev, lastFull: st.lastFull, cur: cur, ticksSinceFull: st.ticksSinceFull, open: st.open}, cfg)
 	reason := tier.why
 	st.prev = cur
+	st.noteOpens(cur)
 	if reason != "" && a.work != nil && a.work.proposal.Netns == st.path {
 		// The namespace under verification is sampled by the verifier.
 		reason = ""

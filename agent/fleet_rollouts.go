@@ -41,8 +41,10 @@ type rollouts struct {
 	// claimAfter is when this host may claim a free place it saw in a
 	// rollout (its fleet.ClaimDelay).
 	claimAfter map[string]time.Time
-	// bakes are the samples seen during this host's bakes, by rollout.
-	bakes    map[string]*bakeSamples
+	// baked are the rollouts whose bake this host settled (baked,
+	// inconclusive or regressed), until the watch shows it: not judged
+	// twice.
+	baked    map[string]bool
 	stopW    context.CancelFunc
 	watching sync.WaitGroup
 }
@@ -50,7 +52,7 @@ type rollouts struct {
 func newRollouts(f *fleet.Fleet, claims *fleet.ClaimStore, ttl time.Duration, log *zap.Logger) *rollouts {
 	return &rollouts{f: f, claims: claims, reg: f.Register(fleet.HostInfo{Host: f.Host()}, ttl), log: log.Named("rollouts"),
 		wake: make(chan struct{}, 1), props: map[string]diagnose.Proposal{}, waitWhy: map[string]string{}, claimAfter: map[string]time.Time{},
-		bakes: map[string]*bakeSamples{}}
+		baked: map[string]bool{}}
 }
 
 // start runs the watch until stop.
@@ -172,7 +174,7 @@ func (a *Agent) bakeCheck(ctx context.Context, reports []diagnose.Report) {
 		if !ok || p.State != fleet.Verified || now.After(p.Settled.Add(time.Duration(ro.Bake))) {
 			continue
 		}
-		if b := r.bakes[id]; b != nil && b.done {
+		if r.baked[id] {
 			continue
 		}
 		for _, rep := range reports {
@@ -183,7 +185,7 @@ func (a *Agent) bakeCheck(ctx context.Context, reports []diagnose.Report) {
 				if f.Kind == ro.Group.Finding && f.Confirmed {
 					p.State, p.Reason = fleet.Regressed, "the finding came back during the bake: "+f.Title
 					p.Events = append(p.Events, fleet.Event{Time: now.UTC(), What: fleet.Regressed, Detail: f.Subject})
-					r.bake(id).done = true // not also judged by its load
+					r.baked[id] = true // not also judged by its load
 					a.report(ctx, p)
 					r.log.Warn("fleet rollout: the finding came back during the bake", zap.String("rollout", id), zap.String("subject", f.Subject))
 				}
@@ -192,30 +194,14 @@ func (a *Agent) bakeCheck(ctx context.Context, reports []diagnose.Report) {
 	}
 }
 
-// bakeSamples are the first and the latest cheap sample of the bake's
-// namespace taken during a bake, and how many. done: this host settled
-// the bake (baked, inconclusive or regressed) and waits for the watch to
-// show it, so as not to judge it twice.
-type bakeSamples struct {
-	first, last *sample.Sample
-	n           int
-	done        bool
-}
-
-func (r *rollouts) bake(id string) *bakeSamples {
-	b := r.bakes[id]
-	if b == nil {
-		b = &bakeSamples{}
-		r.bakes[id] = b
-	}
-	return b
-}
-
-// bakeLoad measures the load of each bake this host runs from the tick's
-// cheap samples of its namespace, and settles the bake when it is over
-// (fleet.EndBake): under load it passes; without, it is inconclusive and
-// the rollout pauses. A bake with no verdict from its host holds its wave
-// back, so a host that dies while baking pauses the rollout too.
+// bakeLoad settles each bake of this host that is over (fleet.EndBake),
+// judged by the load its namespace had during it: under load it passes;
+// without, it is inconclusive and the rollout pauses. The load comes from
+// the namespace's history of cheap samples (nsState.opens), taken every
+// tick whatever etcd does, so a bake that ran during an etcd outage is
+// judged by what happened then. A bake with no verdict from its host holds
+// its wave back, so a host that dies while baking does not let the rollout
+// pass either.
 func (a *Agent) bakeLoad(ctx context.Context) {
 	r := a.rollouts
 	s, ok := r.snapshot()
@@ -224,39 +210,33 @@ func (a *Agent) bakeLoad(ctx context.Context) {
 	}
 	now := time.Now()
 	mine := r.mine(s)
-	for id := range r.bakes {
+	for id := range r.baked {
 		if p, ok := mine[id]; !ok || p.State != fleet.Verified || !p.Baked.IsZero() {
-			delete(r.bakes, id)
+			delete(r.baked, id)
 		}
 	}
 	for id, p := range mine {
 		ro, ok := s.Rollouts[id]
 		bake := time.Duration(ro.Bake)
-		if !ok || p.State != fleet.Verified || !p.Baked.IsZero() || bake <= 0 {
+		if !ok || p.State != fleet.Verified || !p.Baked.IsZero() || bake <= 0 || r.baked[id] || now.Before(p.Settled.Add(bake)) {
 			continue
 		}
-		b := r.bake(id)
-		if b.done {
-			continue
-		}
+		var opens []*sample.Sample
+		watched := false
 		for _, st := range a.ns {
-			if st.path == p.Netns && st.prev != nil && !st.prev.Time.Before(p.Settled) && st.prev != b.last {
-				if b.first == nil {
-					b.first = st.prev
-				}
-				b.last = st.prev
-				b.n++
+			if st.path == p.Netns {
+				opens, watched = st.opens, true
 			}
 		}
-		l := fleet.BakeLoad{Samples: b.n, Floor: a.cfg.Diagnose.MinArrivalsPerSec}
-		if b.n >= 2 {
-			l.ArrivalsPerSec = verify.Arrivals(sample.Diff(b.first, b.last))
+		l, ready := bakeWindow(opens, p.Settled, p.Settled.Add(bake), a.cfg.Diagnose.MinArrivalsPerSec)
+		if watched && !ready {
+			continue // the sample that closes the bake comes next tick
 		}
 		q, done := fleet.EndBake(p, bake, l, now)
 		if !done {
 			continue
 		}
-		b.done = true
+		r.baked[id] = true
 		if q.State == fleet.Inconclusive {
 			r.log.Warn("fleet rollout: no load during the bake: the rollout pauses", zap.String("rollout", id), zap.String("reason", q.Reason))
 		} else {
@@ -264,6 +244,55 @@ func (a *Agent) bakeLoad(ctx context.Context) {
 		}
 		a.report(ctx, q)
 	}
+}
+
+// bakeWindow measures the load over a bake from..to from a namespace's
+// opens history (oldest first): across the fewest samples that cover the
+// window, from the last taken at or before its start (the first after it
+// when none) to the first at or after its end. ready is false while no
+// sample closes the window yet.
+func bakeWindow(opens []*sample.Sample, from, to time.Time, floor float64) (_ fleet.BakeLoad, ready bool) {
+	l := fleet.BakeLoad{Floor: floor}
+	i := 0
+	for k, s := range opens {
+		if !s.Time.After(from) {
+			i = k
+		}
+	}
+	for j := i; j < len(opens); j++ {
+		if !opens[j].Time.Before(to) {
+			l.Samples = j - i + 1
+			if j > i {
+				l.ArrivalsPerSec = verify.Arrivals(sample.Diff(opens[i], opens[j]))
+			}
+			return l, true
+		}
+	}
+	return l, false
+}
+
+// Opens history: how long and how many samples a namespace keeps.
+const (
+	opensKeep    = time.Hour
+	opensKeepMax = 4096
+)
+
+// noteOpens adds the connection opens of cur, a tick's cheap sample, to
+// the namespace's history, which bakes are measured from; only those two
+// counters are kept.
+func (st *nsState) noteOpens(cur *sample.Sample) {
+	c := map[string]uint64{}
+	for _, k := range []string{"TcpPassiveOpens", "TcpActiveOpens"} {
+		if v, ok := cur.Counters[k]; ok {
+			c[k] = v
+		}
+	}
+	st.opens = append(st.opens, &sample.Sample{Time: cur.Time, Counters: c})
+	drop := max(len(st.opens)-opensKeepMax, 0)
+	for drop < len(st.opens)-2 && cur.Time.Sub(st.opens[drop].Time) > opensKeep {
+		drop++
+	}
+	st.opens = st.opens[drop:]
 }
 
 // rolloutRollbacks restores this host's change of each rollout the

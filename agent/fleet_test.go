@@ -225,17 +225,25 @@ func TestFleetBakeLoad(t *testing.T) {
 			}
 			sync()
 			st := a.ns[0]
-			tick := func(at time.Duration, opens uint64) {
-				st.prev = &sample.Sample{Time: settled.Add(at), Counters: map[string]uint64{"TcpPassiveOpens": opens, "TcpActiveOpens": 10}}
-				a.bakeLoad(ctx)
+			// The tick's cheap samples: opens at 1000 half a second before
+			// the host verified, growing by opensPerSec.
+			note := func(at time.Duration) {
+				opens := 1000 + tc.opensPerSec*uint64(at+500*time.Millisecond)/uint64(time.Second)
+				st.noteOpens(&sample.Sample{Time: settled.Add(at), Counters: map[string]uint64{"TcpPassiveOpens": opens, "TcpActiveOpens": 10, "TcpExtListenDrops": 3}})
 			}
-			tick(100*time.Millisecond, 1000)
-			tick(bake/2, 1000+tc.opensPerSec*uint64(bake/2-100*time.Millisecond)/uint64(time.Second))
+			note(-500 * time.Millisecond)
+			note(bake / 2)
+			a.bakeLoad(ctx)
 			if got := r.mine(sync())[ro.ID]; got.State != fleet.Verified || !got.Baked.IsZero() {
 				t.Fatalf("while baking: %+v, want verified, not yet baked", got)
 			}
 			time.Sleep(time.Until(settled.Add(bake)))
-			tick(bake, 1000+tc.opensPerSec*uint64(bake-100*time.Millisecond)/uint64(time.Second))
+			a.bakeLoad(ctx) // no sample closes the bake yet: wait
+			if got := r.mine(sync())[ro.ID]; got.State != fleet.Verified || !got.Baked.IsZero() {
+				t.Fatalf("bake over, before a sample closed it: %+v, want verified, not yet baked", got)
+			}
+			note(bake + 200*time.Millisecond)
+			a.bakeLoad(ctx)
 			s := sync()
 			got := r.mine(s)[ro.ID]
 			if got.State != tc.wantState || (tc.wantState == fleet.Verified) == got.Baked.IsZero() {
@@ -245,5 +253,55 @@ func TestFleetBakeLoad(t *testing.T) {
 				t.Fatalf("rollout %s (%s), want %s", st, why, tc.wantRollout)
 			}
 		})
+	}
+}
+
+// bakeWindow covers the bake with the fewest samples: from the last at or
+// before its start to the first at or after its end, so that a bake judged
+// late (etcd was down) is judged by the samples taken while it ran.
+func TestBakeWindow(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
+	pt := func(sec, opens int) *sample.Sample {
+		return &sample.Sample{Time: t0.Add(time.Duration(sec) * time.Second), Counters: map[string]uint64{"TcpPassiveOpens": uint64(opens), "TcpActiveOpens": 0}}
+	}
+	// 10/s until second 10, then nothing.
+	hist := []*sample.Sample{pt(-2, 0), pt(0, 20), pt(5, 70), pt(10, 120), pt(15, 120), pt(20, 120), pt(25, 120)}
+	for _, tc := range []struct {
+		name      string
+		opens     []*sample.Sample
+		from, to  int
+		wantReady bool
+		want      fleet.BakeLoad
+	}{
+		{"busy bake", hist, 0, 10, true, fleet.BakeLoad{Samples: 3, ArrivalsPerSec: 10, Floor: 5}},
+		{"ends between samples: the next closes it", hist, 1, 9, true, fleet.BakeLoad{Samples: 3, ArrivalsPerSec: 10, Floor: 5}},
+		{"quiet bake, judged long after", hist, 10, 20, true, fleet.BakeLoad{Samples: 3, ArrivalsPerSec: 0, Floor: 5}},
+		{"not closed yet", hist, 20, 30, false, fleet.BakeLoad{Floor: 5}},
+		{"history starts after the bake began", hist[3:], 5, 15, true, fleet.BakeLoad{Samples: 2, ArrivalsPerSec: 0, Floor: 5}},
+		{"one sample covers nothing", hist[6:], 10, 20, true, fleet.BakeLoad{Samples: 1, Floor: 5}},
+		{"no history", nil, 0, 10, false, fleet.BakeLoad{Floor: 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ready := bakeWindow(tc.opens, t0.Add(time.Duration(tc.from)*time.Second), t0.Add(time.Duration(tc.to)*time.Second), 5)
+			if ready != tc.wantReady || got != tc.want {
+				t.Errorf("bakeWindow = %+v, %v; want %+v, %v", got, ready, tc.want, tc.wantReady)
+			}
+		})
+	}
+}
+
+// The opens history keeps an hour (at least two samples) and only the
+// two counters bakes are measured by.
+func TestNoteOpens(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
+	st := &nsState{}
+	for i := range 130 {
+		st.noteOpens(&sample.Sample{Time: t0.Add(time.Duration(i) * time.Minute), Counters: map[string]uint64{"TcpPassiveOpens": uint64(i), "TcpExtListenDrops": 7}})
+	}
+	if n := len(st.opens); n != 61 || st.opens[0].Time != t0.Add(69*time.Minute) {
+		t.Fatalf("history of %d from %s, want 61 from 01:09", n, st.opens[0].Time)
+	}
+	if _, ok := st.opens[0].Counters["TcpExtListenDrops"]; ok || len(st.opens[0].Counters) != 1 {
+		t.Errorf("kept counters %v, want TcpPassiveOpens only", st.opens[0].Counters)
 	}
 }
