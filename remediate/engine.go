@@ -82,6 +82,10 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
+// WallClock is the real time: the Clock of an engine, and of the agent,
+// that no test drives.
+var WallClock Clock = wallClock{}
+
 type wallClock struct{}
 
 func (wallClock) Now() time.Time                         { return time.Now() }
