@@ -100,7 +100,7 @@ func (r *rollouts) snapshot() (fleet.Snapshot, bool) {
 // me is this host as rollouts see it.
 func (a *Agent) rolloutHost() fleet.HostInfo {
 	h := fleet.HostInfo{Host: a.rollouts.f.Host(), Labels: a.cfg.Fleet.Labels, Kernel: fleet.KernelRelease(),
-		Version: a.opts.Version, LastTick: time.Now().UTC(), Groups: []string{}, Findings: []string{}}
+		Version: a.opts.Version, LastTick: a.clock.Now().UTC(), Groups: []string{}, Findings: []string{}}
 	if h.Labels == nil {
 		h.Labels = map[string]string{}
 	}
@@ -168,7 +168,7 @@ func (a *Agent) bakeCheck(ctx context.Context, reports []diagnose.Report) {
 	if !ok {
 		return
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	for id, p := range r.mine(s) {
 		ro, ok := s.Rollouts[id]
 		if !ok || p.State != fleet.Verified || now.After(p.Settled.Add(time.Duration(ro.Bake))) {
@@ -208,7 +208,7 @@ func (a *Agent) bakeLoad(ctx context.Context) {
 	if !ok {
 		return
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	mine := r.mine(s)
 	for id := range r.baked {
 		if p, ok := mine[id]; !ok || p.State != fleet.Verified || !p.Baked.IsZero() {
@@ -315,7 +315,7 @@ func (a *Agent) rolloutRollbacks(ctx context.Context) {
 			continue
 		}
 		p.State, p.Reason = fleet.Reverted, out.Reason
-		p.Events = append(p.Events, fleet.Event{Time: time.Now().UTC(), What: fleet.Reverted, Detail: string(out.State) + ": " + out.Reason})
+		p.Events = append(p.Events, fleet.Event{Time: a.clock.Now().UTC(), What: fleet.Reverted, Detail: string(out.State) + ": " + out.Reason})
 		a.report(ctx, p)
 	}
 }
@@ -346,7 +346,7 @@ func (a *Agent) tryRollouts() bool {
 	a.mu.Unlock()
 	slices.Sort(ids)
 	me := a.rolloutHost()
-	now := time.Now()
+	now := a.clock.Now()
 	for _, id := range ids {
 		p, ok := r.props[id]
 		if !ok {
@@ -382,7 +382,7 @@ func (a *Agent) tryRollouts() bool {
 			}
 			delete(r.claimAfter, rid)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*a.cfg.Fleet.Etcd.RequestTimeout)
-			pr, why, err := r.f.Claim(ctx, rid, me, fleet.Progress{Proposal: id, Netns: p.Netns}, a.cfg.Fleet.MaxChangesPerHour, time.Now())
+			pr, why, err := r.f.Claim(ctx, rid, me, fleet.Progress{Proposal: id, Netns: p.Netns}, a.cfg.Fleet.MaxChangesPerHour, a.clock.Now())
 			cancel()
 			switch {
 			case errors.Is(err, fleet.ErrLostRace):
@@ -428,7 +428,7 @@ func (a *Agent) rolloutFinished(id string, res applyResult) {
 		return
 	}
 	p, o := c.Progress, res.out
-	now := time.Now().UTC()
+	now := a.clock.Now().UTC()
 	if o.State == remediate.StateRefused && (errors.Is(res.err, remediate.ErrNoSlot) || errors.Is(res.err, remediate.ErrStoreUnavailable)) && p.Change == "" {
 		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Fleet.Etcd.RequestTimeout)
 		defer cancel()
