@@ -32,11 +32,6 @@ type Options struct {
 	Log     *zap.Logger
 	// Notifier defaults to NewNotifier(Log).
 	Notifier *Notifier
-	// StallFile is test-only: when set and the file exists, the loop
-	// stalls (and stops feeding the watchdog) until it is removed. The
-	// command sets it only from the SWTEST_STALL_FILE environment
-	// variable, which the nspawn test's drop-in sets.
-	StallFile string
 	// Clock tells the time for the agent and its engine (nil: the wall
 	// clock), so that tests can own it.
 	Clock remediate.Clock

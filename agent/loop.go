@@ -350,21 +350,3 @@ func (a *Agent) shutdown() {
 		a.log.Error("apply did not settle within 20s; the next start resolves it", zap.String("proposal", w.proposal.ID))
 	}
 }
-
-// stallIfAsked is the test-only stall (Options.StallFile).
-func (a *Agent) stallIfAsked(ctx context.Context) {
-	if a.opts.StallFile == "" {
-		return
-	}
-	if _, err := os.Stat(a.opts.StallFile); err != nil {
-		return
-	}
-	a.log.Warn("test stall file present: loop stalled, watchdog not fed", zap.String("file", a.opts.StallFile))
-	for ctx.Err() == nil {
-		if _, err := os.Stat(a.opts.StallFile); err != nil {
-			a.log.Info("test stall file removed: loop resumes")
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}

@@ -5,6 +5,9 @@
 #
 # nfpm (github.com/goreleaser/nfpm/v2) runs with `go run ...@v2.45.2`, so it
 # never enters the main module's dependencies. Set GOARCH to cross-build.
+# SW_BUILD_TAGS adds Go build tags to the packaged binary; only the nspawn
+# test sets it (sockwarden_testhooks, its stall hook). Release builds leave
+# it empty, so their binary carries no test hook.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -18,7 +21,7 @@ arch=${GOARCH:-$(go env GOARCH)}
 dist=$PWD/dist
 rm -rf "$dist" && mkdir -p "$dist/completions"
 
-CGO_ENABLED=0 GOARCH=$arch go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$dist/sockwarden" ./cmd/sockwarden
+CGO_ENABLED=0 GOARCH=$arch go build -trimpath -tags "${SW_BUILD_TAGS:-}" -ldflags "-s -w -X main.version=$version" -o "$dist/sockwarden" ./cmd/sockwarden
 # Completions come from the binary itself (cobra), built for this host.
 go build -ldflags "-X main.version=$version" -o "$dist/sockwarden-host" ./cmd/sockwarden
 "$dist/sockwarden-host" completion bash > "$dist/completions/sockwarden.bash"

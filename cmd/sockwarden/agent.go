@@ -69,9 +69,6 @@ and clears (SOCKWARDEN_EVENT), in every mode, observe included:
 				},
 				Version: version,
 				Log:     log,
-				// Test-only hook for the nspawn watchdog test; see
-				// packaging/test/nspawn-test.sh.
-				StallFile: os.Getenv("SWTEST_STALL_FILE"),
 			})
 			if err != nil {
 				return withCode(exitFailed, err)

@@ -95,6 +95,9 @@ if [ ! -x "$ROOTFS/lib/systemd/systemd" ]; then
 fi
 
 # --- build ---------------------------------------------------------------
+# The binary under test carries the test-only stall hook (SWTEST_STALL_FILE,
+# agent/stall_testhooks.go) for checks 2 and 4; release builds do not.
+export SW_BUILD_TAGS=sockwarden_testhooks
 if [ $use_deb = 1 ]; then
   say "building the deb (packaging/build.sh)"
   "$repo/packaging/build.sh" 0.0.0~nspawn >"$work/build.log" 2>&1 || { tail -20 "$work/build.log"; exit 1; }
@@ -107,7 +110,7 @@ if [ $use_deb = 1 ]; then
   cp "$repo"/dist/sockwarden_*_*.deb "$deb2"
 else
   say "building the binary"
-  (cd "$repo" && CGO_ENABLED=0 go build -ldflags "-X main.version=0.0.0~nspawn" -o "$work/sockwarden" ./cmd/sockwarden)
+  (cd "$repo" && CGO_ENABLED=0 go build -tags "$SW_BUILD_TAGS" -ldflags "-X main.version=0.0.0~nspawn" -o "$work/sockwarden" ./cmd/sockwarden)
 fi
 
 # --- boot ------------------------------------------------------------------
