@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -41,6 +42,9 @@ type rollouts struct {
 	// claimAfter is when this host may claim a free place it saw in a
 	// rollout (its fleet.ClaimDelay).
 	claimAfter map[string]time.Time
+	// notNow backs off the claims of a rollout whose last apply here was
+	// refused because the finding was not seen at that moment.
+	notNow map[string]retryBackoff
 	// baked are the rollouts whose bake this host settled (baked,
 	// inconclusive or regressed), until the watch shows it: not judged
 	// twice.
@@ -52,7 +56,8 @@ type rollouts struct {
 func newRollouts(f *fleet.Fleet, claims *fleet.ClaimStore, ttl time.Duration, log *zap.Logger) *rollouts {
 	return &rollouts{f: f, claims: claims, reg: f.Register(fleet.HostInfo{Host: f.Host()}, ttl), log: log.Named("rollouts"),
 		wake: make(chan struct{}, 1), props: map[string]diagnose.Proposal{}, waitWhy: map[string]string{}, claimAfter: map[string]time.Time{},
-		baked: map[string]bool{}}
+		notNow: map[string]retryBackoff{},
+		baked:  map[string]bool{}}
 }
 
 // start runs the watch until stop.
@@ -368,6 +373,10 @@ func (a *Agent) tryRollouts() bool {
 				delete(r.claimAfter, rid)
 				continue
 			}
+			if why := r.backingOff(rid, now); why != "" {
+				r.wait(rid, why)
+				continue
+			}
 			// A place is free in our copy: wait this host's rank first
 			// (fleet.ClaimDelay), then decide again on the copy the
 			// watch kept current meanwhile.
@@ -407,17 +416,24 @@ func (a *Agent) tryRollouts() bool {
 	return false
 }
 
+// wait notes why this host does not start in rollout rid. It is logged
+// at info, once per reason: "why has this host not taken the change yet"
+// is the question an operator asks the journal first.
 func (r *rollouts) wait(rid, why string) {
 	if r.waitWhy[rid] != why {
 		r.waitWhy[rid] = why
-		r.log.Debug("fleet rollout: not starting", zap.String("rollout", rid), zap.String("why", why))
+		r.log.Info("fleet rollout: not starting", zap.String("rollout", rid), zap.String("why", why))
 	}
 }
 
 // rolloutFinished records the outcome of an apply made under a rollout
 // claim in this host's progress. A refusal for want of a fleet slot or of
-// the store gives the place back (nothing was written); any other refusal
-// is a skip with its reason.
+// the store, or because the fresh samples did not show the finding at
+// that moment (remediate.ErrNotNow: a flickering load), gives the place
+// back: nothing was written, and the host claims again once its census
+// confirms the finding again. Skipping it for good would leave a host that
+// still has the problem out of the rollout, which then says done. Any
+// other refusal is a skip with its reason.
 func (a *Agent) rolloutFinished(id string, res applyResult) {
 	r := a.rollouts
 	if r == nil {
@@ -429,7 +445,13 @@ func (a *Agent) rolloutFinished(id string, res applyResult) {
 	}
 	p, o := c.Progress, res.out
 	now := a.clock.Now().UTC()
-	if o.State == remediate.StateRefused && (errors.Is(res.err, remediate.ErrNoSlot) || errors.Is(res.err, remediate.ErrStoreUnavailable)) && p.Change == "" {
+	if o.State == remediate.StateRefused && giveBack(res.err) && p.Change == "" {
+		if errors.Is(res.err, remediate.ErrNotNow) {
+			b := r.notNow[p.Rollout].next(now)
+			r.notNow[p.Rollout] = b
+			r.log.Info("fleet rollout: place given back: the finding is not seen now; this host claims again when its census confirms it",
+				zap.String("rollout", p.Rollout), zap.String("reason", o.Reason), zap.Int("tries", b.tries), zap.Time("not_before", b.at))
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Fleet.Etcd.RequestTimeout)
 		defer cancel()
 		if err := r.f.Unclaim(ctx, p.Host, p.Rollout); err != nil {
@@ -466,6 +488,46 @@ func (a *Agent) rolloutFinished(id string, res applyResult) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Fleet.Etcd.RequestTimeout)
 	defer cancel()
 	a.report(ctx, p)
+}
+
+// retryBackoff spaces the claims of a host whose applies keep finding
+// the condition gone (a load that comes and goes): each try costs three
+// fresh samples and a journaled refusal, so the wait doubles from
+// notNowFirst up to notNowMax.
+type retryBackoff struct {
+	tries int
+	at    time.Time
+}
+
+const (
+	notNowFirst = 15 * time.Second
+	notNowMax   = 10 * time.Minute
+)
+
+func (b retryBackoff) next(now time.Time) retryBackoff {
+	b.tries++
+	d := notNowFirst
+	for i := 1; i < b.tries && d < notNowMax; i++ {
+		d *= 2
+	}
+	b.at = now.Add(min(d, notNowMax))
+	return b
+}
+
+// backingOff says why this host does not claim in rollout rid yet after
+// a try that found the condition gone; "" when it may.
+func (r *rollouts) backingOff(rid string, now time.Time) string {
+	b, ok := r.notNow[rid]
+	if !ok || !now.Before(b.at) {
+		return ""
+	}
+	return fmt.Sprintf("the finding was not seen at this host's last %d try(s); trying again from %s", b.tries, b.at.UTC().Format(time.RFC3339))
+}
+
+// giveBack says whether a refused apply under a rollout claim gives its
+// place back instead of being skipped: the refusal was of the moment.
+func giveBack(err error) bool {
+	return errors.Is(err, remediate.ErrNoSlot) || errors.Is(err, remediate.ErrStoreUnavailable) || errors.Is(err, remediate.ErrNotNow)
 }
 
 func orStr(s, alt string) string {

@@ -305,3 +305,70 @@ func TestNoteOpens(t *testing.T) {
 		t.Errorf("kept counters %v, want TcpPassiveOpens only", st.opens[0].Counters)
 	}
 }
+
+// An apply under a rollout claim refused because the fresh samples no
+// longer show the finding (remediate.ErrNotNow: a load that comes and
+// goes) gives the host's place back, against a real etcd: no progress
+// record stays, so the host may claim again once its census confirms the
+// finding, after a back-off. Any other refusal is a skip for good.
+func TestFleetNotNowGivesPlaceBack(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, logs := fleetAgent(t, srv, func(c *config.Config) { c.Fleet.Etcd.Prefix = "/notnow/" })
+	ctx := context.Background()
+	r := a.rollouts
+	now := time.Now().UTC()
+	ro := fleet.Rollout{ID: "r-1", GroupID: "g-1", Canary: 1, WaveFactor: 2, MaxConcurrent: 2, HaltAfter: 1,
+		Created: now, Expires: now.Add(time.Hour), Events: []fleet.Event{}}
+	if err := r.f.CreateRollout(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	me := fleet.HostInfo{Host: r.f.Host(), Labels: map[string]string{}}
+	claim := func(proposal string) {
+		t.Helper()
+		pr, why, err := r.f.Claim(ctx, ro.ID, me, fleet.Progress{Proposal: proposal}, 0, time.Now())
+		if err != nil || why != "" {
+			t.Fatalf("claim: %q, %v", why, err)
+		}
+		r.claims.Hold(&fleet.Claim{Rollout: ro, Progress: pr})
+	}
+	mine := func() (fleet.Progress, bool) {
+		t.Helper()
+		s, err := r.f.Snapshot(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := r.mine(s)[ro.ID]
+		return p, ok
+	}
+
+	claim("p-1")
+	notNow := &remediate.Refusal{Guard: remediate.GuardSamples, Reason: "accept-queue-overflow on 127.0.0.1:8082 is not confirmed by the fresh samples",
+		Err: remediate.ErrNotNow}
+	a.rolloutFinished("p-1", applyResult{out: remediate.Outcome{Proposal: "p-1", State: remediate.StateRefused, Guard: remediate.GuardSamples,
+		Reason: notNow.Reason}, err: notNow})
+	if p, ok := mine(); ok {
+		t.Fatalf("after a refusal of the moment the host still holds a place: %s", p.Describe())
+	}
+	if why := r.backingOff(ro.ID, time.Now()); !strings.Contains(why, "not seen") {
+		t.Fatalf("backing off right after: %q, want a reason", why)
+	}
+	if why := r.backingOff(ro.ID, time.Now().Add(notNowFirst+time.Second)); why != "" {
+		t.Fatalf("backing off after %s: %q, want none", notNowFirst, why)
+	}
+	if logs.FilterMessageSnippet("place given back: the finding is not seen now").Len() != 1 {
+		t.Fatal("the give-back is not logged")
+	}
+	if b := r.notNow[ro.ID].next(time.Now()); b.tries != 2 || time.Until(b.at) < notNowFirst {
+		t.Fatalf("second back-off %+v: want 2 tries and a longer wait", b)
+	}
+
+	// The place was given back: the same host claims again, and a
+	// refusal that is not of the moment skips it for good.
+	claim("p-1")
+	other := &remediate.Refusal{Guard: remediate.GuardLiveValue, Reason: "net.core.somaxconn is 128, not 64 as recorded"}
+	a.rolloutFinished("p-1", applyResult{out: remediate.Outcome{Proposal: "p-1", State: remediate.StateRefused, Guard: remediate.GuardLiveValue,
+		Reason: other.Reason}, err: other})
+	if p, ok := mine(); !ok || p.State != fleet.Skipped {
+		t.Fatalf("after a lasting refusal: %+v (found %v), want skipped", p, ok)
+	}
+}

@@ -380,12 +380,18 @@ func (e *Engine) approvalFor(id string, p diagnose.Proposal) (appr Approval, sta
 
 // checkFresh is guard 3. It returns the fresh proposal when it differs from
 // p only in the current values (the approval is then stale: guard 4).
+// notNow marks a guard 3 refusal as one of the moment (ErrNotNow).
+func notNow(r *Refusal) *Refusal {
+	r.Err = ErrNotNow
+	return r
+}
+
 func checkFresh(p diagnose.Proposal, fresh *diagnose.Finding, rep diagnose.Report, series []*sample.Sample) (*diagnose.Proposal, *Refusal) {
 	if fresh == nil {
-		return nil, refuse(GuardSamples, "the fresh samples do not show %s on %s any more", p.Finding, p.Subject)
+		return nil, notNow(refuse(GuardSamples, "the fresh samples do not show %s on %s any more", p.Finding, p.Subject))
 	}
 	if !fresh.Confirmed {
-		return nil, refuse(GuardSamples, "%s on %s is not confirmed by the fresh samples: %s", p.Finding, p.Subject, orStr(fresh.NotConfirmedReason, "not in every interval"))
+		return nil, notNow(refuse(GuardSamples, "%s on %s is not confirmed by the fresh samples: %s", p.Finding, p.Subject, orStr(fresh.NotConfirmedReason, "not in every interval")))
 	}
 	counters := p.Verify.Counters
 	if len(counters) == 0 && fresh.Counter != "" {
@@ -401,7 +407,7 @@ func checkFresh(p diagnose.Proposal, fresh *diagnose.Finding, rep diagnose.Repor
 				}
 			}
 			if !rising {
-				return nil, refuse(GuardSamples, "%s did not rise in fresh interval %d/%d: no drops now", strings.Join(counters, "+"), i, len(series)-1)
+				return nil, notNow(refuse(GuardSamples, "%s did not rise in fresh interval %d/%d: no drops now", strings.Join(counters, "+"), i, len(series)-1))
 			}
 		}
 	}

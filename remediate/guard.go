@@ -41,6 +41,15 @@ type Refusal struct {
 	Err error
 }
 
+// ErrNotNow is the cause of guard 3's refusals that say the finding is
+// not there at this moment: the fresh samples do not show it, do not
+// confirm it in every interval, or its drop counters stand still. It is a
+// refusal of the moment, not of the change: nothing was written and the
+// approval is unused, so the agent tries again once its census confirms
+// the finding again (in a fleet rollout the host gives its place back
+// instead of being skipped for good).
+var ErrNotNow = errors.New("the finding is not seen now")
+
 func (r *Refusal) Error() string {
 	return fmt.Sprintf("refused by guard %s: %s", r.Guard, r.Reason)
 }

@@ -136,12 +136,37 @@ fleet:
 			if t.Failed() {
 				b, _ := os.ReadFile(logFile)
 				mu.Lock()
-				t.Logf("--- %s agent log (last 6000 bytes):\n%s", host, tail(string(b), 6000))
+				t.Logf("--- %s agent log, its rollout and apply lines:\n%s", host, rolloutLines(string(b), 8000))
+				t.Logf("--- %s agent log (last 4000 bytes):\n%s", host, tail(string(b), 4000))
 				mu.Unlock()
 			}
 		})
 	}
+	// Runs first (cleanups run last in, first out): etcd and the agents
+	// are still up, so a failure shows where the rollout stood.
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, errOut, code := runCLI(t, "fleet", "status")
+			t.Logf("--- fleet status at the failure (exit %d):\n%s%s", code, out, errOut)
+		}
+	})
 	return fl
+}
+
+// rolloutLines keeps the lines of an agent's log that say what it did in
+// a rollout (claims, waits, applies, outcomes, store outages), the last n
+// bytes of them.
+func rolloutLines(log string, n int) string {
+	var b strings.Builder
+	for _, l := range strings.Split(log, "\n") {
+		for _, k := range []string{"fleet rollout", "fleet store", "applying", "kernel change", "apply ", "proposal pending"} {
+			if strings.Contains(l, k) {
+				b.WriteString(l + "\n")
+				break
+			}
+		}
+	}
+	return tail(b.String(), n)
 }
 
 func tail(s string, n int) string {
