@@ -26,10 +26,54 @@ type proposals struct {
 	// unrecorded holds, by namespace, proposals kept while the fleet
 	// store did not answer; recordKept records them when it does.
 	unrecorded map[string]diagnose.Report
+	// missed is when a census of its namespace first missed a pending
+	// proposal (reset when one shows it again): see pendingGrace.
+	missed map[string]time.Time
 }
 
+// pendingGrace is how long a pending proposal outlives the censuses that
+// miss it. Bursty load comes and goes: one census in a lull would drop the
+// proposal, and take this host out of a fleet rollout's claimants and
+// out of `fleet proposals`, only for the next burst to bring it back. The
+// apply's own fresh samples (guard 3) still decide whether the finding is
+// there when it runs.
+const pendingGrace = time.Minute
+
 func newProposals(a *Agent) proposals {
-	return proposals{a: a, pending: map[string]ProposalBrief{}, announced: map[string]bool{}, unrecorded: map[string]diagnose.Report{}}
+	return proposals{a: a, pending: map[string]ProposalBrief{}, announced: map[string]bool{}, unrecorded: map[string]diagnose.Report{},
+		missed: map[string]time.Time{}}
+}
+
+// forgetGone drops the pending proposals of namespace path that the
+// census's ready proposals no longer hold and have not held for
+// pendingGrace: the condition is gone.
+func (pr *proposals) forgetGone(path string, ready []diagnose.Proposal) {
+	now := pr.a.clock.Now()
+	pr.a.mu.Lock()
+	defer pr.a.mu.Unlock()
+	for id := range pr.missed {
+		if _, ok := pr.pending[id]; !ok {
+			delete(pr.missed, id) // applied or dropped meanwhile
+		}
+	}
+	for id, p := range pr.pending {
+		if p.Netns != path {
+			continue
+		}
+		if slices.ContainsFunc(ready, func(q diagnose.Proposal) bool { return q.ID == id }) {
+			delete(pr.missed, id)
+			continue
+		}
+		first, ok := pr.missed[id]
+		if !ok {
+			first = now
+			pr.missed[id] = now
+		}
+		if now.Sub(first) >= pendingGrace {
+			delete(pr.pending, id)
+			delete(pr.missed, id)
+		}
+	}
 }
 
 // propose records the confirmed kernel proposals of a diagnosis as pending
@@ -43,13 +87,7 @@ func (pr *proposals) propose(st *nsState, rep diagnose.Report) {
 			ready.Proposals = append(ready.Proposals, p)
 		}
 	}
-	a.mu.Lock()
-	for id, p := range pr.pending {
-		if p.Netns == st.path && !slices.ContainsFunc(ready.Proposals, func(q diagnose.Proposal) bool { return q.ID == id }) {
-			delete(pr.pending, id) // the condition is gone
-		}
-	}
-	a.mu.Unlock()
+	pr.forgetGone(st.path, ready.Proposals)
 	if a.cfg.Agent.Mode == config.AgentObserve || len(ready.Proposals) == 0 {
 		return
 	}
