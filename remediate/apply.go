@@ -274,8 +274,13 @@ func (e *Engine) checkSides(_ context.Context, run *applyRun) error {
 	if r := checkSide(run.pp.Side, fmt.Sprintf("finding %s on %s", p.Finding, p.Subject)); r != nil {
 		return r
 	}
+	// The fresh samples reading another side is a verdict of the moment
+	// (an acceptor starved for a few seconds looks slow), not of the
+	// change: the next census judges again.
 	if run.fresh != nil {
-		return refusal(checkSide(run.fresh.Side, fmt.Sprintf("finding %s on %s (fresh diagnosis)", p.Finding, p.Subject)))
+		if r := checkSide(run.fresh.Side, fmt.Sprintf("finding %s on %s (fresh diagnosis)", p.Finding, p.Subject)); r != nil {
+			return notNow(r)
+		}
 	}
 	return nil
 }

@@ -41,9 +41,12 @@ type Refusal struct {
 	Err error
 }
 
-// ErrNotNow is the cause of guard 3's refusals that say the finding is
-// not there at this moment: the fresh samples do not show it, do not
-// confirm it in every interval, or its drop counters stand still. It is a
+// ErrNotNow is the cause of the refusals that say the fresh samples do
+// not bear the recorded proposal out at this moment: they do not show the
+// finding, do not confirm it in every interval, its drop counters stand
+// still (guard 3), or they read it on another side than the kernel's
+// (guard 1 on the fresh diagnosis; the recorded side stays a lasting
+// refusal). It is a
 // refusal of the moment, not of the change: nothing was written and the
 // approval is unused, so the agent tries again once its census confirms
 // the finding again (in a fleet rollout the host gives its place back

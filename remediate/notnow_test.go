@@ -1,6 +1,7 @@
 package remediate
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -46,6 +47,29 @@ func TestCheckFreshNotNow(t *testing.T) {
 			}
 			if r != nil && errors.Is(r, ErrNotNow) != tc.notNow {
 				t.Fatalf("%v: errors.Is(ErrNotNow) = %v, want %v", r, !tc.notNow, tc.notNow)
+			}
+		})
+	}
+}
+
+// Guard 1: the fresh diagnosis on another side is a refusal of the
+// moment; the recorded proposal on another side is not.
+func TestCheckSidesNotNow(t *testing.T) {
+	p := diagnose.Proposal{ID: "p1", Finding: diagnose.KindAcceptQueueOverflow, Subject: "127.0.0.1:8082"}
+	for _, tc := range []struct {
+		name            string
+		recorded, fresh diagnose.Side
+		notNow, refused bool
+	}{
+		{"both kernel", diagnose.SideKernel, diagnose.SideKernel, false, false},
+		{"fresh reads app", diagnose.SideKernel, diagnose.SideApp, true, true},
+		{"recorded app", diagnose.SideApp, diagnose.SideKernel, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := &applyRun{p: p, pp: Pending{Proposal: p, Side: tc.recorded}, fresh: &diagnose.Finding{Kind: p.Finding, Subject: p.Subject, Side: tc.fresh}}
+			err := (&Engine{}).checkSides(context.Background(), run)
+			if (err != nil) != tc.refused || (err != nil && errors.Is(err, ErrNotNow) != tc.notNow) {
+				t.Fatalf("%v: want refused %v, ErrNotNow %v", err, tc.refused, tc.notNow)
 			}
 		})
 	}
