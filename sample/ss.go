@@ -75,94 +75,140 @@ type SSStats struct {
 // in the middle of a line that does not parse, is an ErrParse naming the
 // file and line. An error returned by fn stops the parse and is returned.
 func ParseSS(r io.Reader, name string, fn func(SSEntry) error) (SSStats, error) {
-	lr := newLineReader(r, name)
-	nt := notes{file: name}
-	var st SSStats
-	header, prevSocket := false, false
-	firstBad := 0
-	// A socket line is handed on when the next line shows it is complete:
-	// a capture pasted from a terminal or web console that broke long
-	// lines has users:((...)) and the -e fields on an indented line.
-	var pending *SSEntry
-	flush := func() error {
-		if pending == nil {
-			return nil
-		}
-		e := *pending
-		pending = nil
-		st.Sockets++
-		st.HasOwners = st.HasOwners || e.Owners != nil
-		st.HasInodes = st.HasInodes || e.HasInode
-		return fn(e)
-	}
+	p := ssParser{lr: newLineReader(r, name), nt: notes{file: name}, fn: fn}
 	for {
-		line, err := lr.next()
+		line, err := p.lr.next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return st, err
+			return p.st, err
 		}
-		if strings.TrimSpace(line) == "" {
-			continue
+		if err := p.line(line); err != nil {
+			return p.st, err
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			// -i, -m, --tos continuation lines belong to the socket
-			// line above, and so do wrapped owner or -e columns.
-			if prevSocket || header {
-				if pending != nil && (strings.Contains(line, "users:((") || strings.Contains(line, "ino:")) {
-					if why := parseSSExtras(strings.TrimSpace(line), pending); why != "" {
-						nt.add(lr.n, why, line)
-					}
-				}
-				st.Skipped++
-				continue
-			}
-		}
-		if err := flush(); err != nil {
-			return st, err
-		}
-		if lr.cut {
-			return st, lr.truncated("no newline after the last line")
-		}
-		if first := firstField(line); first == "State" || first == "Netid" {
-			header = true
-			prevSocket = false
-			continue
-		}
-		e, skip, why := parseSSLine(line)
-		switch {
-		case skip:
-			st.Skipped++
-			prevSocket = true
-			continue
-		case why != "":
-			if firstBad == 0 {
-				firstBad = lr.n
-			}
-			nt.add(lr.n, why, line)
-			prevSocket = false
-			// Not one socket line in the first 20 and no header:
-			// this is not ss output.
-			if !header && st.Sockets == 0 && lr.n >= 20 {
-				return st, lr.errf(firstBad, "not ss socket output (no header, no socket line): %s", why)
-			}
-			continue
-		}
-		prevSocket = true
-		pending = &e
 	}
-	if err := flush(); err != nil {
-		return st, err
+	return p.end()
+}
+
+// ssParser is the state of one ParseSS. It is a type rather than locals
+// and closures so that each step is a method of one job, and so that the
+// hot loop captures nothing: the parse stays at the allocations of the
+// line reader and the owners.
+type ssParser struct {
+	lr *lineReader
+	nt notes
+	st SSStats
+	fn func(SSEntry) error
+
+	// header: a header line was seen; prevSocket: the last line was a
+	// socket line (of any type), so an indented line continues it.
+	header, prevSocket bool
+	// firstBad is the first line not understood, for the error that
+	// says the file is not ss output at all.
+	firstBad int
+	// A socket line is handed on when the next line shows it is
+	// complete: a capture pasted from a terminal or web console that
+	// broke long lines has users:((...)) and the -e fields on an
+	// indented line. Held by value: a pointer to each line's entry
+	// would cost an allocation per socket.
+	pending    SSEntry
+	hasPending bool
+}
+
+// line takes one line of the table.
+func (p *ssParser) line(line string) error {
+	if strings.TrimSpace(line) == "" || p.continuation(line) {
+		return nil
 	}
-	if !header && st.Sockets == 0 {
-		if firstBad == 0 {
-			return st, lr.errf(1, "empty: not ss socket output (ss prints a header line unless -H)")
+	// Any other line ends the socket line before it.
+	if err := p.flush(); err != nil {
+		return err
+	}
+	if p.lr.cut {
+		return p.lr.truncated("no newline after the last line")
+	}
+	if first := firstField(line); first == "State" || first == "Netid" {
+		p.header, p.prevSocket = true, false
+		return nil
+	}
+	return p.socket(line)
+}
+
+// continuation takes an indented line that belongs to the socket line
+// above: the -i, -m, --tos lines, and owner or -e columns that a terminal
+// wrapped. It says whether the line was one.
+func (p *ssParser) continuation(line string) bool {
+	if (line[0] != ' ' && line[0] != '\t') || !(p.prevSocket || p.header) {
+		return false
+	}
+	if p.hasPending && (strings.Contains(line, "users:((") || strings.Contains(line, "ino:")) {
+		if why := parseSSExtras(strings.TrimSpace(line), &p.pending); why != "" {
+			p.nt.add(p.lr.n, why, line)
 		}
-		return st, lr.errf(firstBad, "not ss socket output (no header, no socket line)")
 	}
-	st.Notes = nt.list()
-	return st, nil
+	p.st.Skipped++
+	return true
+}
+
+// socket takes a line that should be a socket line.
+func (p *ssParser) socket(line string) error {
+	e, skip, why := parseSSLine(line)
+	switch {
+	case skip:
+		p.st.Skipped++
+		p.prevSocket = true
+	case why != "":
+		return p.bad(why, line)
+	default:
+		p.prevSocket = true
+		p.pending, p.hasPending = e, true
+	}
+	return nil
+}
+
+// bad notes a line not understood. Not one socket line in the first 20
+// and no header: this is not ss output, and reading on would only list
+// every line of some other file as not understood.
+func (p *ssParser) bad(why, line string) error {
+	if p.firstBad == 0 {
+		p.firstBad = p.lr.n
+	}
+	p.nt.add(p.lr.n, why, line)
+	p.prevSocket = false
+	if !p.header && p.st.Sockets == 0 && p.lr.n >= 20 {
+		return p.lr.errf(p.firstBad, "not ss socket output (no header, no socket line): %s", why)
+	}
+	return nil
+}
+
+// flush hands the pending socket line to the callback.
+func (p *ssParser) flush() error {
+	if !p.hasPending {
+		return nil
+	}
+	e := p.pending
+	p.pending, p.hasPending = SSEntry{}, false
+	p.st.Sockets++
+	p.st.HasOwners = p.st.HasOwners || e.Owners != nil
+	p.st.HasInodes = p.st.HasInodes || e.HasInode
+	return p.fn(e)
+}
+
+// end hands on the last socket line and says whether the text was ss
+// output at all.
+func (p *ssParser) end() (SSStats, error) {
+	if err := p.flush(); err != nil {
+		return p.st, err
+	}
+	if !p.header && p.st.Sockets == 0 {
+		if p.firstBad == 0 {
+			return p.st, p.lr.errf(1, "empty: not ss socket output (ss prints a header line unless -H)")
+		}
+		return p.st, p.lr.errf(p.firstBad, "not ss socket output (no header, no socket line)")
+	}
+	p.st.Notes = p.nt.list()
+	return p.st, nil
 }
 
 // parseSSLine parses one socket line. skip is set for a line of another
@@ -440,71 +486,86 @@ func ParseSSSummary(r io.Reader, name string) (SSSummary, error) {
 		if lr.cut {
 			return out, lr.truncated("no newline after the last line")
 		}
-		bad := func(why string) error { return lr.errf(lr.n, "%s: %q", why, clip(line, 80)) }
+		why := ""
 		switch {
 		case f[0] == "Total:":
-			if len(f) < 2 {
-				return out, bad("Total: without a number")
-			}
-			n, err := strconv.Atoi(f[1])
-			if err != nil {
-				return out, bad("Total: not a number")
-			}
-			out.Sockstat.SocketsUsed = n
-			seenTotal = true
+			why, seenTotal = out.parseTotal(f), true
 		case f[0] == "TCP:":
-			// TCP:   49 (estab 23, closed 14, orphaned 0, timewait 13)
-			rest := strings.NewReplacer("(", " ", ")", " ", ",", " ").Replace(strings.Join(f[1:], " "))
-			g := strings.Fields(rest)
-			if len(g) < 9 {
-				return out, bad("TCP: line without estab/closed/orphaned/timewait")
-			}
-			total, err := strconv.Atoi(g[0])
-			if err != nil {
-				return out, bad("TCP: total not a number")
-			}
-			kv := map[string]string{}
-			for i := 1; i+1 < len(g); i += 2 {
-				kv[g[i]] = g[i+1]
-			}
-			tw, twOld, _ := strings.Cut(kv["timewait"], "/")
-			nums := map[string]int{}
-			for _, k := range []string{"estab", "orphaned"} {
-				n, err := strconv.Atoi(kv[k])
-				if err != nil {
-					return out, bad("TCP: " + k + " missing or not a number")
-				}
-				nums[k] = n
-			}
-			twn, err := strconv.Atoi(tw)
-			if err != nil {
-				return out, bad("TCP: timewait missing or not a number")
-			}
-			out.Estab = nums["estab"]
-			out.Sockstat.TCPOrphan = nums["orphaned"]
-			out.Sockstat.TCPTimeWait = twn
-			if twOld != "" {
-				// iproute2 before 5.x: N = alloc + synrecv
-				// (from slabinfo, 0 when unreadable) +
-				// timewait (misc/ss.c print_summary).
-				syn, _ := strconv.Atoi(kv["synrecv"])
-				out.Sockstat.TCPAlloc = max(total-syn-twn, 0)
-			} else {
-				out.Sockstat.TCPAlloc = total - twn
-			}
-			seenTCP = true
+			why, seenTCP = out.parseTCP(f), true
 		case f[0] == "TCP" && len(f) == 4:
-			ip, err1 := strconv.Atoi(f[2])
-			ip6, err2 := strconv.Atoi(f[3])
-			if err1 != nil || err2 != nil {
-				return out, bad("TCP transport row: not numbers")
-			}
-			out.Sockstat.TCPInUse = ip
-			out.Sockstat.TCP6InUse = ip6
+			why = out.parseTransport(f)
+		}
+		if why != "" {
+			return out, lr.errf(lr.n, "%s: %q", why, clip(line, 80))
 		}
 	}
 	if !seenTotal || !seenTCP {
 		return out, lr.errf(max(lr.n, 1), "not ss -s output (no \"Total:\" and \"TCP:\" lines)")
 	}
 	return out, nil
+}
+
+// The parsers of the lines of ss -s take the line's fields and say what is
+// wrong ("" when nothing is); they change out only when the line is good.
+
+// parseTotal reads "Total: 41", the sockets used of sockstat.
+func (out *SSSummary) parseTotal(f []string) string {
+	if len(f) < 2 {
+		return "Total: without a number"
+	}
+	n, err := strconv.Atoi(f[1])
+	if err != nil {
+		return "Total: not a number"
+	}
+	out.Sockstat.SocketsUsed = n
+	return ""
+}
+
+// parseTCP reads "TCP:   49 (estab 23, closed 14, orphaned 0, timewait 13)",
+// or "timewait 13/0" with "synrecv S" before iproute2 5.x.
+func (out *SSSummary) parseTCP(f []string) string {
+	rest := strings.NewReplacer("(", " ", ")", " ", ",", " ").Replace(strings.Join(f[1:], " "))
+	g := strings.Fields(rest)
+	if len(g) < 9 {
+		return "TCP: line without estab/closed/orphaned/timewait"
+	}
+	total, err := strconv.Atoi(g[0])
+	if err != nil {
+		return "TCP: total not a number"
+	}
+	kv := map[string]string{}
+	for i := 1; i+1 < len(g); i += 2 {
+		kv[g[i]] = g[i+1]
+	}
+	tw, twOld, _ := strings.Cut(kv["timewait"], "/")
+	kv["timewait"] = tw
+	var n [3]int // estab, orphaned, timewait
+	for i, k := range [...]string{"estab", "orphaned", "timewait"} {
+		if n[i], err = strconv.Atoi(kv[k]); err != nil {
+			return "TCP: " + k + " missing or not a number"
+		}
+	}
+	out.Estab, out.Sockstat.TCPOrphan, out.Sockstat.TCPTimeWait = n[0], n[1], n[2]
+	if twOld != "" {
+		// iproute2 before 5.x: N = alloc + synrecv (from slabinfo, 0
+		// when unreadable) + timewait (misc/ss.c print_summary).
+		syn, _ := strconv.Atoi(kv["synrecv"])
+		out.Sockstat.TCPAlloc = max(total-syn-n[2], 0)
+	} else {
+		out.Sockstat.TCPAlloc = total - n[2]
+	}
+	return ""
+}
+
+// parseTransport reads the TCP row of the transport table,
+// "TCP	  35        28        7": total, then in use per family.
+func (out *SSSummary) parseTransport(f []string) string {
+	ip, err1 := strconv.Atoi(f[2])
+	ip6, err2 := strconv.Atoi(f[3])
+	if err1 != nil || err2 != nil {
+		return "TCP transport row: not numbers"
+	}
+	out.Sockstat.TCPInUse = ip
+	out.Sockstat.TCP6InUse = ip6
+	return ""
 }

@@ -31,8 +31,6 @@ var Enforced = []string{"sample", "remediate", "agent"}
 var Pending = map[string]string{
 	"sample.bundleSnap.finish":    "bundle.go: the bundle size limits (safety work) were being written",
 	"sample.bundleSnap.read":      "bundle.go: the bundle size limits (safety work) were being written",
-	"sample.ParseSS":              "ss.go: the text parsers were being extended for pasted output",
-	"sample.ParseSSSummary":       "ss.go: the text parsers were being extended for pasted output",
 	"sample.pasteReader.snapshot": "paste.go: the paste reader (issue 9) landed as the rule came in",
 	"sample.splitter.recSSTable":  "pastetable.go: the paste reader (issue 9) landed as the rule came in",
 }
