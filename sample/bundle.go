@@ -540,141 +540,210 @@ type bundleSnap struct {
 	collectLog map[string]string
 }
 
+// bundleReaders reads each kind of bundle file into its snapshot, one
+// reader per kind so that each knows one format and where it goes.
+var bundleReaders = map[string]func(s *bundleSnap, kind, rel string, r io.Reader) error{
+	bfDate:      (*bundleSnap).readOneLine,
+	bfUptime:    (*bundleSnap).readOneLine,
+	bfHostname:  (*bundleSnap).readOneLine,
+	bfNetns:     (*bundleSnap).readOneLine,
+	bfCollect:   (*bundleSnap).readCollect,
+	bfSSSummary: (*bundleSnap).readSSSummary,
+	bfSSTlnp:    (*bundleSnap).readListeners,
+	bfSSTan:     (*bundleSnap).readSocketTable,
+	bfSysctl:    (*bundleSnap).readSysctl,
+	bfNstat:     (*bundleSnap).readNstat,
+	bfNetstat:   (*bundleSnap).readProcCounters,
+	bfSNMP:      (*bundleSnap).readProcCounters,
+	bfSockstat:  (*bundleSnap).readSockstat,
+	bfSockstat6: (*bundleSnap).readSockstat,
+	bfDmesg:     (*bundleSnap).readDmesg,
+	bfProcesses: (*bundleSnap).readProcesses,
+}
+
+// read reads one file of the snapshot (rel names it in errors), by its
+// kind; a kind without a reader is skipped.
 func (s *bundleSnap) read(kind, rel string, r io.Reader) error {
-	switch kind {
-	case bfDate, bfUptime, bfHostname, bfNetns:
-		b, err := io.ReadAll(io.LimitReader(r, 4096))
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrParse, rel, err)
+	if read := bundleReaders[kind]; read != nil {
+		return read(s, kind, rel, r)
+	}
+	return nil
+}
+
+// readOneLine reads the files of one value (date, uptime, hostname,
+// netns). 4 KiB is far more than any of them, and a bound on a file that
+// is read whole.
+func (s *bundleSnap) readOneLine(kind, rel string, r io.Reader) error {
+	b, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrParse, rel, err)
+	}
+	return s.readSmall(kind, rel, strings.TrimSpace(string(b)))
+}
+
+// readCollect reads collect.txt ("FILE  how it was made"), kept to say
+// why a file is absent.
+func (s *bundleSnap) readCollect(_, rel string, r io.Reader) error {
+	b, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrParse, rel, err)
+	}
+	s.collectLog = map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f, how, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if ok && !strings.HasPrefix(f, "#") {
+			s.collectLog[bundleKind(f)] = strings.TrimSpace(how)
 		}
-		return s.readSmall(kind, rel, strings.TrimSpace(string(b)))
-	case bfCollect:
-		// "FILE  how it was made": kept to say why a file is absent.
-		b, err := io.ReadAll(io.LimitReader(r, 64<<10))
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrParse, rel, err)
+	}
+	return nil
+}
+
+func (s *bundleSnap) readSSSummary(_, rel string, r io.Reader) error {
+	sum, err := ParseSSSummary(r, rel)
+	if err != nil {
+		return err
+	}
+	s.summary = &sum
+	return nil
+}
+
+// readListeners reads ss -tlnp: its listeners are kept, by local address,
+// for the owners of the socket table's listeners (read after it) and for
+// a snapshot that has no socket table.
+func (s *bundleSnap) readListeners(_, rel string, r io.Reader) error {
+	s.tlnpBy = map[string][][]Owner{}
+	st, err := ParseSS(r, rel, func(e SSEntry) error {
+		if e.Socket.State != StateListen {
+			return nil
 		}
-		s.collectLog = map[string]string{}
-		for _, line := range strings.Split(string(b), "\n") {
-			f, how, ok := strings.Cut(strings.TrimSpace(line), " ")
-			if ok && !strings.HasPrefix(f, "#") {
-				s.collectLog[bundleKind(f)] = strings.TrimSpace(how)
-			}
+		if len(s.tlnpAll) >= s.maxListeners {
+			return s.tooManyListeners(rel)
 		}
+		k := FormatLocal(e.Socket.Local, e.Socket.V6Only)
+		s.tlnpBy[k] = append(s.tlnpBy[k], e.Owners)
+		s.tlnpAll = append(s.tlnpAll, e)
 		return nil
-	case bfSSSummary:
-		sum, err := ParseSSSummary(r, rel)
-		if err != nil {
-			return err
+	})
+	if err != nil {
+		return err
+	}
+	s.tlnp = &st
+	s.missing = append(s.missing, st.Notes...)
+	return nil
+}
+
+// readSocketTable streams ss -tan(pe) through the census, a listener
+// without owners taking those ss -tlnp gave for its address.
+func (s *bundleSnap) readSocketTable(_, rel string, r io.Reader) error {
+	first := true
+	listeners := 0
+	st, err := ParseSS(r, rel, func(e SSEntry) error {
+		if first {
+			s.census.InodesUnknown = !e.HasInode
+			first = false
 		}
-		s.summary = &sum
-	case bfSSTlnp:
-		s.tlnpBy = map[string][][]Owner{}
-		st, err := ParseSS(r, rel, func(e SSEntry) error {
-			if e.Socket.State != StateListen {
-				return nil
-			}
-			if len(s.tlnpAll) >= s.maxListeners {
+		if e.Socket.State == StateListen {
+			if listeners++; listeners > s.maxListeners {
 				return s.tooManyListeners(rel)
 			}
+		}
+		owners := e.Owners
+		if e.Socket.State == StateListen && owners == nil {
 			k := FormatLocal(e.Socket.Local, e.Socket.V6Only)
-			s.tlnpBy[k] = append(s.tlnpBy[k], e.Owners)
-			s.tlnpAll = append(s.tlnpAll, e)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		s.tlnp = &st
-		s.missing = append(s.missing, st.Notes...)
-	case bfSSTan:
-		first := true
-		listeners := 0
-		st, err := ParseSS(r, rel, func(e SSEntry) error {
-			if first {
-				s.census.InodesUnknown = !e.HasInode
-				first = false
+			if q := s.tlnpBy[k]; len(q) > 0 {
+				owners, s.tlnpBy[k] = q[0], q[1:]
 			}
-			if e.Socket.State == StateListen {
-				if listeners++; listeners > s.maxListeners {
-					return s.tooManyListeners(rel)
-				}
-			}
-			owners := e.Owners
-			if e.Socket.State == StateListen && owners == nil {
-				k := FormatLocal(e.Socket.Local, e.Socket.V6Only)
-				if q := s.tlnpBy[k]; len(q) > 0 {
-					owners, s.tlnpBy[k] = q[0], q[1:]
-				}
-			}
-			s.census.Add(e.Socket, owners)
-			return nil
-		})
-		if err != nil {
-			return err
 		}
-		if first {
-			s.census.InodesUnknown = true
-		}
-		s.tan = &st
-		s.missing = append(s.missing, st.Notes...)
-	case bfSysctl:
-		m, nt, err := ParseSysctlText(r, rel)
-		if err != nil {
-			return err
-		}
-		s.sysctls = m
-		s.missing = append(s.missing, nt...)
-	case bfNstat:
-		m, nt, err := ParseNstat(r, rel)
-		if err != nil {
-			return err
-		}
-		s.nstat = m
-		s.missing = append(s.missing, nt...)
-	case bfNetstat, bfSNMP:
-		lb := &lastByte{r: r}
-		m, err := ParseNetstat(lb)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
-		}
-		if err := lb.check(rel); err != nil {
-			return err
-		}
-		if s.procCtr == nil {
-			s.procCtr = map[string]uint64{}
-		}
-		for k, v := range m {
-			s.procCtr[k] = v
-		}
-	case bfSockstat, bfSockstat6:
-		lb := &lastByte{r: r}
-		st, err := ParseSockstat(lb)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
-		}
-		if err := lb.check(rel); err != nil {
-			return err
-		}
-		if kind == bfSockstat {
-			s.sockstat = &st
-		} else {
-			s.sockstat6 = &st
-		}
-	case bfDmesg:
-		ev, err := ParseDmesg(r, rel)
-		if err != nil {
-			return err
-		}
-		s.dmesg = ev
-	case bfProcesses:
-		m, nt, err := ParseProcesses(r, rel)
-		if err != nil {
-			return err
-		}
-		s.procs = m
-		s.missing = append(s.missing, nt...)
+		s.census.Add(e.Socket, owners)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	if first {
+		s.census.InodesUnknown = true
+	}
+	s.tan = &st
+	s.missing = append(s.missing, st.Notes...)
+	return nil
+}
+
+func (s *bundleSnap) readSysctl(_, rel string, r io.Reader) error {
+	m, nt, err := ParseSysctlText(r, rel)
+	if err != nil {
+		return err
+	}
+	s.sysctls = m
+	s.missing = append(s.missing, nt...)
+	return nil
+}
+
+func (s *bundleSnap) readNstat(_, rel string, r io.Reader) error {
+	m, nt, err := ParseNstat(r, rel)
+	if err != nil {
+		return err
+	}
+	s.nstat = m
+	s.missing = append(s.missing, nt...)
+	return nil
+}
+
+// readProcCounters reads a copy of /proc/net/netstat or snmp; both fill
+// the same counters. lastByte catches a copy cut in the middle of a
+// number, which the /proc parser cannot see.
+func (s *bundleSnap) readProcCounters(_, rel string, r io.Reader) error {
+	lb := &lastByte{r: r}
+	m, err := ParseNetstat(lb)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	if err := lb.check(rel); err != nil {
+		return err
+	}
+	if s.procCtr == nil {
+		s.procCtr = map[string]uint64{}
+	}
+	for k, v := range m {
+		s.procCtr[k] = v
+	}
+	return nil
+}
+
+// readSockstat reads a copy of /proc/net/sockstat or sockstat6, checked
+// for a cut as readProcCounters.
+func (s *bundleSnap) readSockstat(kind, rel string, r io.Reader) error {
+	lb := &lastByte{r: r}
+	st, err := ParseSockstat(lb)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	if err := lb.check(rel); err != nil {
+		return err
+	}
+	if kind == bfSockstat {
+		s.sockstat = &st
+	} else {
+		s.sockstat6 = &st
+	}
+	return nil
+}
+
+func (s *bundleSnap) readDmesg(_, rel string, r io.Reader) error {
+	ev, err := ParseDmesg(r, rel)
+	if err != nil {
+		return err
+	}
+	s.dmesg = ev
+	return nil
+}
+
+func (s *bundleSnap) readProcesses(_, rel string, r io.Reader) error {
+	m, nt, err := ParseProcesses(r, rel)
+	if err != nil {
+		return err
+	}
+	s.procs = m
+	s.missing = append(s.missing, nt...)
 	return nil
 }
 
@@ -745,30 +814,68 @@ func ParseDate(v string) (time.Time, error) {
 
 // finish builds the Sample of the snapshot.
 func (s *bundleSnap) finish(source string) *Sample {
-	name := func(kind string) string {
-		if r, ok := s.seen[kind]; ok {
-			return r
-		}
-		if s.dir == "" {
-			return kind + ".txt"
-		}
-		return s.dir + "/" + kind + ".txt"
+	f := &snapFinish{s: s, smp: &Sample{Schema: Schema, Source: source, Host: s.host, Netns: s.netns}}
+	for _, step := range finishSteps {
+		step(f)
 	}
-	smp := &Sample{Schema: Schema, Source: source, Host: s.host, Netns: s.netns}
-	var miss []Missing
-	note := func(kind, reason string) {
-		if how, ok := s.collectLog[kind]; ok && strings.HasPrefix(reason, "absent") {
-			// collect.txt says why the file is not there.
-			reason += "; collect.txt: " + how
-		}
-		miss = append(miss, Missing{Source: name(kind), Reason: reason})
-	}
-	if s.hasDate {
-		smp.Time = s.date
-	} else {
-		note(bfDate, "absent: the snapshot has no time; rates between snapshots cannot be computed (capture: date +%s.%N)")
-	}
+	f.smp.Missing = append(s.missing, f.miss...)
+	return f.smp
+}
 
+// snapFinish is a snapshot being turned into a Sample: each step fills a
+// part of smp from what was read and notes what the snapshot lacked, and
+// what that leaves unknown.
+type snapFinish struct {
+	s    *bundleSnap
+	smp  *Sample
+	miss []Missing
+}
+
+// finishSteps are the steps of finish, in the order of their notes in
+// Sample.Missing.
+var finishSteps = []func(*snapFinish){
+	(*snapFinish).time,
+	(*snapFinish).sockets,
+	(*snapFinish).socketNotes,
+	(*snapFinish).owners,
+	(*snapFinish).counters,
+	(*snapFinish).sockstat,
+	(*snapFinish).sysctls,
+	(*snapFinish).kernel,
+}
+
+// name is the file a kind was read from, or would have been.
+func (f *snapFinish) name(kind string) string {
+	if r, ok := f.s.seen[kind]; ok {
+		return r
+	}
+	if f.s.dir == "" {
+		return kind + ".txt"
+	}
+	return f.s.dir + "/" + kind + ".txt"
+}
+
+// note says what the file of kind lacked, or that it was absent and why
+// (collect.txt says why when it has a line for it).
+func (f *snapFinish) note(kind, reason string) {
+	if how, ok := f.s.collectLog[kind]; ok && strings.HasPrefix(reason, "absent") {
+		reason += "; collect.txt: " + how
+	}
+	f.miss = append(f.miss, Missing{Source: f.name(kind), Reason: reason})
+}
+
+func (f *snapFinish) time() {
+	if f.s.hasDate {
+		f.smp.Time = f.s.date
+		return
+	}
+	f.note(bfDate, "absent: the snapshot has no time; rates between snapshots cannot be computed (capture: date +%s.%N)")
+}
+
+// sockets fills the states, listeners, destinations and processes from
+// the census the socket table streamed through, or from ss -tlnp alone.
+func (f *snapFinish) sockets() {
+	s := f.s
 	switch {
 	case s.tan != nil:
 	case s.tlnp != nil:
@@ -777,88 +884,122 @@ func (s *bundleSnap) finish(source string) *Sample {
 			s.census.Add(e.Socket, e.Owners)
 		}
 		s.census.InodesUnknown = true
-		note(bfSSTan, "absent: states other than LISTEN, destinations and processes unknown (capture: ss -tanpe)")
+		f.note(bfSSTan, "absent: states other than LISTEN, destinations and processes unknown (capture: ss -tanpe)")
 	default:
 		s.census.InodesUnknown = true
-		note(bfSSTan, "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)")
+		f.note(bfSSTan, "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)")
 	}
-	s.census.Fill(smp)
-	if s.tan != nil && s.tan.Sockets > 0 {
-		switch {
-		case !s.tan.HasOwners && s.tlnp == nil:
-			note(bfSSTan, "no users:((...)) (captured without -p, or by a user who cannot see the owners) and no ss-tlnp.txt: owners of sockets unknown")
-		case !s.tan.HasOwners:
-			note(bfSSTan, "no users:((...)) (captured without -p, or by a user who cannot see the owners): owners of non-listening sockets, hence the process table, unknown")
-		}
-		if !s.tan.HasInodes {
-			note(bfSSTan, "captured without -e: socket inodes unknown, orphaned sockets not counted")
-		}
+	s.census.Fill(f.smp)
+}
+
+// socketNotes says what a socket table captured without -p or -e leaves
+// unknown.
+func (f *snapFinish) socketNotes() {
+	tan := f.s.tan
+	if tan == nil || tan.Sockets == 0 {
+		return
 	}
-	hasOwners := len(smp.Processes) > 0
-	for _, l := range smp.Listeners {
+	switch {
+	case !tan.HasOwners && f.s.tlnp == nil:
+		f.note(bfSSTan, "no users:((...)) (captured without -p, or by a user who cannot see the owners) and no ss-tlnp.txt: owners of sockets unknown")
+	case !tan.HasOwners:
+		f.note(bfSSTan, "no users:((...)) (captured without -p, or by a user who cannot see the owners): owners of non-listening sockets, hence the process table, unknown")
+	}
+	if !tan.HasInodes {
+		f.note(bfSSTan, "captured without -e: socket inodes unknown, orphaned sockets not counted")
+	}
+}
+
+// owners fills what processes.txt says of the owners, when there are any.
+func (f *snapFinish) owners() {
+	hasOwners := len(f.smp.Processes) > 0
+	for _, l := range f.smp.Listeners {
 		hasOwners = hasOwners || len(l.Owners) > 0
 	}
 	if hasOwners {
-		s.noteOwners(smp, note, func(m Missing) { miss = append(miss, m) })
+		f.s.noteOwners(f.smp, f.note, func(m Missing) { f.miss = append(f.miss, m) })
 	}
+}
 
+// counters fills the Tcp and TcpExt counters: from copies of
+// /proc/net/netstat and snmp when there are any, else from nstat.
+func (f *snapFinish) counters() {
+	s := f.s
 	switch {
 	case s.procCtr != nil:
-		smp.Counters = s.procCtr
+		f.smp.Counters = s.procCtr
 		if _, ok := s.seen[bfNetstat]; !ok {
-			note(bfNetstat, "absent: TcpExt counters unknown (capture: cat /proc/net/netstat or nstat -az)")
+			f.note(bfNetstat, "absent: TcpExt counters unknown (capture: cat /proc/net/netstat or nstat -az)")
 		}
 		if _, ok := s.seen[bfSNMP]; !ok {
-			note(bfSNMP, "absent: Tcp counters unknown (capture: cat /proc/net/snmp or nstat -az)")
+			f.note(bfSNMP, "absent: Tcp counters unknown (capture: cat /proc/net/snmp or nstat -az)")
 		}
 	case s.nstat != nil:
-		smp.Counters = make(map[string]uint64, len(s.nstat))
+		f.smp.Counters = make(map[string]uint64, len(s.nstat))
 		for k, v := range s.nstat {
-			// The IPv6 MIBs of /proc/net/snmp6 are not part of a
-			// Sample (a live sample does not read them).
-			if strings.HasPrefix(k, "Ip6") || strings.HasPrefix(k, "Icmp6") || strings.HasPrefix(k, "Udp6") || strings.HasPrefix(k, "UdpLite6") {
-				continue
+			if !isIPv6MIB(k) {
+				f.smp.Counters[k] = v
 			}
-			smp.Counters[k] = v
 		}
 	default:
-		smp.Counters = map[string]uint64{}
-		note(bfNstat, "absent (and no netstat.txt/snmp.txt): Tcp and TcpExt counters unknown (capture: nstat -az)")
+		f.smp.Counters = map[string]uint64{}
+		f.note(bfNstat, "absent (and no netstat.txt/snmp.txt): Tcp and TcpExt counters unknown (capture: nstat -az)")
 	}
+}
 
+// isIPv6MIB says whether an nstat counter is of the IPv6 MIBs of
+// /proc/net/snmp6, which are not part of a Sample (a live sample does not
+// read them).
+func isIPv6MIB(k string) bool {
+	return strings.HasPrefix(k, "Ip6") || strings.HasPrefix(k, "Icmp6") || strings.HasPrefix(k, "Udp6") || strings.HasPrefix(k, "UdpLite6")
+}
+
+// sockstat fills the socket totals from sockstat, else from ss -s (which
+// has no TCP memory).
+func (f *snapFinish) sockstat() {
+	s := f.s
 	switch {
 	case s.sockstat != nil:
-		smp.Sockstat = *s.sockstat
+		f.smp.Sockstat = *s.sockstat
 		if s.sockstat6 != nil {
-			smp.Sockstat.TCP6InUse = s.sockstat6.TCP6InUse
+			f.smp.Sockstat.TCP6InUse = s.sockstat6.TCP6InUse
 		}
 	case s.summary != nil:
-		smp.Sockstat = s.summary.Sockstat
-		note(bfSockstat, "absent: sockstat taken from ss -s, which has no TCP memory (pages)")
+		f.smp.Sockstat = s.summary.Sockstat
+		f.note(bfSockstat, "absent: sockstat taken from ss -s, which has no TCP memory (pages)")
 	default:
-		note(bfSockstat, "absent (and no ss-s.txt): socket totals and TCP memory unknown (capture: cat /proc/net/sockstat)")
+		f.note(bfSockstat, "absent (and no ss-s.txt): socket totals and TCP memory unknown (capture: cat /proc/net/sockstat)")
 	}
+}
 
-	smp.Sysctls = map[string]string{}
-	if s.sysctls == nil {
-		note(bfSysctl, "absent: sysctls unknown (capture: sysctl -a)")
-	} else {
-		var absent []string
-		for _, k := range SysctlKeys {
-			if v, ok := s.sysctls[k]; ok {
-				smp.Sysctls[k] = v
-			} else {
-				absent = append(absent, k)
-			}
-		}
-		if len(absent) > 0 {
-			note(bfSysctl, "lacks "+strings.Join(absent, ", "))
+// sysctls keeps the sysctls a Sample holds (SysctlKeys) and names those
+// the capture lacks.
+func (f *snapFinish) sysctls() {
+	f.smp.Sysctls = map[string]string{}
+	if f.s.sysctls == nil {
+		f.note(bfSysctl, "absent: sysctls unknown (capture: sysctl -a)")
+		return
+	}
+	var absent []string
+	for _, k := range SysctlKeys {
+		if v, ok := f.s.sysctls[k]; ok {
+			f.smp.Sysctls[k] = v
+		} else {
+			absent = append(absent, k)
 		}
 	}
+	if len(absent) > 0 {
+		f.note(bfSysctl, "lacks "+strings.Join(absent, ", "))
+	}
+}
 
-	smp.Kernel = []KernelEvent{}
+// kernel fills the kernel log events, dated from the boot time (date
+// minus uptime) when their stamps count from boot.
+func (f *snapFinish) kernel() {
+	s := f.s
+	f.smp.Kernel = []KernelEvent{}
 	if _, ok := s.seen[bfDmesg]; !ok {
-		note(bfDmesg, "absent: kernel log lines (SYN flooding, TCP OOM, orphans, conntrack) unknown (capture: dmesg)")
+		f.note(bfDmesg, "absent: kernel log lines (SYN flooding, TCP OOM, orphans, conntrack) unknown (capture: dmesg)")
 	}
 	var boot time.Time
 	if s.hasDate && s.hasUptime {
@@ -874,20 +1015,17 @@ func (s *bundleSnap) finish(source string) *Sample {
 				ev.Time = boot.Add(d.SinceBoot).Round(time.Millisecond)
 			}
 		}
-		smp.Kernel = append(smp.Kernel, ev)
+		f.smp.Kernel = append(f.smp.Kernel, ev)
 	}
 	if s.netns != "" {
 		// As a live sample of a namespace: the kernel log is
 		// host-wide, and another namespace's SYN flood is not this
 		// one's.
-		smp.Kernel = ownEvents(smp.Kernel, smp.Listeners)
+		f.smp.Kernel = ownEvents(f.smp.Kernel, f.smp.Listeners)
 	}
 	if needBoot {
-		note(bfUptime, "absent: times of kernel log lines unknown (capture: cat /proc/uptime with the date)")
+		f.note(bfUptime, "absent: times of kernel log lines unknown (capture: cat /proc/uptime with the date)")
 	}
-
-	smp.Missing = append(s.missing, miss...)
-	return smp
 }
 
 // noteOwners fills the owners of smp from processes.txt and says what is
