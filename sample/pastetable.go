@@ -233,123 +233,184 @@ func (p *splitter) recSSTable(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 	if cmd != nil && cmd.tool == "ss" {
 		sc = parseSSCmd(*cmd)
 	}
-	stateless := hdr == 2 || (hdr == 0 && rowStateless)
 	b := &pasteBlock{shape: shapeSS, first: n}
-	type row struct {
-		n    int
-		text string
-		kind int // 1 header, 2 socket, 3 continuation
-	}
-	var rows []row
-	headerText := ""
-	prevSocket := false
-	m := n
-	for ; m <= to; m++ {
-		l := p.line(m)
-		if strings.TrimSpace(l) == "" {
-			nb := p.nextNonBlank(m, to)
-			if nb == 0 {
-				break
-			}
-			if ok, _ := ssRowShape(p.line(nb)); !ok && ssHeader(p.line(nb)) == 0 {
-				break
-			}
-			prevSocket = false
-			continue
-		}
-		if h := ssHeader(l); h != 0 {
-			if h == 2 {
-				stateless = true
-			}
-			headerText = l
-			rows = append(rows, row{m, l, 1})
-			prevSocket = false
-		} else if ok, sl := ssRowShape(l); ok {
-			stateless = stateless || sl
-			rows = append(rows, row{m, l, 2})
-			prevSocket = true
-		} else if (l[0] == ' ' || l[0] == '\t') && prevSocket {
-			rows = append(rows, row{m, l, 3})
-		} else {
-			break
-		}
-		b.lines++
-		b.last = m
-	}
+	tab := ssTable{stateless: hdr == 2 || (hdr == 0 && rowStateless)}
+	p.ssRows(&tab, b, n, to)
 	if b.lines == 0 {
 		return nil, n
 	}
-	state := ""
-	if stateless && len(sc.states) == 1 {
-		state = sc.states[0]
+	// A table without the State column is of the one state its
+	// command filtered on; with none, or several, its states are
+	// unknown.
+	if tab.stateless && len(sc.states) == 1 {
+		tab.state = sc.states[0]
 	}
-	var texts []string
-	for _, r := range rows {
-		if r.kind == 2 {
-			texts = append(texts, r.text)
-		}
-	}
-	old := ssOldLayout(texts, headerText)
-	kind := bfSSTan
-	for _, r := range rows {
-		switch r.kind {
-		case 1:
-			if !stateless || state != "" {
-				b.feed(kind, r.n, ssHeaderLine)
-			}
-		case 3:
-			b.feed(kind, r.n, r.text)
-		case 2:
-			line := r.text
-			if stateless {
-				if state == "" {
-					if _, _, why := parseSSLine(prefixState(line, StateEstab)); why == "" {
-						b.unknownSt++
-					} else {
-						b.badLines++
-					}
-					continue
-				}
-				line = prefixState(line, state)
-			}
-			line = repairSSLine(line, old, sc.sport, b)
-			b.feed(kind, r.n, line)
-			b.countSS(line)
-		}
-	}
-	if headerText == "" {
+	tab.feed(b, sc.sport)
+	if tab.header == "" {
 		b.feedHeader()
 	}
 	if cmd != nil && cmd.tool == "ss" {
-		var why []string
-		if len(sc.states) > 0 && len(sc.states) < len(States) && !(sc.listenOnly && len(sc.states) == 1) {
-			why = append(why, "state "+strings.Join(sc.states, ","))
-		}
-		if sc.filter != "" {
-			why = append(why, "filter "+strconv.Quote(sc.filter))
-		}
-		for _, pp := range cmd.pipes {
-			why = append(why, "| "+pp)
-		}
-		if !sc.all && !sc.listenOnly && len(sc.states) == 0 {
-			why = append(why, "no -a: no LISTEN, TIME-WAIT or SYN-RECV sockets shown")
-		}
-		b.partial = strings.Join(why, "; ")
+		b.partial = ssPartial(sc, cmd.pipes)
 	}
 	b.listenOnly = sc.listenOnly || (cmd == nil && b.sockets > 0 && b.sockets == b.listeners)
 	if b.listenOnly {
 		b.moveFeed(bfSSTan, bfSSTlnp)
 	}
-	if stateless && state == "" && b.unknownSt > 0 {
+	tab.note(b)
+	return b, b.last + 1
+}
+
+// ssRowKind is what a line of a pasted ss table is.
+type ssRowKind int
+
+const (
+	ssRowHeader ssRowKind = iota + 1
+	ssRowSocket
+	ssRowContinued // an indented line below a socket line (-i, -m, -e, wrapped)
+)
+
+type ssRow struct {
+	n    int // line number in the paste
+	text string
+	kind ssRowKind
+}
+
+// ssTable is a pasted ss table between collecting its rows and feeding
+// them to the block: whether a row needs a state or the old layout's
+// repair is known only once every row is in.
+type ssTable struct {
+	rows   []ssRow
+	header string // the last header line, "" for none
+	// stateless: the table lacks the State column; state is then the
+	// one its command filtered on, "" when unknown.
+	stateless bool
+	state     string
+	old       bool // iproute2 before 4.15 (ssOldLayout)
+}
+
+// ssRows collects the rows of the table that starts at line n, up to line
+// to at most, and counts them in b. A blank line ends the table unless
+// more of it follows (a header or a socket line).
+func (p *splitter) ssRows(tab *ssTable, b *pasteBlock, n, to int) {
+	prevSocket := false
+	for m := n; m <= to; m++ {
+		l := p.line(m)
+		if strings.TrimSpace(l) == "" {
+			if !p.ssTableGoesOn(m, to) {
+				return
+			}
+			prevSocket = false
+			continue
+		}
+		if h := ssHeader(l); h != 0 {
+			tab.stateless = tab.stateless || h == 2
+			tab.header = l
+			tab.rows = append(tab.rows, ssRow{m, l, ssRowHeader})
+			prevSocket = false
+		} else if ok, sl := ssRowShape(l); ok {
+			tab.stateless = tab.stateless || sl
+			tab.rows = append(tab.rows, ssRow{m, l, ssRowSocket})
+			prevSocket = true
+		} else if (l[0] == ' ' || l[0] == '\t') && prevSocket {
+			tab.rows = append(tab.rows, ssRow{m, l, ssRowContinued})
+		} else {
+			return
+		}
+		b.lines++
+		b.last = m
+	}
+}
+
+// ssTableGoesOn says whether the next non-blank line after the blank line
+// m (up to line to) is more of an ss table.
+func (p *splitter) ssTableGoesOn(m, to int) bool {
+	nb := p.nextNonBlank(m, to)
+	if nb == 0 {
+		return false
+	}
+	ok, _ := ssRowShape(p.line(nb))
+	return ok || ssHeader(p.line(nb)) != 0
+}
+
+// feed gives b the table's rows as the lines of an ss -tan capture.
+// sport is the port of the command's "sport = :N" filter, 0 for none.
+func (tab *ssTable) feed(b *pasteBlock, sport uint16) {
+	var texts []string
+	for _, r := range tab.rows {
+		if r.kind == ssRowSocket {
+			texts = append(texts, r.text)
+		}
+	}
+	tab.old = ssOldLayout(texts, tab.header)
+	for _, r := range tab.rows {
+		switch r.kind {
+		case ssRowHeader:
+			// Rows of unknown state are not fed: their header
+			// alone would read as a table without sockets.
+			if !tab.stateless || tab.state != "" {
+				b.feed(bfSSTan, r.n, ssHeaderLine)
+			}
+		case ssRowContinued:
+			b.feed(bfSSTan, r.n, r.text)
+		case ssRowSocket:
+			tab.feedSocket(b, r, sport)
+		}
+	}
+}
+
+// feedSocket feeds one socket row, given the state of a stateless table
+// and repaired (old layout, redacted host, service name). A stateless row
+// whose state is unknown is not fed: it is counted, as of unknown state
+// when it would parse with one, else as a line not understood.
+func (tab *ssTable) feedSocket(b *pasteBlock, r ssRow, sport uint16) {
+	line := r.text
+	if tab.stateless {
+		if tab.state == "" {
+			if _, _, why := parseSSLine(prefixState(line, StateEstab)); why == "" {
+				b.unknownSt++
+			} else {
+				b.badLines++
+			}
+			return
+		}
+		line = prefixState(line, tab.state)
+	}
+	line = repairSSLine(line, tab.old, sport, b)
+	b.feed(bfSSTan, r.n, line)
+	b.countSS(line)
+}
+
+// ssPartial says why the table an ss command printed is not the whole
+// socket table ("" when it is): a state or an address filter, a pipe, or
+// no -a (ss then leaves out listeners, TIME-WAIT and SYN-RECV).
+func ssPartial(sc ssCmd, pipes []string) string {
+	var why []string
+	if len(sc.states) > 0 && len(sc.states) < len(States) && !(sc.listenOnly && len(sc.states) == 1) {
+		why = append(why, "state "+strings.Join(sc.states, ","))
+	}
+	if sc.filter != "" {
+		why = append(why, "filter "+strconv.Quote(sc.filter))
+	}
+	for _, pp := range pipes {
+		why = append(why, "| "+pp)
+	}
+	if !sc.all && !sc.listenOnly && len(sc.states) == 0 {
+		why = append(why, "no -a: no LISTEN, TIME-WAIT or SYN-RECV sockets shown")
+	}
+	return strings.Join(why, "; ")
+}
+
+// note tells, in b's notes, what was read with a guess or not at all.
+func (tab *ssTable) note(b *pasteBlock) {
+	if tab.stateless && tab.state == "" && b.unknownSt > 0 {
 		b.notes = append(b.notes, fmt.Sprintf("%d sockets without a State column and no `ss ... state X` line above them: their state is unknown and they are not counted (capture ss -tanp)", b.unknownSt))
 	}
 	if b.mended > 0 {
 		b.notes = append(b.notes, fmt.Sprintf("%d lines with a redacted host or a service name: read with the host unknown (0.0.0.0) and the name as its port (capture ss -tanp: -n keeps numbers)", b.mended))
 	}
-	if old {
+	if tab.old {
 		b.notes = append(b.notes, "iproute2 before 4.15 layout: \"*:N\" read as the IPv4 wildcard 0.0.0.0:N")
 	}
-	return b, b.last + 1
 }
 
 // ssOldLayout says whether a table is in the layout of iproute2 before
