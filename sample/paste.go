@@ -257,9 +257,49 @@ var singleKinds = map[string]bool{bfDate: true, bfUptime: true, bfSSSummary: tru
 
 func (pr *pasteReader) at(b *pasteBlock) string { return pr.name + ":" + strconv.Itoa(b.first) }
 
+// snapshot reads the blocks of one snapshot into a Sample.
 func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
-	s := &bundleSnap{seen: map[string]string{}, census: NewCensus(pr.opts.topDest(), pr.opts.topProc()), host: pr.host, maxListeners: pr.opts.maxListeners()}
-	var extra []Missing
+	ps := &pasteSnap{
+		pr:      pr,
+		blocks:  blocks,
+		s:       &bundleSnap{seen: map[string]string{}, census: NewCensus(pr.opts.topDest(), pr.opts.topProc()), host: pr.host, maxListeners: pr.opts.maxListeners()},
+		noLimit: map[string]bool{},
+	}
+	byKind := blocksByKind(blocks)
+	for _, kind := range feedOrder {
+		if bs := byKind[kind]; len(bs) > 0 {
+			ps.readKind(kind, bs)
+		}
+	}
+	ps.noteBlocks()
+	ps.mergeCounters()
+	smp := ps.s.finish("paste:" + pr.name)
+	pr.applyCounts(smp, blocks, &ps.extra)
+	ps.markNoLimit(smp)
+	ps.noteAbsent(smp)
+	smp.Missing = append(smp.Missing, ps.extra...)
+	for _, b := range blocks {
+		smp.Read = append(smp.Read, ReadBlock{Kind: b.kind(), Line: b.first, Lines: b.lines, What: b.what})
+	}
+	return smp
+}
+
+// pasteSnap is one snapshot of a paste being read: the bundle snapshot
+// its blocks feed, and what the paste adds to a bundle's account (blocks
+// ignored or not read, guesses, listeners whose limit is unknown).
+type pasteSnap struct {
+	pr     *pasteReader
+	blocks []*pasteBlock
+	s      *bundleSnap
+	extra  []Missing
+	// noLimit holds the local addresses of listeners read from netstat,
+	// whose Send-Q is not a limit.
+	noLimit map[string]bool
+}
+
+// blocksByKind indexes the blocks by the bundle kinds they feed; a date or
+// uptime block feeds its value.
+func blocksByKind(blocks []*pasteBlock) map[string][]*pasteBlock {
 	byKind := map[string][]*pasteBlock{}
 	for _, b := range blocks {
 		if b.shape == shapeDate {
@@ -272,147 +312,207 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 			byKind[k] = append(byKind[k], b)
 		}
 	}
-	// The netstat listeners' Send-Q is not a limit.
-	noLimit := map[string]bool{}
-	for _, kind := range feedOrder {
-		bs := byKind[kind]
-		if len(bs) == 0 {
-			continue
+	return byKind
+}
+
+// readKind reads the blocks of one kind into the snapshot and says in
+// each block what it gave, or why it was not read.
+func (ps *pasteSnap) readKind(kind string, bs []*pasteBlock) {
+	use := ps.pick(kind, bs)
+	ps.s.seen[kind] = ps.pr.at(use[0])
+	var err error
+	switch kind {
+	case bfDate:
+		err = ps.readDate(use[0])
+	case "netstat-s":
+		// Each block is read on its own (its own notes and
+		// errors), and no block makes the others unread.
+		ps.readNetstatS(use)
+		return
+	default:
+		err = ps.readFeeds(kind, use)
+	}
+	if err != nil {
+		ps.notRead(kind, use, err)
+		return
+	}
+	for _, b := range use {
+		if b.what == "" {
+			b.what = ps.pr.what(b, kind, ps.s)
 		}
-		use := bs
-		if singleKinds[kind] {
-			use = pickBlocks(bs)
-			for _, b := range bs {
-				if !slices.Contains(use, b) {
-					b.what = fmt.Sprintf("ignored: %s at line %d was read for this snapshot (put a `date` before each capture to make two snapshots)", use[0].kind(), use[0].first)
-					extra = append(extra, Missing{Source: pr.at(b), Reason: b.what})
-				}
-			}
+		if b.noLimit {
+			ps.collectNoLimit(b.feeds[kind])
 		}
-		feeds := make([]map[int]string, 0, len(use))
-		for _, b := range use {
-			feeds = append(feeds, b.feeds[kind])
+	}
+}
+
+// pick chooses the blocks a kind is read from (pickBlocks) and names the
+// others of a single kind as ignored.
+func (ps *pasteSnap) pick(kind string, bs []*pasteBlock) []*pasteBlock {
+	if !singleKinds[kind] {
+		return bs
+	}
+	use := pickBlocks(bs)
+	for _, b := range bs {
+		if !slices.Contains(use, b) {
+			b.what = fmt.Sprintf("ignored: %s at line %d was read for this snapshot (put a `date` before each capture to make two snapshots)", use[0].kind(), use[0].first)
+			ps.extra = append(ps.extra, Missing{Source: ps.pr.at(b), Reason: b.what})
 		}
-		text := sparseText(feeds)
-		s.seen[kind] = pr.at(use[0])
-		var err error
-		switch kind {
-		case bfDate:
-			var t = strings.TrimSpace(use[0].value)
-			tm, derr := parsePasteDate(t, true)
-			if derr != nil {
-				err = fmt.Errorf("%w: %s:%d: %v", ErrParse, pr.name, use[0].first, derr)
-				break
-			}
-			s.date, s.hasDate = tm, true
-			use[0].what = tm.UTC().Format("2006-01-02T15:04:05Z")
-		case "netstat-s":
-			m := map[string]uint64{}
-			for _, b := range use {
-				zeros := b.cmd == nil || len(b.cmd.pipes) == 0
-				bm, nt, perr := parseNetstatS(strings.NewReader(sparseText([]map[int]string{b.feeds[kind]})), pr.name, zeros)
-				if perr != nil {
-					b.what = "not read: " + perr.Error()
-					extra = append(extra, Missing{Source: pr.at(b), Reason: b.what})
-					continue
-				}
-				b.what = plural(len(bm), "counter")
-				extra = append(extra, nt...)
-				for k, v := range bm {
-					if _, ok := m[k]; !ok {
-						m[k] = v
-					}
-				}
-			}
-			if len(m) == 0 {
-				continue
-			}
-			if s.nstat == nil {
-				s.nstat = m
-				s.seen[bfNstat] = pr.at(use[0])
-			} else {
-				for k, v := range m {
-					if _, ok := s.nstat[k]; !ok {
-						s.nstat[k] = v
-					}
-				}
-			}
-			extra = append(extra, Missing{Source: pr.at(use[0]), Reason: "netstat -s prints counters it has no wording for only when they are not 0, so TCPReqQFullDrop, TCPReqQFullDoCookies and other counters without a line are unknown, not 0 (capture nstat -az)"})
-			continue
-		default:
-			if kind == bfSSTan && s.tlnp != nil && !slices.ContainsFunc(use, func(b *pasteBlock) bool { return b.listeners > 0 }) {
-				// A table without listeners (ss -tan state
-				// close-wait): the listeners of ss -tlnp go first,
-				// so that the census knows the inbound sockets.
-				for _, e := range s.tlnpAll {
-					s.census.Add(e.Socket, e.Owners)
-				}
-				s.tlnpBy = nil
-			}
-			err = s.read(kind, pr.name, strings.NewReader(text))
+	}
+	return use
+}
+
+// readDate reads a date block, in any of the forms a paste has them.
+func (ps *pasteSnap) readDate(b *pasteBlock) error {
+	tm, err := parsePasteDate(strings.TrimSpace(b.value), true)
+	if err != nil {
+		return fmt.Errorf("%w: %s:%d: %v", ErrParse, ps.pr.name, b.first, err)
+	}
+	ps.s.date, ps.s.hasDate = tm, true
+	b.what = tm.UTC().Format("2006-01-02T15:04:05Z")
+	return nil
+}
+
+// readFeeds reads the blocks' lines of kind, as one file, with the bundle
+// reader.
+func (ps *pasteSnap) readFeeds(kind string, use []*pasteBlock) error {
+	feeds := make([]map[int]string, 0, len(use))
+	for _, b := range use {
+		feeds = append(feeds, b.feeds[kind])
+	}
+	s := ps.s
+	if kind == bfSSTan && s.tlnp != nil && !slices.ContainsFunc(use, func(b *pasteBlock) bool { return b.listeners > 0 }) {
+		// A table without listeners (ss -tan state close-wait): the
+		// listeners of ss -tlnp go first, so that the census knows
+		// the inbound sockets.
+		for _, e := range s.tlnpAll {
+			s.census.Add(e.Socket, e.Owners)
 		}
+		s.tlnpBy = nil
+	}
+	return s.read(kind, ps.pr.name, strings.NewReader(sparseText(feeds)))
+}
+
+// notRead says in the blocks and in Missing why a kind was not read, and
+// undoes what the reader had taken in: part of a table is not the table.
+func (ps *pasteSnap) notRead(kind string, use []*pasteBlock, err error) {
+	for _, b := range use {
+		b.what = "not read: " + strings.TrimPrefix(err.Error(), ErrParse.Error()+": ")
+	}
+	ps.extra = append(ps.extra, Missing{Source: ps.pr.at(use[0]), Reason: "not read: " + err.Error()})
+	s := ps.s
+	delete(s.seen, kind)
+	switch kind {
+	case bfSSTan:
+		s.census, s.tan = NewCensus(ps.pr.opts.topDest(), ps.pr.opts.topProc()), nil
+	case bfSSTlnp:
+		s.tlnp, s.tlnpBy, s.tlnpAll = nil, nil, nil
+	}
+}
+
+// collectNoLimit notes the listeners of a netstat table: their Send-Q is
+// not a limit.
+func (ps *pasteSnap) collectNoLimit(lines map[int]string) {
+	for _, l := range lines {
+		if e, skip, why := parseSSLine(l); !skip && why == "" && e.Socket.State == StateListen {
+			ps.noLimit[FormatLocal(e.Socket.Local, e.Socket.V6Only)] = true
+		}
+	}
+}
+
+// readNetstatS reads netstat -s blocks into the nstat counters of the
+// snapshot (the first block to give a counter wins), or adds to those of
+// nstat -az blocks without replacing any.
+func (ps *pasteSnap) readNetstatS(use []*pasteBlock) {
+	m := map[string]uint64{}
+	for _, b := range use {
+		// A counter netstat -s omits is 0 only when no pipe
+		// (grep) could have removed its line.
+		zeros := b.cmd == nil || len(b.cmd.pipes) == 0
+		bm, nt, err := parseNetstatS(strings.NewReader(sparseText([]map[int]string{b.feeds["netstat-s"]})), ps.pr.name, zeros)
 		if err != nil {
-			for _, b := range use {
-				b.what = "not read: " + strings.TrimPrefix(err.Error(), ErrParse.Error()+": ")
-			}
-			extra = append(extra, Missing{Source: pr.at(use[0]), Reason: "not read: " + err.Error()})
-			delete(s.seen, kind)
-			switch kind {
-			case bfSSTan:
-				s.census, s.tan = NewCensus(pr.opts.topDest(), pr.opts.topProc()), nil
-			case bfSSTlnp:
-				s.tlnp, s.tlnpBy, s.tlnpAll = nil, nil, nil
-			}
+			b.what = "not read: " + err.Error()
+			ps.extra = append(ps.extra, Missing{Source: ps.pr.at(b), Reason: b.what})
 			continue
 		}
-		for _, b := range use {
-			if b.what == "" {
-				b.what = pr.what(b, kind, s)
-			}
-			if b.noLimit {
-				for _, l := range b.feeds[kind] {
-					if e, skip, why := parseSSLine(l); !skip && why == "" && e.Socket.State == StateListen {
-						noLimit[FormatLocal(e.Socket.Local, e.Socket.V6Only)] = true
-					}
-				}
+		b.what = plural(len(bm), "counter")
+		ps.extra = append(ps.extra, nt...)
+		for k, v := range bm {
+			if _, ok := m[k]; !ok {
+				m[k] = v
 			}
 		}
 	}
-	for _, b := range blocks {
+	if len(m) == 0 {
+		return
+	}
+	s := ps.s
+	if s.nstat == nil {
+		s.nstat = m
+		s.seen[bfNstat] = ps.pr.at(use[0])
+	} else {
+		for k, v := range m {
+			if _, ok := s.nstat[k]; !ok {
+				s.nstat[k] = v
+			}
+		}
+	}
+	ps.extra = append(ps.extra, Missing{Source: ps.pr.at(use[0]), Reason: "netstat -s prints counters it has no wording for only when they are not 0, so TCPReqQFullDrop, TCPReqQFullDoCookies and other counters without a line are unknown, not 0 (capture nstat -az)"})
+}
+
+// noteBlocks adds what each block says of itself: the splitter's notes, a
+// partial table, dmesg -T stamps without a zone; a block nothing read is
+// marked so.
+func (ps *pasteSnap) noteBlocks() {
+	for _, b := range ps.blocks {
+		src := ps.pr.at(b) + " (" + b.kind() + ")"
 		for _, nt := range b.notes {
-			extra = append(extra, Missing{Source: pr.at(b) + " (" + b.kind() + ")", Reason: nt})
+			ps.extra = append(ps.extra, Missing{Source: src, Reason: nt})
 		}
 		if b.partial != "" && !strings.HasPrefix(b.what, "ignored") && !strings.HasPrefix(b.what, "not read") {
-			extra = append(extra, Missing{Source: pr.at(b) + " (" + b.kind() + ")", Reason: "only part of the socket table (" + b.partial + "): the other sockets are not judged (capture ss -tanpe)"})
+			ps.extra = append(ps.extra, Missing{Source: src, Reason: "only part of the socket table (" + b.partial + "): the other sockets are not judged (capture ss -tanpe)"})
 		}
 		if b.logTZ > 0 {
-			extra = append(extra, Missing{Source: pr.at(b) + " (" + b.kind() + ")", Reason: fmt.Sprintf("dmesg -T stamps carry no time zone (and drift after a suspend): the offset to UTC is unknown, so %s kept without a time (capture dmesg --time-format iso)", plural(b.logTZ, "kernel line")+map[bool]string{true: " is", false: " are"}[b.logTZ == 1])})
+			ps.extra = append(ps.extra, Missing{Source: src, Reason: fmt.Sprintf("dmesg -T stamps carry no time zone (and drift after a suspend): the offset to UTC is unknown, so %s kept without a time (capture dmesg --time-format iso)", plural(b.logTZ, "kernel line")+map[bool]string{true: " is", false: " are"}[b.logTZ == 1])})
 		}
 		if b.shape == shapeUnreadable && b.what == "" {
 			b.what = "not read"
 		}
 	}
-	if s.procCtr != nil && s.nstat != nil {
-		// /proc/net/netstat and snmp win; nstat fills what they lack
-		// (a paste of a few counters), without the IPv6 MIBs a
-		// Sample does not hold (as finish does).
-		for k, v := range s.nstat {
-			if strings.HasPrefix(k, "Ip6") || strings.HasPrefix(k, "Icmp6") || strings.HasPrefix(k, "Udp6") || strings.HasPrefix(k, "UdpLite6") {
-				continue
-			}
-			if _, ok := s.procCtr[k]; !ok {
-				s.procCtr[k] = v
-			}
+}
+
+// mergeCounters lets nstat fill what copies of /proc/net/netstat and snmp
+// lack (a paste of a few counters): those win, as in a bundle, where
+// finish would drop nstat altogether.
+func (ps *pasteSnap) mergeCounters() {
+	s := ps.s
+	if s.procCtr == nil || s.nstat == nil {
+		return
+	}
+	for k, v := range s.nstat {
+		if isIPv6MIB(k) {
+			continue
+		}
+		if _, ok := s.procCtr[k]; !ok {
+			s.procCtr[k] = v
 		}
 	}
-	smp := s.finish("paste:" + pr.name)
-	pr.applyCounts(smp, blocks, &extra)
+}
+
+// markNoLimit marks the listeners read from netstat: their limit is
+// unknown.
+func (ps *pasteSnap) markNoLimit(smp *Sample) {
 	for i := range smp.Listeners {
-		if noLimit[smp.Listeners[i].Local] {
+		if ps.noLimit[smp.Listeners[i].Local] {
 			smp.Listeners[i].LimitUnknown = true
 		}
 	}
-	if s.procCtr != nil || s.nstat != nil {
+}
+
+// noteAbsent names what a paste often lacks and a bundle never does: the
+// counters the rules read (a paste of a few of them), and owners.
+func (ps *pasteSnap) noteAbsent(smp *Sample) {
+	if ps.s.procCtr != nil || ps.s.nstat != nil {
 		var absent []string
 		for _, c := range TextCounters {
 			if _, ok := smp.Counters[c]; !ok {
@@ -420,7 +520,7 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 			}
 		}
 		if len(absent) > 0 {
-			extra = append(extra, Missing{Source: "counters", Reason: "not in the paste: " + strings.Join(absent, ", ") + " (capture nstat -az)"})
+			ps.extra = append(ps.extra, Missing{Source: "counters", Reason: "not in the paste: " + strings.Join(absent, ", ") + " (capture nstat -az)"})
 		}
 	}
 	owned := len(smp.Processes) > 0
@@ -428,13 +528,8 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 		owned = owned || len(l.Owners) > 0
 	}
 	if !owned && !slices.ContainsFunc(smp.Missing, func(m Missing) bool { return m.Source == "owners" }) {
-		extra = append(extra, Missing{Source: "owners", Reason: "the paste names no owning process: descriptor counts, limits and units unknown (capture ss -tlnp and ss -tanp as root, and the processes loop of README.md)"})
+		ps.extra = append(ps.extra, Missing{Source: "owners", Reason: "the paste names no owning process: descriptor counts, limits and units unknown (capture ss -tlnp and ss -tanp as root, and the processes loop of README.md)"})
 	}
-	smp.Missing = append(smp.Missing, extra...)
-	for _, b := range blocks {
-		smp.Read = append(smp.Read, ReadBlock{Kind: b.kind(), Line: b.first, Lines: b.lines, What: b.what})
-	}
-	return smp
 }
 
 // pickBlocks chooses the blocks a single kind is read from: the first

@@ -27,10 +27,9 @@ var Enforced = []string{"sample", "remediate", "agent"}
 // Pending lists long functions of Enforced packages that other work was
 // changing when the rule came in (package.Func: why it waits). Each must
 // shrink and leave the list: TestFunctionLength fails on an entry that
-// already fits.
-var Pending = map[string]string{
-	"sample.pasteReader.snapshot": "paste.go: the paste reader (issue 9) landed as the rule came in",
-}
+// already fits. It is empty since the sample readers were split (issue
+// 13); an entry is a debt with a reason, not a way round the rule.
+var Pending = map[string]string{}
 
 // Func is one function declaration and its length.
 type Func struct {
