@@ -154,6 +154,20 @@ func fleetContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
+// withFleet runs one fleet command on the fleet's etcd: the fleet opened
+// (a usage error without fleet.etcd.endpoints) and a context bounded by
+// fleetContext, so that every command fails the same way and gives up
+// after the same time.
+func (a *app) withFleet(run func(ctx context.Context, f *fleet.Fleet) error) error {
+	_, f, err := a.fleetOf()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := fleetContext()
+	defer cancel()
+	return run(ctx, f)
+}
+
 func newFleetProposalsCmd(a *app) *cobra.Command {
 	var format *string
 	cmd := &cobra.Command{
@@ -410,40 +424,36 @@ func newFleetStatusCmd(a *app) *cobra.Command {
 		Short: "Rollouts: state, each host (waiting, in flight, verified, rolled back, skipped, halted) and the timeline",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, f, err := a.fleetOf()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			snap, err := f.Snapshot(ctx, true)
-			if err != nil {
-				return fleetErr(err)
-			}
-			now := time.Now()
-			doc := fleetStatusDoc{Schema: fleetStatusSchema, Halt: snap.Halt, Rollouts: []rolloutStatus{}}
-			var ids []string
-			for id := range snap.Rollouts {
-				if len(args) == 0 || args[0] == id {
-					ids = append(ids, id)
+			return a.withFleet(func(ctx context.Context, f *fleet.Fleet) error {
+				snap, err := f.Snapshot(ctx, true)
+				if err != nil {
+					return fleetErr(err)
 				}
-			}
-			if len(args) == 1 && len(ids) == 0 {
-				return usageErr("%v: %s (sockwarden fleet status lists them)", fleet.ErrNotFound, args[0])
-			}
-			sort.Strings(ids)
-			for _, id := range ids {
-				doc.Rollouts = append(doc.Rollouts, statusOf(snap, id, a.cfg.Fleet.MaxChangesPerHour, now))
-			}
-			switch *format {
-			case "json":
-				return writeJSON(cmd.OutOrStdout(), doc)
-			case "markdown":
-				writeFleetMarkdown(cmd.OutOrStdout(), doc)
-			default:
-				writeFleetText(cmd.OutOrStdout(), doc)
-			}
-			return nil
+				now := time.Now()
+				doc := fleetStatusDoc{Schema: fleetStatusSchema, Halt: snap.Halt, Rollouts: []rolloutStatus{}}
+				var ids []string
+				for id := range snap.Rollouts {
+					if len(args) == 0 || args[0] == id {
+						ids = append(ids, id)
+					}
+				}
+				if len(args) == 1 && len(ids) == 0 {
+					return usageErr("%v: %s (sockwarden fleet status lists them)", fleet.ErrNotFound, args[0])
+				}
+				sort.Strings(ids)
+				for _, id := range ids {
+					doc.Rollouts = append(doc.Rollouts, statusOf(snap, id, a.cfg.Fleet.MaxChangesPerHour, now))
+				}
+				switch *format {
+				case "json":
+					return writeJSON(cmd.OutOrStdout(), doc)
+				case "markdown":
+					writeFleetMarkdown(cmd.OutOrStdout(), doc)
+				default:
+					writeFleetText(cmd.OutOrStdout(), doc)
+				}
+				return nil
+			})
 		},
 	}
 	format = outputFlag(cmd, "json", "markdown")
@@ -532,26 +542,22 @@ func newFleetHostsCmd(a *app) *cobra.Command {
 		Short: "Registered hosts: labels, kernel, version, last tick, pending groups",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, f, err := a.fleetOf()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			hs, err := f.Hosts(ctx)
-			if err != nil {
-				return fleetErr(err)
-			}
-			if *format == "json" {
-				return writeJSON(cmd.OutOrStdout(), docOf("sockwarden.fleet-hosts/v1", "hosts", hs))
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "HOST\tLABELS\tKERNEL\tVERSION\tLAST TICK\tPENDING GROUPS")
-			for _, h := range hs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, fleet.SelectorString(h.Labels), h.Kernel, h.Version,
-					h.LastTick.Local().Format(time.RFC3339), orDash(strings.Join(h.Groups, ",")))
-			}
-			return tw.Flush()
+			return a.withFleet(func(ctx context.Context, f *fleet.Fleet) error {
+				hs, err := f.Hosts(ctx)
+				if err != nil {
+					return fleetErr(err)
+				}
+				if *format == "json" {
+					return writeJSON(cmd.OutOrStdout(), docOf("sockwarden.fleet-hosts/v1", "hosts", hs))
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "HOST\tLABELS\tKERNEL\tVERSION\tLAST TICK\tPENDING GROUPS")
+				for _, h := range hs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, fleet.SelectorString(h.Labels), h.Kernel, h.Version,
+						h.LastTick.Local().Format(time.RFC3339), orDash(strings.Join(h.Groups, ",")))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	format = outputFlag(cmd, "json")
@@ -570,32 +576,28 @@ func newFleetSwitchCmd(what string) func(*app) *cobra.Command {
 		cmd := &cobra.Command{
 			Use: what + " ROLLOUT", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				_, f, err := a.fleetOf()
-				if err != nil {
-					return err
-				}
-				ctx, cancel := fleetContext()
-				defer cancel()
-				now := time.Now().UTC()
-				ap := remediate.CurrentApprover()
-				r, err := f.UpdateRollout(ctx, args[0], func(r *fleet.Rollout) error {
-					switch what {
-					case "pause":
-						r.Paused = true
-					case "resume":
-						r.Paused, r.ResumedAt = false, now
-					case "rollback":
-						r.Rollback, r.Paused = true, true
+				return a.withFleet(func(ctx context.Context, f *fleet.Fleet) error {
+					now := time.Now().UTC()
+					ap := remediate.CurrentApprover()
+					r, err := f.UpdateRollout(ctx, args[0], func(r *fleet.Rollout) error {
+						switch what {
+						case "pause":
+							r.Paused = true
+						case "resume":
+							r.Paused, r.ResumedAt = false, now
+						case "rollback":
+							r.Rollback, r.Paused = true, true
+						}
+						r.Events = append(r.Events, fleet.Event{Time: now, What: what, Detail: "by " + ap.String() + commentSuffix(comment)})
+						return nil
+					})
+					if err != nil {
+						return fleetErr(err)
 					}
-					r.Events = append(r.Events, fleet.Event{Time: now, What: what, Detail: "by " + ap.String() + commentSuffix(comment)})
+					a.log.Info("fleet rollout "+what, zapRollout(r)...)
+					fmt.Fprintf(cmd.OutOrStdout(), "rollout %s: %s by %s; agents see it through their etcd watch within about a second\n", r.ID, what, ap)
 					return nil
 				})
-				if err != nil {
-					return fleetErr(err)
-				}
-				a.log.Info("fleet rollout "+what, zapRollout(r)...)
-				fmt.Fprintf(cmd.OutOrStdout(), "rollout %s: %s by %s; agents see it through their etcd watch within about a second\n", r.ID, what, ap)
-				return nil
 			},
 		}
 		cmd.Flags().StringVar(&comment, "comment", "", "why (recorded in the timeline)")
@@ -611,25 +613,21 @@ func newFleetHaltCmd(a *app) *cobra.Command {
 		Short: "Halt every rollout at once: no host starts (in flight hosts settle themselves); --clear lifts it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, f, err := a.fleetOf()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			var h *fleet.Halt
-			if !clear {
-				h = &fleet.Halt{Time: time.Now().UTC(), Approver: remediate.CurrentApprover(), Comment: comment}
-			}
-			if err := f.SetHalt(ctx, h); err != nil {
-				return fleetErr(err)
-			}
-			if clear {
-				fmt.Fprintln(cmd.OutOrStdout(), "fleet halt lifted: rollouts go on where they stopped")
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "fleet halted by %s: no host starts a rollout change; hosts in flight finish their own verification\n", h.Approver)
-			}
-			return nil
+			return a.withFleet(func(ctx context.Context, f *fleet.Fleet) error {
+				var h *fleet.Halt
+				if !clear {
+					h = &fleet.Halt{Time: time.Now().UTC(), Approver: remediate.CurrentApprover(), Comment: comment}
+				}
+				if err := f.SetHalt(ctx, h); err != nil {
+					return fleetErr(err)
+				}
+				if clear {
+					fmt.Fprintln(cmd.OutOrStdout(), "fleet halt lifted: rollouts go on where they stopped")
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "fleet halted by %s: no host starts a rollout change; hosts in flight finish their own verification\n", h.Approver)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&comment, "comment", "", "why (shown in fleet status)")
