@@ -168,6 +168,24 @@ func (a *app) withFleet(run func(ctx context.Context, f *fleet.Fleet) error) err
 	return run(ctx, f)
 }
 
+// withFleetGroups reads what fleet proposals and fleet approve both judge
+// by: every host's pending proposals, then, within fleetContext, the
+// fleet's snapshot, and groups the one against the other. run gets ctx for
+// what it writes next.
+func withFleetGroups(s fleet.Store, f *fleet.Fleet, run func(ctx context.Context, gs []fleetGroup, snap fleet.Snapshot) error) error {
+	ps, err := s.FleetProposals()
+	if err != nil {
+		return fleetErr(err)
+	}
+	ctx, cancel := fleetContext()
+	defer cancel()
+	snap, err := f.Snapshot(ctx, true)
+	if err != nil {
+		return fleetErr(err)
+	}
+	return run(ctx, groups(ps, snap), snap)
+}
+
 func newFleetProposalsCmd(a *app) *cobra.Command {
 	var format *string
 	cmd := &cobra.Command{
@@ -179,38 +197,30 @@ func newFleetProposalsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ps, err := s.FleetProposals()
-			if err != nil {
-				return fleetErr(err)
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			snap, err := f.Snapshot(ctx, true)
-			if err != nil {
-				return fleetErr(err)
-			}
-			doc := fleetProposalsDoc{Schema: fleetProposalsSchema, Hosts: len(snap.Hosts), Groups: groups(ps, snap)}
-			out := cmd.OutOrStdout()
-			if *format == "json" {
-				return writeJSON(out, doc)
-			}
-			if len(doc.Groups) == 0 {
-				fmt.Fprintf(out, "no pending proposals in the fleet (%d hosts registered)\n", doc.Hosts)
+			return withFleetGroups(s, f, func(_ context.Context, gs []fleetGroup, snap fleet.Snapshot) error {
+				doc := fleetProposalsDoc{Schema: fleetProposalsSchema, Hosts: len(snap.Hosts), Groups: gs}
+				out := cmd.OutOrStdout()
+				if *format == "json" {
+					return writeJSON(out, doc)
+				}
+				if len(doc.Groups) == 0 {
+					fmt.Fprintf(out, "no pending proposals in the fleet (%d hosts registered)\n", doc.Hosts)
+					return nil
+				}
+				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "GROUP\tHOSTS\tCHANGE\tFINDING\tOLDEST\tROLLOUTS")
+				for _, g := range doc.Groups {
+					fmt.Fprintf(tw, "%s\t%d\t%s %s -> %s\t%s\t%s\t%s\n", g.Group, g.Count, g.Key, g.Current, g.Proposed, g.Finding,
+						g.Oldest.Local().Format(time.RFC3339), orDash(strings.Join(g.Rollouts, ",")))
+				}
+				tw.Flush()
+				for _, g := range doc.Groups {
+					fmt.Fprintf(out, "\n%s on %s: %s\n  evidence (%s, proposal %s): %s: %s\n", g.Group, hostList(g.Hosts), g.Finding,
+						g.Evidence.Host, g.Evidence.Proposal, g.Evidence.Subject, g.Evidence.Reason)
+				}
+				fmt.Fprintf(out, "\napprove a group for a class of hosts: sockwarden fleet approve GROUP --selector role=web\n")
 				return nil
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "GROUP\tHOSTS\tCHANGE\tFINDING\tOLDEST\tROLLOUTS")
-			for _, g := range doc.Groups {
-				fmt.Fprintf(tw, "%s\t%d\t%s %s -> %s\t%s\t%s\t%s\n", g.Group, g.Count, g.Key, g.Current, g.Proposed, g.Finding,
-					g.Oldest.Local().Format(time.RFC3339), orDash(strings.Join(g.Rollouts, ",")))
-			}
-			tw.Flush()
-			for _, g := range doc.Groups {
-				fmt.Fprintf(out, "\n%s on %s: %s\n  evidence (%s, proposal %s): %s: %s\n", g.Group, hostList(g.Hosts), g.Finding,
-					g.Evidence.Host, g.Evidence.Proposal, g.Evidence.Subject, g.Evidence.Reason)
-			}
-			fmt.Fprintf(out, "\napprove a group for a class of hosts: sockwarden fleet approve GROUP --selector role=web\n")
-			return nil
+			})
 		},
 	}
 	format = outputFlag(cmd, "json")
@@ -263,59 +273,51 @@ is not a tuning job) unless --force.`,
 			case bake < 0 || ttl <= 0:
 				return usageErr("--bake must be 0 or more and --ttl more than 0")
 			}
-			ps, err := s.FleetProposals()
-			if err != nil {
-				return fleetErr(err)
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			snap, err := f.Snapshot(ctx, true)
-			if err != nil {
-				return fleetErr(err)
-			}
-			var g *fleetGroup
-			for _, x := range groups(ps, snap) {
-				if x.Group == args[0] {
-					g = &x
-				}
-			}
-			if g == nil {
-				return usageErr("group %s: no pending proposal of the fleet is in it (sockwarden fleet proposals lists the groups)", args[0])
-			}
-			// Storm guard: hosts showing the finding, of those registered.
-			showing := 0
-			for _, h := range snap.Hosts {
-				for _, k := range h.Findings {
-					if k == g.Finding {
-						showing++
-						break
+			return withFleetGroups(s, f, func(ctx context.Context, gs []fleetGroup, snap fleet.Snapshot) error {
+				var g *fleetGroup
+				for _, x := range gs {
+					if x.Group == args[0] {
+						g = &x
 					}
 				}
-			}
-			n := len(snap.Hosts)
-			storm := n > 0 && showing*100 > a.cfg.Fleet.StormPercent*n
-			if storm && !force {
-				return withCode(exitFailed, fmt.Errorf("%w: %d of %d registered hosts (%d%%) show %s at once, more than fleet.storm_percent %d%%: a fleet-wide event is not a tuning job; nothing recorded (--force to start anyway)",
-					fleet.ErrStorm, showing, n, showing*100/n, g.Finding, a.cfg.Fleet.StormPercent))
-			}
-			now := time.Now().UTC()
-			b := make([]byte, 3)
-			rand.Read(b)
-			ap := remediate.CurrentApprover()
-			r := fleet.Rollout{ID: "r-" + now.Format("20060102T150405") + "-" + hex.EncodeToString(b), GroupID: g.Group,
-				Group:    fleet.Group{Finding: g.Finding, Key: g.Key, Current: g.Current, Proposed: g.Proposed},
-				Selector: selector, Canary: canary, WaveFactor: factor, MaxConcurrent: maxConc, Bake: fleet.Duration(bake), HaltAfter: haltAfter,
-				Approver: ap, Comment: comment, Created: now, Expires: now.Add(ttl), Forced: storm,
-				Events: []fleet.Event{{Time: now, What: "approved", Detail: fmt.Sprintf("by %s%s", ap, map[bool]string{true: " (storm guard forced)"}[storm])}}}
-			if err := f.CreateRollout(ctx, r); err != nil {
-				return fleetErr(err)
-			}
-			a.log.Info("fleet rollout approved", zapRollout(r)...)
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "rollout %s approved by %s until %s\n  %s on hosts %s (%d now show it)\n  canary %d, waves x%g up to %d at once, bake %s, halt after %d\n",
-				r.ID, ap, r.Expires.Local().Format(time.RFC3339), r.Group, fleet.SelectorString(selector), g.Count, canary, factor, maxConc, bake, haltAfter)
-			fmt.Fprintf(out, "stored in etcd %s; follow it with: sockwarden fleet status %s\n", s.Endpoints(), r.ID)
-			return nil
+				if g == nil {
+					return usageErr("group %s: no pending proposal of the fleet is in it (sockwarden fleet proposals lists the groups)", args[0])
+				}
+				// Storm guard: hosts showing the finding, of those registered.
+				showing := 0
+				for _, h := range snap.Hosts {
+					for _, k := range h.Findings {
+						if k == g.Finding {
+							showing++
+							break
+						}
+					}
+				}
+				n := len(snap.Hosts)
+				storm := n > 0 && showing*100 > a.cfg.Fleet.StormPercent*n
+				if storm && !force {
+					return withCode(exitFailed, fmt.Errorf("%w: %d of %d registered hosts (%d%%) show %s at once, more than fleet.storm_percent %d%%: a fleet-wide event is not a tuning job; nothing recorded (--force to start anyway)",
+						fleet.ErrStorm, showing, n, showing*100/n, g.Finding, a.cfg.Fleet.StormPercent))
+				}
+				now := time.Now().UTC()
+				b := make([]byte, 3)
+				rand.Read(b)
+				ap := remediate.CurrentApprover()
+				r := fleet.Rollout{ID: "r-" + now.Format("20060102T150405") + "-" + hex.EncodeToString(b), GroupID: g.Group,
+					Group:    fleet.Group{Finding: g.Finding, Key: g.Key, Current: g.Current, Proposed: g.Proposed},
+					Selector: selector, Canary: canary, WaveFactor: factor, MaxConcurrent: maxConc, Bake: fleet.Duration(bake), HaltAfter: haltAfter,
+					Approver: ap, Comment: comment, Created: now, Expires: now.Add(ttl), Forced: storm,
+					Events: []fleet.Event{{Time: now, What: "approved", Detail: fmt.Sprintf("by %s%s", ap, map[bool]string{true: " (storm guard forced)"}[storm])}}}
+				if err := f.CreateRollout(ctx, r); err != nil {
+					return fleetErr(err)
+				}
+				a.log.Info("fleet rollout approved", zapRollout(r)...)
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "rollout %s approved by %s until %s\n  %s on hosts %s (%d now show it)\n  canary %d, waves x%g up to %d at once, bake %s, halt after %d\n",
+					r.ID, ap, r.Expires.Local().Format(time.RFC3339), r.Group, fleet.SelectorString(selector), g.Count, canary, factor, maxConc, bake, haltAfter)
+				fmt.Fprintf(out, "stored in etcd %s; follow it with: sockwarden fleet status %s\n", s.Endpoints(), r.ID)
+				return nil
+			})
 		},
 	}
 	fl := cmd.Flags()
