@@ -100,8 +100,11 @@ func BindFlag(fs *pflag.FlagSet, name, key string) {
 func Load(opts Options) (Config, error) {
 	v := viper.New()
 	def := Defaults()
-	keys := leafKeys(reflect.TypeOf(def), "")
-	setDefaults(v, reflect.ValueOf(def), "")
+	var keys []string
+	eachLeaf(reflect.ValueOf(def), "", func(key string, val reflect.Value) {
+		keys = append(keys, key)
+		v.SetDefault(key, val.Interface())
+	})
 
 	file := opts.File
 	explicit := file != ""
@@ -349,32 +352,21 @@ func (c Config) Validate() error {
 
 // Keys lists every configuration key in dotted form, sorted.
 func Keys() []string {
-	k := leafKeys(reflect.TypeOf(Config{}), "")
+	var k []string
+	eachLeaf(reflect.ValueOf(Config{}), "", func(key string, _ reflect.Value) { k = append(k, key) })
 	sort.Strings(k)
 	return k
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-func leafKeys(t reflect.Type, prefix string) []string {
-	var out []string
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("mapstructure")
-		if tag == "-" || tag == "" {
-			continue
-		}
-		key := prefix + tag
-		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-			out = append(out, leafKeys(f.Type, key+".")...)
-			continue
-		}
-		out = append(out, key)
-	}
-	return out
-}
-
-func setDefaults(v *viper.Viper, val reflect.Value, prefix string) {
+// eachLeaf calls leaf with every configuration key under val and the
+// key's value, in field order: a field's mapstructure tag is its name
+// (untagged and "-" fields are no keys), and a struct field other than a
+// time.Duration holds keys of its own under its name and a dot. Keys, the
+// defaults Load sets and config show all walk the struct through it, so
+// that they cannot disagree on what a key is.
+func eachLeaf(val reflect.Value, prefix string, leaf func(key string, val reflect.Value)) {
 	t := val.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -384,10 +376,10 @@ func setDefaults(v *viper.Viper, val reflect.Value, prefix string) {
 		}
 		key := prefix + tag
 		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-			setDefaults(v, val.Field(i), key+".")
+			eachLeaf(val.Field(i), key+".", leaf)
 			continue
 		}
-		v.SetDefault(key, val.Field(i).Interface())
+		leaf(key, val.Field(i))
 	}
 }
 

@@ -31,15 +31,26 @@ func TestDefaultsWhenFileAbsent(t *testing.T) {
 	}
 }
 
-func TestPrecedence(t *testing.T) {
-	p := write(t, "diagnose:\n  interval: 2s\n  samples: 3\nagent:\n  mode: observe\n")
+// layered is a configuration set in every layer, for the precedence
+// tests of Load and Explain: the file sets diagnose.interval (2s),
+// diagnose.samples (3) and agent.mode (observe); the environment sets
+// agent.mode again (auto) and a flag diagnose.samples (--samples=4).
+// p is the file's path.
+func layered(t *testing.T) (opts Options, p string) {
+	t.Helper()
+	p = write(t, "diagnose:\n  interval: 2s\n  samples: 3\nagent:\n  mode: observe\n")
 	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
 	fs.Int("samples", 0, "")
 	BindFlag(fs, "samples", "diagnose.samples")
 	if err := fs.Parse([]string{"--samples=4"}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load(Options{File: p, Flags: fs, Env: []string{"SOCKWARDEN_AGENT_MODE=auto", "PATH=/bin"}})
+	return Options{File: p, Flags: fs, Env: []string{"SOCKWARDEN_AGENT_MODE=auto", "PATH=/bin"}}, p
+}
+
+func TestPrecedence(t *testing.T) {
+	opts, p := layered(t)
+	c, err := Load(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func Explain(opts Options) (Config, []Setting, error) {
 		})
 	}
 	vals := map[string]any{}
-	flatten(reflect.ValueOf(c), "", vals)
+	flatten(reflect.ValueOf(c), vals)
 	var out []Setting
 	for _, k := range Keys() {
 		s, ok := src[k]
@@ -104,31 +104,21 @@ func envKeyOf(name string) (string, bool) {
 
 // flatten writes the leaf values of a config struct by dotted key, as a
 // person writes them in the file: durations as "5s", lists as lists.
-func flatten(val reflect.Value, prefix string, out map[string]any) {
-	t := val.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("mapstructure")
-		if tag == "-" || tag == "" {
-			continue
-		}
-		key := prefix + tag
-		fv := val.Field(i)
-		switch {
-		case f.Type == durationType:
+func flatten(val reflect.Value, out map[string]any) {
+	eachLeaf(val, "", func(key string, fv reflect.Value) {
+		switch t := fv.Type(); {
+		case t == durationType:
 			out[key] = time.Duration(fv.Int()).String()
-		case f.Type.Kind() == reflect.Struct:
-			flatten(fv, key+".", out)
-		case f.Type.Kind() == reflect.Slice && fv.IsNil():
-			out[key] = reflect.MakeSlice(f.Type, 0, 0).Interface()
-		case f.Type.Kind() == reflect.String:
+		case t.Kind() == reflect.Slice && fv.IsNil():
+			out[key] = reflect.MakeSlice(t, 0, 0).Interface()
+		case t.Kind() == reflect.String:
 			// Named string types (AgentMode, OnRestart) are written
 			// as the plain strings a person puts in the file.
 			out[key] = fv.String()
 		default:
 			out[key] = fv.Interface()
 		}
-	}
+	})
 }
 
 // Check reads one configuration file alone, neither the environment nor

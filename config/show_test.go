@@ -6,20 +6,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/spf13/pflag"
 )
 
 // TestExplainSources: every key is listed once with the value in force and
 // where it came from; the later source wins (default < file < env < flag).
 func TestExplainSources(t *testing.T) {
-	p := write(t, "diagnose:\n  interval: 2s\n  samples: 3\nagent:\n  mode: observe\n")
-	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
-	fs.Int("samples", 0, "")
-	BindFlag(fs, "samples", "diagnose.samples")
-	if err := fs.Parse([]string{"--samples=4"}); err != nil {
-		t.Fatal(err)
-	}
-	_, got, err := Explain(Options{File: p, Flags: fs, Env: []string{"SOCKWARDEN_AGENT_MODE=auto", "PATH=/bin"}})
+	opts, p := layered(t)
+	_, got, err := Explain(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

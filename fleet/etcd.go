@@ -152,26 +152,9 @@ func (f *Fleet) Snapshot(ctx context.Context, withHosts bool) (Snapshot, error) 
 func (s *Snapshot) apply(f *Fleet, kind int, key string, val []byte) error {
 	switch kind {
 	case 0:
-		id := strings.TrimPrefix(key, f.p("rollouts/"))
-		if val == nil {
-			delete(s.Rollouts, id)
-			return nil
-		}
-		var r Rollout
-		if err := decode(key, val, &r); err != nil {
-			return err
-		}
-		s.Rollouts[id] = r
+		return putDecoded(s.Rollouts, strings.TrimPrefix(key, f.p("rollouts/")), key, val)
 	case 1:
-		if val == nil {
-			delete(s.Progress, key)
-			return nil
-		}
-		var p Progress
-		if err := decode(key, val, &p); err != nil {
-			return err
-		}
-		s.Progress[key] = p
+		return putDecoded(s.Progress, key, key, val)
 	case 2:
 		if val == nil {
 			s.Halt = nil
@@ -189,6 +172,22 @@ func (s *Snapshot) apply(f *Fleet, kind int, key string, val []byte) error {
 		}
 		s.Hosts = append(s.Hosts, h)
 	}
+	return nil
+}
+
+// putDecoded sets m[id] to etcd key's value decoded, or deletes m[id]
+// when val is nil (a delete seen by the watch); an undecodable value
+// leaves m as it was.
+func putDecoded[T any](m map[string]T, id, key string, val []byte) error {
+	if val == nil {
+		delete(m, id)
+		return nil
+	}
+	var v T
+	if err := decode(key, val, &v); err != nil {
+		return err
+	}
+	m[id] = v
 	return nil
 }
 

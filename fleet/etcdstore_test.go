@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,30 +26,11 @@ import (
 	"github.com/sockwarden/sockwarden/remediate"
 )
 
-var prefixSeq atomic.Int64
-
-// fleetConfig is a fleet section for srv under a prefix of its own, so
-// that tests sharing a server do not see each other's keys.
-func fleetConfig(srv *etcdtest.Server) config.Fleet {
-	f := config.Defaults().Fleet
-	f.Etcd.Endpoints = []string{srv.Endpoint}
-	f.Etcd.Prefix = fmt.Sprintf("/sw-test-%d/", prefixSeq.Add(1))
-	f.Etcd.RequestTimeout = 2 * time.Second
-	f.Etcd.DialTimeout = 2 * time.Second
-	f.SlotTTL = 2 * time.Second
-	return f
-}
-
 // openEtcd opens the store of host, a client of its own, closed at the
 // end of the test.
 func openEtcd(t *testing.T, f config.Fleet, host string) *EtcdStore {
 	t.Helper()
-	s, err := OpenEtcdStore(f, host, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return etcdtest.Open(t, OpenEtcdStore, f, host)
 }
 
 func rawClient(t *testing.T, srv *etcdtest.Server) *clientv3.Client {
@@ -65,7 +45,7 @@ func rawClient(t *testing.T, srv *etcdtest.Server) *clientv3.Client {
 
 func TestEtcdStoreContract(t *testing.T) {
 	srv := etcdtest.Start(t)
-	storetest.Contract(t, func(t *testing.T) remediate.Store { return openEtcd(t, fleetConfig(srv), "h1") })
+	storetest.Contract(t, func(t *testing.T) remediate.Store { return openEtcd(t, srv.FleetConfig(), "h1") })
 }
 
 // Two hosts, two clients: a proposal recorded by h1 is found and approved
@@ -73,7 +53,7 @@ func TestEtcdStoreContract(t *testing.T) {
 // concurrent uses on both clients exactly one succeeds.
 func TestEtcdApprovalAcrossHosts(t *testing.T) {
 	srv := etcdtest.Start(t)
-	f := fleetConfig(srv)
+	f := srv.FleetConfig()
 	h1, h2 := openEtcd(t, f, "h1"), openEtcd(t, f, "h2")
 	t1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := remediate.Pending{Proposal: diagnose.Proposal{ID: "b265cfbe0f28", Host: "h1", Finding: diagnose.KindAcceptQueueOverflow, Subject: "127.0.0.1:8082",
@@ -146,7 +126,7 @@ func TestEtcdRolloutLimit(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
 	t.Run("max 1", func(t *testing.T) {
-		f := fleetConfig(srv)
+		f := srv.FleetConfig()
 		h1, h2 := openEtcd(t, f, "h1"), openEtcd(t, f, "h2")
 		s1, err := h1.Acquire(ctx, holder("h1", "c-1"))
 		if err != nil {
@@ -173,7 +153,7 @@ func TestEtcdRolloutLimit(t *testing.T) {
 		}
 	})
 	t.Run("max 2 under contention", func(t *testing.T) {
-		f := fleetConfig(srv)
+		f := srv.FleetConfig()
 		f.MaxConcurrent = 2
 		stores := []*EtcdStore{openEtcd(t, f, "h1"), openEtcd(t, f, "h2"), openEtcd(t, f, "h3")}
 		var wg sync.WaitGroup
@@ -215,7 +195,7 @@ func TestEtcdRolloutLimit(t *testing.T) {
 // agent) keeps its slot until the lease expires: freed within the TTL.
 func TestEtcdSlotFreedWhenHolderDies(t *testing.T) {
 	srv := etcdtest.Start(t)
-	f := fleetConfig(srv)
+	f := srv.FleetConfig()
 	ctx := context.Background()
 	dead, err := OpenEtcdStore(f, "h1", zaptest.NewLogger(t))
 	if err != nil {
@@ -259,7 +239,7 @@ func TestEtcdSlotFreedWhenHolderDies(t *testing.T) {
 // that names the endpoint and the key, and works again once it is back.
 func TestEtcdStoreDown(t *testing.T) {
 	srv := etcdtest.Start(t)
-	f := fleetConfig(srv)
+	f := srv.FleetConfig()
 	f.Etcd.RequestTimeout = time.Second
 	s := openEtcd(t, f, "h1")
 	if err := s.PutApproval(remediate.Approval{Proposal: "abc123", Approver: remediate.Approver{User: "root"}, Expires: time.Now().Add(time.Hour)}); err != nil {

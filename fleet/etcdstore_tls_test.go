@@ -25,10 +25,10 @@ import (
 	"github.com/sockwarden/sockwarden/remediate"
 )
 
-// tlsFleetConfig is fleetConfig for a StartTLS server: its CA and its
+// tlsFleetConfig is etcdtest.FleetConfig for a StartTLS server: its CA and its
 // client pair in fleet.etcd.tls.
 func tlsFleetConfig(srv *etcdtest.Server) config.Fleet {
-	f := fleetConfig(srv)
+	f := srv.FleetConfig()
 	f.Etcd.TLS = config.EtcdTLS{CA: srv.TLS.CA, Cert: srv.TLS.ClientCert, Key: srv.TLS.ClientKey}
 	return f
 }

@@ -9,11 +9,9 @@ package remediate
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,20 +21,6 @@ import (
 	"github.com/sockwarden/sockwarden/internal/etcdtest"
 )
 
-var prefixSeq atomic.Int64
-
-// fleetConfig is a fleet section for srv under a prefix of its own, so
-// that tests sharing a server do not see each other's keys.
-func fleetConfig(srv *etcdtest.Server) config.Fleet {
-	f := config.Defaults().Fleet
-	f.Etcd.Endpoints = []string{srv.Endpoint}
-	f.Etcd.Prefix = fmt.Sprintf("/sw-test-%d/", prefixSeq.Add(1))
-	f.Etcd.RequestTimeout = 2 * time.Second
-	f.Etcd.DialTimeout = 2 * time.Second
-	f.SlotTTL = 2 * time.Second
-	return f
-}
-
 // openEtcd opens the fleet store of host, a client of its own, closed at
 // the end of the test.
 func openEtcd(t *testing.T, f config.Fleet, host string) FleetStore {
@@ -44,12 +28,7 @@ func openEtcd(t *testing.T, f config.Fleet, host string) FleetStore {
 	if OpenFleetStore == nil {
 		t.Fatal("OpenFleetStore not set: fleet_hook_test.go missing from the test binary")
 	}
-	s, err := OpenFleetStore(f, host, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return etcdtest.Open(t, OpenFleetStore, f, host)
 }
 
 // fleetWorld is a fake host (engine_test.go's world) whose engine keeps
@@ -90,7 +69,7 @@ func lastRecord(t *testing.T, e *Engine) Record {
 // host verifies its change, and succeeds once the first has settled.
 func TestEtcdEngineRolloutLimit(t *testing.T) {
 	srv := etcdtest.Start(t)
-	f := fleetConfig(srv)
+	f := srv.FleetConfig()
 	w1, e1 := fleetWorld(t, f, "h1")
 	w2, e2 := fleetWorld(t, f, "h2")
 	id1, id2 := w1.propose(e1), w2.propose(e2)
@@ -152,7 +131,7 @@ func TestEtcdEngineRolloutLimit(t *testing.T) {
 // etcd already down, the refusal comes before any sample.
 func TestEtcdEngineFailsClosed(t *testing.T) {
 	srv := etcdtest.Start(t)
-	f := fleetConfig(srv)
+	f := srv.FleetConfig()
 	f.Etcd.RequestTimeout = time.Second
 	w, e := fleetWorld(t, f, "h1")
 	id := w.propose(e)
@@ -216,7 +195,7 @@ func interrupted(t *testing.T, f config.Fleet, window time.Duration) (*world, *E
 // that lease's expiry, and frees it once the change is settled.
 func TestEtcdResumeHoldsSlot(t *testing.T) {
 	srv := etcdtest.Start(t)
-	f := fleetConfig(srv) // max_concurrent 1, slot_ttl 2s
+	f := srv.FleetConfig() // max_concurrent 1, slot_ttl 2s
 	// The window outlasts the wait for the dead process's lease below.
 	w, e := interrupted(t, f, f.SlotTTL+3*time.Second)
 	dead, err := OpenFleetStore(f, "h1", zaptest.NewLogger(t))
@@ -252,7 +231,7 @@ func TestEtcdResumeHoldsSlot(t *testing.T) {
 // back, saying why.
 func TestEtcdResumeWithoutSlotRollsBack(t *testing.T) {
 	srv := etcdtest.Start(t)
-	f := fleetConfig(srv)
+	f := srv.FleetConfig()
 	w, e := interrupted(t, f, 1500*time.Millisecond)
 	other := openEtcd(t, f, "h2")
 	slot, err := other.Acquire(context.Background(), SlotHolder{Change: "c-9", PID: 4242})

@@ -49,11 +49,7 @@ func buildFaultBinary(t *testing.T) string {
 	faultOnce.Do(func() {
 		dir := t.TempDir()
 		faultBin = filepath.Join(dir, "sockwarden-faultinject")
-		cmd := exec.Command("go", "build", "-tags", "sockwarden_faultinject", "-o", faultBin, "github.com/sockwarden/sockwarden/cmd/sockwarden")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			faultErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		faultErr = goBuild(faultBin, "sockwarden_faultinject")
 	})
 	if faultErr != nil {
 		t.Fatal(faultErr)

@@ -22,7 +22,7 @@ func TestNetnsFleetEtcd(t *testing.T) {
 	srv := etcdtest.Start(t)
 	env := startLab(t, lab.SomaxconnCapped, true)
 	cfg := testConfig(t)
-	cfg.Fleet = fleetConfig(srv)
+	cfg.Fleet = srv.FleetConfig()
 	store := openEtcd(t, cfg.Fleet, "")
 	var killOnSample atomic.Bool
 	e := liveEngineWith(t, cfg, func(ev Event) {

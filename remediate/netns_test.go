@@ -63,6 +63,18 @@ func startLab(t *testing.T, name string, relisten bool) *lab.Env {
 	return env
 }
 
+// liveLab is the start of most live tests: root, the host's sysctls
+// guarded, the scenario running in a throwaway namespace, and an engine
+// with testConfig on it.
+func liveLab(t *testing.T, scenario string, relisten bool) (*lab.Env, config.Config, *Engine) {
+	t.Helper()
+	needRoot(t)
+	hostGuard(t)
+	env := startLab(t, scenario, relisten)
+	cfg := testConfig(t)
+	return env, cfg, liveEngine(t, cfg, nil)
+}
+
 func testConfig(t *testing.T) config.Config {
 	cfg := config.Defaults()
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
@@ -172,11 +184,7 @@ func refusedBy(t *testing.T, err error, guard string) *Refusal {
 }
 
 func TestNetnsApplySomaxconnVerified(t *testing.T) {
-	needRoot(t)
-	hostGuard(t)
-	env := startLab(t, lab.SomaxconnCapped, true)
-	cfg := testConfig(t)
-	e := liveEngine(t, cfg, nil)
+	env, cfg, e := liveLab(t, lab.SomaxconnCapped, true)
 	ps, _ := proposeLive(t, e, cfg, env.Netns)
 	p := somaxconnProposal(t, ps)
 	old, want := p.Proposal.Changes[0].Current, p.Proposal.Changes[0].Proposed
@@ -227,11 +235,7 @@ func TestNetnsApplySomaxconnVerified(t *testing.T) {
 }
 
 func TestNetnsApplySomaxconnNoRelistenRolledBack(t *testing.T) {
-	needRoot(t)
-	hostGuard(t)
-	env := startLab(t, lab.SomaxconnCapped, false)
-	cfg := testConfig(t)
-	e := liveEngine(t, cfg, nil)
+	env, cfg, e := liveLab(t, lab.SomaxconnCapped, false)
 	ps, _ := proposeLive(t, e, cfg, env.Netns)
 	p := somaxconnProposal(t, ps)
 	old := p.Proposal.Changes[0].Current
@@ -256,11 +260,7 @@ func TestNetnsApplySomaxconnNoRelistenRolledBack(t *testing.T) {
 }
 
 func TestNetnsAppSideForgedApprovalRefused(t *testing.T) {
-	needRoot(t)
-	hostGuard(t)
-	env := startLab(t, lab.BacklogCapped, false)
-	cfg := testConfig(t)
-	e := liveEngine(t, cfg, nil)
+	env, cfg, e := liveLab(t, lab.BacklogCapped, false)
 	ps, rep := proposeLive(t, e, cfg, env.Netns)
 	if len(ps) != 0 {
 		t.Fatalf("diagnose proposed a kernel change for an app-side finding: %+v", ps)
@@ -302,11 +302,7 @@ func TestNetnsAppSideForgedApprovalRefused(t *testing.T) {
 }
 
 func TestNetnsStaleApprovalRefused(t *testing.T) {
-	needRoot(t)
-	hostGuard(t)
-	env := startLab(t, lab.SomaxconnCapped, true)
-	cfg := testConfig(t)
-	e := liveEngine(t, cfg, nil)
+	env, cfg, e := liveLab(t, lab.SomaxconnCapped, true)
 	ps, _ := proposeLive(t, e, cfg, env.Netns)
 	p := somaxconnProposal(t, ps)
 	e.Approve(p.Proposal.ID, ApproveOptions{})
@@ -375,16 +371,28 @@ func buildSockwarden(t *testing.T) string {
 			return
 		}
 		buildBin = filepath.Join(dir, "sockwarden")
-		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/sockwarden/sockwarden/cmd/sockwarden")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildErr = goBuild(buildBin)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return buildBin
+}
+
+// goBuild builds cmd/sockwarden to out with the build tags given, static
+// (CGO_ENABLED=0) as buildSockwarden says, for every test that runs the
+// real binary.
+func goBuild(out string, tags ...string) error {
+	args := []string{"build"}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.Command("go", append(args, "-o", out, "github.com/sockwarden/sockwarden/cmd/sockwarden")...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, b)
+	}
+	return nil
 }
 
 var (
@@ -489,11 +497,7 @@ func TestNetnsCrashDuringVerificationResolved(t *testing.T) {
 }
 
 func TestNetnsPortRange(t *testing.T) {
-	needRoot(t)
-	hostGuard(t)
-	env := startLab(t, lab.EphemeralPorts, false)
-	cfg := testConfig(t)
-	e := liveEngine(t, cfg, nil)
+	env, cfg, e := liveLab(t, lab.EphemeralPorts, false)
 	ps, rep := proposeLive(t, e, cfg, env.Netns)
 	s, err := sample.Take(context.Background(), sample.OptionsFrom(cfg.Sample, env.Netns, nil))
 	if err != nil {

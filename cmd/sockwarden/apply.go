@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 
 	"github.com/spf13/cobra"
@@ -32,9 +33,6 @@ Exit status: 0 verified (or kept, or a clean dry run), 3 refused, rolled
 back, failed or drift, 2 usage.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := signalContext()
-			defer cancel()
-			a.journalOperator("apply")
 			w, iv := o.Window, o.Interval
 			if w == 0 {
 				w = a.cfg.Verify.Window
@@ -45,38 +43,34 @@ back, failed or drift, 2 usage.`,
 			if w < 0 || iv < 0 || iv > w {
 				return usageErr("--interval %s and --verify-window %s: both positive, the interval no longer than the window", iv, w)
 			}
-			if err := a.checkID("proposal", args[0], "sockwarden propose records proposals; sockwarden proposals lists them"); err != nil {
-				return err
-			}
-			e, err := a.engine(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			pp, err := e.Store().Proposal(args[0])
-			if errors.Is(err, remediate.ErrNotFound) {
-				return usageErr("%v (sockwarden propose records proposals; sockwarden proposals lists them)", err)
-			} else if err != nil && !errors.Is(err, remediate.ErrStoreUnavailable) {
-				// An unreachable fleet store is left to Apply, which
-				// refuses and journals it (fail closed).
-				return withCode(exitFailed, err)
-			}
-			if err == nil && a.cfg.Netns != "" && a.cfg.Netns != pp.Proposal.Netns {
-				return usageErr("proposal %s is for namespace %q, not --netns %q", args[0], pp.Proposal.Netns, a.cfg.Netns)
-			}
-			if !o.DryRun {
-				if err := a.resolve(ctx, e, cmd.ErrOrStderr()); err != nil {
+			rec := &recorded{op: "apply", kind: "proposal", id: args[0], hint: "sockwarden propose records proposals; sockwarden proposals lists them"}
+			return a.withEngine(cmd, rec, func(ctx context.Context, e *remediate.Engine) error {
+				pp, err := e.Store().Proposal(args[0])
+				if errors.Is(err, remediate.ErrNotFound) {
+					return usageErr("%v (sockwarden propose records proposals; sockwarden proposals lists them)", err)
+				} else if err != nil && !errors.Is(err, remediate.ErrStoreUnavailable) {
+					// An unreachable fleet store is left to Apply, which
+					// refuses and journals it (fail closed).
 					return withCode(exitFailed, err)
 				}
-			}
-			out, err := e.Apply(ctx, args[0], o)
-			logOutcome(a.log, out)
-			if werr := writeOutcome(cmd.OutOrStdout(), out, asJSON); werr != nil {
-				return werr
-			}
-			if err != nil || !out.OK() {
-				return quietExit(exitFailed)
-			}
-			return nil
+				if err == nil && a.cfg.Netns != "" && a.cfg.Netns != pp.Proposal.Netns {
+					return usageErr("proposal %s is for namespace %q, not --netns %q", args[0], pp.Proposal.Netns, a.cfg.Netns)
+				}
+				if !o.DryRun {
+					if err := a.resolve(ctx, e, cmd.ErrOrStderr()); err != nil {
+						return withCode(exitFailed, err)
+					}
+				}
+				out, err := e.Apply(ctx, args[0], o)
+				logOutcome(a.log, out)
+				if werr := writeOutcome(cmd.OutOrStdout(), out, asJSON); werr != nil {
+					return werr
+				}
+				if err != nil || !out.OK() {
+					return quietExit(exitFailed)
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

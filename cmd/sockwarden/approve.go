@@ -32,11 +32,7 @@ approval is used once across the whole fleet.`,
 			if cmd.Flags().Changed("ttl") && o.TTL <= 0 {
 				return usageErr("--ttl %s: an approval must last a positive time (at most remediate.max_approval_ttl, %s)", o.TTL, a.cfg.Remediate.MaxApprovalTTL)
 			}
-			a.journalOperator("approve")
-			if err := a.checkID("proposal", args[0], "sockwarden proposals lists them"); err != nil {
-				return err
-			}
-			e, err := a.engine(cmd.ErrOrStderr())
+			e, err := a.openEngine(cmd, &recorded{op: "approve", kind: "proposal", id: args[0], hint: "sockwarden proposals lists them"})
 			if err != nil {
 				return err
 			}

@@ -17,11 +17,7 @@ func newDenyCmd(a *app) *cobra.Command {
 		Short: "Deny a recorded proposal (replaces any approval)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a.journalOperator("deny")
-			if err := a.checkID("proposal", args[0], "sockwarden proposals lists them"); err != nil {
-				return err
-			}
-			e, err := a.engine(cmd.ErrOrStderr())
+			e, err := a.openEngine(cmd, &recorded{op: "deny", kind: "proposal", id: args[0], hint: "sockwarden proposals lists them"})
 			if err != nil {
 				return err
 			}

@@ -154,6 +154,38 @@ func fleetContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
+// withFleet runs one fleet command on the fleet's etcd: the fleet opened
+// (a usage error without fleet.etcd.endpoints) and a context bounded by
+// fleetContext, so that every command fails the same way and gives up
+// after the same time.
+func (a *app) withFleet(run func(ctx context.Context, f *fleet.Fleet) error) error {
+	_, f, err := a.fleetOf()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := fleetContext()
+	defer cancel()
+	return run(ctx, f)
+}
+
+// withFleetGroups reads what fleet proposals and fleet approve both judge
+// by: every host's pending proposals, then, within fleetContext, the
+// fleet's snapshot, and groups the one against the other. run gets ctx for
+// what it writes next.
+func withFleetGroups(s fleet.Store, f *fleet.Fleet, run func(ctx context.Context, gs []fleetGroup, snap fleet.Snapshot) error) error {
+	ps, err := s.FleetProposals()
+	if err != nil {
+		return fleetErr(err)
+	}
+	ctx, cancel := fleetContext()
+	defer cancel()
+	snap, err := f.Snapshot(ctx, true)
+	if err != nil {
+		return fleetErr(err)
+	}
+	return run(ctx, groups(ps, snap), snap)
+}
+
 func newFleetProposalsCmd(a *app) *cobra.Command {
 	var format *string
 	cmd := &cobra.Command{
@@ -165,38 +197,30 @@ func newFleetProposalsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ps, err := s.FleetProposals()
-			if err != nil {
-				return fleetErr(err)
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			snap, err := f.Snapshot(ctx, true)
-			if err != nil {
-				return fleetErr(err)
-			}
-			doc := fleetProposalsDoc{Schema: fleetProposalsSchema, Hosts: len(snap.Hosts), Groups: groups(ps, snap)}
-			out := cmd.OutOrStdout()
-			if *format == "json" {
-				return writeJSON(out, doc)
-			}
-			if len(doc.Groups) == 0 {
-				fmt.Fprintf(out, "no pending proposals in the fleet (%d hosts registered)\n", doc.Hosts)
+			return withFleetGroups(s, f, func(_ context.Context, gs []fleetGroup, snap fleet.Snapshot) error {
+				doc := fleetProposalsDoc{Schema: fleetProposalsSchema, Hosts: len(snap.Hosts), Groups: gs}
+				out := cmd.OutOrStdout()
+				if *format == "json" {
+					return writeJSON(out, doc)
+				}
+				if len(doc.Groups) == 0 {
+					fmt.Fprintf(out, "no pending proposals in the fleet (%d hosts registered)\n", doc.Hosts)
+					return nil
+				}
+				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "GROUP\tHOSTS\tCHANGE\tFINDING\tOLDEST\tROLLOUTS")
+				for _, g := range doc.Groups {
+					fmt.Fprintf(tw, "%s\t%d\t%s %s -> %s\t%s\t%s\t%s\n", g.Group, g.Count, g.Key, g.Current, g.Proposed, g.Finding,
+						g.Oldest.Local().Format(time.RFC3339), orDash(strings.Join(g.Rollouts, ",")))
+				}
+				tw.Flush()
+				for _, g := range doc.Groups {
+					fmt.Fprintf(out, "\n%s on %s: %s\n  evidence (%s, proposal %s): %s: %s\n", g.Group, hostList(g.Hosts), g.Finding,
+						g.Evidence.Host, g.Evidence.Proposal, g.Evidence.Subject, g.Evidence.Reason)
+				}
+				fmt.Fprintf(out, "\napprove a group for a class of hosts: sockwarden fleet approve GROUP --selector role=web\n")
 				return nil
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "GROUP\tHOSTS\tCHANGE\tFINDING\tOLDEST\tROLLOUTS")
-			for _, g := range doc.Groups {
-				fmt.Fprintf(tw, "%s\t%d\t%s %s -> %s\t%s\t%s\t%s\n", g.Group, g.Count, g.Key, g.Current, g.Proposed, g.Finding,
-					g.Oldest.Local().Format(time.RFC3339), orDash(strings.Join(g.Rollouts, ",")))
-			}
-			tw.Flush()
-			for _, g := range doc.Groups {
-				fmt.Fprintf(out, "\n%s on %s: %s\n  evidence (%s, proposal %s): %s: %s\n", g.Group, hostList(g.Hosts), g.Finding,
-					g.Evidence.Host, g.Evidence.Proposal, g.Evidence.Subject, g.Evidence.Reason)
-			}
-			fmt.Fprintf(out, "\napprove a group for a class of hosts: sockwarden fleet approve GROUP --selector role=web\n")
-			return nil
+			})
 		},
 	}
 	format = outputFlag(cmd, "json")
@@ -249,59 +273,51 @@ is not a tuning job) unless --force.`,
 			case bake < 0 || ttl <= 0:
 				return usageErr("--bake must be 0 or more and --ttl more than 0")
 			}
-			ps, err := s.FleetProposals()
-			if err != nil {
-				return fleetErr(err)
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			snap, err := f.Snapshot(ctx, true)
-			if err != nil {
-				return fleetErr(err)
-			}
-			var g *fleetGroup
-			for _, x := range groups(ps, snap) {
-				if x.Group == args[0] {
-					g = &x
-				}
-			}
-			if g == nil {
-				return usageErr("group %s: no pending proposal of the fleet is in it (sockwarden fleet proposals lists the groups)", args[0])
-			}
-			// Storm guard: hosts showing the finding, of those registered.
-			showing := 0
-			for _, h := range snap.Hosts {
-				for _, k := range h.Findings {
-					if k == g.Finding {
-						showing++
-						break
+			return withFleetGroups(s, f, func(ctx context.Context, gs []fleetGroup, snap fleet.Snapshot) error {
+				var g *fleetGroup
+				for _, x := range gs {
+					if x.Group == args[0] {
+						g = &x
 					}
 				}
-			}
-			n := len(snap.Hosts)
-			storm := n > 0 && showing*100 > a.cfg.Fleet.StormPercent*n
-			if storm && !force {
-				return withCode(exitFailed, fmt.Errorf("%w: %d of %d registered hosts (%d%%) show %s at once, more than fleet.storm_percent %d%%: a fleet-wide event is not a tuning job; nothing recorded (--force to start anyway)",
-					fleet.ErrStorm, showing, n, showing*100/n, g.Finding, a.cfg.Fleet.StormPercent))
-			}
-			now := time.Now().UTC()
-			b := make([]byte, 3)
-			rand.Read(b)
-			ap := remediate.CurrentApprover()
-			r := fleet.Rollout{ID: "r-" + now.Format("20060102T150405") + "-" + hex.EncodeToString(b), GroupID: g.Group,
-				Group:    fleet.Group{Finding: g.Finding, Key: g.Key, Current: g.Current, Proposed: g.Proposed},
-				Selector: selector, Canary: canary, WaveFactor: factor, MaxConcurrent: maxConc, Bake: fleet.Duration(bake), HaltAfter: haltAfter,
-				Approver: ap, Comment: comment, Created: now, Expires: now.Add(ttl), Forced: storm,
-				Events: []fleet.Event{{Time: now, What: "approved", Detail: fmt.Sprintf("by %s%s", ap, map[bool]string{true: " (storm guard forced)"}[storm])}}}
-			if err := f.CreateRollout(ctx, r); err != nil {
-				return fleetErr(err)
-			}
-			a.log.Info("fleet rollout approved", zapRollout(r)...)
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "rollout %s approved by %s until %s\n  %s on hosts %s (%d now show it)\n  canary %d, waves x%g up to %d at once, bake %s, halt after %d\n",
-				r.ID, ap, r.Expires.Local().Format(time.RFC3339), r.Group, fleet.SelectorString(selector), g.Count, canary, factor, maxConc, bake, haltAfter)
-			fmt.Fprintf(out, "stored in etcd %s; follow it with: sockwarden fleet status %s\n", s.Endpoints(), r.ID)
-			return nil
+				if g == nil {
+					return usageErr("group %s: no pending proposal of the fleet is in it (sockwarden fleet proposals lists the groups)", args[0])
+				}
+				// Storm guard: hosts showing the finding, of those registered.
+				showing := 0
+				for _, h := range snap.Hosts {
+					for _, k := range h.Findings {
+						if k == g.Finding {
+							showing++
+							break
+						}
+					}
+				}
+				n := len(snap.Hosts)
+				storm := n > 0 && showing*100 > a.cfg.Fleet.StormPercent*n
+				if storm && !force {
+					return withCode(exitFailed, fmt.Errorf("%w: %d of %d registered hosts (%d%%) show %s at once, more than fleet.storm_percent %d%%: a fleet-wide event is not a tuning job; nothing recorded (--force to start anyway)",
+						fleet.ErrStorm, showing, n, showing*100/n, g.Finding, a.cfg.Fleet.StormPercent))
+				}
+				now := time.Now().UTC()
+				b := make([]byte, 3)
+				rand.Read(b)
+				ap := remediate.CurrentApprover()
+				r := fleet.Rollout{ID: "r-" + now.Format("20060102T150405") + "-" + hex.EncodeToString(b), GroupID: g.Group,
+					Group:    fleet.Group{Finding: g.Finding, Key: g.Key, Current: g.Current, Proposed: g.Proposed},
+					Selector: selector, Canary: canary, WaveFactor: factor, MaxConcurrent: maxConc, Bake: fleet.Duration(bake), HaltAfter: haltAfter,
+					Approver: ap, Comment: comment, Created: now, Expires: now.Add(ttl), Forced: storm,
+					Events: []fleet.Event{{Time: now, What: "approved", Detail: fmt.Sprintf("by %s%s", ap, map[bool]string{true: " (storm guard forced)"}[storm])}}}
+				if err := f.CreateRollout(ctx, r); err != nil {
+					return fleetErr(err)
+				}
+				a.log.Info("fleet rollout approved", zapRollout(r)...)
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "rollout %s approved by %s until %s\n  %s on hosts %s (%d now show it)\n  canary %d, waves x%g up to %d at once, bake %s, halt after %d\n",
+					r.ID, ap, r.Expires.Local().Format(time.RFC3339), r.Group, fleet.SelectorString(selector), g.Count, canary, factor, maxConc, bake, haltAfter)
+				fmt.Fprintf(out, "stored in etcd %s; follow it with: sockwarden fleet status %s\n", s.Endpoints(), r.ID)
+				return nil
+			})
 		},
 	}
 	fl := cmd.Flags()
@@ -410,40 +426,36 @@ func newFleetStatusCmd(a *app) *cobra.Command {
 		Short: "Rollouts: state, each host (waiting, in flight, verified, rolled back, skipped, halted) and the timeline",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, f, err := a.fleetOf()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			snap, err := f.Snapshot(ctx, true)
-			if err != nil {
-				return fleetErr(err)
-			}
-			now := time.Now()
-			doc := fleetStatusDoc{Schema: fleetStatusSchema, Halt: snap.Halt, Rollouts: []rolloutStatus{}}
-			var ids []string
-			for id := range snap.Rollouts {
-				if len(args) == 0 || args[0] == id {
-					ids = append(ids, id)
+			return a.withFleet(func(ctx context.Context, f *fleet.Fleet) error {
+				snap, err := f.Snapshot(ctx, true)
+				if err != nil {
+					return fleetErr(err)
 				}
-			}
-			if len(args) == 1 && len(ids) == 0 {
-				return usageErr("%v: %s (sockwarden fleet status lists them)", fleet.ErrNotFound, args[0])
-			}
-			sort.Strings(ids)
-			for _, id := range ids {
-				doc.Rollouts = append(doc.Rollouts, statusOf(snap, id, a.cfg.Fleet.MaxChangesPerHour, now))
-			}
-			switch *format {
-			case "json":
-				return writeJSON(cmd.OutOrStdout(), doc)
-			case "markdown":
-				writeFleetMarkdown(cmd.OutOrStdout(), doc)
-			default:
-				writeFleetText(cmd.OutOrStdout(), doc)
-			}
-			return nil
+				now := time.Now()
+				doc := fleetStatusDoc{Schema: fleetStatusSchema, Halt: snap.Halt, Rollouts: []rolloutStatus{}}
+				var ids []string
+				for id := range snap.Rollouts {
+					if len(args) == 0 || args[0] == id {
+						ids = append(ids, id)
+					}
+				}
+				if len(args) == 1 && len(ids) == 0 {
+					return usageErr("%v: %s (sockwarden fleet status lists them)", fleet.ErrNotFound, args[0])
+				}
+				sort.Strings(ids)
+				for _, id := range ids {
+					doc.Rollouts = append(doc.Rollouts, statusOf(snap, id, a.cfg.Fleet.MaxChangesPerHour, now))
+				}
+				switch *format {
+				case "json":
+					return writeJSON(cmd.OutOrStdout(), doc)
+				case "markdown":
+					writeFleetMarkdown(cmd.OutOrStdout(), doc)
+				default:
+					writeFleetText(cmd.OutOrStdout(), doc)
+				}
+				return nil
+			})
 		},
 	}
 	format = outputFlag(cmd, "json", "markdown")
@@ -532,26 +544,22 @@ func newFleetHostsCmd(a *app) *cobra.Command {
 		Short: "Registered hosts: labels, kernel, version, last tick, pending groups",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, f, err := a.fleetOf()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			hs, err := f.Hosts(ctx)
-			if err != nil {
-				return fleetErr(err)
-			}
-			if *format == "json" {
-				return writeJSON(cmd.OutOrStdout(), docOf("sockwarden.fleet-hosts/v1", "hosts", hs))
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "HOST\tLABELS\tKERNEL\tVERSION\tLAST TICK\tPENDING GROUPS")
-			for _, h := range hs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, fleet.SelectorString(h.Labels), h.Kernel, h.Version,
-					h.LastTick.Local().Format(time.RFC3339), orDash(strings.Join(h.Groups, ",")))
-			}
-			return tw.Flush()
+			return a.withFleet(func(ctx context.Context, f *fleet.Fleet) error {
+				hs, err := f.Hosts(ctx)
+				if err != nil {
+					return fleetErr(err)
+				}
+				if *format == "json" {
+					return writeJSON(cmd.OutOrStdout(), docOf("sockwarden.fleet-hosts/v1", "hosts", hs))
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "HOST\tLABELS\tKERNEL\tVERSION\tLAST TICK\tPENDING GROUPS")
+				for _, h := range hs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, fleet.SelectorString(h.Labels), h.Kernel, h.Version,
+						h.LastTick.Local().Format(time.RFC3339), orDash(strings.Join(h.Groups, ",")))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	format = outputFlag(cmd, "json")
@@ -570,32 +578,28 @@ func newFleetSwitchCmd(what string) func(*app) *cobra.Command {
 		cmd := &cobra.Command{
 			Use: what + " ROLLOUT", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				_, f, err := a.fleetOf()
-				if err != nil {
-					return err
-				}
-				ctx, cancel := fleetContext()
-				defer cancel()
-				now := time.Now().UTC()
-				ap := remediate.CurrentApprover()
-				r, err := f.UpdateRollout(ctx, args[0], func(r *fleet.Rollout) error {
-					switch what {
-					case "pause":
-						r.Paused = true
-					case "resume":
-						r.Paused, r.ResumedAt = false, now
-					case "rollback":
-						r.Rollback, r.Paused = true, true
+				return a.withFleet(func(ctx context.Context, f *fleet.Fleet) error {
+					now := time.Now().UTC()
+					ap := remediate.CurrentApprover()
+					r, err := f.UpdateRollout(ctx, args[0], func(r *fleet.Rollout) error {
+						switch what {
+						case "pause":
+							r.Paused = true
+						case "resume":
+							r.Paused, r.ResumedAt = false, now
+						case "rollback":
+							r.Rollback, r.Paused = true, true
+						}
+						r.Events = append(r.Events, fleet.Event{Time: now, What: what, Detail: "by " + ap.String() + commentSuffix(comment)})
+						return nil
+					})
+					if err != nil {
+						return fleetErr(err)
 					}
-					r.Events = append(r.Events, fleet.Event{Time: now, What: what, Detail: "by " + ap.String() + commentSuffix(comment)})
+					a.log.Info("fleet rollout "+what, zapRollout(r)...)
+					fmt.Fprintf(cmd.OutOrStdout(), "rollout %s: %s by %s; agents see it through their etcd watch within about a second\n", r.ID, what, ap)
 					return nil
 				})
-				if err != nil {
-					return fleetErr(err)
-				}
-				a.log.Info("fleet rollout "+what, zapRollout(r)...)
-				fmt.Fprintf(cmd.OutOrStdout(), "rollout %s: %s by %s; agents see it through their etcd watch within about a second\n", r.ID, what, ap)
-				return nil
 			},
 		}
 		cmd.Flags().StringVar(&comment, "comment", "", "why (recorded in the timeline)")
@@ -611,25 +615,21 @@ func newFleetHaltCmd(a *app) *cobra.Command {
 		Short: "Halt every rollout at once: no host starts (in flight hosts settle themselves); --clear lifts it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, f, err := a.fleetOf()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := fleetContext()
-			defer cancel()
-			var h *fleet.Halt
-			if !clear {
-				h = &fleet.Halt{Time: time.Now().UTC(), Approver: remediate.CurrentApprover(), Comment: comment}
-			}
-			if err := f.SetHalt(ctx, h); err != nil {
-				return fleetErr(err)
-			}
-			if clear {
-				fmt.Fprintln(cmd.OutOrStdout(), "fleet halt lifted: rollouts go on where they stopped")
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "fleet halted by %s: no host starts a rollout change; hosts in flight finish their own verification\n", h.Approver)
-			}
-			return nil
+			return a.withFleet(func(ctx context.Context, f *fleet.Fleet) error {
+				var h *fleet.Halt
+				if !clear {
+					h = &fleet.Halt{Time: time.Now().UTC(), Approver: remediate.CurrentApprover(), Comment: comment}
+				}
+				if err := f.SetHalt(ctx, h); err != nil {
+					return fleetErr(err)
+				}
+				if clear {
+					fmt.Fprintln(cmd.OutOrStdout(), "fleet halt lifted: rollouts go on where they stopped")
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "fleet halted by %s: no host starts a rollout change; hosts in flight finish their own verification\n", h.Approver)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&comment, "comment", "", "why (shown in fleet status)")

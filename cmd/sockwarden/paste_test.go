@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,27 +11,7 @@ import (
 // runCLIStdin is runCLI with stdin.
 func runCLIStdin(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.SetIn(strings.NewReader(stdin))
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfg, []byte("# defaults\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	root.SetArgs(append([]string{"--config", cfg}, args...))
-	code := exitOK
-	if err := root.Execute(); err != nil {
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		} else {
-			code = exitUsage
-		}
-		errb.WriteString(err.Error())
-	}
-	return out.String(), errb.String(), code
+	return runCLIIn(t, strings.NewReader(stdin), args...)
 }
 
 const pasteTicket = `[root@web1 ~]# ss -tlnp

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -23,39 +24,35 @@ state directory, pending an operator's approval. It changes nothing in the
 kernel. The agent records its proposals the same way.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext()
-			defer cancel()
-			e, err := a.engine(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			stop := countdown(cmd.ErrOrStderr(), "sampling", time.Duration(a.cfg.Diagnose.Samples-1)*a.cfg.Diagnose.Interval)
-			series, err := sample.Series(ctx, sample.OptionsFrom(a.cfg.Sample, a.cfg.Netns, a.log), a.cfg.Diagnose.Samples, a.cfg.Diagnose.Interval, a.cfg.Sample.WatchInterval)
-			stop()
-			if err != nil {
-				return withCode(exitFailed, err)
-			}
-			rep := diagnose.Run(series, a.cfg.Diagnose)
-			ps, err := e.Propose(rep, "sockwarden propose")
-			if err != nil {
-				return withCode(exitFailed, err)
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				if ps == nil {
-					ps = []remediate.Pending{}
+			return a.withEngine(cmd, nil, func(ctx context.Context, e *remediate.Engine) error {
+				stop := countdown(cmd.ErrOrStderr(), "sampling", time.Duration(a.cfg.Diagnose.Samples-1)*a.cfg.Diagnose.Interval)
+				series, err := sample.Series(ctx, sample.OptionsFrom(a.cfg.Sample, a.cfg.Netns, a.log), a.cfg.Diagnose.Samples, a.cfg.Diagnose.Interval, a.cfg.Sample.WatchInterval)
+				stop()
+				if err != nil {
+					return withCode(exitFailed, err)
 				}
-				return writeJSON(out, docOf(schemaProposals, "proposals", ps))
-			}
-			if len(ps) == 0 {
-				fmt.Fprintln(out, "No kernel-side proposal: nothing to approve.")
+				rep := diagnose.Run(series, a.cfg.Diagnose)
+				ps, err := e.Propose(rep, "sockwarden propose")
+				if err != nil {
+					return withCode(exitFailed, err)
+				}
+				out := cmd.OutOrStdout()
+				if asJSON {
+					if ps == nil {
+						ps = []remediate.Pending{}
+					}
+					return writeJSON(out, docOf(schemaProposals, "proposals", ps))
+				}
+				if len(ps) == 0 {
+					fmt.Fprintln(out, "No kernel-side proposal: nothing to approve.")
+					return nil
+				}
+				for _, p := range ps {
+					writePending(out, p, nil, time.Now())
+				}
+				fmt.Fprintf(out, "Approve with: sockwarden approve ID [--ttl 1h]; then: sockwarden apply ID\n")
 				return nil
-			}
-			for _, p := range ps {
-				writePending(out, p, nil, time.Now())
-			}
-			fmt.Fprintf(out, "Approve with: sockwarden approve ID [--ttl 1h]; then: sockwarden apply ID\n")
-			return nil
+			})
 		},
 	}
 	jsonOutput(cmd, &asJSON)

@@ -9,6 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+
 	"github.com/sockwarden/sockwarden/remediate"
 )
 
@@ -36,6 +38,43 @@ func (a *app) engine(stderr io.Writer) (*remediate.Engine, error) {
 		return nil, withCode(exitUsage, err)
 	}
 	return e, nil
+}
+
+// recorded names the proposal or change a command acts on (approve, deny,
+// apply, rollback): the command's name for the journal, the id's kind,
+// and where the operator finds the ids.
+type recorded struct {
+	op, kind, id, hint string
+}
+
+// openEngine opens the engine for cmd, progress to its stderr. A command
+// acting on a recorded id gives rec: its log lines are then copied to the
+// system journal with the operator's identity (journalOperator) and the id
+// is checked before anything is opened (checkID), the same way for all of
+// them.
+func (a *app) openEngine(cmd *cobra.Command, rec *recorded) (*remediate.Engine, error) {
+	if rec != nil {
+		a.journalOperator(rec.op)
+		if err := a.checkID(rec.kind, rec.id, rec.hint); err != nil {
+			return nil, err
+		}
+	}
+	return a.engine(cmd.ErrOrStderr())
+}
+
+// withEngine runs a command that samples, waits or writes through the
+// engine (propose, resolve, apply, rollback) under signalContext, so that
+// Ctrl-C cancels ctx and the engine settles what it started rather than
+// the process dying between a write and its journal record. rec is as
+// for openEngine.
+func (a *app) withEngine(cmd *cobra.Command, rec *recorded, run func(ctx context.Context, e *remediate.Engine) error) error {
+	ctx, cancel := signalContext()
+	defer cancel()
+	e, err := a.openEngine(cmd, rec)
+	if err != nil {
+		return err
+	}
+	return run(ctx, e)
 }
 
 // resolve settles changes left open by a process that died; run at the start

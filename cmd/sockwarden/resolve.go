@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -15,32 +16,28 @@ func newResolveCmd(a *app) *cobra.Command {
 		Short: "Settle changes left applied or verifying by a process that died (remediate.on_restart)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext()
-			defer cancel()
-			e, err := a.engine(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			outs, err := e.Resolve(ctx)
-			for _, o := range outs {
-				logOutcome(a.log, o)
-			}
-			if asJSON {
-				if outs == nil {
-					outs = []remediate.Outcome{}
+			return a.withEngine(cmd, nil, func(ctx context.Context, e *remediate.Engine) error {
+				outs, err := e.Resolve(ctx)
+				for _, o := range outs {
+					logOutcome(a.log, o)
 				}
-				if werr := writeJSON(cmd.OutOrStdout(), docOf(schemaOutcomes, "outcomes", outs)); werr != nil {
-					return werr
+				if asJSON {
+					if outs == nil {
+						outs = []remediate.Outcome{}
+					}
+					if werr := writeJSON(cmd.OutOrStdout(), docOf(schemaOutcomes, "outcomes", outs)); werr != nil {
+						return werr
+					}
+					return withCode(exitFailed, err)
+				}
+				for _, o := range outs {
+					writeOutcome(cmd.OutOrStdout(), o, false)
+				}
+				if len(outs) == 0 && err == nil {
+					fmt.Fprintln(cmd.OutOrStdout(), "Nothing to resolve.")
 				}
 				return withCode(exitFailed, err)
-			}
-			for _, o := range outs {
-				writeOutcome(cmd.OutOrStdout(), o, false)
-			}
-			if len(outs) == 0 && err == nil {
-				fmt.Fprintln(cmd.OutOrStdout(), "Nothing to resolve.")
-			}
-			return withCode(exitFailed, err)
+			})
 		},
 	}
 	jsonOutput(cmd, &asJSON)

@@ -22,10 +22,20 @@ import (
 // exit code run() would return.
 func runCLI(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return runCLIIn(t, nil, args...)
+}
+
+// runCLIIn is runCLI with stdin read from in, or the process's own when
+// in is nil.
+func runCLIIn(t *testing.T, in io.Reader, args ...string) (string, string, int) {
+	t.Helper()
 	root := newRootCmd()
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
+	if in != nil {
+		root.SetIn(in)
+	}
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfg, []byte("# defaults\n"), 0o600); err != nil {
 		t.Fatal(err)
