@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sockwarden/sockwarden/diagnose"
@@ -181,11 +182,14 @@ func (a Approval) Usable(now time.Time) error {
 	return nil
 }
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+// idRE is compiled on first use: its {0,127} unrolls into 127 nested
+// alternatives, ~1,700 allocations of package init that every command
+// paid, a census included (docs/PERFORMANCE.md, "Start-up").
+var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`) })
 
 // ValidID checks a proposal or change id before it becomes a file name.
 func ValidID(id string) error {
-	if !idRE.MatchString(id) || strings.Contains(id, "..") {
+	if !idRE().MatchString(id) || strings.Contains(id, "..") {
 		return fmt.Errorf("%w: %q", ErrBadID, id)
 	}
 	return nil

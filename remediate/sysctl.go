@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/sockwarden/sockwarden/internal/netns"
@@ -43,11 +44,12 @@ var (
 
 // keyRE accepts dotted names of letters, digits, '_' and '-': no '/', no
 // empty component, so no ".." and no way out of the /proc/sys tree.
-var keyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+// Compiled on first use, not at every command's start.
+var keyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`) })
 
 // ValidKey reports whether key is a well-formed sysctl name.
 func ValidKey(key string) error {
-	if !keyRE.MatchString(key) {
+	if !keyRE().MatchString(key) {
 		return fmt.Errorf("%w: %q (letters, digits, '_', '-' separated by single dots)", ErrBadKey, key)
 	}
 	return nil

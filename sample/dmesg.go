@@ -3,7 +3,6 @@ package sample
 import (
 	"errors"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,13 +23,13 @@ type DmesgEvent struct {
 
 var (
 	// dmesg -x: "kern  :warn  : [  524.253683] TCP: ..."
-	dmesgFacilityRE = regexp.MustCompile(`^[a-z]+\s*:[a-z]+\s*:\s?`)
+	dmesgFacilityRE = lazyRE(`^[a-z]+\s*:[a-z]+\s*:\s?`)
 	// dmesg -r: "<4>[  524.253683] TCP: ..."
-	dmesgRawRE = regexp.MustCompile(`^<\d+>`)
+	dmesgRawRE = lazyRE(`^<\d+>`)
 	// dmesg --time-format iso: "2026-11-24T00:02:47,367629+00:00 TCP: ..."
-	dmesgISORE = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:[,.](\d+))?([+-]\d\d:?\d\d|Z) `)
+	dmesgISORE = lazyRE(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:[,.](\d+))?([+-]\d\d:?\d\d|Z) `)
 	// journalctl -k / syslog: "Nov 24 00:02:47 host kernel: TCP: ..."
-	dmesgSyslogRE = regexp.MustCompile(`^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: `)
+	dmesgSyslogRE = lazyRE(`^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: `)
 )
 
 // ParseDmesg reads kernel log text as printed by dmesg (plain
@@ -65,8 +64,8 @@ func ParseDmesg(r io.Reader, name string) ([]DmesgEvent, error) {
 
 func parseDmesgLine(line string) (DmesgEvent, bool) {
 	var de DmesgEvent
-	msg := dmesgFacilityRE.ReplaceAllString(line, "")
-	msg = dmesgRawRE.ReplaceAllString(msg, "")
+	msg := dmesgFacilityRE().ReplaceAllString(line, "")
+	msg = dmesgRawRE().ReplaceAllString(msg, "")
 	switch {
 	case strings.HasPrefix(msg, "["):
 		end := strings.IndexByte(msg, ']')
@@ -81,8 +80,8 @@ func parseDmesgLine(line string) (DmesgEvent, bool) {
 			de.Event.Time = t
 		}
 		msg = strings.TrimPrefix(msg[end+1:], " ")
-	case dmesgISORE.MatchString(msg):
-		m := dmesgISORE.FindStringSubmatch(msg)
+	case dmesgISORE().MatchString(msg):
+		m := dmesgISORE().FindStringSubmatch(msg)
 		ts := m[1]
 		if m[2] != "" {
 			ts += "." + m[2]
@@ -95,8 +94,8 @@ func parseDmesgLine(line string) (DmesgEvent, bool) {
 			de.Event.Time = t
 		}
 		msg = msg[len(m[0]):]
-	case dmesgSyslogRE.MatchString(msg):
-		msg = msg[len(dmesgSyslogRE.FindString(msg)):]
+	case dmesgSyslogRE().MatchString(msg):
+		msg = msg[len(dmesgSyslogRE().FindString(msg)):]
 	}
 	ev, ok := ClassifyKernelLine(msg)
 	if !ok {

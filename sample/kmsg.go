@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,9 +31,9 @@ var (
 	// "TCP: request_sock_TCPv6: Possible SYN flooding on port [::1]:8443. Dropping request."
 	// 4.x: "TCP: TCP: Possible SYN flooding on port 80. Sending cookies.  Check SNMP counters."
 	// 2.6/3.x: "possible SYN flooding on port 80. Sending cookies."
-	synFloodRE = regexp.MustCompile(`(?i)possible SYN flooding on port (\S+?)\.\s+(Sending cookies|Dropping request)`)
+	synFloodRE = lazyRE(`(?i)possible SYN flooding on port (\S+?)\.\s+(Sending cookies|Dropping request)`)
 	// dmesg's "[   524.253683] " prefix, with or without -T style dates.
-	dmesgStampRE = regexp.MustCompile(`^\[\s*[^\]]*\]\s?`)
+	dmesgStampRE = lazyRE(`^\[\s*[^\]]*\]\s?`)
 )
 
 // ClassifyKernelLine recognises the kernel log lines that matter to TCP
@@ -45,11 +44,11 @@ var (
 // a leading dmesg "[ seconds]" stamp is skipped. Seq and Time are left for
 // the caller.
 func ClassifyKernelLine(msg string) (KernelEvent, bool) {
-	msg = strings.TrimRight(dmesgStampRE.ReplaceAllString(msg, ""), "\r\n")
+	msg = strings.TrimRight(dmesgStampRE().ReplaceAllString(msg, ""), "\r\n")
 	ev := KernelEvent{Line: msg}
 	switch {
 	case strings.Contains(msg, "SYN flooding on port"):
-		m := synFloodRE.FindStringSubmatch(msg)
+		m := synFloodRE().FindStringSubmatch(msg)
 		if m == nil {
 			return KernelEvent{}, false
 		}

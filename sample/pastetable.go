@@ -601,7 +601,7 @@ func logLine(t string) (feed string, ok, tz bool) {
 	switch {
 	case logTRE().MatchString(t):
 		return logTRE().ReplaceAllString(t, ""), true, true
-	case logPlainRE().MatchString(t), logRawRE().MatchString(t), dmesgFacilityRE.MatchString(t) && strings.Contains(t, "["):
+	case logPlainRE().MatchString(t), logRawRE().MatchString(t), dmesgFacilityRE().MatchString(t) && strings.Contains(t, "["):
 		return t, true, false
 	case logCutRE().MatchString(t):
 		return "[" + t, true, false

@@ -25,9 +25,14 @@ var flagValues = map[string][]string{
 // the fixed values above, namespaces for --netns, and for the positional
 // arguments proposal ids (approve, deny, apply), change ids (rollback) and
 // lab scenario names (lab run).
+//
+// It runs at every start, for every command of the tree: a flag is looked
+// up among those the command declares (Flags, PersistentFlags), not
+// through LocalNonPersistentFlags, which builds a new flag set per call
+// (three per command, 2 % of `sockwarden version`'s CPU, docs/PERFORMANCE.md).
 func addCompletions(c *cobra.Command, a *app) {
 	for name, vals := range flagValues {
-		if c.LocalNonPersistentFlags().Lookup(name) != nil || c.PersistentFlags().Lookup(name) != nil {
+		if c.Flags().Lookup(name) != nil || c.PersistentFlags().Lookup(name) != nil {
 			c.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(vals, cobra.ShellCompDirectiveNoFileComp))
 		}
 	}
