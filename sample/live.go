@@ -129,7 +129,7 @@ func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, 
 	// and shared sockets go through attachOwners.
 	counts := make([][nStates]int, len(x.owners))
 	for _, p := range pending {
-		i, ok := x.one[p.inode]
+		i, ok := x.find(p.inode)
 		switch {
 		case !ok:
 			unowned = append(unowned, p)

@@ -22,13 +22,24 @@ import (
 // them, as `ss -p` does: every /proc/PID/fd/N link reading "socket:[INODE]".
 type ownerIndex struct {
 	owners []Owner
-	// one holds the owner of each socket inode, or sharedInode for the
-	// few inodes shared by several processes (after fork), whose owner
-	// list is in more: one map lookup per socket in the common case.
-	// Keys are 32-bit: socket inodes come from get_next_ino(), and
-	// sock_diag reports them as u32.
-	one  map[uint32]int32
-	more map[uint32][]Owner
+	// ents holds one (inode<<32 | owner index) per socket descriptor
+	// found; seal sorts it and keeps one entry per inode, whose owner
+	// index is sharedInode for the few inodes shared by several
+	// processes (after fork), whose owner list is in more. Inodes are
+	// 32-bit: socket inodes come from get_next_ino(), and sock_diag
+	// reports them as u32. 8 bytes a descriptor, where a
+	// map[uint32]int32 took 18 to 28 with its growth (9.4 + 4.7 MB
+	// allocated for 500,000 sockets, docs/PERFORMANCE.md).
+	ents []uint64
+	// dir[k] is the first entry whose inode minus lo, shifted right by
+	// shift, is at least k: a lookup searches one bucket of a few
+	// entries, not the whole slice (a binary search of 500,000 entries
+	// missed the cache at every step and took seven times the map's
+	// time).
+	dir   []uint32
+	lo    uint32
+	shift uint
+	more  map[uint32][]Owner
 
 	// Lazy details (the BPF scan indexes every process on the host and
 	// reads comm, unit and limit only for the owners a census looks up):
@@ -38,6 +49,24 @@ type ownerIndex struct {
 	byPID  map[int]int32
 }
 
+// find returns the owner index of a socket inode: an index into owners,
+// or sharedInode (see more). The index must be sealed.
+func (x *ownerIndex) find(ino uint32) (int32, bool) {
+	if len(x.ents) == 0 || ino < x.lo {
+		return 0, false
+	}
+	k := uint64(ino-x.lo) >> x.shift
+	if k >= uint64(len(x.dir)-1) {
+		return 0, false
+	}
+	b := x.ents[x.dir[k]:x.dir[k+1]]
+	i, ok := slices.BinarySearchFunc(b, ino, func(e uint64, ino uint32) int { return cmp.Compare(uint32(e>>32), ino) })
+	if !ok {
+		return 0, false
+	}
+	return int32(uint32(b[i])), true
+}
+
 // lookup returns the owners of a socket inode (nil when none or unknown).
 // The slice is shared: callers must not modify it. Not safe for concurrent
 // use (it fills owners' details on first use).
@@ -45,7 +74,7 @@ func (x *ownerIndex) lookup(inode uint64) []Owner {
 	if x == nil || inode == 0 || inode > math.MaxUint32 {
 		return nil
 	}
-	i, ok := x.one[uint32(inode)]
+	i, ok := x.find(uint32(inode))
 	if !ok {
 		return nil
 	}
@@ -141,7 +170,7 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 	}
 	go func() { wg.Wait(); close(results) }()
 
-	x = &ownerIndex{one: make(map[uint32]int32, 1024), more: map[uint32][]Owner{}}
+	x = &ownerIndex{more: map[uint32][]Owner{}}
 	for ps := range results {
 		x.owners = append(x.owners, Owner{PID: ps.pid, FDs: ps.fds})
 		idx := int32(len(x.owners) - 1)
@@ -151,6 +180,7 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 			}
 		}
 	}
+	x.seal()
 	if fs, err := procfs.NewFS(procRoot); err == nil {
 		for i := range x.owners {
 			fillOwner(fs, &x.owners[i])
@@ -258,25 +288,70 @@ func scanProcess(procRoot string, pid int, link []byte, only map[uint64]bool) (p
 }
 
 func (x *ownerIndex) add(ino uint32, idx int32) {
-	first, ok := x.one[ino]
-	switch {
-	case !ok:
-		x.one[ino] = idx
-	case first == sharedInode:
-		list := x.more[ino]
-		for _, o := range list {
-			if o.PID == x.owners[idx].PID {
-				return
-			}
-		}
-		x.more[ino] = append(list, Owner{PID: x.owners[idx].PID})
-	case first != idx:
-		x.one[ino] = sharedInode
-		x.more[ino] = []Owner{{PID: x.owners[first].PID}, {PID: x.owners[idx].PID}}
-	}
+	x.ents = append(x.ents, uint64(ino)<<32|uint64(uint32(idx)))
 }
 
-// sharedInode in ownerIndex.one sends a lookup to ownerIndex.more.
+// seal sorts the entries added, keeps one per inode (a process holding a
+// socket twice owns it once; an inode of several processes points to
+// more, its owners in the order of their index) and builds the
+// directory. The iterator lists each process's descriptors in order,
+// whose inodes mostly rise with them: the sort is cheap next to the
+// map inserts it replaced.
+func (x *ownerIndex) seal() {
+	slices.Sort(x.ents)
+	out := x.ents[:0]
+	for i := 0; i < len(x.ents); {
+		ino := uint32(x.ents[i] >> 32)
+		j := i + 1
+		for j < len(x.ents) && uint32(x.ents[j]>>32) == ino {
+			j++
+		}
+		e := x.ents[i]
+		if uint32(x.ents[j-1]) != uint32(e) { // several owners
+			var list []Owner
+			for _, f := range x.ents[i:j] {
+				if n := len(list); n == 0 || list[n-1].PID != x.owners[uint32(f)].PID {
+					list = append(list, Owner{PID: x.owners[uint32(f)].PID})
+				}
+			}
+			if len(list) > 1 {
+				x.more[ino] = list
+				e = uint64(ino)<<32 | math.MaxUint32 // sharedInode as a uint32
+			}
+		}
+		out = append(out, e)
+		i = j
+	}
+	x.ents = out
+	x.buildDir()
+}
+
+// buildDir cuts the inodes' range into about len(ents)/4 buckets of equal
+// width (a power of two).
+func (x *ownerIndex) buildDir() {
+	x.dir, x.lo, x.shift = nil, 0, 0
+	if len(x.ents) == 0 {
+		return
+	}
+	x.lo = uint32(x.ents[0] >> 32)
+	span := uint64(uint32(x.ents[len(x.ents)-1]>>32) - x.lo)
+	want := uint64(max(len(x.ents)/4, 1))
+	for span>>x.shift >= want {
+		x.shift++
+	}
+	n := span>>x.shift + 1
+	x.dir = make([]uint32, n+1)
+	i := 0
+	for k := range n {
+		for i < len(x.ents) && uint64(uint32(x.ents[i]>>32)-x.lo)>>x.shift < k {
+			i++
+		}
+		x.dir[k] = uint32(i)
+	}
+	x.dir[n] = uint32(len(x.ents))
+}
+
+// sharedInode as an entry's owner index sends a lookup to ownerIndex.more.
 const sharedInode = -1
 
 // fillOwner adds the command, systemd unit and descriptor limit of a

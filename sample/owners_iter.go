@@ -18,9 +18,10 @@ import (
 // scanOwnersBPF maps every process's sockets with the iterator.
 func scanOwnersBPF(procRoot string, hostFiles int) (*ownerIndex, error) {
 	// The index is sized from the host's open files, an upper bound on
-	// its socket descriptors, capped so that a host of many open regular
-	// files does not reserve a large table for few sockets.
-	b := newRecordIndexer(min(max(hostFiles, 1<<10), 1<<18))
+	// its socket descriptors: 8 bytes each, of which only those written
+	// become resident (a fresh allocation's pages stay untouched until
+	// used), so regrowth and its copies are avoided up to 2M descriptors.
+	b := newRecordIndexer(min(max(hostFiles, 1<<10), 1<<21))
 	if err := bpfiter.ScanOwners(b.add); err != nil {
 		return nil, err
 	}
@@ -53,11 +54,11 @@ type recordIndexer struct {
 	curIdx      int32
 }
 
-// newRecordIndexer sizes the inode map from sizeHint (growing it from
-// empty doubled the parse's time).
+// newRecordIndexer sizes the index from sizeHint (growing a map from
+// empty doubled the parse's time; a slice regrown copies itself).
 func newRecordIndexer(sizeHint int) *recordIndexer {
 	return &recordIndexer{
-		x:   &ownerIndex{one: make(map[uint32]int32, sizeHint), more: map[uint32][]Owner{}, byPID: map[int]int32{}},
+		x:   &ownerIndex{ents: make([]uint64, 0, sizeHint), more: map[uint32][]Owner{}, byPID: map[int]int32{}},
 		fds: map[int]int{}, cur: -1, curIdx: -1,
 	}
 }
@@ -97,6 +98,7 @@ func (b *recordIndexer) finish() *ownerIndex {
 		x.owners[i].FDs = b.fds[x.owners[i].PID]
 	}
 	x.filled = make([]bool, len(x.owners))
+	x.seal()
 	return x
 }
 

@@ -60,7 +60,7 @@ func TestParseOwnerRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(x.one, x1.one); diff != "" {
+	if diff := cmp.Diff(x.ents, x1.ents); diff != "" {
 		t.Errorf("one byte at a time (-whole +pieces):\n%s", diff)
 	}
 	if _, err := parseOwnerRecords(bytes.NewReader(in), 99, 16); !errors.Is(err, bpfiter.ErrPidNamespace) {
@@ -100,8 +100,9 @@ func TestNetnsOwnersBPFMatchesProc(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	for ino := range px.one {
-		po, bo := px.lookup(uint64(ino)), bx.lookup(uint64(ino))
+	for _, e := range px.ents {
+		ino := e >> 32
+		po, bo := px.lookup(ino), bx.lookup(ino)
 		if len(po) != 1 || len(bo) != 1 || po[0].PID != bo[0].PID || po[0].Comm != bo[0].Comm || po[0].FDLimit != bo[0].FDLimit {
 			t.Errorf("socket %d: proc %+v, bpf %+v", ino, po, bo)
 		}
