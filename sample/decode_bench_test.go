@@ -59,7 +59,7 @@ func BenchmarkDumpDecode(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		c := NewCensus(20, 20)
-		pending := make([]pendingOwner, 0, 80_064) // sized as take sizes it, from sockstat
+		pending := newPendingOwners(80_064) // sized as take sizes it, from sockstat
 		for _, d := range dgrams {
 			_, err := parseDatagram(d, func(m []byte) {
 				sk, err := decodeDiagMsg(m)
@@ -68,7 +68,7 @@ func BenchmarkDumpDecode(b *testing.B) {
 				}
 				c.Add(sk, nil)
 				if sk.Inode != 0 {
-					pending = append(pending, pendingOwner{inode: uint32(sk.Inode), state: uint8(stateIndex(sk.State))})
+					pending.add(uint32(sk.Inode), uint8(stateIndex(sk.State)))
 				}
 			})
 			if err != nil {
