@@ -35,7 +35,11 @@ trap cleanup EXIT
 command -v /usr/bin/time >/dev/null || { echo "bench-census: needs /usr/bin/time (Debian package time)" >&2; exit 2; }
 
 echo "== build"
-go build -o "$tmp/sockwarden" ./cmd/sockwarden
+# Built as packaging/build.sh builds the shipped binary (static, no cgo,
+# stripped): a plain go build links libc and ld.so in and carries a
+# symbol table, and its start is not the one users run. Build OLD the
+# same way: CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o OLD ./cmd/sockwarden
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/sockwarden" ./cmd/sockwarden
 go build -o "$tmp/census-load" ./scripts/census-load
 
 echo "== namespace $NS: $PAIRS established pairs in $PROCS processes, $TW TIME-WAIT"

@@ -31,7 +31,11 @@ OLD=${OLD:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-go build -o "$tmp/sockwarden" ./cmd/sockwarden
+# Built as packaging/build.sh builds the shipped binary (static, no cgo,
+# stripped): a plain go build links libc and ld.so in and carries a
+# symbol table, and its start is not the one users run. Build OLD the
+# same way: CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o OLD ./cmd/sockwarden
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/sockwarden" ./cmd/sockwarden
 go build -o "$tmp/cmdstat" ./scripts/cmdstat
 mkdir -p "$tmp/src/hello" "$tmp/src/etcd" "$tmp/src/prom" "$tmp/src/lean"
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hi\\n") }\n' >"$tmp/src/hello/main.go"
@@ -68,7 +72,7 @@ GO
 # Built inside the module (for its go.mod), from a directory go ignores.
 for p in hello etcd prom lean; do
   mkdir -p "_bench_startup_$p" && cp "$tmp/src/$p/main.go" "_bench_startup_$p/"
-  go build -o "$tmp/$p" "./_bench_startup_$p"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/$p" "./_bench_startup_$p"
   rm -rf "_bench_startup_$p"
 done
 
