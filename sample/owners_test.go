@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,5 +95,57 @@ func TestUnitFromPath(t *testing.T) {
 		if got := unitFromPath(path); got != want {
 			t.Errorf("unitFromPath(%q) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// TestOwnerIndexFind checks the sealed index against a map of the same
+// descriptors: inodes spread over the whole 32-bit range (a bucket
+// directory of very unequal buckets), dense runs, a socket held twice by
+// one process and one held by two.
+func TestOwnerIndexFind(t *testing.T) {
+	x := &ownerIndex{more: map[uint32][]Owner{}}
+	for pid := 1; pid <= 4; pid++ {
+		x.owners = append(x.owners, Owner{PID: pid * 10})
+	}
+	want := map[uint32]int32{}
+	add := func(ino uint32, idx int32) {
+		x.add(ino, idx)
+		if w, ok := want[ino]; ok && w != idx {
+			idx = sharedInode
+		}
+		want[ino] = idx
+	}
+	add(1, 0)
+	add(1, 0) // one process, two descriptors: one owner
+	add(math.MaxUint32, 1)
+	add(7, 2)
+	add(7, 3) // shared
+	for i := range uint32(5000) {
+		add(1_000_000+3*i, int32(i%4)) // a dense run, four processes interleaved
+	}
+	add(1<<31, 3)
+	x.seal()
+	got := map[uint32]int32{}
+	for _, e := range x.ents {
+		ino := uint32(e >> 32)
+		i, ok := x.find(ino)
+		if !ok {
+			t.Errorf("inode %d in the index, not found", ino)
+		}
+		got[ino] = i
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("index (-want +got):\n%s", diff)
+	}
+	for _, ino := range []uint32{0, 2, 6, 8, 1_000_001, 1_000_000 + 3*5000, 1<<31 - 1, math.MaxUint32 - 1} {
+		if i, ok := x.find(ino); ok {
+			t.Errorf("inode %d absent, found with owner %d", ino, i)
+		}
+	}
+	if diff := cmp.Diff([]Owner{{PID: 30}, {PID: 40}}, x.lookup(7)); diff != "" {
+		t.Errorf("shared inode 7 (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]Owner{{PID: 10}}, x.lookup(1)); diff != "" {
+		t.Errorf("inode 1 held twice by one process (-want +got):\n%s", diff)
 	}
 }
