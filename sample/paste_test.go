@@ -231,6 +231,20 @@ Recv-Q Send-Q Local Address:Port Peer Address:Port Process
 			missing:   []string{"only part of the socket table (state CLOSE-WAIT)", "absent (and no netstat.txt/snmp.txt)"},
 		},
 		{
+			// Without the fix the three named ports were lines not
+			// understood, and --port 22 said nothing listens on 22.
+			name: "netstat without -n: /etc/services names are read as ports",
+			text: `# netstat -l
+Aktive Internetverbindungen (Nur Server)
+Proto Recv-Q Send-Q Local Address           Foreign Address         State
+tcp        0      0 0.0.0.0:ssh             0.0.0.0:*               LISTEN
+tcp6       0      0 [::]:32782              [::]:*                  LISTEN
+tcp6       0      0 [::]:http               [::]:*                  LISTEN
+`,
+			states:    map[string]int{StateListen: 3},
+			listeners: []lst{{"0.0.0.0:22", 0, 0, true, ""}, {"[::]:80", 0, 0, true, ""}, {"[::]:32782", 0, 0, true, ""}},
+		},
+		{
 			name: "stateless rows without their prompt are of unknown state, not ESTAB",
 			text: `Recv-Q Send-Q Local Address:Port Peer Address:Port
 1      0      10.0.0.5:8080      10.0.0.9:51234

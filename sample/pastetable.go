@@ -134,6 +134,9 @@ func (p *splitter) recNetstatTable(n, to int, cmd *pasteCmd) (*pasteBlock, int) 
 				b.notes = append(b.notes, fmt.Sprintf("line %d not understood (%s)", m, why))
 				break
 			}
+			// netstat without -n prints /etc/services names
+			// ("0.0.0.0:ssh"), as ss does: read them as ports.
+			ss = mendAddrs("", strings.Fields(ss), b)
 			// Without a header ParseSS reads the rows alone.
 			b.feed(bfSSTan, m, ss)
 			b.countSS(ss)
