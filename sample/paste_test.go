@@ -245,6 +245,19 @@ tcp6       0      0 [::]:http               [::]:*                  LISTEN
 			listeners: []lst{{"0.0.0.0:22", 0, 0, true, ""}, {"[::]:80", 0, 0, true, ""}, {"[::]:32782", 0, 0, true, ""}},
 		},
 		{
+			// The awk idiom counts netstat's last column itself and
+			// prints the state first; without the fix the paste was
+			// refused as unreadable.
+			name: "state counts printed state first by awk",
+			text: `netstat -anl | grep 3000 | awk '/^tcp/ {t[$NF]++}END{for(state in t){print state, t[state]} }'
+
+TIME_WAIT 41
+CLOSE_WAIT 710
+LISTEN 1
+`,
+			states: map[string]int{StateTimeWait: 41, StateCloseWait: 710, StateListen: 1},
+		},
+		{
 			name: "stateless rows without their prompt are of unknown state, not ESTAB",
 			text: `Recv-Q Send-Q Local Address:Port Peer Address:Port
 1      0      10.0.0.5:8080      10.0.0.9:51234

@@ -660,21 +660,38 @@ func grepState(pat string) string {
 	return found
 }
 
-var uniqStateRE = lazyRE(`^\s*(\d+)\s+([A-Za-z_0-9-]+\)?)\s*$`)
+var (
+	uniqStateRE = lazyRE(`^\s*(\d+)\s+([A-Za-z_0-9-]+\)?)\s*$`)
+	// awkStateRE: the count after the state, as the common awk idiom
+	// prints it (`awk '/^tcp/ {++S[$NF]} END {for(a in S) print a, S[a]}'`).
+	awkStateRE = lazyRE(`^\s*([A-Za-z_0-9-]+\)?)\s+(\d+)\s*$`)
+)
 
 // recStateCounts reads state counts of `... | awk '{print $1}' | sort |
-// uniq -c`: "  12248 TIME_WAIT". Lines of the table's header that the awk
-// also printed ("1 Foreign", "1 established)") are part of the block.
+// uniq -c`: "  12248 TIME_WAIT", or of the awk idiom that counts the last
+// column itself and prints the state first: "TIME_WAIT 41". Lines of the
+// table's header that the awk also printed ("1 Foreign", "1 established)")
+// are part of the block. One block keeps the order of its first line, so a
+// line of the other order ends it.
 func (p *splitter) recStateCounts(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 	b := &pasteBlock{shape: shapeCount, first: n, counts: map[string]int{}}
+	re, count, state := uniqStateRE(), 1, 2
+	if !re.MatchString(p.line(n)) {
+		// State first: only from a line that names a state, so that
+		// other "word number" lines do not start a block.
+		re, count, state = awkStateRE(), 2, 1
+		if mm := re.FindStringSubmatch(p.line(n)); mm == nil || anyState(mm[1]) == "" {
+			return nil, n
+		}
+	}
 	m := n
 	for ; m <= to; m++ {
-		mm := uniqStateRE().FindStringSubmatch(p.line(m))
+		mm := re.FindStringSubmatch(p.line(m))
 		if mm == nil {
 			break
 		}
-		if st := anyState(mm[2]); st != "" {
-			v, _ := strconv.Atoi(mm[1])
+		if st := anyState(mm[state]); st != "" {
+			v, _ := strconv.Atoi(mm[count])
 			b.counts[st] += v
 		}
 		b.lines++
