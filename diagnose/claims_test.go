@@ -251,3 +251,33 @@ func TestNothingJudgedVerdict(t *testing.T) {
 		})
 	}
 }
+
+// A healthy read of a partial input is healthy only in what was read: the
+// verdict line says how many areas were not judged, section (b) says its
+// "nothing wrong" covers what was read, and not_judged lists them. A
+// fully judged series keeps the plain "Healthy: nothing wrong."
+func TestPartialHealthyVerdict(t *testing.T) {
+	text := "$ ss -tln\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0      4096   0.0.0.0:80         0.0.0.0:*\n"
+	pasted, err := sample.FromPaste("t.txt", strings.NewReader(text), sample.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Run(pasted, cfg())
+	if !r.Healthy || r.NothingJudged || len(r.NotJudged) == 0 {
+		t.Fatalf("healthy %v, nothing judged %v, not judged %q: want healthy with areas not judged", r.Healthy, r.NothingJudged, r.NotJudged)
+	}
+	if v := verdictLine(r); !strings.HasPrefix(v, "Healthy in what was read") || !strings.Contains(v, "not a clean bill of health") {
+		t.Errorf("verdict %q", v)
+	}
+	var b strings.Builder
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "Healthy: nothing wrong.") || strings.Contains(b.String(), "no rule fired.\n") {
+		t.Errorf("a partial read claims plain health:\n%s", b.String())
+	}
+	full := Run(series(2, nil), cfg())
+	if len(full.NotJudged) != 0 || verdictLine(full) != "Healthy: nothing wrong." {
+		t.Errorf("full series: not judged %q, verdict %q", full.NotJudged, verdictLine(full))
+	}
+}

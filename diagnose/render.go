@@ -66,7 +66,7 @@ func WriteText(w io.Writer, r Report) error {
 
 	fmt.Fprintln(b, "\n(b) Verdict and evidence")
 	if len(r.Findings) == 0 {
-		fmt.Fprintln(b, "  Nothing wrong: no rule fired.")
+		fmt.Fprintln(b, "  "+noFindingLine(r))
 	}
 	for i, f := range r.Findings {
 		fmt.Fprintf(b, "  %d. [%s] %s on %s: side %s, %s\n", i+1, f.Severity, f.Kind, f.Subject, f.Side, confirmedWord(f))
@@ -141,7 +141,7 @@ func WriteMarkdown(w io.Writer, r Report) error {
 	fmt.Fprintln(b, "\n## (b) Verdict and evidence")
 	fmt.Fprintln(b)
 	if len(r.Findings) == 0 {
-		fmt.Fprintln(b, "Nothing wrong: no rule fired.")
+		fmt.Fprintln(b, noFindingLine(r))
 	}
 	for _, f := range r.Findings {
 		fmt.Fprintf(b, "### `%s` on `%s`: side **%s**, %s, %s\n\n", f.Kind, f.Subject, f.Side, f.Severity, confirmedWord(f))
@@ -341,6 +341,15 @@ func samplesPhrase(r Report) string {
 	return fmt.Sprintf("%d samples %.1fs apart", r.Samples, *r.IntervalSeconds)
 }
 
+// noFindingLine is section (b) without findings: what "nothing wrong"
+// covers.
+func noFindingLine(r Report) string {
+	if len(r.NotJudged) > 0 {
+		return "Nothing wrong: no rule fired on what was read; what was not judged is named in (a)."
+	}
+	return "Nothing wrong: no rule fired."
+}
+
 func verdictLine(r Report) string {
 	if r.NothingJudged {
 		return "Nothing judged: the input holds no source the rules can judge; this is not a clean bill of health."
@@ -348,6 +357,9 @@ func verdictLine(r Report) string {
 	if r.Healthy {
 		if len(r.Findings) > 0 {
 			return "Healthy: nothing wrong (informational findings only)."
+		}
+		if len(r.NotJudged) > 0 {
+			return fmt.Sprintf("Healthy in what was read: nothing wrong there; %d area(s) not judged (named in (a)): not a clean bill of health.", len(r.NotJudged))
 		}
 		return "Healthy: nothing wrong."
 	}

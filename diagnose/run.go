@@ -119,7 +119,9 @@ func RunFocus(series []*sample.Sample, cfg config.Diagnose, focus Focus) Report 
 		}
 	}
 	r.Rates = rates(wins)
-	if fine, _ := claims(series); len(fine) == 0 && r.Healthy {
+	fine, notJudged := claims(series)
+	r.NotJudged = notJudged
+	if len(fine) == 0 && r.Healthy {
 		r.NothingJudged = true
 	}
 	r.Summary = summarize(series, wins, r, cfg)

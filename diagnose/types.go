@@ -144,9 +144,13 @@ type Report struct {
 	// NothingJudged is true when the input held no source any rule could
 	// judge (a netstat -s alone, say): Healthy then means "nothing seen",
 	// not "fine", and the report says so.
-	NothingJudged bool       `json:"nothing_judged,omitempty"`
-	Findings      []Finding  `json:"findings"`
-	Proposals     []Proposal `json:"proposals"`
+	NothingJudged bool `json:"nothing_judged,omitempty"`
+	// NotJudged names what the input did not let the rules judge, each
+	// with the capture that would (the same list the read's "Not judged"
+	// gives): a healthy report with any is healthy only in what was read.
+	NotJudged []string   `json:"not_judged,omitempty"`
+	Findings  []Finding  `json:"findings"`
+	Proposals []Proposal `json:"proposals"`
 	// Rates holds per-interval rates of the drop counters (per second),
 	// for sparklines and evidence: counter name -> one value per interval.
 	Rates map[string][]float64 `json:"rates,omitempty"`
