@@ -281,3 +281,36 @@ func TestPartialHealthyVerdict(t *testing.T) {
 		t.Errorf("full series: not judged %q, verdict %q", full.NotJudged, verdictLine(full))
 	}
 }
+
+// A paste whose only table leaves listeners out (ss without -a) claims
+// nothing of listen queues, and what it judged of its part is said as
+// such; with ss -tln beside it, the listeners are read.
+func TestPartialTableClaims(t *testing.T) {
+	ssO := "$ ss -tn\nState      Recv-Q Send-Q Local Address:Port  Peer Address:Port\nCLOSE-WAIT 1      0      10.0.0.1:443        10.0.0.2:51000\nESTAB      0      0      10.0.0.1:443        10.0.0.3:51001\n"
+	withL := ssO + "$ ss -tln\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0      4096   0.0.0.0:443        0.0.0.0:*\n"
+	for _, tc := range []struct {
+		name      string
+		text      string
+		listeners bool
+	}{
+		{"ss -tn alone", ssO, false},
+		{"with ss -tln", withL, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pasted, err := sample.FromPaste("t.txt", strings.NewReader(tc.text), sample.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fine, notJudged := claims(pasted)
+			if got := slices.ContainsFunc(fine, func(s string) bool { return strings.Contains(s, "listener") }); got != tc.listeners {
+				t.Errorf("fine %q: a claim about listeners %v, want %v", fine, got, tc.listeners)
+			}
+			if got := slices.ContainsFunc(notJudged, func(s string) bool { return strings.HasPrefix(s, "listen queues") }); got == tc.listeners {
+				t.Errorf("not judged %q: listen queues named %v, want %v", notJudged, got, !tc.listeners)
+			}
+			if !slices.Contains(fine, "nothing piles up in the part of the socket table read") {
+				t.Errorf("fine %q: the part read is not claimed", fine)
+			}
+		})
+	}
+}

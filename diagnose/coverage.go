@@ -49,6 +49,11 @@ func coverageOf(s *sample.Sample) coverage {
 		// Without ss -tlnp either, the bundle says "listeners ... unknown".
 		c.listeners = c.listeners && !strings.Contains(m.Reason, "listeners")
 	}
+	// A paste whose tables all leave listeners out (ss without -a, a
+	// state filter, a grep) says so under "listeners".
+	if missing(s, "listeners") != nil {
+		c.listeners = false
+	}
 	for _, m := range s.Missing {
 		// A paste of part of the table (one state, one port, a grep) or
 		// of counts from a pipeline judges what it shows, and claims
@@ -129,6 +134,7 @@ func claims(series []*sample.Sample) (fine, notJudged []string) {
 	case !c.sockets && last.Partial:
 		notJudged = append(notJudged, "state piles and ports (cheap sample)")
 	case c.socketsPart:
+		fine = append(fine, "nothing piles up in the part of the socket table read")
 		notJudged = append(notJudged, "state piles and ports beyond the part of the socket table read (capture ss -tanp)")
 	case !c.sockets:
 		notJudged = append(notJudged, "state piles and ports (no socket table: capture ss -tanp)")

@@ -479,6 +479,28 @@ func (ps *pasteSnap) noteBlocks() {
 			b.what = "not read"
 		}
 	}
+	ps.noteListenersUnread()
+}
+
+// noteListenersUnread says that the listening sockets were not read when
+// every socket table of the paste leaves them out (ss without -a, a state
+// filter, a grep): "no listener full" would otherwise rest on a table that
+// cannot show one. A table of listeners (-l) or a whole table reads them.
+func (ps *pasteSnap) noteListenersUnread() {
+	var partial []string
+	for _, b := range ps.blocks {
+		if b.shape != shapeSS && b.shape != shapeNetstat || b.sockets+b.listeners == 0 || strings.HasPrefix(b.what, "ignored") {
+			continue
+		}
+		if b.listenOnly || b.partial == "" {
+			return
+		}
+		partial = append(partial, b.partial)
+	}
+	if len(partial) > 0 {
+		ps.extra = append(ps.extra, Missing{Source: "listeners", Reason: "listeners unknown: the socket tables pasted leave listening sockets out (" +
+			strings.Join(partial, "; ") + "): listen queues are not judged (capture ss -tlnp)"})
+	}
 }
 
 // mergeCounters lets nstat fill what copies of /proc/net/netstat and snmp
