@@ -182,9 +182,9 @@ var netstatSSections = map[string]bool{
 }
 
 // netstatSTemplate returns the prose of a netstat -s line with its first
-// number replaced by N and spaces folded, and the number.
+// number replaced by N and spaces folded (foldSpace), and the number.
 func netstatSTemplate(line string) (string, uint64, bool) {
-	t := strings.Join(strings.Fields(line), " ")
+	t := foldSpace(line)
 	i := strings.IndexAny(t, "0123456789")
 	if i < 0 {
 		return "", 0, false
