@@ -720,10 +720,7 @@ func (pr *pasteReader) applyCounts(smp *Sample, blocks []*pasteBlock, extra *[]M
 	if !changed {
 		return
 	}
-	smp.Total = 0
-	for _, v := range smp.States {
-		smp.Total += v
-	}
+	smp.Total = sumStates(smp.States)
 	smp.StatesV4, smp.StatesV6 = nil, nil
 }
 
