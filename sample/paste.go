@@ -188,15 +188,12 @@ func FromPaste(name string, r io.Reader, opts Options) ([]*Sample, error) {
 		last.Missing = append(last.Missing, Missing{Source: name, Reason: fmt.Sprintf("ignored: %d lines not recognised as the output of a capture (first at lines %s)", sp.ignored, strings.Join(at, ", "))})
 	}
 	allRead := true
-	for _, s := range out {
-		for _, rb := range s.Read {
-			allRead = allRead && !strings.HasPrefix(rb.What, "not read")
-		}
-	}
 	usable = false
 	for _, s := range out {
 		for _, rb := range s.Read {
-			usable = usable || !strings.HasPrefix(rb.What, "not read") && rb.Kind != string(shapeHostname)
+			read := !strings.HasPrefix(rb.What, "not read")
+			allRead = allRead && read
+			usable = usable || read && rb.Kind != string(shapeHostname)
 		}
 	}
 	if !usable {
