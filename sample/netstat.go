@@ -264,14 +264,8 @@ func parseNetstatS(r io.Reader, name string, zeros bool) (map[string]uint64, []M
 			continue
 		}
 		tmpl, v, ok := netstatSTemplate(t)
-		if !ok {
-			if section == "" {
-				nt.add(lr.n, "not netstat -s prose", line)
-			}
-			continue
-		}
 		c := netstatSTemplates[tmpl]
-		if c == "" {
+		if !ok || c == "" {
 			if section == "" {
 				nt.add(lr.n, "not netstat -s prose", line)
 			}
