@@ -130,11 +130,7 @@ func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", path, err)
 	}
-	br := &bundleReader{path: path, opts: opts, snaps: map[string]*bundleSnap{}, maxFile: opts.bundleMaxFile}
-	br.maxListeners = opts.maxListeners()
-	if br.maxFile <= 0 {
-		br.maxFile = maxBundleFile
-	}
+	br := &bundleReader{path: path, opts: opts, snaps: map[string]*bundleSnap{}}
 	walk := br.walkTar
 	switch {
 	case st.IsDir():
@@ -184,13 +180,10 @@ func FromBundleOptions(path string, opts Options) ([]*Sample, error) {
 }
 
 type bundleReader struct {
-	path    string
-	opts    Options
-	pass    int
-	snaps   map[string]*bundleSnap
-	maxFile int64
-	// maxListeners bounds the LISTEN lines of one socket table.
-	maxListeners int
+	path  string
+	opts  Options
+	pass  int
+	snaps map[string]*bundleSnap
 	// archive: the bundle is a .tar or .tar.gz, where a snapshot lacking
 	// a file another one has is a cut archive, not a choice.
 	archive bool
@@ -394,8 +387,8 @@ func (br *bundleReader) walkTar() error {
 		if !br.wants(rel) {
 			continue
 		}
-		if h.Size > br.maxFile {
-			return fmt.Errorf("%w: %s: longer than %d bytes (%s), more than any capture", ErrParse, rel, br.maxFile, mib(br.maxFile))
+		if maxFile := br.opts.maxFile(); h.Size > maxFile {
+			return fmt.Errorf("%w: %s: longer than %d bytes (%s), more than any capture", ErrParse, rel, maxFile, mib(maxFile))
 		}
 		if err := br.visit(rel, tr); err != nil {
 			if bound.err != nil {
@@ -428,7 +421,7 @@ func (br *bundleReader) snap(dir string) (*bundleSnap, error) {
 		if len(br.snaps) >= maxSnapshots {
 			return nil, fmt.Errorf("%w: %s: more than %d snapshot directories", ErrParse, dir, maxSnapshots)
 		}
-		s = &bundleSnap{dir: dir, seen: map[string]string{}, census: NewCensus(br.opts.topDest(), br.opts.topProc()), maxListeners: br.maxListeners}
+		s = newBundleSnap(dir, br.opts)
 		br.snaps[dir] = s
 	}
 	return s, nil
@@ -447,7 +440,8 @@ func (br *bundleReader) visit(rel string, r io.Reader) error {
 		return nil
 	}
 	s.seen[kind] = rel
-	if err := s.read(kind, rel, &cappedReader{r: r, left: br.maxFile, max: br.maxFile, name: rel}); err != nil {
+	maxFile := br.opts.maxFile()
+	if err := s.read(kind, rel, &cappedReader{r: r, left: maxFile, max: maxFile, name: rel}); err != nil {
 		if br.read != nil && br.read.err != nil {
 			return br.read.err
 		}
@@ -538,6 +532,12 @@ type bundleSnap struct {
 	missing   []Missing
 	// collectLog maps a file kind to collect.txt's account of it.
 	collectLog map[string]string
+}
+
+// newBundleSnap starts the snapshot of directory dir ("" for a bundle's
+// top level or a paste) with the census and bounds opts ask for.
+func newBundleSnap(dir string, opts Options) *bundleSnap {
+	return &bundleSnap{dir: dir, seen: map[string]string{}, census: opts.newCensus(), maxListeners: opts.maxListeners()}
 }
 
 // bundleReaders reads each kind of bundle file into its snapshot, one

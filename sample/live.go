@@ -244,7 +244,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	if opts.Owners && !cheap {
 		owners = startOwnerRead(opts, s.NetnsID, s.Sockstat.SocketsUsed, hostFiles)
 	}
-	c := NewCensus(opts.topDest(), opts.topProc())
+	c := opts.newCensus()
 	d := censusDump{c: c}
 	if owners != nil {
 		// Sized from sockstat's sockets in use (those with a

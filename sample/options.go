@@ -128,6 +128,18 @@ var SysctlKeys = []string{
 	"fs.file-nr",
 }
 
+// newCensus returns an empty census keeping the top destinations and
+// processes these options ask for.
+func (o Options) newCensus() *Census { return NewCensus(o.topDest(), o.topProc()) }
+
+// maxFile bounds one file of a bundle.
+func (o Options) maxFile() int64 {
+	if o.bundleMaxFile > 0 {
+		return o.bundleMaxFile
+	}
+	return maxBundleFile
+}
+
 // maxListeners bounds the LISTEN lines of one captured socket table, for
 // bundles and pastes alike.
 func (o Options) maxListeners() int {

@@ -259,9 +259,10 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 	ps := &pasteSnap{
 		pr:      pr,
 		blocks:  blocks,
-		s:       &bundleSnap{seen: map[string]string{}, census: NewCensus(pr.opts.topDest(), pr.opts.topProc()), host: pr.host, maxListeners: pr.opts.maxListeners()},
+		s:       newBundleSnap("", pr.opts),
 		noLimit: map[string]bool{},
 	}
+	ps.s.host = pr.host
 	byKind := blocksByKind(blocks)
 	for _, kind := range feedOrder {
 		if bs := byKind[kind]; len(bs) > 0 {
@@ -401,7 +402,7 @@ func (ps *pasteSnap) notRead(kind string, use []*pasteBlock, err error) {
 	delete(s.seen, kind)
 	switch kind {
 	case bfSSTan:
-		s.census, s.tan = NewCensus(ps.pr.opts.topDest(), ps.pr.opts.topProc()), nil
+		s.census, s.tan = ps.pr.opts.newCensus(), nil
 	case bfSSTlnp:
 		s.tlnp, s.tlnpBy, s.tlnpAll = nil, nil, nil
 	}
