@@ -80,22 +80,25 @@ func parseDmesgLine(line string) (DmesgEvent, bool) {
 			de.Event.Time = t
 		}
 		msg = strings.TrimPrefix(msg[end+1:], " ")
-	case dmesgISORE().MatchString(msg):
-		m := dmesgISORE().FindStringSubmatch(msg)
-		ts := m[1]
-		if m[2] != "" {
-			ts += "." + m[2]
+	default:
+		// One match each: MatchString before FindStringSubmatch ran the
+		// expression twice on every stamped line.
+		if m := dmesgISORE().FindStringSubmatch(msg); m != nil {
+			ts := m[1]
+			if m[2] != "" {
+				ts += "." + m[2]
+			}
+			zone := m[3]
+			if len(zone) == 5 { // +0000
+				zone = zone[:3] + ":" + zone[3:]
+			}
+			if t, err := time.Parse("2006-01-02T15:04:05.999999999Z07:00", ts+zone); err == nil {
+				de.Event.Time = t
+			}
+			msg = msg[len(m[0]):]
+		} else if p := dmesgSyslogRE().FindString(msg); p != "" {
+			msg = msg[len(p):]
 		}
-		zone := m[3]
-		if len(zone) == 5 { // +0000
-			zone = zone[:3] + ":" + zone[3:]
-		}
-		if t, err := time.Parse("2006-01-02T15:04:05.999999999Z07:00", ts+zone); err == nil {
-			de.Event.Time = t
-		}
-		msg = msg[len(m[0]):]
-	case dmesgSyslogRE().MatchString(msg):
-		msg = msg[len(dmesgSyslogRE().FindString(msg)):]
 	}
 	ev, ok := ClassifyKernelLine(msg)
 	if !ok {
