@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -372,11 +373,7 @@ func parseSSCmd(c pasteCmd) ssCmd {
 	}
 	sc.filter = strings.TrimSpace(strings.Join(filter, " "))
 	if m := sportRE().FindStringSubmatch(sc.filter); m != nil && !strings.Contains(sc.filter, " or ") {
-		var p uint64
-		for _, d := range m[1] {
-			p = p*10 + uint64(d-'0')
-		}
-		if p > 0 && p < 65536 {
+		if p, err := strconv.ParseUint(m[1], 10, 16); err == nil && p > 0 {
 			sc.sport = uint16(p)
 		}
 	}
