@@ -435,11 +435,7 @@ func (ps *pasteSnap) readNetstatS(use []*pasteBlock) {
 		}
 		b.what = plural(len(bm), "counter")
 		ps.extra = append(ps.extra, nt...)
-		for k, v := range bm {
-			if _, ok := m[k]; !ok {
-				m[k] = v
-			}
-		}
+		fillAbsent(m, bm)
 	}
 	if len(m) == 0 {
 		return
@@ -449,13 +445,19 @@ func (ps *pasteSnap) readNetstatS(use []*pasteBlock) {
 		s.nstat = m
 		s.seen[bfNstat] = ps.pr.at(use[0])
 	} else {
-		for k, v := range m {
-			if _, ok := s.nstat[k]; !ok {
-				s.nstat[k] = v
-			}
-		}
+		fillAbsent(s.nstat, m)
 	}
 	ps.extra = append(ps.extra, Missing{Source: ps.pr.at(use[0]), Reason: "netstat -s prints counters it has no wording for only when they are not 0, so TCPReqQFullDrop, TCPReqQFullDoCookies and other counters without a line are unknown, not 0 (capture nstat -az)"})
+}
+
+// fillAbsent adds to dst the counters of src it lacks: the first reading
+// of a counter wins.
+func fillAbsent(dst, src map[string]uint64) {
+	for k, v := range src {
+		if _, ok := dst[k]; !ok {
+			dst[k] = v
+		}
+	}
 }
 
 // noteBlocks adds what each block says of itself: the splitter's notes, a
