@@ -2,11 +2,11 @@ package sample
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/sockwarden/sockwarden/internal/sysval"
 )
@@ -39,28 +39,36 @@ func newLineReader(r io.Reader, name string) *lineReader {
 
 // next returns the next line without its newline (and without a trailing
 // '\r'), or io.EOF. Other read errors are wrapped with the file and line.
+// A line that fits the buffer is copied once, into the string returned: a
+// copy into a scratch slice first cost every line of every capture a
+// second allocation.
 func (lr *lineReader) next() (string, error) {
-	var sb []byte
+	var long []byte // a line longer than the buffer, gathered
 	for {
 		chunk, err := lr.br.ReadSlice('\n')
-		if len(sb)+len(chunk) > maxLine {
+		if len(long)+len(chunk) > maxLine {
 			return "", lr.errf(lr.n+1, "line longer than %d bytes: not a capture", maxLine)
 		}
-		sb = append(sb, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// The chunk is valid only until the next read.
+			long = append(long, chunk...)
+			continue
+		}
+		if long != nil {
+			chunk = append(long, chunk...)
+		}
 		switch {
 		case err == nil:
 			lr.n++
 			lr.cut = false
-			return strings.TrimSuffix(strings.TrimSuffix(string(sb), "\n"), "\r"), nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
+			return string(bytes.TrimSuffix(bytes.TrimSuffix(chunk, []byte("\n")), []byte("\r"))), nil
 		case errors.Is(err, io.EOF):
-			if len(sb) == 0 {
+			if len(chunk) == 0 {
 				return "", io.EOF
 			}
 			lr.n++
 			lr.cut = true
-			return strings.TrimSuffix(string(sb), "\r"), nil
+			return string(bytes.TrimSuffix(chunk, []byte("\r"))), nil
 		default:
 			return "", fmt.Errorf("%w: %s: line %d: %w", ErrParse, lr.name, lr.n+1, err)
 		}
