@@ -453,14 +453,6 @@ func kernelLines(s *sample.Sample, kind string) []string {
 	return ev
 }
 
-// sevMax returns the worse of two severities.
-func sevMax(a, b Severity) Severity {
-	if sevRank(b) > sevRank(a) {
-		return b
-	}
-	return a
-}
-
 func checkOrphans(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {
 	var ev []string
 	sev := SevWarning

@@ -60,14 +60,6 @@ type Target struct {
 	ID    NetnsIdentity
 }
 
-func (t Target) describe() string {
-	ns := t.Netns
-	if ns == "" {
-		ns = "the writer's own namespace"
-	}
-	return fmt.Sprintf("%s (%s) on host %q", ns, t.ID, t.Host)
-}
-
 // stamp writes t into a record.
 func (t Target) stamp(r *Record) {
 	r.Host, r.Netns, r.NetnsID, r.NetnsDev = t.Host, t.Netns, t.ID.Ino, t.ID.Dev
