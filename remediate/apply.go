@@ -383,14 +383,14 @@ func (e *Engine) approvalFor(id string, p diagnose.Proposal) (appr Approval, sta
 	return appr, nil, nil
 }
 
-// checkFresh is guard 3. It returns the fresh proposal when it differs from
-// p only in the current values (the approval is then stale: guard 4).
 // notNow marks a guard 3 refusal as one of the moment (ErrNotNow).
 func notNow(r *Refusal) *Refusal {
 	r.Err = ErrNotNow
 	return r
 }
 
+// checkFresh is guard 3. It returns the fresh proposal when it differs from
+// p only in the current values (the approval is then stale: guard 4).
 func checkFresh(p diagnose.Proposal, fresh *diagnose.Finding, rep diagnose.Report, series []*sample.Sample) (*diagnose.Proposal, *Refusal) {
 	if fresh == nil {
 		return nil, notNow(refuse(GuardSamples, "the fresh samples do not show %s on %s any more", p.Finding, p.Subject))

@@ -23,7 +23,7 @@ type settling struct {
 	out    Outcome
 }
 
-// rec journals r for the change, in its namespace, with its values unless
+// recSettling journals r for the change, in its namespace, with its values unless
 // r has its own.
 func (e *Engine) recSettling(s *settling, r Record) error {
 	r.Change, r.Proposal = s.change, s.c.Proposal
