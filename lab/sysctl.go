@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/sockwarden/sockwarden/internal/netns"
 	"github.com/sockwarden/sockwarden/internal/sysval"
@@ -25,12 +26,14 @@ var ErrLabSysctl = errors.New("lab sysctl")
 // netKeyRE accepts dotted names under net. of letters, digits, '_' and
 // '-': no '/', no empty component, so no ".." and no way out of
 // /proc/sys/net. Only net.* sysctls belong to a network namespace; any
-// other (fs.*, kernel.*, vm.*) would be the host's.
-var netKeyRE = regexp.MustCompile(`^net(\.[A-Za-z0-9_-]+)+$`)
+// other (fs.*, kernel.*, vm.*) would be the host's. Compiled on first
+// use: cmd/sockwarden imports lab, so a package-level one would be
+// compiled at every command's start (as remediate's keyRE is not).
+var netKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^net(\.[A-Za-z0-9_-]+)+$`) })
 
 // check refuses a key outside net.* or a value of more than one line.
 func (s Sysctl) check() error {
-	if !netKeyRE.MatchString(s.Key) {
+	if !netKeyRE().MatchString(s.Key) {
 		return fmt.Errorf("%w: %q is not a per-namespace key (net.NAME..., letters, digits, '_', '-')", ErrLabSysctl, s.Key)
 	}
 	if strings.ContainsAny(s.Value, "\n\x00") {
