@@ -165,7 +165,7 @@ func listenerVerdict(w *window, cfg config.Diagnose, kind, counter string, l *sa
 		o.Title = fmt.Sprintf("%s overflow on %s (somaxconn unknown)", queue, l.Local)
 		o.Explanation = fmt.Sprintf("The %s of %s reached its limit %d and connections were dropped, but net.core.somaxconn was not recorded, so the samples cannot say whether the application's backlog or the kernel's cap limits it. Capture `sysctl net.core.somaxconn`: a Send-Q below it is the application's backlog, equal to it the kernel's cap.", queue, l.Local, l.SendQ)
 	case int64(l.SendQ) < somax:
-		want := min(somax, nextPow2(max(2*int64(l.SendQ), 2*peakDemand(w.Series, l.Local), 1)))
+		want := min(somax, policy.NextPow2(max(2*int64(l.SendQ), 2*peakDemand(w.Series, l.Local), 1)))
 		o.Side = SideApp
 		o.Title = fmt.Sprintf("%s overflow on %s: the application's backlog (%d) is the cap", queue, l.Local, l.SendQ)
 		o.Explanation = fmt.Sprintf("Connections to %s are dropped because its %s is full. Its limit (Send-Q %d) is below net.core.somaxconn (%d), so the limit is the backlog the application passed to listen(): raising somaxconn cannot help. Raise the application's backlog (and check that it accepts fast enough). If somaxconn was lower when the application called listen(), a restart may be enough: its backlog is then capped by the current value instead.", l.Local, queue, l.SendQ, somax)

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/sample"
 )
 
@@ -83,9 +82,6 @@ func nsPrefix(netns string) string {
 	}
 	return "nsenter --net=" + netns + " "
 }
-
-// nextPow2 returns the smallest power of two >= n (n >= 1).
-func nextPow2(n int64) int64 { return policy.NextPow2(n) }
 
 func perSec(n uint64, secs float64) string {
 	if secs <= 0 {

@@ -104,21 +104,14 @@ func checkStatic(p diagnose.Proposal, cfg config.Config) *Refusal {
 		if Fold(c.Current) == Fold(c.Proposed) {
 			return refuse(GuardAllowed, "%s: proposed value %q equals the current one", c.Key, c.Proposed)
 		}
-		if err := checkBounds(c.Key, Fold(c.Proposed), cfg); err != nil {
+		// The bounds live in one place, which diagnose sizes its
+		// proposals with too.
+		if err := policy.Check(c.Key, c.Proposed, cfg.Diagnose); err != nil {
 			return refuse(GuardAllowed, "%s = %q: %v", c.Key, c.Proposed, err)
 		}
 	}
 	return nil
 }
-
-// checkBounds is policy.Check: the bounds live in one place, which
-// diagnose sizes its proposals with too.
-func checkBounds(key, v string, cfg config.Config) error {
-	return policy.Check(key, v, cfg.Diagnose)
-}
-
-// parseRange parses "low high" with 1 <= low < high <= 65535.
-func parseRange(v string) (lo, hi int, err error) { return policy.ParseRange(v) }
 
 // checkKernelRules is the live part of guard 2: the kernel's own rules
 // (KERNEL-NOTES.md), judged with the values and listeners of the fresh
@@ -137,7 +130,7 @@ func checkKernelRules(p diagnose.Proposal, live func(string) (string, error), se
 	for _, c := range p.Changes {
 		switch c.Key {
 		case "net.ipv4.ip_local_port_range":
-			lo, hi, err := parseRange(Fold(c.Proposed))
+			lo, hi, err := policy.ParseRange(c.Proposed)
 			if err != nil {
 				return refuse(GuardAllowed, "%s = %q: %v", c.Key, c.Proposed, err)
 			}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/lab"
 	"github.com/sockwarden/sockwarden/sample"
 )
@@ -511,7 +512,7 @@ func TestNetnsPortRange(t *testing.T) {
 				continue
 			}
 			ranges++
-			lo, hi, err := parseRange(c.Proposed)
+			lo, hi, err := policy.ParseRange(c.Proposed)
 			if err != nil {
 				t.Fatal(err)
 			}
