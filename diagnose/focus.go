@@ -211,6 +211,7 @@ func answerSymptom(series []*sample.Sample, r Report, f Focus) *SymptomAnswer {
 	var notes []string
 	if f.Port != 0 && cov.listeners {
 		var on []string
+		v6only := true
 		for _, l := range last.Listeners {
 			if l.Port == f.Port {
 				limit := fmt.Sprintf("Send-Q %d", l.SendQ)
@@ -218,16 +219,11 @@ func answerSymptom(series []*sample.Sample, r Report, f Focus) *SymptomAnswer {
 					limit = "limit not in the capture"
 				}
 				on = append(on, fmt.Sprintf("%s (Recv-Q %d, %s, %s)", l.Local, l.RecvQ, limit, ownersLong(l.Owners)))
+				v6only = v6only && l.Family == "ipv6" && strings.HasPrefix(l.Local, "[")
 			}
 		}
 		if len(on) > 0 {
 			notes = append(notes, fmt.Sprintf("Port %d listens on %s in this namespace.", f.Port, strings.Join(on, "; ")))
-			v6only := true
-			for _, l := range last.Listeners {
-				if l.Port == f.Port {
-					v6only = v6only && l.Family == "ipv6" && strings.HasPrefix(l.Local, "[")
-				}
-			}
 			if v6only {
 				notes = append(notes, fmt.Sprintf("It listens on IPv6 addresses only: if the socket is IPv6-only (IPV6_V6ONLY, or net.ipv6.bindv6only=1), IPv4 clients of port %d are refused. Recent ss prints a dual-stack socket as *:%d and an IPv6-only one as [::]:%d; net-tools prints both as :::%d.", f.Port, f.Port, f.Port, f.Port))
 			}
