@@ -461,9 +461,9 @@ func (a *Agent) rolloutFinished(id string, res applyResult) {
 		}
 		return
 	}
-	// No load to judge by is no pass: the rollout pauses (the engine's
-	// rollback outcome carries the verdict in its reason only).
-	inconclusive := (o.Verdict != nil && o.Verdict.Outcome == verify.Inconclusive || strings.HasPrefix(o.Reason, string(verify.Inconclusive)+":")) &&
+	// No load to judge by is no pass: the rollout pauses (kept or rolled
+	// back, the outcome carries the verification's verdict).
+	inconclusive := o.Verdict != nil && o.Verdict.Outcome == verify.Inconclusive &&
 		!strings.Contains(o.Reason, "verification interrupted")
 	switch {
 	case o.State == remediate.StateVerified:
