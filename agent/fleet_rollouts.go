@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -483,7 +484,7 @@ func (a *Agent) rolloutFinished(id string, res applyResult) {
 			o.Reason = res.err.Error()
 		}
 	}
-	p.Reason, p.Settled, p.Change = o.Reason, now, orStr(o.Change, p.Change)
+	p.Reason, p.Settled, p.Change = o.Reason, now, cmp.Or(o.Change, p.Change)
 	p.Events = append(p.Events, fleet.Event{Time: now, What: p.State, Detail: o.Reason})
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Fleet.Etcd.RequestTimeout)
 	defer cancel()
@@ -528,11 +529,4 @@ func (r *rollouts) backingOff(rid string, now time.Time) string {
 // place back instead of being skipped: the refusal was of the moment.
 func giveBack(err error) bool {
 	return errors.Is(err, remediate.ErrNoSlot) || errors.Is(err, remediate.ErrStoreUnavailable) || errors.Is(err, remediate.ErrNotNow)
-}
-
-func orStr(s, alt string) string {
-	if s == "" {
-		return alt
-	}
-	return s
 }
