@@ -336,21 +336,15 @@ func (a *Agent) report(ctx context.Context, p fleet.Progress) {
 	}
 }
 
-// tryRollouts starts the apply of a pending proposal some rollout covers,
-// when that rollout lets this host start now. It returns whether it did.
-func (a *Agent) tryRollouts() bool {
+// tryRollouts starts the apply of one of the pending proposals ids
+// (sorted) that some rollout covers, when that rollout lets this host
+// start now. It returns whether it did.
+func (a *Agent) tryRollouts(ids []string) bool {
 	r := a.rollouts
 	s, ok := r.snapshot()
 	if !ok || len(s.Rollouts) == 0 {
 		return false
 	}
-	a.mu.Lock()
-	ids := make([]string, 0, len(a.pending))
-	for id := range a.pending {
-		ids = append(ids, id)
-	}
-	a.mu.Unlock()
-	slices.Sort(ids)
 	me := a.rolloutHost()
 	now := a.clock.Now()
 	for _, id := range ids {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -58,15 +59,11 @@ func (s *scheduler) maybeApply() {
 		return // busy, observing, or failing closed: no approval can be checked
 	}
 	a.mu.Lock()
-	ids := make([]string, 0, len(a.pending))
-	for id := range a.pending {
-		ids = append(ids, id)
-	}
+	ids := slices.Sorted(maps.Keys(a.pending))
 	a.mu.Unlock()
-	if a.rollouts != nil && a.tryRollouts() {
+	if a.rollouts != nil && a.tryRollouts(ids) {
 		return
 	}
-	slices.Sort(ids)
 	now := a.clock.Now()
 	for _, id := range ids {
 		appr, err := a.engine.Store().Approval(id)
