@@ -60,6 +60,9 @@ func (f *Fleet) Host() string { return f.host }
 // Endpoints names etcd, for messages.
 func (f *Fleet) Endpoints() string { return f.b.Endpoints() }
 
+// seg is a host name as one segment of a key: every key a host writes
+// (here, EtcdStore's and the roles of SetupRoles) names it so, or the
+// agent's role would not cover its own keys.
 func seg(s string) string {
 	if s == "" {
 		return "_"
