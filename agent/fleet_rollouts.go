@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -335,21 +336,15 @@ func (a *Agent) report(ctx context.Context, p fleet.Progress) {
 	}
 }
 
-// tryRollouts starts the apply of a pending proposal some rollout covers,
-// when that rollout lets this host start now. It returns whether it did.
-func (a *Agent) tryRollouts() bool {
+// tryRollouts starts the apply of one of the pending proposals ids
+// (sorted) that some rollout covers, when that rollout lets this host
+// start now. It returns whether it did.
+func (a *Agent) tryRollouts(ids []string) bool {
 	r := a.rollouts
 	s, ok := r.snapshot()
 	if !ok || len(s.Rollouts) == 0 {
 		return false
 	}
-	a.mu.Lock()
-	ids := make([]string, 0, len(a.pending))
-	for id := range a.pending {
-		ids = append(ids, id)
-	}
-	a.mu.Unlock()
-	slices.Sort(ids)
 	me := a.rolloutHost()
 	now := a.clock.Now()
 	for _, id := range ids {
@@ -461,9 +456,9 @@ func (a *Agent) rolloutFinished(id string, res applyResult) {
 		}
 		return
 	}
-	// No load to judge by is no pass: the rollout pauses (the engine's
-	// rollback outcome carries the verdict in its reason only).
-	inconclusive := (o.Verdict != nil && o.Verdict.Outcome == verify.Inconclusive || strings.HasPrefix(o.Reason, string(verify.Inconclusive)+":")) &&
+	// No load to judge by is no pass: the rollout pauses (kept or rolled
+	// back, the outcome carries the verification's verdict).
+	inconclusive := o.Verdict != nil && o.Verdict.Outcome == verify.Inconclusive &&
 		!strings.Contains(o.Reason, "verification interrupted")
 	switch {
 	case o.State == remediate.StateVerified:
@@ -483,7 +478,7 @@ func (a *Agent) rolloutFinished(id string, res applyResult) {
 			o.Reason = res.err.Error()
 		}
 	}
-	p.Reason, p.Settled, p.Change = o.Reason, now, orStr(o.Change, p.Change)
+	p.Reason, p.Settled, p.Change = o.Reason, now, cmp.Or(o.Change, p.Change)
 	p.Events = append(p.Events, fleet.Event{Time: now, What: p.State, Detail: o.Reason})
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Fleet.Etcd.RequestTimeout)
 	defer cancel()
@@ -528,11 +523,4 @@ func (r *rollouts) backingOff(rid string, now time.Time) string {
 // place back instead of being skipped: the refusal was of the moment.
 func giveBack(err error) bool {
 	return errors.Is(err, remediate.ErrNoSlot) || errors.Is(err, remediate.ErrStoreUnavailable) || errors.Is(err, remediate.ErrNotNow)
-}
-
-func orStr(s, alt string) string {
-	if s == "" {
-		return alt
-	}
-	return s
 }

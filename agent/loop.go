@@ -117,7 +117,7 @@ func (a *Agent) loop(ctx context.Context, hup <-chan os.Signal) {
 		case <-wdC:
 		case <-wake:
 			// A rollout, a halt or a host's progress changed.
-			a.maybeApply()
+			a.maybeRollout()
 		case <-tick:
 			a.stallIfAsked(ctx)
 			a.tick(ctx)

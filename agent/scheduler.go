@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -54,19 +55,10 @@ func newScheduler(a *Agent) scheduler {
 // in the engine.
 func (s *scheduler) maybeApply() {
 	a := s.a
-	if s.work != nil || a.cfg.Agent.Mode == config.AgentObserve || a.fleetDown() {
-		return // busy, observing, or failing closed: no approval can be checked
-	}
-	a.mu.Lock()
-	ids := make([]string, 0, len(a.pending))
-	for id := range a.pending {
-		ids = append(ids, id)
-	}
-	a.mu.Unlock()
-	if a.rollouts != nil && a.tryRollouts() {
+	ids, ok := s.applicable()
+	if !ok || a.rollouts != nil && a.tryRollouts(ids) {
 		return
 	}
-	slices.Sort(ids)
 	now := a.clock.Now()
 	for _, id := range ids {
 		appr, err := a.engine.Store().Approval(id)
@@ -89,6 +81,29 @@ func (s *scheduler) maybeApply() {
 		a.start(pp.Proposal)
 		return
 	}
+}
+
+// maybeRollout starts the apply of a pending proposal some rollout lets
+// this host start now. The rollouts' watch wakes the loop for it: what
+// changed is a rollout, a halt or a host's progress, so only the rollouts
+// may have something new; the approvals, read from the store, wait for
+// the tick.
+func (s *scheduler) maybeRollout() {
+	if ids, ok := s.applicable(); ok && s.a.rollouts != nil {
+		s.a.tryRollouts(ids)
+	}
+}
+
+// applicable lists the pending proposals, sorted, when an apply may start
+// now at all.
+func (s *scheduler) applicable() ([]string, bool) {
+	a := s.a
+	if s.work != nil || a.cfg.Agent.Mode == config.AgentObserve || a.fleetDown() {
+		return nil, false // busy, observing, or failing closed: no approval can be checked
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Sorted(maps.Keys(a.pending)), true
 }
 
 // slotFree says whether the fleet has a rollout slot free for proposal id

@@ -60,6 +60,9 @@ func (f *Fleet) Host() string { return f.host }
 // Endpoints names etcd, for messages.
 func (f *Fleet) Endpoints() string { return f.b.Endpoints() }
 
+// seg is a host name as one segment of a key: every key a host writes
+// (here, EtcdStore's and the roles of SetupRoles) names it so, or the
+// agent's role would not cover its own keys.
 func seg(s string) string {
 	if s == "" {
 		return "_"
@@ -205,6 +208,27 @@ func (s Snapshot) Clone() Snapshot {
 	return c
 }
 
+// hostsAt reads the registered hosts as they were at etcd revision rev.
+func (f *Fleet) hostsAt(ctx context.Context, rev int64) ([]HostInfo, error) {
+	cli, err := f.b.Client()
+	if err != nil {
+		return nil, err
+	}
+	c, cancel := f.ctx(ctx)
+	defer cancel()
+	resp, err := cli.Get(c, f.p("hosts/"), clientv3.WithPrefix(), clientv3.WithRev(rev))
+	if err != nil {
+		return nil, f.b.Fail("read", f.p("hosts/"), err)
+	}
+	s := Snapshot{Hosts: []HostInfo{}}
+	for _, kv := range resp.Kvs {
+		if err := s.apply(f, 3, string(kv.Key), kv.Value); err != nil {
+			return nil, err
+		}
+	}
+	return s.Hosts, nil
+}
+
 // Hosts lists the registered hosts, by name.
 func (f *Fleet) Hosts(ctx context.Context) ([]HostInfo, error) {
 	s, err := f.Snapshot(ctx, true)
@@ -320,13 +344,12 @@ func (f *Fleet) Claim(ctx context.Context, id string, me HostInfo, p Progress, m
 	// The canary's kernel preference needs the registered hosts, but only
 	// once a canary took a place: the first one may be anyone. Reading
 	// every host's registration on each claim is what a thousand hosts
-	// racing for the first place cannot afford.
+	// racing for the first place cannot afford. They are read as they were
+	// at the snapshot's revision, so the decision stays on one revision
+	// (unread, the canary goes without the preference).
 	if k, why := v.NextWave(); why == "" && k == 0 && len(v.Waves()) > 0 && len(v.Waves()[0]) > 0 {
-		if s2, err := f.Snapshot(ctx, true); err == nil && s2.Rev == s.Rev {
-			v.Hosts = s2.Hosts
-		} else if err == nil {
-			s, v = s2, s2.View(id, now, maxPerHour)
-			r = s.Rollouts[id]
+		if hs, err := f.hostsAt(ctx, s.Rev); err == nil {
+			v.Hosts = hs
 		}
 	}
 	k, why := v.Decide(me)

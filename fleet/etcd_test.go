@@ -117,3 +117,38 @@ func TestRegistrationLease(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Against a real etcd: once a canary took a place, Claim reads the
+// registered hosts (at its snapshot's revision) and keeps the next canary
+// place for a kernel that has none yet.
+func TestClaimCanaryKernel(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	op := openFleet(t, srv, "")
+	now := time.Now().UTC()
+	r := Rollout{ID: "r-1", GroupID: "g-1", Canary: 2, WaveFactor: 2, MaxConcurrent: 4, HaltAfter: 1, Created: now, Expires: now.Add(time.Hour), Events: []Event{}}
+	if err := op.CreateRollout(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]HostInfo{}
+	for _, h := range []HostInfo{{Host: "a", Kernel: "k1"}, {Host: "b", Kernel: "k1"}, {Host: "c", Kernel: "k2"}} {
+		h.Groups = []string{"g-1"}
+		if err := openFleet(t, srv, h.Host).Register(h, time.Minute).Update(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		hosts[h.Host] = h
+	}
+	claim := func(h string) (string, error) {
+		_, why, err := openFleet(t, srv, h).Claim(ctx, "r-1", hosts[h], Progress{Proposal: "p-" + h}, 0, time.Now())
+		return why, err
+	}
+	if why, err := claim("a"); err != nil || why != "" {
+		t.Fatalf("first canary: %q %v; want it to start", why, err)
+	}
+	if why, err := claim("b"); err != nil || why != "canary: kernel k1 has one; c (kernel k2) goes first" {
+		t.Fatalf("second canary on k1: %q %v; want c (k2) to go first", why, err)
+	}
+	if why, err := claim("c"); err != nil || why != "" {
+		t.Fatalf("second canary on k2: %q %v; want it to start", why, err)
+	}
+}

@@ -296,15 +296,8 @@ func (s *EtcdStore) tlsProblem() string {
 	return ""
 }
 
-func hostSeg(h string) string {
-	if h == "" {
-		return "_"
-	}
-	return url.PathEscape(h)
-}
-
 func (s *EtcdStore) proposalKey(host, id string) string {
-	return s.prefix + "proposals/" + hostSeg(host) + "/" + id
+	return s.prefix + "proposals/" + seg(host) + "/" + id
 }
 
 func (s *EtcdStore) approvalKey(id string) string { return s.prefix + "approvals/" + id }
@@ -436,7 +429,7 @@ func (s *EtcdStore) Proposal(id string) (remediate.Pending, error) {
 
 // Proposals implements remediate.Store: this host's, newest first.
 func (s *EtcdStore) Proposals() ([]remediate.Pending, error) {
-	return s.list(s.prefix + "proposals/" + hostSeg(s.host) + "/")
+	return s.list(s.prefix + "proposals/" + seg(s.host) + "/")
 }
 
 // FleetProposals lists the proposals of every host, newest first.
@@ -610,7 +603,7 @@ func (s *EtcdStore) Acquire(ctx context.Context, h remediate.SlotHolder) (remedi
 	if err := remediate.ValidID(h.Change); err != nil {
 		return nil, err
 	}
-	key := s.rolloutPrefix() + hostSeg(h.Host) + "/" + h.Change
+	key := s.rolloutPrefix() + seg(h.Host) + "/" + h.Change
 	b, err := json.Marshal(h)
 	if err != nil {
 		return nil, err

@@ -181,7 +181,9 @@ func (e *Engine) settle(ctx context.Context, s *settling, in verify.Input, notes
 	}
 	why := string(verdict.Outcome) + ": " + verdict.Reason
 	e.event(c.Proposal, s.change, StepRollback, "rolling back (%s)", why)
-	return e.rollback(s.change, s.tgt, s.vals, why)
+	o, err := e.rollback(s.change, s.tgt, s.vals, why)
+	o.Verdict = &verdict // the rollback's outcome says why too, not only in its reason
+	return o, err
 }
 
 // restore writes the old values back, in reverse order, but only where the

@@ -90,7 +90,6 @@ type fleetGroup struct {
 	Oldest   time.Time     `json:"oldest"`
 	Evidence fleetEvidence `json:"evidence"`
 	Rollouts []string      `json:"rollouts"`
-	pending  []remediate.Pending
 }
 
 // fleetEvidence is one host's proposal of the group.
@@ -122,7 +121,6 @@ func groups(ps []remediate.Pending, snap fleet.Snapshot) []fleetGroup {
 			fg = &fleetGroup{Group: id, Finding: g.Finding, Key: g.Key, Current: g.Current, Proposed: g.Proposed, Hosts: []string{}, Rollouts: []string{}}
 			by[id] = fg
 		}
-		fg.pending = append(fg.pending, p)
 		fg.Hosts = append(fg.Hosts, p.Proposal.Host)
 		if fg.Oldest.IsZero() || p.Recorded.Before(fg.Oldest) {
 			fg.Oldest = p.Recorded
