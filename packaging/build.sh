@@ -21,7 +21,14 @@ arch=${GOARCH:-$(go env GOARCH)}
 dist=$PWD/dist
 rm -rf "$dist" && mkdir -p "$dist/completions"
 
-CGO_ENABLED=0 GOARCH=$arch go build -trimpath -tags "${SW_BUILD_TAGS:-}" -ldflags "-s -w -X main.version=$version" -o "$dist/sockwarden" ./cmd/sockwarden
+# Two binaries from one tree (cmd/sockwarden/lean.go says why):
+# /usr/bin/sockwarden, the lean build, runs every command that needs
+# neither the etcd client nor Prometheus and execs
+# /usr/libexec/sockwarden/sockwarden-full, the full build, for the agent,
+# the fleet's commands and status.
+ldflags="-s -w -X main.version=$version"
+CGO_ENABLED=0 GOARCH=$arch go build -trimpath -tags "sockwarden_lean${SW_BUILD_TAGS:+,$SW_BUILD_TAGS}" -ldflags "$ldflags" -o "$dist/sockwarden" ./cmd/sockwarden
+CGO_ENABLED=0 GOARCH=$arch go build -trimpath -tags "${SW_BUILD_TAGS:-}" -ldflags "$ldflags" -o "$dist/sockwarden-full" ./cmd/sockwarden
 # Completions come from the binary itself (cobra), built for this host.
 go build -ldflags "-X main.version=$version" -o "$dist/sockwarden-host" ./cmd/sockwarden
 "$dist/sockwarden-host" completion bash > "$dist/completions/sockwarden.bash"

@@ -1,3 +1,5 @@
+//go:build !sockwarden_lean
+
 package main
 
 import (

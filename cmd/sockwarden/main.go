@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sockwarden/sockwarden/config"
-	"github.com/sockwarden/sockwarden/fleet"
 	"github.com/sockwarden/sockwarden/internal/netns"
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
 // Exit codes, documented in the README and `sockwarden --help`.
@@ -68,9 +68,21 @@ type app struct {
 	cfg config.Config
 	log *zap.Logger
 
-	// fleet is the fleet store, opened on first use (fleetStore) and
+	// fleet is the fleet store, opened on first use (storeConn) and
 	// closed when the command returns.
-	fleet fleet.Store
+	fleet fleetConn
+}
+
+// fleetConn is what the commands both builds carry (propose, approve,
+// apply, ...) use of the fleet store: fleet.Store in the full build
+// (store_full.go); the lean build never opens one, it hands the command
+// to the full binary instead (lean.go).
+type fleetConn interface {
+	remediate.Store
+	remediate.Rollout
+	Endpoints() string
+	FleetProposals() ([]remediate.Pending, error)
+	Close() error
 }
 
 var version = "dev" // set with -ldflags "-X main.version=..."
@@ -156,21 +168,6 @@ func (a *app) close() {
 	}
 }
 
-// fleetStore opens the fleet store (fleet.etcd.endpoints), nil when none is
-// configured. Opening does not wait for etcd; a bad TLS or password file is
-// a usage error naming the key.
-func (a *app) fleetStore() (fleet.Store, error) {
-	if !a.cfg.Fleet.Enabled() || a.fleet != nil {
-		return a.fleet, nil
-	}
-	s, err := fleet.OpenEtcdStore(a.cfg.Fleet, "", a.log)
-	if err != nil {
-		return nil, withCode(exitUsage, err)
-	}
-	a.fleet = s
-	return s, nil
-}
-
 // subcommands is filled by each subcommand's file in an init function, so
 // that files do not have to touch this one.
 var subcommands []func(*app) *cobra.Command
@@ -243,8 +240,11 @@ func main() {
 
 func run(args []string) int {
 	root := newRootCmd()
-	root.SetArgs(args)
-	err := root.Execute()
+	err := handOff(root, args)
+	if err == nil {
+		root.SetArgs(args)
+		err = root.Execute()
+	}
 	if sig := interrupted(); sig != 0 {
 		// The operator pressed Ctrl-C (or systemd sent SIGTERM): exit
 		// as a shell expects, 128+signal, without "context canceled".

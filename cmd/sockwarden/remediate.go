@@ -26,7 +26,7 @@ func (a *app) engine(stderr io.Writer) (*remediate.Engine, error) {
 	opts.OnEvent = func(ev remediate.Event) {
 		fmt.Fprintf(stderr, "%s  %-10s %s\n", ev.Time.Local().Format("15:04:05"), ev.Step, ev.Message)
 	}
-	fs, err := a.fleetStore()
+	fs, err := a.storeConn()
 	if err != nil {
 		return nil, err
 	}

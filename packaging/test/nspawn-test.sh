@@ -110,7 +110,8 @@ if [ $use_deb = 1 ]; then
   cp "$repo"/dist/sockwarden_*_*.deb "$deb2"
 else
   say "building the binary"
-  (cd "$repo" && CGO_ENABLED=0 go build -tags "$SW_BUILD_TAGS" -ldflags "-X main.version=0.0.0~nspawn" -o "$work/sockwarden" ./cmd/sockwarden)
+  (cd "$repo" && CGO_ENABLED=0 go build -tags "sockwarden_lean,$SW_BUILD_TAGS" -ldflags "-X main.version=0.0.0~nspawn" -o "$work/sockwarden" ./cmd/sockwarden)
+  (cd "$repo" && CGO_ENABLED=0 go build -tags "$SW_BUILD_TAGS" -ldflags "-X main.version=0.0.0~nspawn" -o "$work/sockwarden-full" ./cmd/sockwarden)
 fi
 
 # --- boot ------------------------------------------------------------------
@@ -172,7 +173,7 @@ say "container up ($state), systemd $(in_ct systemctl --version | awk 'NR==1 {pr
 if [ $use_deb = 1 ]; then
   put /tmp/sockwarden.deb 0644 <"$deb"
   in_ct dpkg -i /tmp/sockwarden.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -i"; }
-  for f in /usr/bin/sockwarden /usr/lib/systemd/system/sockwarden.service /etc/sockwarden/config.yaml \
+  for f in /usr/bin/sockwarden /usr/libexec/sockwarden/sockwarden-full /usr/lib/systemd/system/sockwarden.service /etc/sockwarden/config.yaml \
     /usr/lib/tmpfiles.d/sockwarden.conf /usr/share/man/man8/sockwarden.8.gz /usr/share/bash-completion/completions/sockwarden; do
     in_ct test -e "$f" || fail "package did not install $f"
   done
@@ -180,9 +181,11 @@ if [ $use_deb = 1 ]; then
   en=$(in_ct systemctl is-enabled sockwarden 2>/dev/null || true)
   act=$(in_ct systemctl is-active sockwarden 2>/dev/null || true)
   [ "$en" = disabled ] && [ "$act" = inactive ] || fail "after install the unit is $en/$act, want disabled/inactive"
-  pass "deb installs binary, unit, config, tmpfiles, man page, completions; unit disabled and inactive"
+  pass "deb installs both binaries, unit, config, tmpfiles, man page, completions; unit disabled and inactive"
 else
   put /usr/bin/sockwarden 0755 <"$work/sockwarden"
+  in_ct mkdir -p /usr/libexec/sockwarden
+  put /usr/libexec/sockwarden/sockwarden-full 0755 <"$work/sockwarden-full"
   put /usr/lib/systemd/system/sockwarden.service 0644 <"$repo/packaging/sockwarden.service"
   in_ct mkdir -p /etc/sockwarden
   put /etc/sockwarden/config.yaml 0644 <"$repo/packaging/config.yaml"
@@ -233,7 +236,14 @@ sleep 2
 in_ct rm -f /var/lib/sockwarden/stall
 wait_until 15 "active after READY" is ActiveState active
 journal_has "first sample taken: ready" || fail "no 'first sample taken: ready' in the journal"
-pass "unit stays activating until the first good sample, active after READY=1"
+# ExecStart is /usr/bin/sockwarden agent, the lean build: it execs the full
+# one in the same process (same PID, so READY=1 came from the main PID),
+# which keeps the name operators grep for.
+mp=$(show MainPID)
+exe=$(in_ct readlink "/proc/$mp/exe"); comm=$(in_ct cat "/proc/$mp/comm")
+[ "$exe" = /usr/libexec/sockwarden/sockwarden-full ] && [ "$comm" = sockwarden ] ||
+  fail "the agent's main process $mp runs $exe named $comm, want /usr/libexec/sockwarden/sockwarden-full named sockwarden"
+pass "unit stays activating until the first good sample, active after READY=1 (MainPID $mp: $exe, comm $comm)"
 
 # --- 3. STATUS= ---------------------------------------------------------------
 has_status() { [ -n "$(show StatusText)" ]; }
@@ -353,12 +363,12 @@ if [ $use_deb = 1 ]; then
   say "purging the package"
   in_ct touch /var/lib/sockwarden/purge-marker
   in_ct dpkg --purge sockwarden >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
-  for f in /var/lib/sockwarden /etc/sockwarden /usr/bin/sockwarden /lib/systemd/system/sockwarden.service; do
+  for f in /var/lib/sockwarden /etc/sockwarden /usr/bin/sockwarden /usr/libexec/sockwarden /lib/systemd/system/sockwarden.service; do
     if in_ct test -e "$f"; then fail "after purge $f is still there"; fi
   done
   act=$(in_ct systemctl is-active sockwarden 2>/dev/null || true)
   [ "$act" = inactive ] || [ "$act" = unknown ] || fail "after purge the agent is $act"
-  pass "purge stopped the agent ($act) and removed /var/lib/sockwarden, /etc/sockwarden, the binary and the unit"
+  pass "purge stopped the agent ($act) and removed /var/lib/sockwarden, /etc/sockwarden, both binaries and the unit"
 fi
 
 # --- 10. the finding in the journal --------------------------------------------------
