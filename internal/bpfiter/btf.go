@@ -308,7 +308,8 @@ func (t *btfTypes) resolve(id uint32) (uint32, error) {
 	return 0, fmt.Errorf("%w: typedef chain too long at type %d", errBTF, id)
 }
 
-// sizeOf returns the size in bytes of a scalar or pointer type.
+// sizeOf returns the size in bytes of a scalar, pointer, struct or union
+// type.
 func (t *btfTypes) sizeOf(id uint32) (uint32, error) {
 	id, err := t.resolve(id)
 	if err != nil {
@@ -319,10 +320,10 @@ func (t *btfTypes) sizeOf(id uint32) (uint32, error) {
 		return 0, err
 	}
 	switch kind {
-	case btfKindInt, btfKindEnum, btfKindEnum64:
+	case btfKindInt, btfKindEnum, btfKindEnum64, btfKindStruct, btfKindUnion:
 		return size, nil
 	case btfKindPtr:
 		return 8, nil
 	}
-	return 0, fmt.Errorf("%w: type %d (kind %d) is not a scalar or a pointer", errBTF, id, kind)
+	return 0, fmt.Errorf("%w: type %d (kind %d) is not a scalar, a pointer or a struct", errBTF, id, kind)
 }

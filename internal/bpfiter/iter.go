@@ -1,5 +1,8 @@
-// Package bpfiter lists which process holds which socket with a BPF
-// task_file iterator (Linux 5.8+, BTF): it walks every process's descriptor
+// Package bpfiter reads two things through BPF iterators: which process
+// holds which socket (this file), and the TCP sockets of a network
+// namespace for a large census (tcp.go).
+//
+// The owner scan is a task_file iterator (Linux 5.8+, BTF): it walks every process's descriptor
 // table in the kernel and writes one 16-byte record per descriptor: the
 // socket inode (0 for anything that is not a socket), the process id (tgid)
 // and the descriptor number. One read() loop replaces a getdents and a
@@ -186,7 +189,7 @@ func attachOwnerIter() (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	prog, err := bpfProgLoad(insns, target)
+	prog, err := bpfProgLoad("sw_owners", insns, target)
 	if err != nil {
 		return -1, fmt.Errorf("load task_file iterator: %w", err)
 	}

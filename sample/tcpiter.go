@@ -1,0 +1,79 @@
+package sample
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sockwarden/sockwarden/internal/bpfiter"
+)
+
+// tcpIterMin is how many sockets (sockstat's TCP in use, IPv6 included,
+// and TIME-WAIT) make a full census read them through the BPF tcp
+// iterator instead of sock_diag. Below it, loading the program (reading
+// the kernel's BTF, the verifier: a few ms once per process) costs more
+// than the iterator saves (about 0.35 us a socket, docs/PERFORMANCE.md).
+const tcpIterMin = 20_000
+
+// useTCPIter says whether a full census of a namespace with these socket
+// counts reads its sockets through the BPF tcp iterator: when BPF is
+// allowed at all (not with owner_scan proc, which asks for no BPF, nor
+// against a fixture /proc) and the namespace holds at least tcpIterMin
+// sockets.
+func (o Options) useTCPIter(st Sockstat) bool {
+	if !o.bpfAllowed() || o.sockDiagOnly {
+		return false
+	}
+	return o.tcpIterAlways || st.TCPInUse+st.TCP6InUse+st.TCPTimeWait >= tcpIterMin
+}
+
+// readTCPIter feeds add with the sockets of one iteration of the BPF tcp
+// iterator (every state but LISTEN), as decodeDiagMsg would from a
+// sock_diag dump of the same sockets.
+func readTCPIter(r io.Reader, add func(Socket) error) error {
+	var ferr error
+	err := bpfiter.ReadTCP(r, func(t *bpfiter.TCPSocket) {
+		if ferr != nil {
+			return // read the rest of the iteration after an error
+		}
+		sk, err := iterSocket(t)
+		if err != nil {
+			ferr = err
+			return
+		}
+		ferr = add(sk)
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
+// iterSocket turns an iterator record into a Socket. RecvQ, SendQ and UID
+// stay 0: the census does not read them for sockets other than listeners,
+// and listeners come from sock_diag.
+func iterSocket(t *bpfiter.TCPSocket) (Socket, error) {
+	var sk Socket
+	st := int(t.State)
+	switch {
+	case st == tcpNewSynRecv:
+		st = 3
+	case st < 1 || st > 11:
+		return sk, fmt.Errorf("%w: tcp iterator record with TCP state %d", ErrParse, t.State)
+	}
+	sk.State = States[st-1]
+	var src, dst netip.Addr
+	if t.Family == unix.AF_INET6 {
+		sk.Family = "ipv6"
+		src, dst = netip.AddrFrom16(t.Src), netip.AddrFrom16(t.Dst)
+	} else {
+		sk.Family = "ipv4"
+		src, dst = netip.AddrFrom4([4]byte(t.Src[:4])), netip.AddrFrom4([4]byte(t.Dst[:4]))
+	}
+	sk.Local = netip.AddrPortFrom(src, t.SPort)
+	sk.Remote = netip.AddrPortFrom(dst, t.DPort)
+	sk.Inode = uint64(t.Inode)
+	return sk, nil
+}

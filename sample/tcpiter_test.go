@@ -1,0 +1,103 @@
+package sample
+
+import (
+	"cmp"
+	"context"
+	"os"
+	"slices"
+	"testing"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/sockwarden/sockwarden/internal/bpfiter"
+	"github.com/sockwarden/sockwarden/internal/netns"
+)
+
+// TestNetnsTCPIterMatchesSockDiag reads the sockets of buildStates's
+// namespace (every state, IPv4, IPv6 and v4-mapped, with and without a
+// descriptor) through the BPF tcp iterator and through sock_diag: the
+// same sockets, field for field, and the same census.
+func TestNetnsTCPIterMatchesSockDiag(t *testing.T) {
+	path, name := newTestNetns(t)
+	if err := bpfiter.TCPAvailable(); err != nil {
+		t.Skipf("BPF tcp iterator on this kernel: %v", err)
+	}
+	buildStates(t, path, name)
+	sortSockets := func(s []Socket) {
+		slices.SortFunc(s, func(a, b Socket) int {
+			return cmp.Or(a.Local.Compare(b.Local), a.Remote.Compare(b.Remote), cmp.Compare(a.State, b.State))
+		})
+	}
+	var viaDiag, viaIter []Socket
+	for attempt := 1; ; attempt++ {
+		quiesce(t, name)
+		viaDiag, viaIter = nil, nil
+		err := Dump(context.Background(), path, nil, func(sk Socket) error {
+			if sk.State != StateListen {
+				sk.RecvQ, sk.SendQ, sk.UID, sk.V6Only = 0, 0, 0, false
+				viaDiag = append(viaDiag, sk)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = netns.Do(path, func() error {
+			r, err := bpfiter.OpenTCP()
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			return readTCPIter(r, func(sk Socket) error { viaIter = append(viaIter, sk); return nil })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sortSockets(viaDiag)
+		sortSockets(viaIter)
+		if gocmp.Equal(viaDiag, viaIter, gocmp.Comparer(func(a, b Socket) bool { return a == b })) || attempt == 3 {
+			break
+		}
+	}
+	if d := gocmp.Diff(viaDiag, viaIter, gocmp.Comparer(func(a, b Socket) bool { return a == b })); d != "" {
+		t.Errorf("sockets (-sock_diag +iterator):\n%s", d)
+	}
+	states := map[string]int{}
+	for _, sk := range viaIter {
+		states[sk.State+"/"+sk.Family]++
+	}
+	for _, want := range []string{"ESTAB/ipv4", "TIME-WAIT/ipv4", "CLOSE-WAIT/ipv6", "FIN-WAIT-2/ipv4", "FIN-WAIT-2/ipv6", "SYN-RECV/ipv4", "SYN-SENT/ipv4"} {
+		if states[want] == 0 {
+			t.Errorf("no %s socket read: %v", want, states)
+		}
+	}
+
+	// The same census both ways.
+	// The iteration is a descriptor of this process, owner of the sockets:
+	// its FDs count is one more during the iterator's census.
+	ignore := gocmp.Options{cmpopts.IgnoreFields(Sample{}, "Time", "Duration", "Counters", "Sockstat", "Kernel", "Sysctls", "Missing"),
+		cmpopts.IgnoreFields(Owner{}, "FDs")}
+	for attempt := 1; ; attempt++ {
+		quiesce(t, name)
+		opts := Options{Netns: path, Owners: true, kmsgPath: os.DevNull}
+		opts.sockDiagOnly = true
+		a, err := Take(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.sockDiagOnly, opts.tcpIterAlways = false, true
+		b, err := Take(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := gocmp.Diff(a, b, ignore)
+		if d == "" {
+			break
+		}
+		if attempt == 3 {
+			t.Errorf("census (-sock_diag +iterator):\n%s", d)
+			break
+		}
+	}
+}
