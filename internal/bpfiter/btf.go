@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,7 +56,8 @@ type btfTypes struct {
 
 // readKernelBTF maps (or, where sysfs cannot map it, reads) the running
 // kernel's BTF and indexes it, finding the types of want on the way
-// (btfTypes.found). release unmaps it: the types must not be used after.
+// (btfTypes.found: 0 for a type the kernel lacks). release unmaps it: the
+// types must not be used after.
 func readKernelBTF(want ...btfName) (t *btfTypes, release func(), err error) {
 	const path = "/sys/kernel/btf/vmlinux"
 	f, err := os.Open(path)
@@ -76,7 +79,7 @@ func readKernelBTF(want ...btfName) (t *btfTypes, release func(), err error) {
 			return nil, nil, fmt.Errorf("%w: %s: %w", errBTF, path, err)
 		}
 	}
-	if t, err = parseBTF(b, want...); err != nil {
+	if t, err = indexBTF(b, want...); err != nil {
 		release()
 		return nil, nil, err
 	}
@@ -88,6 +91,18 @@ func readKernelBTF(want ...btfName) (t *btfTypes, release func(), err error) {
 // (functions and structs) are found in the same pass (btfTypes.found), each
 // exactly once: a second pass to find them cost as much as the index.
 func parseBTF(b []byte, want ...btfName) (*btfTypes, error) {
+	t, err := indexBTF(b, want...)
+	if err != nil {
+		return nil, err
+	}
+	if err := allFound(want, t.found); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// indexBTF is parseBTF without requiring every type of want.
+func indexBTF(b []byte, want ...btfName) (*btfTypes, error) {
 	if len(b) < 24 {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than a header", errBTF, len(b))
 	}
@@ -147,9 +162,6 @@ func parseBTF(b []byte, want ...btfName) (*btfTypes, error) {
 		if off > len(t.types) {
 			return nil, fmt.Errorf("%w: type %d truncated", errBTF, len(t.offs))
 		}
-	}
-	if err := allFound(want, t.found); err != nil {
-		return nil, err
 	}
 	return t, nil
 }
@@ -326,4 +338,89 @@ func (t *btfTypes) sizeOf(id uint32) (uint32, error) {
 		return 8, nil
 	}
 	return 0, fmt.Errorf("%w: type %d (kind %d) is not a scalar, a pointer or a struct", errBTF, id, kind)
+}
+
+// btfField is a field an iterator program reads, with the size its load
+// assumes.
+type btfField struct {
+	typ, field string
+	size       uint32
+}
+
+// iterBTF is what the kernel's BTF says of one iterator program: the BTF
+// id of its attach function and the offset and size of each of its
+// fields, or why they cannot be had.
+type iterBTF struct {
+	target      uint32
+	offs, sizes []uint32
+	err         error
+}
+
+// kernelIters holds both programs' offsets, read in one pass over the
+// kernel's BTF: the first iterator a process loads pays for the pass
+// (about 6 ms), the second finds its offsets ready.
+var kernelIters struct {
+	once       sync.Once
+	owner, tcp iterBTF
+}
+
+func itersBTF() (owner, tcp iterBTF) {
+	kernelIters.once.Do(func() {
+		r := resolveIters([]string{"bpf_iter_task_file", "bpf_iter_tcp"}, ownerIterFields, tcpIterFields)
+		kernelIters.owner, kernelIters.tcp = r[0], r[1]
+	})
+	return kernelIters.owner, kernelIters.tcp
+}
+
+// resolveIters finds, in one pass over the kernel's BTF, the attach
+// function targets[i] and the fields fields[i] of each program i. A type
+// missing fails only the programs that need it.
+func resolveIters(targets []string, fields ...[]btfField) []iterBTF {
+	var want []btfName
+	need := func(n btfName) {
+		if !slices.Contains(want, n) {
+			want = append(want, n)
+		}
+	}
+	for i, t := range targets {
+		need(btfName{btfKindFunc, t})
+		for _, f := range fields[i] {
+			need(btfName{btfKindStruct, f.typ})
+		}
+	}
+	out := make([]iterBTF, len(targets))
+	spec, release, err := readKernelBTF(want...)
+	if err != nil {
+		for i := range out {
+			out[i].err = err
+		}
+		return out
+	}
+	defer release()
+	id := func(n btfName) (uint32, error) {
+		if id := spec.found[slices.Index(want, n)]; id != 0 {
+			return id, nil
+		}
+		return 0, fmt.Errorf("%w: no type %s", errBTF, n.name)
+	}
+	for i, t := range targets {
+		r := &out[i]
+		if r.target, r.err = id(btfName{btfKindFunc, t}); r.err != nil {
+			continue
+		}
+		for _, f := range fields[i] {
+			sid, err := id(btfName{btfKindStruct, f.typ})
+			if err != nil {
+				r.err = err
+				break
+			}
+			off, size, err := spec.field(sid, f.field)
+			if err != nil {
+				r.err = fmt.Errorf("%s.%s: %w", f.typ, f.field, err)
+				break
+			}
+			r.offs, r.sizes = append(r.offs, off), append(r.sizes, size)
+		}
+	}
+	return out
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf/asm"
@@ -152,10 +151,7 @@ func loadTCPIter() (int, error) {
 // starts with its sock, a tcp_timewait_sock with its inet_timewait_sock):
 // the program reads sk_ino and tw_substate through the pointers the
 // kernel's casting helpers return.
-var tcpIterFields = []struct {
-	typ, field string
-	size       uint32
-}{
+var tcpIterFields = []btfField{
 	{"bpf_iter__tcp", "meta", 8}, {"bpf_iter__tcp", "sk_common", 8}, {"bpf_iter_meta", "seq", 8},
 	{"sock_common", "skc_family", 2}, {"sock_common", "skc_state", 1},
 	{"sock_common", "skc_num", 2}, {"sock_common", "skc_dport", 2},
@@ -170,28 +166,14 @@ func attachTCPIter() (int, error) {
 	if !littleEndian64 {
 		return -1, fmt.Errorf("BPF tcp iterator: records are read as 64-bit little-endian")
 	}
-	var structs []string
-	for _, f := range tcpIterFields {
-		if !slices.Contains(structs, f.typ) {
-			structs = append(structs, f.typ)
-		}
+	_, spec := itersBTF()
+	if spec.err != nil {
+		return -1, fmt.Errorf("tcp iterator: %w", spec.err)
 	}
-	want := []btfName{{btfKindFunc, "bpf_iter_tcp"}}
-	for _, n := range structs {
-		want = append(want, btfName{btfKindStruct, n})
-	}
-	spec, release, err := readKernelBTF(want...)
-	if err != nil {
-		return -1, fmt.Errorf("tcp iterator: %w", err)
-	}
-	defer release()
-	target, ids := spec.found[0], spec.found[1:]
+	target := spec.target
 	var offs [13]int16
 	for i, f := range tcpIterFields {
-		off, size, err := spec.field(ids[slices.Index(structs, f.typ)], f.field)
-		if err != nil {
-			return -1, fmt.Errorf("%s.%s: %w", f.typ, f.field, err)
-		}
+		off, size := spec.offs[i], spec.sizes[i]
 		if i >= len(offs) {
 			if off != 0 {
 				return -1, fmt.Errorf("%w: %s.%s is at %d, want 0", errBTF, f.typ, f.field, off)
