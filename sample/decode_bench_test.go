@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"testing"
@@ -79,6 +80,46 @@ func BenchmarkDumpDecode(b *testing.B) {
 		c.Fill(&s)
 		if s.Total != 155001 {
 			b.Fatalf("total %d", s.Total)
+		}
+	}
+}
+
+// BenchmarkOwnerJoin: the join of a census of 500,000 sockets held by 32
+// processes with the owner index (attachPending), the dump's sockets in
+// an order unrelated to their inodes, as the kernel's hash gives them.
+func BenchmarkOwnerJoin(b *testing.B) {
+	const n, procs = 500_000, 32
+	x := &ownerIndex{more: map[uint32][]Owner{}}
+	for p := range procs {
+		x.owners = append(x.owners, Owner{PID: 1000 + p})
+	}
+	pending := newPendingOwners(n)
+	rng := uint32(1)
+	for i := range n {
+		ino := uint32(3_000_000 + i + i/1000*37) // batches of inodes with gaps
+		x.add(ino, int32(i*procs/n))
+	}
+	x.seal()
+	perm := make([]uint32, n)
+	for i := range perm {
+		perm[i] = uint32(i)
+	}
+	for i := n - 1; i > 0; i-- {
+		rng = rng*1664525 + 1013904223
+		j := int(rng % uint32(i+1))
+		perm[i], perm[j] = perm[j], perm[i]
+	}
+	for _, i := range perm {
+		pending.add(uint32(x.ents[i]>>32), 1)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		c := NewCensus(20, 20)
+		attachPending(context.Background(), c, Options{}, x, nil, pending, 0)
+		var s Sample
+		c.Fill(&s)
+		if len(s.Processes) != 20 || s.Processes[0].Total != n/procs {
+			b.Fatalf("processes %+v", s.Processes[:1])
 		}
 	}
 }
