@@ -208,7 +208,8 @@ func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, 
 // namespace: it replaces the dump of every state but LISTEN (the
 // listeners, whose queues and IPV6_V6ONLY it does not give, still come
 // from sock_diag).
-func dumpCensus(ctx context.Context, conn diagConn, tcp io.Reader, cheap bool, add func(Socket) error) error {
+func dumpCensus(ctx context.Context, conn diagConn, tcp io.Reader, cheap bool, d *censusDump) error {
+	add := d.add
 	if err := dumpBoth(ctx, conn, 1<<10, add); err != nil {
 		return fmt.Errorf("listeners: %w", err)
 	}
@@ -216,7 +217,7 @@ func dumpCensus(ctx context.Context, conn diagConn, tcp io.Reader, cheap bool, a
 		return nil
 	}
 	if tcp != nil {
-		if err := readTCPIter(tcp, add); err != nil {
+		if err := readTCPIter(tcp, d.addState); err != nil {
 			return fmt.Errorf("sockets: %w", err)
 		}
 		return ctx.Err()
@@ -278,7 +279,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	} else {
 		defer conn.Close()
 		t0 := time.Now()
-		if err := dumpCensus(ctx, conn, tcp, cheap, d.add); err != nil {
+		if err := dumpCensus(ctx, conn, tcp, cheap, &d); err != nil {
 			owners.wait()
 			klog.drop()
 			return nil, 0, err
@@ -346,11 +347,18 @@ type censusDump struct {
 }
 
 func (d *censusDump) add(sk Socket) error {
-	d.c.Add(sk, nil)
-	if d.pending != nil && sk.Inode != 0 {
-		d.pending.add(uint32(sk.Inode), uint8(stateIndex(sk.State)))
+	if st := stateIndex(sk.State); st != 0 {
+		d.addState(st, &sk)
 	}
 	return nil
+}
+
+// addState is add for a socket whose state's kernel number is st.
+func (d *censusDump) addState(st int, sk *Socket) {
+	d.c.add(st, sk, nil)
+	if d.pending != nil && sk.Inode != 0 {
+		d.pending.add(uint32(sk.Inode), uint8(st))
+	}
 }
 
 // kmsgRead reads the kernel log in the background, started once the

@@ -31,19 +31,19 @@ func (o Options) useTCPIter(st Sockstat) bool {
 
 // readTCPIter feeds add with the sockets of one iteration of the BPF tcp
 // iterator (every state but LISTEN), as decodeDiagMsg would from a
-// sock_diag dump of the same sockets.
-func readTCPIter(r io.Reader, add func(Socket) error) error {
+// sock_diag dump of the same sockets, with their state's kernel number
+// (1..11). add must not keep sk.
+func readTCPIter(r io.Reader, add func(st int, sk *Socket)) error {
 	var ferr error
+	var sk Socket
 	err := bpfiter.ReadTCP(r, func(t *bpfiter.TCPSocket) {
 		if ferr != nil {
 			return // read the rest of the iteration after an error
 		}
-		sk, err := iterSocket(t)
-		if err != nil {
-			ferr = err
-			return
+		var st int
+		if st, ferr = iterSocket(t, &sk); ferr == nil {
+			add(st, &sk)
 		}
-		ferr = add(sk)
 	})
 	if err != nil {
 		return err
@@ -51,17 +51,17 @@ func readTCPIter(r io.Reader, add func(Socket) error) error {
 	return ferr
 }
 
-// iterSocket turns an iterator record into a Socket. RecvQ, SendQ and UID
-// stay 0: the census does not read them for sockets other than listeners,
-// and listeners come from sock_diag.
-func iterSocket(t *bpfiter.TCPSocket) (Socket, error) {
-	var sk Socket
+// iterSocket fills sk from an iterator record and returns its state's
+// kernel number. RecvQ, SendQ and UID stay 0: the census does not read
+// them for sockets other than listeners, and listeners come from
+// sock_diag.
+func iterSocket(t *bpfiter.TCPSocket, sk *Socket) (int, error) {
 	st := int(t.State)
 	switch {
 	case st == tcpNewSynRecv:
 		st = 3
 	case st < 1 || st > 11:
-		return sk, fmt.Errorf("%w: tcp iterator record with TCP state %d", ErrParse, t.State)
+		return 0, fmt.Errorf("%w: tcp iterator record with TCP state %d", ErrParse, t.State)
 	}
 	sk.State = States[st-1]
 	var src, dst netip.Addr
@@ -75,5 +75,5 @@ func iterSocket(t *bpfiter.TCPSocket) (Socket, error) {
 	sk.Local = netip.AddrPortFrom(src, t.SPort)
 	sk.Remote = netip.AddrPortFrom(dst, t.DPort)
 	sk.Inode = uint64(t.Inode)
-	return sk, nil
+	return st, nil
 }

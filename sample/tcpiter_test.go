@@ -49,7 +49,12 @@ func TestNetnsTCPIterMatchesSockDiag(t *testing.T) {
 				return err
 			}
 			defer r.Close()
-			return readTCPIter(r, func(sk Socket) error { viaIter = append(viaIter, sk); return nil })
+			return readTCPIter(r, func(st int, sk *Socket) {
+				if sk.State != States[st-1] {
+					t.Errorf("state %d given with %+v", st, sk)
+				}
+				viaIter = append(viaIter, *sk)
+			})
 		})
 		if err != nil {
 			t.Fatal(err)
