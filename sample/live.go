@@ -217,10 +217,10 @@ func dumpCensus(ctx context.Context, conn diagConn, tcp io.Reader, cheap bool, d
 		return nil
 	}
 	if tcp != nil {
-		if err := readTCPIter(tcp, d.addState); err != nil {
+		if err := readTCPIter(ctxReader{ctx, tcp}, d.addState); err != nil {
 			return fmt.Errorf("sockets: %w", err)
 		}
-		return ctx.Err()
+		return nil
 	}
 	all, _ := stateMask(nil)
 	if err := dumpBoth(ctx, conn, all&^(1<<10), add); err != nil {
@@ -284,7 +284,10 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 			klog.drop()
 			return nil, 0, err
 		}
-		t.dump = time.Since(t0)
+		t.dump, t.dumpVia = time.Since(t0), "sock_diag"
+		if tcp != nil && !cheap {
+			t.dumpVia = "bpf-tcp-iter"
+		}
 	}
 	t0 := time.Now()
 	if r := owners.wait(); r != nil {
@@ -334,9 +337,11 @@ func readNamespace(s *Sample, opts Options, cheap bool) (conn *netlink.Conn, tcp
 	return conn, tcp, dialErr, err
 }
 
-// censusTimes are the phases of a census, for the debug log.
+// censusTimes are the phases of a census, for the debug log, and how the
+// sockets were read (dumpVia).
 type censusTimes struct {
 	counters, dump, join time.Duration
+	dumpVia              string
 }
 
 // censusDump feeds dumped sockets to the census and remembers those with a
@@ -481,7 +486,7 @@ func (o *ownerRead) attach(ctx context.Context, s *Sample, c *Census, opts Optio
 // log.
 func logCensus(log *zap.Logger, s *Sample, t censusTimes, pending int, k *kmsgRead, o *ownerRead) {
 	if ce := log.Check(zap.DebugLevel, "census"); ce != nil {
-		fields := []zap.Field{zap.Duration("took", s.Duration), zap.Duration("counters", t.counters), zap.Duration("dump", t.dump), zap.Int("sockets", s.Total),
+		fields := []zap.Field{zap.Duration("took", s.Duration), zap.Duration("counters", t.counters), zap.Duration("dump", t.dump), zap.String("dump_via", t.dumpVia), zap.Int("sockets", s.Total),
 			zap.Int("waiting_for_owner", pending), zap.Duration("owners_wait_and_join", t.join), zap.Duration("kmsg", k.took)}
 		if o != nil {
 			fields = append(fields, zap.Duration("owner_scan", o.took), zap.String("owners_via", o.found.via))

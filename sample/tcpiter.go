@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -27,6 +28,20 @@ func (o Options) useTCPIter(st Sockstat) bool {
 		return false
 	}
 	return o.tcpIterAlways || st.TCPInUse+st.TCP6InUse+st.TCPTimeWait >= tcpIterMin
+}
+
+// ctxReader ends an iteration once ctx is done (at the next read of 32
+// KiB): an iteration of a million sockets takes about a second.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // readTCPIter feeds add with the sockets of one iteration of the BPF tcp

@@ -3,8 +3,10 @@ package sample
 import (
 	"cmp"
 	"context"
+	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	gocmp "github.com/google/go-cmp/cmp"
@@ -104,5 +106,39 @@ func TestNetnsTCPIterMatchesSockDiag(t *testing.T) {
 			t.Errorf("census (-sock_diag +iterator):\n%s", d)
 			break
 		}
+	}
+}
+
+func TestUseTCPIter(t *testing.T) {
+	many := Sockstat{TCPInUse: 15_000, TCP6InUse: 3_000, TCPTimeWait: 2_000}
+	few := Sockstat{TCPInUse: 15_000, TCP6InUse: 3_000, TCPTimeWait: 1_999}
+	for _, c := range []struct {
+		name string
+		opts Options
+		st   Sockstat
+		want bool
+	}{
+		{"20,000 sockets", Options{}, many, true},
+		{"19,999 sockets", Options{}, few, false},
+		{"owner_scan proc: no BPF", Options{OwnerScan: OwnerScanProc}, many, false},
+		{"fixture /proc", Options{procRoot: "testdata"}, many, false},
+		{"sock_diag forced", Options{sockDiagOnly: true}, many, false},
+		{"iterator forced", Options{tcpIterAlways: true}, Sockstat{}, true},
+	} {
+		if got := c.opts.useTCPIter(c.st); got != c.want {
+			t.Errorf("%s: useTCPIter = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestReadTCPIterCancelled: a census whose context ends stops reading the
+// iteration.
+func TestReadTCPIterCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n := 0
+	err := readTCPIter(ctxReader{ctx, strings.NewReader("never read")}, func(int, *Socket) { n++ })
+	if !errors.Is(err, context.Canceled) || n != 0 {
+		t.Errorf("cancelled: err = %v after %d sockets, want context.Canceled after none", err, n)
 	}
 }
