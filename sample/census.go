@@ -36,9 +36,13 @@ type Census struct {
 	total            int
 	listeners        []Listener
 	listenAddrs      map[uint32][]netip.Addr // by port (a uint32 key hashes fastest)
-	dests            map[destKey]*destCount
-	evicted          int
-	procs            map[int]*procCount
+	// listenPorts has bit p set when listenAddrs has port p: most
+	// sockets of a large census are outbound from an ephemeral port
+	// and skip the map lookup (8 KiB).
+	listenPorts *[1 << 16 / 64]uint64
+	dests       map[destKey]*destCount
+	evicted     int
+	procs       map[int]*procCount
 }
 
 // nStates: index 1..11 are the kernel's TCP_* numbers, 0 is unused.
@@ -80,6 +84,7 @@ func NewCensus(topDest, topProc int) *Census {
 		topDest:     topDest,
 		topProc:     topProc,
 		listenAddrs: map[uint32][]netip.Addr{},
+		listenPorts: new([1 << 16 / 64]uint64),
 		dests:       map[destKey]*destCount{},
 		procs:       map[int]*procCount{},
 	}
@@ -118,10 +123,14 @@ func stateIndex(name string) int {
 // it (nil when unknown); the slice is copied where it is kept. A socket
 // with a state name Census does not know is ignored.
 func (c *Census) Add(sk Socket, owners []Owner) {
-	st := stateIndex(sk.State)
-	if st == 0 {
-		return
+	if st := stateIndex(sk.State); st != 0 {
+		c.add(st, &sk, owners)
 	}
+}
+
+// add is Add for a socket whose state's kernel number st (1..11) the
+// caller knows already (the live sampler's dump).
+func (c *Census) add(st int, sk *Socket, owners []Owner) {
 	c.total++
 	c.all[st]++
 	if sk.Family == "ipv6" {
@@ -138,7 +147,7 @@ func (c *Census) Add(sk Socket, owners []Owner) {
 		p.states[st]++
 	}
 	if st == 10 {
-		c.addListener(sk, owners)
+		c.addListener(*sk, owners)
 		return
 	}
 	if sk.Remote.Port() == 0 || c.inbound(sk.Local) {
@@ -173,6 +182,7 @@ func (c *Census) addListener(sk Socket, owners []Owner) {
 	a := sk.Local.Addr().Unmap()
 	port := uint32(sk.Local.Port())
 	c.listenAddrs[port] = append(c.listenAddrs[port], a)
+	c.listenPorts[port/64] |= 1 << (port % 64)
 	fam := "ipv4"
 	if sk.Family == "ipv6" {
 		fam = "ipv6"
@@ -194,7 +204,11 @@ func (c *Census) addListener(sk Socket, owners []Owner) {
 
 // inbound says whether a local address belongs to a listener seen so far.
 func (c *Census) inbound(local netip.AddrPort) bool {
-	addrs, ok := c.listenAddrs[uint32(local.Port())]
+	p := uint32(local.Port())
+	if c.listenPorts[p/64]&(1<<(p%64)) == 0 {
+		return false
+	}
+	addrs, ok := c.listenAddrs[p]
 	if !ok {
 		return false
 	}

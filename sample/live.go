@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"go.uber.org/zap"
 
+	"github.com/sockwarden/sockwarden/internal/bpfiter"
 	"github.com/sockwarden/sockwarden/internal/netns"
 )
 
@@ -201,11 +203,23 @@ func attachPending(ctx context.Context, c *Census, opts Options, x *ownerIndex, 
 // the dump over two connections was measured to cost more CPU (each dump
 // walks the whole hash, every namespace's sockets included) for no gain in
 // wall time on a busy 2-CPU host (docs/PERFORMANCE.md).
-func dumpCensus(ctx context.Context, conn diagConn, cheap bool, add func(Socket) error) error {
+//
+// tcp, when not nil, is an iteration of the BPF tcp iterator opened in the
+// namespace: it replaces the dump of every state but LISTEN (the
+// listeners, whose queues and IPV6_V6ONLY it does not give, still come
+// from sock_diag).
+func dumpCensus(ctx context.Context, conn diagConn, tcp io.Reader, cheap bool, d *censusDump) error {
+	add := d.add
 	if err := dumpBoth(ctx, conn, 1<<10, add); err != nil {
 		return fmt.Errorf("listeners: %w", err)
 	}
 	if cheap {
+		return nil
+	}
+	if tcp != nil {
+		if err := readTCPIter(ctxReader{ctx, tcp}, d.addState); err != nil {
+			return fmt.Errorf("sockets: %w", err)
+		}
 		return nil
 	}
 	all, _ := stateMask(nil)
@@ -229,9 +243,12 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	s := newLiveSample(opts, start, cheap)
 	var t censusTimes
 	tCounters := time.Now()
-	conn, dialErr, err := readNamespace(s, opts)
+	conn, tcp, dialErr, err := readNamespace(s, opts, cheap)
 	if err != nil {
 		return nil, 0, err
+	}
+	if tcp != nil {
+		defer tcp.Close()
 	}
 	klog := startKmsgRead(opts)
 	defer klog.close()
@@ -262,12 +279,15 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 	} else {
 		defer conn.Close()
 		t0 := time.Now()
-		if err := dumpCensus(ctx, conn, cheap, d.add); err != nil {
+		if err := dumpCensus(ctx, conn, tcp, cheap, &d); err != nil {
 			owners.wait()
 			klog.drop()
 			return nil, 0, err
 		}
-		t.dump = time.Since(t0)
+		t.dump, t.dumpVia = time.Since(t0), "sock_diag"
+		if tcp != nil && !cheap {
+			t.dumpVia = "bpf-tcp-iter"
+		}
 	}
 	t0 := time.Now()
 	if r := owners.wait(); r != nil {
@@ -298,20 +318,30 @@ func newLiveSample(opts Options, start time.Time, cheap bool) *Sample {
 }
 
 // readNamespace reads the counters, sockstat and sysctls of the sampled
-// namespace and opens the sock_diag socket there. err is a namespace that
-// cannot be entered; dialErr a socket that cannot be opened.
-func readNamespace(s *Sample, opts Options) (conn *netlink.Conn, dialErr, err error) {
+// namespace and opens the sock_diag socket there, and, for a full census
+// of a namespace holding many sockets, an iteration of the BPF tcp
+// iterator (tcp, nil when not used: see useTCPIter). err is a namespace
+// that cannot be entered; dialErr a socket that cannot be opened.
+func readNamespace(s *Sample, opts Options, cheap bool) (conn *netlink.Conn, tcp io.ReadCloser, dialErr, err error) {
 	err = netns.Do(opts.Netns, func() error {
 		readCounters(s, opts.proc(), filepath.Join(opts.proc(), "thread-self", "net"))
 		conn, dialErr = dialDiag()
+		if dialErr == nil && !cheap && opts.useTCPIter(s.Sockstat) {
+			var err error
+			if tcp, err = bpfiter.OpenTCP(); err != nil {
+				opts.logger().Debug("BPF tcp iterator unavailable; dumping through sock_diag", zap.Error(err))
+			}
+		}
 		return nil
 	})
-	return conn, dialErr, err
+	return conn, tcp, dialErr, err
 }
 
-// censusTimes are the phases of a census, for the debug log.
+// censusTimes are the phases of a census, for the debug log, and how the
+// sockets were read (dumpVia).
 type censusTimes struct {
 	counters, dump, join time.Duration
+	dumpVia              string
 }
 
 // censusDump feeds dumped sockets to the census and remembers those with a
@@ -322,11 +352,18 @@ type censusDump struct {
 }
 
 func (d *censusDump) add(sk Socket) error {
-	d.c.Add(sk, nil)
-	if d.pending != nil && sk.Inode != 0 {
-		d.pending.add(uint32(sk.Inode), uint8(stateIndex(sk.State)))
+	if st := stateIndex(sk.State); st != 0 {
+		d.addState(st, &sk)
 	}
 	return nil
+}
+
+// addState is add for a socket whose state's kernel number is st.
+func (d *censusDump) addState(st int, sk *Socket) {
+	d.c.add(st, sk, nil)
+	if d.pending != nil && sk.Inode != 0 {
+		d.pending.add(uint32(sk.Inode), uint8(st))
+	}
 }
 
 // kmsgRead reads the kernel log in the background, started once the
@@ -449,7 +486,7 @@ func (o *ownerRead) attach(ctx context.Context, s *Sample, c *Census, opts Optio
 // log.
 func logCensus(log *zap.Logger, s *Sample, t censusTimes, pending int, k *kmsgRead, o *ownerRead) {
 	if ce := log.Check(zap.DebugLevel, "census"); ce != nil {
-		fields := []zap.Field{zap.Duration("took", s.Duration), zap.Duration("counters", t.counters), zap.Duration("dump", t.dump), zap.Int("sockets", s.Total),
+		fields := []zap.Field{zap.Duration("took", s.Duration), zap.Duration("counters", t.counters), zap.Duration("dump", t.dump), zap.String("dump_via", t.dumpVia), zap.Int("sockets", s.Total),
 			zap.Int("waiting_for_owner", pending), zap.Duration("owners_wait_and_join", t.join), zap.Duration("kmsg", k.took)}
 		if o != nil {
 			fields = append(fields, zap.Duration("owner_scan", o.took), zap.String("owners_via", o.found.via))

@@ -50,6 +50,10 @@ type Options struct {
 	bundleMaxFile int64
 	// bundleMaxListeners lowers maxBundleListeners (tests); see maxListeners.
 	bundleMaxListeners int
+	// sockDiagOnly makes a census dump every socket through sock_diag,
+	// tcpIterAlways through the BPF tcp iterator whatever the namespace
+	// holds (tests; see useTCPIter).
+	sockDiagOnly, tcpIterAlways bool
 }
 
 // OwnerScanMode says how a census finds socket owners: config's

@@ -60,11 +60,58 @@ func (x *ownerIndex) find(ino uint32) (int32, bool) {
 		return 0, false
 	}
 	b := x.ents[x.dir[k]:x.dir[k+1]]
-	i, ok := slices.BinarySearchFunc(b, ino, func(e uint64, ino uint32) int { return cmp.Compare(uint32(e>>32), ino) })
-	if !ok {
-		return 0, false
+	if len(b) > 16 {
+		b = narrow(b, ino)
 	}
-	return int32(uint32(b[i])), true
+	// A bucket holds about four entries: a scan of them beats a
+	// binary search's calls and unpredictable branches (the join of
+	// 500,000 sockets: BenchmarkOwnerJoin).
+	for _, e := range b {
+		if h := uint32(e >> 32); h >= ino {
+			if h == ino {
+				return int32(uint32(e)), true
+			}
+			break
+		}
+	}
+	return 0, false
+}
+
+// narrow returns the part of a crowded bucket that may hold ino, at most
+// 16 entries. Buckets are crowded when a few inodes far from the others
+// (an old daemon's sockets, a new one's) widen them over a clump of
+// nearly consecutive inodes (the sockets of one busy process, made in a
+// burst): the entry's place is guessed from its value, as in a dictionary
+// (interpolation search: one or two probes in a clump, where a binary
+// search of a 1,000-entry bucket took ten), and a binary search finishes
+// the job if four guesses were not enough.
+func narrow(b []uint64, ino uint32) []uint64 {
+	key := func(i int) uint32 { return uint32(b[i] >> 32) }
+	lo, hi := 0, len(b)-1
+	for range 4 {
+		if lo > hi || ino < key(lo) || ino > key(hi) {
+			return nil
+		}
+		if hi-lo < 16 {
+			return b[lo : hi+1]
+		}
+		// Inodes are unique in the index: key(hi) > key(lo).
+		g := lo + int(uint64(ino-key(lo))*uint64(hi-lo)/uint64(key(hi)-key(lo)))
+		switch k := key(g); {
+		case k == ino:
+			return b[g : g+1]
+		case k < ino:
+			lo = g + 1
+		default:
+			hi = g - 1
+		}
+	}
+	if lo > hi {
+		return nil
+	}
+	b = b[lo : hi+1]
+	i, _ := slices.BinarySearchFunc(b, ino, func(e uint64, ino uint32) int { return cmp.Compare(uint32(e>>32), ino) })
+	return b[i:min(i+1, len(b))]
 }
 
 // lookup returns the owners of a socket inode (nil when none or unknown).

@@ -100,8 +100,8 @@ func TestUnitFromPath(t *testing.T) {
 
 // TestOwnerIndexFind checks the sealed index against a map of the same
 // descriptors: inodes spread over the whole 32-bit range (a bucket
-// directory of very unequal buckets), dense runs, a socket held twice by
-// one process and one held by two.
+// directory of very unequal buckets), dense runs, a clump with irregular
+// gaps, a socket held twice by one process and one held by two.
 func TestOwnerIndexFind(t *testing.T) {
 	x := &ownerIndex{more: map[uint32][]Owner{}}
 	for pid := 1; pid <= 4; pid++ {
@@ -123,6 +123,14 @@ func TestOwnerIndexFind(t *testing.T) {
 	for i := range uint32(5000) {
 		add(1_000_000+3*i, int32(i%4)) // a dense run, four processes interleaved
 	}
+	// A clump with irregular gaps, as sockets made in a burst by several
+	// processes get: crowded buckets, searched by interpolation.
+	ino := uint32(5_000_000)
+	for i := range uint32(20000) {
+		ino += 1 + (i*i)%7 + (i%500)/499*300
+		add(ino, int32(i%4))
+	}
+	clumpEnd := ino
 	add(1<<31, 3)
 	x.seal()
 	got := map[uint32]int32{}
@@ -140,6 +148,13 @@ func TestOwnerIndexFind(t *testing.T) {
 	for _, ino := range []uint32{0, 2, 6, 8, 1_000_001, 1_000_000 + 3*5000, 1<<31 - 1, math.MaxUint32 - 1} {
 		if i, ok := x.find(ino); ok {
 			t.Errorf("inode %d absent, found with owner %d", ino, i)
+		}
+	}
+	for ino := uint32(4_999_990); ino <= clumpEnd+10; ino++ {
+		if _, ok := want[ino]; !ok {
+			if i, ok := x.find(ino); ok {
+				t.Fatalf("inode %d absent (in the clump), found with owner %d", ino, i)
+			}
 		}
 	}
 	if diff := cmp.Diff([]Owner{{PID: 30}, {PID: 40}}, x.lookup(7)); diff != "" {

@@ -318,3 +318,17 @@ func TestParseBTFWant(t *testing.T) {
 		t.Errorf("duplicate struct: got %v", err)
 	}
 }
+
+// BenchmarkResolveIters: one pass over this kernel's BTF for both
+// iterator programs, as the first census of a process makes it.
+func BenchmarkResolveIters(b *testing.B) {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		b.Skip("no kernel BTF")
+	}
+	for b.Loop() {
+		r := resolveIters([]string{"bpf_iter_task_file", "bpf_iter_tcp"}, ownerIterFields, tcpIterFields)
+		if r[0].err != nil {
+			b.Fatal(r[0].err)
+		}
+	}
+}

@@ -1,5 +1,8 @@
-// Package bpfiter lists which process holds which socket with a BPF
-// task_file iterator (Linux 5.8+, BTF): it walks every process's descriptor
+// Package bpfiter reads two things through BPF iterators: which process
+// holds which socket (this file), and the TCP sockets of a network
+// namespace for a large census (tcp.go).
+//
+// The owner scan is a task_file iterator (Linux 5.8+, BTF): it walks every process's descriptor
 // table in the kernel and writes one 16-byte record per descriptor: the
 // socket inode (0 for anything that is not a socket), the process id (tgid)
 // and the descriptor number. One read() loop replaces a getdents and a
@@ -32,7 +35,6 @@ import (
 	"math"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf/asm"
@@ -144,10 +146,7 @@ func loadOwnerIter() (int, error) {
 
 // ownerIterFields are the kernel fields the program reads, with the size
 // each load assumes; a kernel whose BTF says otherwise gets the /proc scan.
-var ownerIterFields = []struct {
-	typ, field string
-	size       uint32
-}{
+var ownerIterFields = []btfField{
 	{"bpf_iter__task_file", "meta", 8}, {"bpf_iter__task_file", "task", 8},
 	{"bpf_iter__task_file", "fd", 4}, {"bpf_iter__task_file", "file", 8},
 	{"bpf_iter_meta", "seq", 8}, {"file", "f_inode", 8}, {"inode", "i_mode", 2},
@@ -160,23 +159,14 @@ func attachOwnerIter() (int, error) {
 	}
 	// Only what the program needs is read from the kernel's BTF: one
 	// function's id and nine field offsets (btf.go).
-	structs := []string{"bpf_iter__task_file", "bpf_iter_meta", "file", "inode", "task_struct"}
-	want := []btfName{{btfKindFunc, "bpf_iter_task_file"}}
-	for _, n := range structs {
-		want = append(want, btfName{btfKindStruct, n})
+	spec, _ := itersBTF()
+	if spec.err != nil {
+		return -1, fmt.Errorf("task_file iterator: %w", spec.err)
 	}
-	spec, release, err := readKernelBTF(want...)
-	if err != nil {
-		return -1, fmt.Errorf("task_file iterator: %w", err)
-	}
-	defer release()
-	target, ids := spec.found[0], spec.found[1:]
+	target := spec.target
 	var offs [9]int16
 	for i, f := range ownerIterFields {
-		off, size, err := spec.field(ids[slices.Index(structs, f.typ)], f.field)
-		if err != nil {
-			return -1, fmt.Errorf("%s.%s: %w", f.typ, f.field, err)
-		}
+		off, size := spec.offs[i], spec.sizes[i]
 		if size != f.size || off > math.MaxInt16 {
 			return -1, fmt.Errorf("%w: %s.%s is %d bytes at %d, want %d bytes", errBTF, f.typ, f.field, size, off, f.size)
 		}
@@ -186,7 +176,7 @@ func attachOwnerIter() (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	prog, err := bpfProgLoad(insns, target)
+	prog, err := bpfProgLoad("sw_owners", insns, target)
 	if err != nil {
 		return -1, fmt.Errorf("load task_file iterator: %w", err)
 	}

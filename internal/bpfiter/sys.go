@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The three bpf(2) commands the owner iterator needs: load the program,
+// The three bpf(2) commands the iterators need: load the program,
 // link it to the task_file iterator, and open one iteration. A general
 // loader (cilium/ebpf's) probes kernel features and needs the decoded BTF
 // of the whole kernel for the attach target; these take the target's BTF id
@@ -74,11 +74,11 @@ func bpfCall(cmd uintptr, attr unsafe.Pointer, size uintptr) (int, error) {
 	return int(fd), nil
 }
 
-// bpfProgLoad loads a BPF_PROG_TYPE_TRACING program for BPF_TRACE_ITER,
-// attached to the vmlinux function with BTF id target. When the kernel
+// bpfProgLoad loads a BPF_PROG_TYPE_TRACING program named name for
+// BPF_TRACE_ITER, attached to the vmlinux function with BTF id target. When the kernel
 // refuses it, the load is retried with the verifier's log, which goes into
 // the error.
-func bpfProgLoad(insns []byte, target uint32) (int, error) {
+func bpfProgLoad(name string, insns []byte, target uint32) (int, error) {
 	license := []byte("GPL\x00")
 	attr := progLoadAttr{
 		progType:           unix.BPF_PROG_TYPE_TRACING,
@@ -88,7 +88,7 @@ func bpfProgLoad(insns []byte, target uint32) (int, error) {
 		expectedAttachType: unix.BPF_TRACE_ITER,
 		attachBTFID:        target,
 	}
-	copy(attr.progName[:], "sw_owners")
+	copy(attr.progName[:], name)
 	fd, err := bpfCall(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	if err != nil && !errors.Is(err, unix.EPERM) {
 		log := make([]byte, 64<<10)
