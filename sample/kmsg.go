@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,34 @@ var (
 	dmesgStampRE = lazyRE(`^\[\s*[^\]]*\]\s?`)
 )
 
+// kernelLineKinds are the substrings that make a kernel log line one
+// that matters, in the order ClassifyKernelLine tries them, and the kind
+// each gives. kernelLineWanted checks a record for them before it is
+// copied out of the read buffer: nearly every record of a ring is another
+// subsystem's, and a one-shot census reads the whole ring.
+var kernelLineKinds = []struct{ substr, kind string }{
+	{"SYN flooding on port", KernelSynFlood},
+	{"out of memory -- consider tuning tcp_mem", KernelTCPOOM},
+	{"too many orphaned sockets", KernelTooManyOrphans},
+	{"too many of orphaned sockets", KernelTooManyOrphans},
+	{"nf_conntrack: table full, dropping packet", KernelConntrackFull},
+	{"time wait bucket table overflow", KernelTWBucketOverflow},
+	{"ip_local_port_range: prefer different parity", KernelPortRangeParity},
+}
+
+// kernelLineWanted says whether msg may be a line ClassifyKernelLine
+// recognises: whether it holds one of kernelLineKinds. Stripping a dmesg
+// stamp or a line end leaves a part of msg, so a line without any of them
+// cannot classify.
+func kernelLineWanted(msg []byte) bool {
+	for _, k := range kernelLineKinds {
+		if bytes.Contains(msg, []byte(k.substr)) {
+			return true
+		}
+	}
+	return false
+}
+
 // ClassifyKernelLine recognises the kernel log lines that matter to TCP
 // diagnosis: SYN flooding (with the listener's address and port and whether
 // cookies were sent or the request dropped), TCP out of memory, too many
@@ -44,33 +73,29 @@ var (
 // a leading dmesg "[ seconds]" stamp is skipped. Seq and Time are left for
 // the caller.
 func ClassifyKernelLine(msg string) (KernelEvent, bool) {
-	msg = strings.TrimRight(dmesgStampRE().ReplaceAllString(msg, ""), "\r\n")
+	if strings.HasPrefix(msg, "[") { // the stamp's expression starts with ^\[
+		msg = dmesgStampRE().ReplaceAllString(msg, "")
+	}
+	msg = strings.TrimRight(msg, "\r\n")
 	ev := KernelEvent{Line: msg}
-	switch {
-	case strings.Contains(msg, "SYN flooding on port"):
+	i := slices.IndexFunc(kernelLineKinds, func(k struct{ substr, kind string }) bool {
+		return strings.Contains(msg, k.substr)
+	})
+	if i < 0 {
+		return KernelEvent{}, false
+	}
+	ev.Kind = kernelLineKinds[i].kind
+	if ev.Kind == KernelSynFlood {
 		m := synFloodRE().FindStringSubmatch(msg)
 		if m == nil {
 			return KernelEvent{}, false
 		}
-		ev.Kind = KernelSynFlood
 		ev.Addr, ev.Port = splitFloodPort(m[1])
 		if strings.EqualFold(m[2], "Sending cookies") {
 			ev.Action = "cookies"
 		} else {
 			ev.Action = "drop"
 		}
-	case strings.Contains(msg, "out of memory -- consider tuning tcp_mem"):
-		ev.Kind = KernelTCPOOM
-	case strings.Contains(msg, "too many orphaned sockets"), strings.Contains(msg, "too many of orphaned sockets"):
-		ev.Kind = KernelTooManyOrphans
-	case strings.Contains(msg, "nf_conntrack: table full, dropping packet"):
-		ev.Kind = KernelConntrackFull
-	case strings.Contains(msg, "time wait bucket table overflow"):
-		ev.Kind = KernelTWBucketOverflow
-	case strings.Contains(msg, "ip_local_port_range: prefer different parity"):
-		ev.Kind = KernelPortRangeParity
-	default:
-		return KernelEvent{}, false
 	}
 	return ev, true
 }
@@ -97,23 +122,36 @@ type kmsgRecord struct {
 // as documented in Documentation/ABI/testing/dev-kmsg. Continuation lines
 // (dictionary) are dropped; escaped bytes (\xNN) are left as they are.
 func parseKmsgRecord(b []byte) (kmsgRecord, error) {
+	seq, usec, msg, err := parseKmsgHead(b)
+	if err != nil {
+		return kmsgRecord{}, err
+	}
+	return kmsgRecord{seq: seq, usec: usec, msg: string(msg)}, nil
+}
+
+// parseKmsgHead is parseKmsgRecord with the message left in b: the reader
+// copies out only the messages that may classify.
+func parseKmsgHead(b []byte) (seq, usec uint64, msg []byte, err error) {
 	head, body, ok := bytes.Cut(b, []byte{';'})
 	if !ok {
-		return kmsgRecord{}, fmt.Errorf("%w: kmsg record without ';'", ErrParse)
+		return 0, 0, nil, fmt.Errorf("%w: kmsg record without ';'", ErrParse)
 	}
-	f := bytes.SplitN(head, []byte{','}, 5)
-	if len(f) < 4 {
-		return kmsgRecord{}, fmt.Errorf("%w: kmsg header %q: want prio,seq,usec,flags", ErrParse, procClip(string(head)))
+	// prio,seq,usec,flags: three commas at least.
+	_, rest, ok1 := bytes.Cut(head, []byte{','})
+	seqB, rest, ok2 := bytes.Cut(rest, []byte{','})
+	usecB, _, ok3 := bytes.Cut(rest, []byte{','})
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, nil, fmt.Errorf("%w: kmsg header %q: want prio,seq,usec,flags", ErrParse, procClip(string(head)))
 	}
-	seq, err1 := strconv.ParseUint(string(f[1]), 10, 64)
-	usec, err2 := strconv.ParseUint(string(f[2]), 10, 64)
+	seq, err1 := strconv.ParseUint(string(seqB), 10, 64)
+	usec, err2 := strconv.ParseUint(string(usecB), 10, 64)
 	if err1 != nil || err2 != nil {
-		return kmsgRecord{}, fmt.Errorf("%w: kmsg header %q: bad sequence or time", ErrParse, procClip(string(head)))
+		return 0, 0, nil, fmt.Errorf("%w: kmsg header %q: bad sequence or time", ErrParse, procClip(string(head)))
 	}
 	if i := bytes.IndexByte(body, '\n'); i >= 0 {
 		body = body[:i]
 	}
-	return kmsgRecord{seq: seq, usec: usec, msg: string(body)}, nil
+	return seq, usec, body, nil
 }
 
 // readKmsgFD reads the records of an open /dev/kmsg descriptor from its
@@ -144,20 +182,20 @@ func readKmsgFD(fd int, path string, after uint64) ([]KernelEvent, uint64, error
 		case n == 0:
 			return out, last, nil
 		}
-		rec, err := parseKmsgRecord(buf[:n])
+		seq, usec, msg, err := parseKmsgHead(buf[:n])
 		if err != nil {
 			continue
 		}
-		last = max(last, rec.seq)
-		if after != 0 && rec.seq <= after {
+		last = max(last, seq)
+		if after != 0 && seq <= after || !kernelLineWanted(msg) {
 			continue
 		}
-		ev, ok := ClassifyKernelLine(rec.msg)
+		ev, ok := ClassifyKernelLine(string(msg))
 		if !ok {
 			continue
 		}
-		ev.Seq = rec.seq
-		ev.Time = now.Add(time.Duration(rec.usec)*time.Microsecond - mono).Round(time.Millisecond)
+		ev.Seq = seq
+		ev.Time = now.Add(time.Duration(usec)*time.Microsecond - mono).Round(time.Millisecond)
 		out = append(out, ev)
 	}
 }

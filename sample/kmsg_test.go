@@ -58,6 +58,9 @@ func TestClassifyKernelLine(t *testing.T) {
 			if !ok {
 				t.Fatal("not classified")
 			}
+			if !kernelLineWanted([]byte(tc.line)) {
+				t.Error("kernelLineWanted drops a line that classifies: the kernel log reader would miss it")
+			}
 			if d := cmp.Diff(*tc.want, got, cmpopts.IgnoreFields(KernelEvent{}, "Line")); d != "" {
 				t.Errorf("(-want +got):\n%s", d)
 			}
@@ -194,6 +197,9 @@ func FuzzClassifyKernelLine(f *testing.F) {
 		}
 		if ev.Kind == "" || (ev.Kind == KernelSynFlood && ev.Action != "cookies" && ev.Action != "drop") {
 			t.Fatalf("bad event %+v", ev)
+		}
+		if !kernelLineWanted([]byte(line)) {
+			t.Fatalf("kernelLineWanted drops %q, which classifies as %+v", line, ev)
 		}
 	})
 }
@@ -343,5 +349,19 @@ func TestFailedSampleRewindsKmsgReader(t *testing.T) {
 	again, last2, err := r.Read(0)
 	if err != nil || last2 < last || len(again) < len(all) {
 		t.Fatalf("after the failed sample: %d events up to %d, %v; want the %d events up to %d again", len(again), last2, err, len(all), last)
+	}
+}
+
+// BenchmarkNetnsReadKmsg reads the whole ring as a one-shot census does
+// (a reader opened for it, every record from the first): the kernel
+// formats one record per read(2), and each is parsed and classified here.
+func BenchmarkNetnsReadKmsg(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root to read /dev/kmsg")
+	}
+	for b.Loop() {
+		if _, _, err := readKmsg("/dev/kmsg", 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
