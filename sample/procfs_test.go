@@ -280,3 +280,15 @@ func FuzzParseSockstat(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReadCounters reads this host's counters, sockstat and sysctls
+// as a live census does (read-only: /proc is readable without root).
+func BenchmarkReadCounters(b *testing.B) {
+	for b.Loop() {
+		var s Sample
+		readCounters(&s, "/proc", "/proc/thread-self/net")
+		if len(s.Counters) == 0 {
+			b.Fatal("no counters read")
+		}
+	}
+}
