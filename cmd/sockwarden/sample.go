@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -69,9 +68,7 @@ Exit status: 0 done, 2 usage error or unreadable bundle, 3 live sampling failed.
 			out := cmd.OutOrStdout()
 			for i, s := range series {
 				if asJSON {
-					enc := json.NewEncoder(out)
-					enc.SetIndent("", "  ")
-					if err := enc.Encode(s); err != nil {
+					if err := writeIndentedJSON(out, s); err != nil {
 						return withCode(exitFailed, err)
 					}
 					continue

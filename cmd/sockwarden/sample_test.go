@@ -13,7 +13,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
 
+	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/internal/netns"
 	"github.com/sockwarden/sockwarden/sample"
 )
@@ -90,6 +92,32 @@ func TestSampleFromBundleJSON(t *testing.T) {
 	}
 	if len(got) != 2 || got[0].Schema != sample.Schema || got[1].States[sample.StateListen] != 9 || got[0].Sysctls["net.ipv4.ip_local_port_range"] != "32768 60999" {
 		t.Fatalf("got %d samples: %+v", len(got), got)
+	}
+}
+
+// The JSON stream is byte for byte what json.Encoder with a two-space
+// indent writes (what the command used before writeIndentedJSON): scripts
+// and diffs of earlier output see no change.
+func TestSampleJSONBytes(t *testing.T) {
+	const bundle = "../../sample/testdata/bundle/ns"
+	out, errOut, code := runCLI(t, "sample", "-o", "json", "--from", bundle)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	series, err := sample.FromInput(bundle, nil, sample.OptionsFrom(config.Defaults().Sample, "", zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetIndent("", "  ")
+	for _, s := range series {
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(series) != 2 || want.String() != out {
+		t.Errorf("%d samples; output differs from json.Encoder's (-encoder +got):\n%s", len(series), cmp.Diff(want.String(), out))
 	}
 }
 
