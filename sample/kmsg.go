@@ -52,13 +52,24 @@ var kernelLineKinds = []struct{ substr, kind string }{
 	{"ip_local_port_range: prefer different parity", KernelPortRangeParity},
 }
 
+// kernelLineSubstrs are kernelLineKinds' substrings as bytes: converted
+// at each call, those over 32 bytes were copied to the heap, for every
+// record of the ring.
+var kernelLineSubstrs = func() [][]byte {
+	b := make([][]byte, len(kernelLineKinds))
+	for i, k := range kernelLineKinds {
+		b[i] = []byte(k.substr)
+	}
+	return b
+}()
+
 // kernelLineWanted says whether msg may be a line ClassifyKernelLine
 // recognises: whether it holds one of kernelLineKinds. Stripping a dmesg
 // stamp or a line end leaves a part of msg, so a line without any of them
 // cannot classify.
 func kernelLineWanted(msg []byte) bool {
-	for _, k := range kernelLineKinds {
-		if bytes.Contains(msg, []byte(k.substr)) {
+	for _, k := range kernelLineSubstrs {
+		if bytes.Contains(msg, k) {
 			return true
 		}
 	}
