@@ -3,6 +3,7 @@ package sample
 import (
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The commands of a paste: prompt lines ("$ ss -s", "root@web1:~# nstat
@@ -30,17 +31,19 @@ var (
 // pasteTools are the commands whose output a paste may hold or that
 // commonly wrap or filter it. A bare "# word" line is a prompt only when
 // word is one of them (otherwise it is a comment, as in sysctl.conf).
-var pasteTools = map[string]bool{
-	"ss": true, "netstat": true, "nstat": true, "sysctl": true, "cat": true, "dmesg": true,
-	"journalctl": true, "date": true, "uptime": true, "hostname": true, "grep": true, "egrep": true,
-	"zgrep": true, "tail": true, "head": true, "less": true, "more": true, "zcat": true, "logread": true,
-	"ip": true, "ulimit": true, "lsof": true, "ps": true, "top": true, "free": true, "uname": true,
-	"echo": true, "ls": true, "awk": true, "sort": true, "wc": true, "watch": true, "conntrack": true,
-	"iptables": true, "nft": true, "sar": true, "systemctl": true, "docker": true, "kubectl": true,
-	"curl": true, "telnet": true, "nc": true, "ping": true, "ifconfig": true, "tc": true, "ethtool": true,
-	"ufw": true, "for": true, "while": true, "busybox": true, "printf": true, "id": true, "which": true,
-	"cd": true, "vmstat": true, "iostat": true, "mpstat": true, "pidstat": true, "strace": true,
-}
+var pasteTools = sync.OnceValue(func() map[string]bool {
+	return map[string]bool{
+		"ss": true, "netstat": true, "nstat": true, "sysctl": true, "cat": true, "dmesg": true,
+		"journalctl": true, "date": true, "uptime": true, "hostname": true, "grep": true, "egrep": true,
+		"zgrep": true, "tail": true, "head": true, "less": true, "more": true, "zcat": true, "logread": true,
+		"ip": true, "ulimit": true, "lsof": true, "ps": true, "top": true, "free": true, "uname": true,
+		"echo": true, "ls": true, "awk": true, "sort": true, "wc": true, "watch": true, "conntrack": true,
+		"iptables": true, "nft": true, "sar": true, "systemctl": true, "docker": true, "kubectl": true,
+		"curl": true, "telnet": true, "nc": true, "ping": true, "ifconfig": true, "tc": true, "ethtool": true,
+		"ufw": true, "for": true, "while": true, "busybox": true, "printf": true, "id": true, "which": true,
+		"cd": true, "vmstat": true, "iostat": true, "mpstat": true, "pidstat": true, "strace": true,
+	}
+})
 
 // wrappers run the command that follows them.
 var wrappers = map[string]bool{
@@ -179,7 +182,7 @@ func splitCommands(text string, n int) []pasteCmd {
 					opt := words[0]
 					words = words[1:]
 					// Options with a separate value (-n 1, -t PID, -u user).
-					if len(opt) == 2 && strings.ContainsAny(opt[1:], "ntuUgpd") && len(words) > 0 && !pasteTools[words[0]] {
+					if len(opt) == 2 && strings.ContainsAny(opt[1:], "ntuUgpd") && len(words) > 0 && !pasteTools()[words[0]] {
 						words = words[1:]
 					}
 				}
@@ -200,7 +203,7 @@ func splitCommands(text string, n int) []pasteCmd {
 		if i := strings.LastIndexByte(tool, '/'); i >= 0 {
 			tool = tool[i+1:] // /usr/sbin/ss
 		}
-		if pasteTools[tool] {
+		if pasteTools()[tool] {
 			c.tool = tool
 		}
 		c.args = words[1:]

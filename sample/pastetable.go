@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -512,7 +513,7 @@ func mendAddrs(netid string, f []string, b *pasteBlock) string {
 		}
 		host, port := f[i][:j], f[i][j+1:]
 		if !isCount(port) && port != "*" {
-			p, ok := servicePorts[port]
+			p, ok := servicePorts()[port]
 			if !ok {
 				return join()
 			}
@@ -535,16 +536,18 @@ func mendAddrs(netid string, f []string, b *pasteBlock) string {
 
 // servicePorts are the /etc/services names ss and netstat print without -n
 // for the ports servers use most.
-var servicePorts = map[string]int{
-	"ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80, "pop3": 110, "sunrpc": 111,
-	"imap": 143, "imap2": 143, "ldap": 389, "https": 443, "microsoft-ds": 445, "submissions": 465, "smtps": 465,
-	"submission": 587, "ldaps": 636, "rsync": 873, "imaps": 993, "pop3s": 995, "ms-sql-s": 1433,
-	"openvpn": 1194, "nfs": 2049, "mysql": 3306, "postgresql": 5432, "amqp": 5672, "x11": 6000,
-	"redis": 6379, "http-alt": 8080, "webcache": 8080, "tproxy": 8081, "memcache": 11211, "netbios-ssn": 139,
-	"xmpp-client": 5222, "zabbix-agent": 10050, "zabbix-trapper": 10051, "mongodb": 27017, "bgp": 179,
-	"ntp": 123, "snmp": 161, "irc": 194, "rtsp": 554, "ipp": 631, "iscsi-target": 3260, "domain-s": 853,
-	"socks": 1080, "squid": 3128, "pcsync-https": 8443, "hkp": 11371, "kerberos": 88, "epmd": 4369,
-}
+var servicePorts = sync.OnceValue(func() map[string]int {
+	return map[string]int{
+		"ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80, "pop3": 110, "sunrpc": 111,
+		"imap": 143, "imap2": 143, "ldap": 389, "https": 443, "microsoft-ds": 445, "submissions": 465, "smtps": 465,
+		"submission": 587, "ldaps": 636, "rsync": 873, "imaps": 993, "pop3s": 995, "ms-sql-s": 1433,
+		"openvpn": 1194, "nfs": 2049, "mysql": 3306, "postgresql": 5432, "amqp": 5672, "x11": 6000,
+		"redis": 6379, "http-alt": 8080, "webcache": 8080, "tproxy": 8081, "memcache": 11211, "netbios-ssn": 139,
+		"xmpp-client": 5222, "zabbix-agent": 10050, "zabbix-trapper": 10051, "mongodb": 27017, "bgp": 179,
+		"ntp": 123, "snmp": 161, "irc": 194, "rtsp": 554, "ipp": 631, "iscsi-target": 3260, "domain-s": 853,
+		"socks": 1080, "squid": 3128, "pcsync-https": 8443, "hkp": 11371, "kerberos": 88, "epmd": 4369,
+	}
+})
 
 // recNetstatS reads `netstat -s` prose (whole, or the few lines a person
 // kept).
