@@ -32,6 +32,10 @@ import (
 // DefaultPath is where the config file is looked for when none is named.
 const DefaultPath = "/etc/sockwarden/config.yaml"
 
+// defaultPath is DefaultPath; a test points it at a file that is not there,
+// whatever the machine running it has installed.
+var defaultPath = DefaultPath
+
 // ErrConfig wraps every configuration error.
 var ErrConfig = errors.New("config")
 
@@ -109,7 +113,7 @@ func Load(opts Options) (Config, error) {
 	file := opts.File
 	explicit := file != ""
 	if !explicit {
-		file = DefaultPath
+		file = defaultPath
 	}
 	cfgFile := ""
 	if b, err := readTrusted(file); err == nil {
