@@ -38,7 +38,6 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf/asm"
-	"golang.org/x/sys/unix"
 )
 
 // RecordSize is the size of one iterator record: u64 inode, u32 tgid,
@@ -176,17 +175,7 @@ func attachOwnerIter() (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	prog, err := bpfProgLoad("sw_owners", insns, target)
-	if err != nil {
-		return -1, fmt.Errorf("load task_file iterator: %w", err)
-	}
-	// The link holds its own reference to the program.
-	defer unix.Close(prog)
-	link, err := bpfLinkCreate(prog)
-	if err != nil {
-		return -1, fmt.Errorf("attach task_file iterator: %w", err)
-	}
-	return link, nil
+	return loadLink("sw_owners", insns, target, "task_file iterator")
 }
 
 // ownerIterProgram assembles the iterator program:

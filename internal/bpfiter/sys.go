@@ -119,3 +119,19 @@ func bpfIterCreate(link int) (int, error) {
 	attr := iterCreateAttr{linkFd: uint32(link)}
 	return bpfCall(unix.BPF_ITER_CREATE, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 }
+
+// loadLink loads an iterator program for target and attaches it, returning
+// the link; what names the iterator in errors. The link holds its own
+// reference to the program, so the program's descriptor is closed here.
+func loadLink(name string, insns []byte, target uint32, what string) (int, error) {
+	prog, err := bpfProgLoad(name, insns, target)
+	if err != nil {
+		return -1, fmt.Errorf("load %s: %w", what, err)
+	}
+	defer unix.Close(prog)
+	link, err := bpfLinkCreate(prog)
+	if err != nil {
+		return -1, fmt.Errorf("attach %s: %w", what, err)
+	}
+	return link, nil
+}

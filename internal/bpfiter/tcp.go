@@ -189,16 +189,7 @@ func attachTCPIter() (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	prog, err := bpfProgLoad("sw_tcp", insns, target)
-	if err != nil {
-		return -1, fmt.Errorf("load tcp iterator: %w", err)
-	}
-	defer unix.Close(prog)
-	link, err := bpfLinkCreate(prog)
-	if err != nil {
-		return -1, fmt.Errorf("attach tcp iterator: %w", err)
-	}
-	return link, nil
+	return loadLink("sw_tcp", insns, target, "tcp iterator")
 }
 
 // tcpIterProgram assembles the census program. In C:
