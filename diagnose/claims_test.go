@@ -314,3 +314,36 @@ func TestPartialTableClaims(t *testing.T) {
 		})
 	}
 }
+
+// A kernel line pasted alone says nothing of the sockets by state: the
+// evidence of the SYN-flooding and TIME-WAIT-bucket findings says the
+// state was not read, not "0 SYN-RECV sockets"; with a socket table the
+// count is given.
+func TestStateEvidenceRead(t *testing.T) {
+	syn := "[Wed Feb 20 11:18:44 2019] TCP: request_sock_TCP: Possible SYN flooding on port 9735. Sending cookies.  Check SNMP counters.\n"
+	tw := "Apr 20 22:02:55 host kernel: TCP: time wait bucket table overflow\n"
+	table := "$ ss -tan\nState    Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN   0      128    0.0.0.0:9735       0.0.0.0:*\nSYN-RECV 0      0      10.0.0.1:9735      10.0.0.2:51000\n"
+	for _, tc := range []struct{ name, text, kind, want string }{
+		{"SYN flooding alone", syn, KindSynQueueOverflow, "SYN-RECV sockets not read (no socket table: capture ss -tan state syn-recv)"},
+		{"SYN flooding with ss -tan", "$ dmesg\n" + syn + table, KindSynQueueOverflow, "1 SYN-RECV sockets"},
+		{"TIME-WAIT buckets alone", tw, KindTWBucketOverflow, "TIME-WAIT sockets not read (no socket table: capture ss -tan state time-wait)"},
+		{"TIME-WAIT buckets with ss -tan", "$ dmesg\n" + tw + table, KindTWBucketOverflow, "0 TIME-WAIT sockets"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pasted, err := sample.FromPaste("t.txt", strings.NewReader(tc.text), sample.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := Run(pasted, cfg())
+			var ev []string
+			for _, f := range r.Findings {
+				if f.Kind == tc.kind {
+					ev = append(ev, f.Evidence...)
+				}
+			}
+			if !slices.Contains(ev, tc.want) {
+				t.Errorf("%s evidence %q, want %q", tc.kind, ev, tc.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"fmt"
 	"path"
 	"strings"
 
@@ -163,4 +164,19 @@ func claims(series []*sample.Sample) (fine, notJudged []string) {
 		notJudged = append(notJudged, "kernel log (SYN flooding, TCP out of memory, orphans, conntrack: capture dmesg)")
 	}
 	return fine, notJudged
+}
+
+// stateCountLine is the count of one state as evidence, or that it was not
+// read: from a paste without a socket table (a kernel log line alone)
+// "0 SYN-RECV sockets" would be a claim about a table nobody captured.
+func stateCountLine(s *sample.Sample, state string) string {
+	cov := coverageOf(s)
+	n := s.States[state]
+	switch {
+	case cov.sockets:
+		return fmt.Sprintf("%d %s sockets", n, state)
+	case cov.socketsPart:
+		return fmt.Sprintf("%d %s sockets in what was pasted of the socket table", n, state)
+	}
+	return fmt.Sprintf("%s sockets not read (no socket table: capture ss -tan state %s)", state, strings.ToLower(state))
 }

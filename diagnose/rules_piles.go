@@ -506,7 +506,7 @@ func checkTWBuckets(s *sample.Sample, _ []*sample.Sample, _ config.Diagnose) []O
 	if len(ev) == 0 {
 		return nil
 	}
-	ev = append(ev, fmt.Sprintf("%d TIME-WAIT sockets", s.States[sample.StateTimeWait]))
+	ev = append(ev, stateCountLine(s, sample.StateTimeWait))
 	if v, ok := s.Sysctls["net.ipv4.tcp_max_tw_buckets"]; ok {
 		ev = append(ev, "net.ipv4.tcp_max_tw_buckets = "+v)
 	}

@@ -58,7 +58,7 @@ func checkSynQueue(w *window, cfg config.Diagnose) []Observation {
 	cookies, okC := sysInt(cur, kSyncookies)
 	synRecv := cur.States[sample.StateSynRecv]
 	l, line, subject := synSubject(cur)
-	ev := []string{fmt.Sprintf("%d SYN-RECV sockets", synRecv)}
+	ev := []string{stateCountLine(cur, sample.StateSynRecv)}
 	if okC {
 		ev = append(ev, fmt.Sprintf("%s = %d", kSyncookies, cookies))
 	}
