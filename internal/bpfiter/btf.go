@@ -393,6 +393,30 @@ type iterBTF struct {
 	err         error
 }
 
+// displacements checks the kernel's fields against what the program
+// assumes (fields: the program's table, in the order resolveIters was
+// given it) and returns the offsets as the program's int16 displacements,
+// each at most limit. A field of size 0 is one the program reaches through
+// a pointer the kernel's casting helpers return: it must be at offset 0
+// and gets no displacement, so such fields come last in the table.
+func (r iterBTF) displacements(fields []btfField, limit uint32) ([]int16, error) {
+	offs := make([]int16, 0, len(fields))
+	for i, f := range fields {
+		off, size := r.offs[i], r.sizes[i]
+		if f.size == 0 {
+			if off != 0 {
+				return nil, fmt.Errorf("%w: %s.%s is at %d, want 0", errBTF, f.typ, f.field, off)
+			}
+			continue
+		}
+		if size != f.size || off > limit {
+			return nil, fmt.Errorf("%w: %s.%s is %d bytes at %d, want %d bytes", errBTF, f.typ, f.field, size, off, f.size)
+		}
+		offs = append(offs, int16(off))
+	}
+	return offs, nil
+}
+
 // kernelIters holds both programs' offsets, read in one pass over the
 // kernel's BTF: the first iterator a process loads pays for the pass
 // (about 6 ms), the second finds its offsets ready.

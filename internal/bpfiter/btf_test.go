@@ -332,3 +332,33 @@ func BenchmarkResolveIters(b *testing.B) {
 		}
 	}
 }
+
+// TestDisplacements: both iterators check the kernel's fields through
+// iterBTF.displacements; a size-0 field must be at offset 0 and gets no
+// displacement.
+func TestDisplacements(t *testing.T) {
+	fields := []btfField{{"a", "x", 8}, {"a", "y", 2}, {"b", "z", 0}}
+	for _, tc := range []struct {
+		name  string
+		offs  []uint32
+		sizes []uint32
+		want  []int16
+		err   string
+	}{
+		{"fits", []uint32{0, 40, 0}, []uint32{8, 2, 64}, []int16{0, 40}, ""},
+		{"wrong size", []uint32{0, 40, 0}, []uint32{8, 4, 64}, nil, "a.y is 4 bytes at 40, want 2 bytes"},
+		{"beyond limit", []uint32{0, 101, 0}, []uint32{8, 2, 64}, nil, "a.y is 2 bytes at 101, want 2 bytes"},
+		{"cast field not first", []uint32{0, 40, 8}, []uint32{8, 2, 64}, nil, "b.z is at 8, want 0"},
+	} {
+		got, err := iterBTF{offs: tc.offs, sizes: tc.sizes}.displacements(fields, 100)
+		if tc.err != "" {
+			if err == nil || !errors.Is(err, errBTF) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want errBTF with %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, %v, want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
