@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -361,4 +362,47 @@ func TestDisplacements(t *testing.T) {
 			t.Errorf("%s: got %v, %v, want %v", tc.name, got, err, tc.want)
 		}
 	}
+}
+
+// parseBTF is indexBTF requiring every type of want (tests).
+func parseBTF(b []byte, want ...btfName) (*btfTypes, error) {
+	t, err := indexBTF(b, want...)
+	if err != nil {
+		return nil, err
+	}
+	if err := allFound(want, t.found); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// find returns the ids of the types of this kind with these names, in
+// one pass over an indexed blob; each name must name exactly one type.
+func (t *btfTypes) find(kind uint32, names ...string) ([]uint32, error) {
+	want := make([]btfName, len(names))
+	for i, n := range names {
+		want[i] = btfName{kind, n}
+	}
+	ids := make([]uint32, len(names))
+	prefixes := wantPrefixes(want)
+	for i, off := range t.offs {
+		if k := (t.u32(t.types[off+4:]) >> 24) & 0x1f; k == kind {
+			if err := t.match(want, prefixes, ids, k, off, uint32(i+1)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := allFound(want, ids); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+func allFound(want []btfName, found []uint32) error {
+	for j, id := range found {
+		if id == 0 {
+			return fmt.Errorf("%w: no type %s", errBTF, want[j].name)
+		}
+	}
+	return nil
 }
