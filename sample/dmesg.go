@@ -64,6 +64,12 @@ func ParseDmesg(r io.Reader, name string) ([]DmesgEvent, error) {
 
 func parseDmesgLine(line string) (DmesgEvent, bool) {
 	var de DmesgEvent
+	// The message ClassifyKernelLine gets is a part of line (the
+	// prefixes below only cut it): a line without any of its substrings
+	// is chatter, and skips the four expressions (most of a ring is).
+	if kernelLineKind(line) < 0 {
+		return de, false
+	}
 	msg := dmesgFacilityRE().ReplaceAllString(line, "")
 	msg = dmesgRawRE().ReplaceAllString(msg, "")
 	switch {

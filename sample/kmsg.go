@@ -76,6 +76,14 @@ func kernelLineWanted(msg []byte) bool {
 	return false
 }
 
+// kernelLineKind returns the index in kernelLineKinds of the first
+// substring msg holds, -1 for none: kernelLineWanted for a string.
+func kernelLineKind(msg string) int {
+	return slices.IndexFunc(kernelLineKinds, func(k struct{ substr, kind string }) bool {
+		return strings.Contains(msg, k.substr)
+	})
+}
+
 // ClassifyKernelLine recognises the kernel log lines that matter to TCP
 // diagnosis: SYN flooding (with the listener's address and port and whether
 // cookies were sent or the request dropped), TCP out of memory, too many
@@ -89,9 +97,7 @@ func ClassifyKernelLine(msg string) (KernelEvent, bool) {
 	}
 	msg = strings.TrimRight(msg, "\r\n")
 	ev := KernelEvent{Line: msg}
-	i := slices.IndexFunc(kernelLineKinds, func(k struct{ substr, kind string }) bool {
-		return strings.Contains(msg, k.substr)
-	})
+	i := kernelLineKind(msg)
 	if i < 0 {
 		return KernelEvent{}, false
 	}

@@ -285,7 +285,7 @@ func take(ctx context.Context, opts Options, cheap bool) (*Sample, uint64, error
 			return nil, 0, err
 		}
 		t.dump, t.dumpVia = time.Since(t0), "sock_diag"
-		if tcp != nil && !cheap {
+		if tcp != nil { // opened for a full census only (readNamespace)
 			t.dumpVia = "bpf-tcp-iter"
 		}
 	}

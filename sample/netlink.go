@@ -92,6 +92,20 @@ func compatRequest(mask uint32) netlink.Message {
 	}
 }
 
+// kernelState maps a TCP state as sock_diag and the BPF tcp iterator
+// report it to its number in States (1..11): a request socket
+// (TCP_NEW_SYN_RECV) is SYN-RECV, as ss shows it. ok is false for a
+// number outside them.
+func kernelState(raw uint8) (st int, ok bool) {
+	switch st = int(raw); {
+	case st == tcpNewSynRecv:
+		return 3, true
+	case st < 1 || st > 11:
+		return 0, false
+	}
+	return st, true
+}
+
 // decodeDiagMsg decodes one inet_diag_msg (and its attributes) by offset,
 // checking lengths first.
 func decodeDiagMsg(b []byte) (Socket, error) {
@@ -99,11 +113,8 @@ func decodeDiagMsg(b []byte) (Socket, error) {
 	if len(b) < inetDiagMsgLen {
 		return sk, fmt.Errorf("%w: inet_diag_msg of %d bytes, want at least %d", ErrParse, len(b), inetDiagMsgLen)
 	}
-	st := int(b[1])
-	switch {
-	case st == tcpNewSynRecv:
-		st = 3
-	case st < 1 || st > 11:
+	st, ok := kernelState(b[1])
+	if !ok {
 		return sk, fmt.Errorf("%w: inet_diag_msg with TCP state %d", ErrParse, b[1])
 	}
 	sk.State = States[st-1]

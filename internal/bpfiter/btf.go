@@ -13,8 +13,8 @@ import (
 )
 
 // A minimal reader of the kernel's BTF (/sys/kernel/btf/vmlinux), for the
-// owner iterator: it needs the type id of one function and the offsets of
-// nine fields, not the 150,000 decoded types a general BTF library builds
+// two iterators: they need the type ids of two functions and the offsets
+// of 26 fields, not the 150,000 decoded types a general BTF library builds
 // (cilium/ebpf's btf.LoadKernelSpec took 20 to 35 ms and 10 MiB here, as
 // much as the iteration itself; this scan takes about 2 ms and allocates
 // one id-to-offset table). Format: Documentation/bpf/btf.rst.
@@ -50,7 +50,7 @@ type btfTypes struct {
 	types []byte   // the type section
 	strs  []byte   // the string section
 	offs  []uint32 // offs[id-1]: offset of type id in types (id 0 is void)
-	// found[i] is the id of the type want[i] given to parseBTF.
+	// found[i] is the id of the type want[i] given to indexBTF.
 	found []uint32
 }
 
@@ -86,22 +86,11 @@ func readKernelBTF(want ...btfName) (t *btfTypes, release func(), err error) {
 	return t, release, nil
 }
 
-// parseBTF checks the header and indexes every type, bounds-checked: a
+// indexBTF checks the header and indexes every type, bounds-checked: a
 // truncated or foreign blob is an error, never a panic. The types of want
-// (functions and structs) are found in the same pass (btfTypes.found), each
-// exactly once: a second pass to find them cost as much as the index.
-func parseBTF(b []byte, want ...btfName) (*btfTypes, error) {
-	t, err := indexBTF(b, want...)
-	if err != nil {
-		return nil, err
-	}
-	if err := allFound(want, t.found); err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
-// indexBTF is parseBTF without requiring every type of want.
+// (functions and structs) are found in the same pass (btfTypes.found, 0
+// for one the blob lacks), each exactly once: a second pass to find them
+// cost as much as the index.
 func indexBTF(b []byte, want ...btfName) (*btfTypes, error) {
 	if len(b) < 24 {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than a header", errBTF, len(b))
@@ -194,28 +183,6 @@ func (t *btfTypes) nameIs(off uint32, name string) bool {
 	return end < uint64(len(t.strs)) && t.strs[end] == 0 && string(t.strs[off:end]) == name
 }
 
-// find returns the ids of the types of this kind with these names, in
-// one pass over an indexed blob; each name must name exactly one type.
-func (t *btfTypes) find(kind uint32, names ...string) ([]uint32, error) {
-	want := make([]btfName, len(names))
-	for i, n := range names {
-		want[i] = btfName{kind, n}
-	}
-	ids := make([]uint32, len(names))
-	prefixes := wantPrefixes(want)
-	for i, off := range t.offs {
-		if k := (t.u32(t.types[off+4:]) >> 24) & 0x1f; k == kind {
-			if err := t.match(want, prefixes, ids, k, off, uint32(i+1)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := allFound(want, ids); err != nil {
-		return nil, err
-	}
-	return ids, nil
-}
-
 // btfName is a type to look for: its kind and name.
 type btfName struct {
 	kind uint32
@@ -269,15 +236,6 @@ func (p *namePrefixes) has(strs []byte, off uint32) bool {
 	}
 	k := uint16(strs[off])<<8 | uint16(strs[off+1])
 	return p[k/64]&(1<<(k%64)) != 0
-}
-
-func allFound(want []btfName, found []uint32) error {
-	for j, id := range found {
-		if id == 0 {
-			return fmt.Errorf("%w: no type %s", errBTF, want[j].name)
-		}
-	}
-	return nil
 }
 
 // field returns the byte offset and size of a member of struct id,
@@ -391,6 +349,30 @@ type iterBTF struct {
 	target      uint32
 	offs, sizes []uint32
 	err         error
+}
+
+// displacements checks the kernel's fields against what the program
+// assumes (fields: the program's table, in the order resolveIters was
+// given it) and returns the offsets as the program's int16 displacements,
+// each at most limit. A field of size 0 is one the program reaches through
+// a pointer the kernel's casting helpers return: it must be at offset 0
+// and gets no displacement, so such fields come last in the table.
+func (r iterBTF) displacements(fields []btfField, limit uint32) ([]int16, error) {
+	offs := make([]int16, 0, len(fields))
+	for i, f := range fields {
+		off, size := r.offs[i], r.sizes[i]
+		if f.size == 0 {
+			if off != 0 {
+				return nil, fmt.Errorf("%w: %s.%s is at %d, want 0", errBTF, f.typ, f.field, off)
+			}
+			continue
+		}
+		if size != f.size || off > limit {
+			return nil, fmt.Errorf("%w: %s.%s is %d bytes at %d, want %d bytes", errBTF, f.typ, f.field, size, off, f.size)
+		}
+		offs = append(offs, int16(off))
+	}
+	return offs, nil
 }
 
 // kernelIters holds both programs' offsets, read in one pass over the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -331,4 +332,77 @@ func BenchmarkResolveIters(b *testing.B) {
 			b.Fatal(r[0].err)
 		}
 	}
+}
+
+// TestDisplacements: both iterators check the kernel's fields through
+// iterBTF.displacements; a size-0 field must be at offset 0 and gets no
+// displacement.
+func TestDisplacements(t *testing.T) {
+	fields := []btfField{{"a", "x", 8}, {"a", "y", 2}, {"b", "z", 0}}
+	for _, tc := range []struct {
+		name  string
+		offs  []uint32
+		sizes []uint32
+		want  []int16
+		err   string
+	}{
+		{"fits", []uint32{0, 40, 0}, []uint32{8, 2, 64}, []int16{0, 40}, ""},
+		{"wrong size", []uint32{0, 40, 0}, []uint32{8, 4, 64}, nil, "a.y is 4 bytes at 40, want 2 bytes"},
+		{"beyond limit", []uint32{0, 101, 0}, []uint32{8, 2, 64}, nil, "a.y is 2 bytes at 101, want 2 bytes"},
+		{"cast field not first", []uint32{0, 40, 8}, []uint32{8, 2, 64}, nil, "b.z is at 8, want 0"},
+	} {
+		got, err := iterBTF{offs: tc.offs, sizes: tc.sizes}.displacements(fields, 100)
+		if tc.err != "" {
+			if err == nil || !errors.Is(err, errBTF) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want errBTF with %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, %v, want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// parseBTF is indexBTF requiring every type of want (tests).
+func parseBTF(b []byte, want ...btfName) (*btfTypes, error) {
+	t, err := indexBTF(b, want...)
+	if err != nil {
+		return nil, err
+	}
+	if err := allFound(want, t.found); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// find returns the ids of the types of this kind with these names, in
+// one pass over an indexed blob; each name must name exactly one type.
+func (t *btfTypes) find(kind uint32, names ...string) ([]uint32, error) {
+	want := make([]btfName, len(names))
+	for i, n := range names {
+		want[i] = btfName{kind, n}
+	}
+	ids := make([]uint32, len(names))
+	prefixes := wantPrefixes(want)
+	for i, off := range t.offs {
+		if k := (t.u32(t.types[off+4:]) >> 24) & 0x1f; k == kind {
+			if err := t.match(want, prefixes, ids, k, off, uint32(i+1)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := allFound(want, ids); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+func allFound(want []btfName, found []uint32) error {
+	for j, id := range found {
+		if id == 0 {
+			return fmt.Errorf("%w: no type %s", errBTF, want[j].name)
+		}
+	}
+	return nil
 }

@@ -162,20 +162,15 @@ func attachOwnerIter() (int, error) {
 	if spec.err != nil {
 		return -1, fmt.Errorf("task_file iterator: %w", spec.err)
 	}
-	target := spec.target
-	var offs [9]int16
-	for i, f := range ownerIterFields {
-		off, size := spec.offs[i], spec.sizes[i]
-		if size != f.size || off > math.MaxInt16 {
-			return -1, fmt.Errorf("%w: %s.%s is %d bytes at %d, want %d bytes", errBTF, f.typ, f.field, size, off, f.size)
-		}
-		offs[i] = int16(off)
-	}
-	insns, err := ownerIterProgram(offs)
+	offs, err := spec.displacements(ownerIterFields, math.MaxInt16)
 	if err != nil {
 		return -1, err
 	}
-	return loadLink("sw_owners", insns, target, "task_file iterator")
+	insns, err := ownerIterProgram([9]int16(offs))
+	if err != nil {
+		return -1, err
+	}
+	return loadLink("sw_owners", insns, spec.target, "task_file iterator")
 }
 
 // ownerIterProgram assembles the iterator program:

@@ -147,7 +147,7 @@ func loadTCPIter() (int, error) {
 }
 
 // tcpIterFields are the kernel fields the census program reads, with the
-// size each load assumes. The last four must be at offset 0 (a tcp_sock
+// size each load assumes. The last four (size 0) must be at offset 0 (a tcp_sock
 // starts with its sock, a tcp_timewait_sock with its inet_timewait_sock):
 // the program reads sk_ino and tw_substate through the pointers the
 // kernel's casting helpers return.
@@ -170,26 +170,17 @@ func attachTCPIter() (int, error) {
 	if spec.err != nil {
 		return -1, fmt.Errorf("tcp iterator: %w", spec.err)
 	}
-	target := spec.target
-	var offs [13]int16
-	for i, f := range tcpIterFields {
-		off, size := spec.offs[i], spec.sizes[i]
-		if i >= len(offs) {
-			if off != 0 {
-				return -1, fmt.Errorf("%w: %s.%s is at %d, want 0", errBTF, f.typ, f.field, off)
-			}
-			continue
-		}
-		if size != f.size || off > 1<<14 {
-			return -1, fmt.Errorf("%w: %s.%s is %d bytes at %d, want %d bytes", errBTF, f.typ, f.field, size, off, f.size)
-		}
-		offs[i] = int16(off)
-	}
-	insns, err := tcpIterProgram(offs)
+	// 1<<14, not MaxInt16: the program adds up to 12 to the IPv6
+	// addresses' offsets.
+	offs, err := spec.displacements(tcpIterFields, 1<<14)
 	if err != nil {
 		return -1, err
 	}
-	return loadLink("sw_tcp", insns, target, "tcp iterator")
+	insns, err := tcpIterProgram([13]int16(offs))
+	if err != nil {
+		return -1, err
+	}
+	return loadLink("sw_tcp", insns, spec.target, "tcp iterator")
 }
 
 // tcpIterProgram assembles the census program. In C:
