@@ -27,9 +27,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// fullName is the full build's file name.
-const fullName = "sockwarden-full"
-
 // fullPath, set at link time (-ldflags "-X main.fullPath=/path"), is where
 // a distribution that puts the full binary elsewhere installs it. Empty:
 // beside this binary (a build tree), then ../libexec/sockwarden/ from its

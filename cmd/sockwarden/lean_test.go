@@ -35,9 +35,6 @@ func buildPair(t *testing.T) string {
 	return dir
 }
 
-// fullName is lean.go's; the full build does not carry lean.go.
-const fullName = "sockwarden-full"
-
 type ran struct {
 	out, err string
 	code     int
