@@ -152,6 +152,20 @@ func TestLeanBinary(t *testing.T) {
 		}
 	})
 
+	// Run through a symlink elsewhere (/bin -> /usr/bin, an alternatives
+	// link), the lean binary still finds the full one beside its real
+	// file.
+	t.Run("through a symlink", func(t *testing.T) {
+		link := filepath.Join(t.TempDir(), "sockwarden")
+		if err := os.Symlink(lean, link); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"status", "--help"}
+		if l, f := runBin(t, link, nil, args...), runBin(t, full, nil, args...); l.code != exitOK || l != f {
+			t.Errorf("sockwarden %s through a symlink: %+v, want the full binary's %+v", strings.Join(args, " "), l, f)
+		}
+	})
+
 	t.Run("a full binary others may write is refused", func(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("the check applies to root")
