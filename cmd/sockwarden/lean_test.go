@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
+
+	"github.com/sockwarden/sockwarden/internal/gobuild"
 )
 
 // buildPair builds the lean binary as dir/sockwarden and the full one as
@@ -21,16 +23,11 @@ import (
 func buildPair(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range []struct{ out, tags string }{{"sockwarden", "sockwarden_lean"}, {fullName, ""}} {
-		args := []string{"build", "-o", filepath.Join(dir, b.out)}
-		if b.tags != "" {
-			args = append(args, "-tags", b.tags)
-		}
-		cmd := exec.Command("go", append(args, ".")...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", b.out, err, out)
-		}
+	if err := gobuild.Sockwarden(filepath.Join(dir, "sockwarden"), "sockwarden_lean"); err != nil {
+		t.Fatal(err)
+	}
+	if err := gobuild.Sockwarden(filepath.Join(dir, fullName)); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
