@@ -37,10 +37,11 @@ type ran struct {
 	code     int
 }
 
-func runBin(t *testing.T, bin string, env []string, args ...string) ran {
+// runBin runs bin with args in the test's environment (t.Setenv's
+// variables included) and returns what it printed and its exit code.
+func runBin(t *testing.T, bin string, args ...string) ran {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -88,7 +89,7 @@ func TestLeanBinary(t *testing.T) {
 	}
 	for _, p := range paths {
 		args := append(append([]string{}, p...), "--help")
-		l, f := runBin(t, lean, nil, args...), runBin(t, full, nil, args...)
+		l, f := runBin(t, lean, args...), runBin(t, full, args...)
 		if diff := cmp.Diff(f, l, cmp.AllowUnexported(ran{})); diff != "" {
 			t.Errorf("sockwarden %s: lean and full differ (-full +lean):\n%s", strings.Join(args, " "), diff)
 		}
@@ -101,7 +102,7 @@ func TestLeanBinary(t *testing.T) {
 		{"diagnos"}, // unknown: cobra's "did you mean" from the full tree
 		{"sample", "--from", "../../testdata/bundles/" + firstBundle(t), "-o", "json"},
 	} {
-		l, f := runBin(t, lean, nil, args...), runBin(t, full, nil, args...)
+		l, f := runBin(t, lean, args...), runBin(t, full, args...)
 		if args[0] == "sample" {
 			if f.code != exitOK || !strings.Contains(f.out, `"listeners"`) {
 				t.Fatalf("full %v: %+v", args, f)
@@ -116,7 +117,7 @@ func TestLeanBinary(t *testing.T) {
 	t.Run("fleet through the full binary", func(t *testing.T) {
 		seedFleet(t, 2) // sets SOCKWARDEN_FLEET_ETCD_ENDPOINTS
 		for _, args := range [][]string{{"proposals", "--fleet", "-o", "json"}, {"fleet", "hosts", "-o", "json"}} {
-			l, f := runBin(t, lean, nil, args...), runBin(t, full, nil, args...)
+			l, f := runBin(t, lean, args...), runBin(t, full, args...)
 			if f.code != exitOK || !strings.Contains(f.out, "web-2") {
 				t.Fatalf("full %v: %+v", args, f)
 			}
@@ -131,20 +132,20 @@ func TestLeanBinary(t *testing.T) {
 		if err := os.Link(lean, alone); err != nil {
 			t.Fatal(err)
 		}
-		if r := runBin(t, alone, nil, "sample", "--from", "../../testdata/bundles/"+firstBundle(t), "-o", "json"); r.code != exitOK {
+		if r := runBin(t, alone, "sample", "--from", "../../testdata/bundles/"+firstBundle(t), "-o", "json"); r.code != exitOK {
 			t.Errorf("sample without the full binary: %+v", r)
 		}
-		if r := runBin(t, alone, nil, "--help"); r.code != exitOK || !strings.Contains(r.out, "diagnose") {
+		if r := runBin(t, alone, "--help"); r.code != exitOK || !strings.Contains(r.out, "diagnose") {
 			t.Errorf("--help without the full binary: %+v", r)
 		}
 		for _, args := range [][]string{{"fleet", "status"}, {"--log-level", "debug", "agent"}, {"status"}} {
-			r := runBin(t, alone, nil, args...)
+			r := runBin(t, alone, args...)
 			if r.code != exitFailed || !strings.Contains(r.err, fullName) || !strings.Contains(r.err, "reinstall") {
 				t.Errorf("%v without the full binary: %+v, want exit %d naming %s", args, r, exitFailed, fullName)
 			}
 		}
 		t.Setenv("SOCKWARDEN_FLEET_ETCD_ENDPOINTS", "http://127.0.0.1:1")
-		if r := runBin(t, alone, nil, "proposals", "--fleet"); r.code != exitFailed || !strings.Contains(r.err, "fleet.etcd.endpoints is set") {
+		if r := runBin(t, alone, "proposals", "--fleet"); r.code != exitFailed || !strings.Contains(r.err, "fleet.etcd.endpoints is set") {
 			t.Errorf("proposals --fleet without the full binary: %+v", r)
 		}
 	})
@@ -158,7 +159,7 @@ func TestLeanBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		args := []string{"status", "--help"}
-		if l, f := runBin(t, link, nil, args...), runBin(t, full, nil, args...); l.code != exitOK || l != f {
+		if l, f := runBin(t, link, args...), runBin(t, full, args...); l.code != exitOK || l != f {
 			t.Errorf("sockwarden %s through a symlink: %+v, want the full binary's %+v", strings.Join(args, " "), l, f)
 		}
 	})
@@ -171,7 +172,7 @@ func TestLeanBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.Chmod(full, 0o755)
-		r := runBin(t, lean, nil, "fleet", "status")
+		r := runBin(t, lean, "fleet", "status")
 		if r.code != exitFailed || !strings.Contains(r.err, "writable by group or others") {
 			t.Errorf("group-writable full binary: %+v", r)
 		}
