@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockwarden/sockwarden/internal/gobuild"
 	"github.com/sockwarden/sockwarden/lab"
 )
 
@@ -49,7 +50,7 @@ func buildFaultBinary(t *testing.T) string {
 	faultOnce.Do(func() {
 		dir := t.TempDir()
 		faultBin = filepath.Join(dir, "sockwarden-faultinject")
-		faultErr = goBuild(faultBin, "sockwarden_faultinject")
+		faultErr = gobuild.Sockwarden(faultBin, "sockwarden_faultinject")
 	})
 	if faultErr != nil {
 		t.Fatal(faultErr)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/config"
 	"github.com/sockwarden/sockwarden/diagnose"
+	"github.com/sockwarden/sockwarden/internal/gobuild"
 	"github.com/sockwarden/sockwarden/internal/policy"
 	"github.com/sockwarden/sockwarden/lab"
 	"github.com/sockwarden/sockwarden/sample"
@@ -372,28 +373,12 @@ func buildSockwarden(t *testing.T) string {
 			return
 		}
 		buildBin = filepath.Join(dir, "sockwarden")
-		buildErr = goBuild(buildBin)
+		buildErr = gobuild.Sockwarden(buildBin)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return buildBin
-}
-
-// goBuild builds cmd/sockwarden to out with the build tags given, static
-// (CGO_ENABLED=0) as buildSockwarden says, for every test that runs the
-// real binary.
-func goBuild(out string, tags ...string) error {
-	args := []string{"build"}
-	if len(tags) > 0 {
-		args = append(args, "-tags", strings.Join(tags, ","))
-	}
-	cmd := exec.Command("go", append(args, "-o", out, "github.com/sockwarden/sockwarden/cmd/sockwarden")...)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, b)
-	}
-	return nil
 }
 
 var (

@@ -35,14 +35,9 @@ trap cleanup EXIT
 command -v /usr/bin/time >/dev/null || { echo "bench-census: needs /usr/bin/time (Debian package time)" >&2; exit 2; }
 
 echo "== build"
-# Built as packaging/build.sh builds the shipped binary (static, no cgo,
-# stripped): a plain go build links libc and ld.so in and carries a
-# symbol table, and its start is not the one users run. /usr/bin/sockwarden
-# is the lean build (-tags sockwarden_lean: no etcd client, no Prometheus;
-# docs/ARCHITECTURE.md). Build OLD the same way: CGO_ENABLED=0 go build
-# -trimpath -tags sockwarden_lean -ldflags "-s -w" -o OLD ./cmd/sockwarden
-# (without the tag for a tree from before the split, 2026-12-06).
-CGO_ENABLED=0 go build -trimpath -tags sockwarden_lean -ldflags "-s -w" -o "$tmp/sockwarden" ./cmd/sockwarden
+# The binary users run, built as the package builds it (build-shipped.sh
+# says why).
+scripts/build-shipped.sh "$tmp/sockwarden"
 go build -o "$tmp/census-load" ./scripts/census-load
 
 echo "== namespace $NS: $PAIRS established pairs in $PROCS processes, $TW TIME-WAIT"

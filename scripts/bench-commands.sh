@@ -7,7 +7,8 @@
 #     "old=/tmp/sw-main version" "new=/tmp/sw-branch version"
 #
 # For before/after pairs of one-shot commands (docs/PERFORMANCE.md,
-# session 5); build both binaries as packaging/build.sh does.
+# session 5); build both binaries as packaging/build.sh does
+# (scripts/build-shipped.sh OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH

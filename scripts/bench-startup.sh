@@ -31,14 +31,9 @@ OLD=${OLD:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Built as packaging/build.sh builds the shipped binary (static, no cgo,
-# stripped): a plain go build links libc and ld.so in and carries a
-# symbol table, and its start is not the one users run. /usr/bin/sockwarden
-# is the lean build (-tags sockwarden_lean: no etcd client, no Prometheus;
-# docs/ARCHITECTURE.md). Build OLD the same way: CGO_ENABLED=0 go build
-# -trimpath -tags sockwarden_lean -ldflags "-s -w" -o OLD ./cmd/sockwarden
-# (without the tag for a tree from before the split, 2026-12-06).
-CGO_ENABLED=0 go build -trimpath -tags sockwarden_lean -ldflags "-s -w" -o "$tmp/sockwarden" ./cmd/sockwarden
+# The binary users run, built as the package builds it (build-shipped.sh
+# says why, and how to build OLD the same way).
+scripts/build-shipped.sh "$tmp/sockwarden"
 go build -o "$tmp/cmdstat" ./scripts/cmdstat
 mkdir -p "$tmp/src/hello" "$tmp/src/etcd" "$tmp/src/prom" "$tmp/src/lean"
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hi\\n") }\n' >"$tmp/src/hello/main.go"

@@ -27,9 +27,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// fullName is the full build's file name.
-const fullName = "sockwarden-full"
-
 // fullPath, set at link time (-ldflags "-X main.fullPath=/path"), is where
 // a distribution that puts the full binary elsewhere installs it. Empty:
 // beside this binary (a build tree), then ../libexec/sockwarden/ from its
@@ -110,12 +107,13 @@ func fullCandidates() []string {
 	if fullPath != "" {
 		return []string{fullPath}
 	}
+	// On Linux os.Executable reads /proc/self/exe, which the kernel
+	// gives with every symlink resolved (a /bin -> /usr/bin link, an
+	// alternatives link to this binary): no EvalSymlinks, whose lstat
+	// of each directory on the way would be start-up work for nothing.
 	exe, err := os.Executable()
 	if err != nil {
 		return nil
-	}
-	if r, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = r
 	}
 	dir := filepath.Dir(exe)
 	return []string{filepath.Join(dir, fullName), filepath.Join(filepath.Dir(dir), "libexec", "sockwarden", fullName)}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
+
+	"github.com/sockwarden/sockwarden/internal/gobuild"
 )
 
 // buildPair builds the lean binary as dir/sockwarden and the full one as
@@ -21,32 +23,25 @@ import (
 func buildPair(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range []struct{ out, tags string }{{"sockwarden", "sockwarden_lean"}, {fullName, ""}} {
-		args := []string{"build", "-o", filepath.Join(dir, b.out)}
-		if b.tags != "" {
-			args = append(args, "-tags", b.tags)
-		}
-		cmd := exec.Command("go", append(args, ".")...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", b.out, err, out)
-		}
+	if err := gobuild.Sockwarden(filepath.Join(dir, "sockwarden"), "sockwarden_lean"); err != nil {
+		t.Fatal(err)
+	}
+	if err := gobuild.Sockwarden(filepath.Join(dir, fullName)); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
-
-// fullName is lean.go's; the full build does not carry lean.go.
-const fullName = "sockwarden-full"
 
 type ran struct {
 	out, err string
 	code     int
 }
 
-func runBin(t *testing.T, bin string, env []string, args ...string) ran {
+// runBin runs bin with args in the test's environment (t.Setenv's
+// variables included) and returns what it printed and its exit code.
+func runBin(t *testing.T, bin string, args ...string) ran {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -94,7 +89,7 @@ func TestLeanBinary(t *testing.T) {
 	}
 	for _, p := range paths {
 		args := append(append([]string{}, p...), "--help")
-		l, f := runBin(t, lean, nil, args...), runBin(t, full, nil, args...)
+		l, f := runBin(t, lean, args...), runBin(t, full, args...)
 		if diff := cmp.Diff(f, l, cmp.AllowUnexported(ran{})); diff != "" {
 			t.Errorf("sockwarden %s: lean and full differ (-full +lean):\n%s", strings.Join(args, " "), diff)
 		}
@@ -107,7 +102,7 @@ func TestLeanBinary(t *testing.T) {
 		{"diagnos"}, // unknown: cobra's "did you mean" from the full tree
 		{"sample", "--from", "../../testdata/bundles/" + firstBundle(t), "-o", "json"},
 	} {
-		l, f := runBin(t, lean, nil, args...), runBin(t, full, nil, args...)
+		l, f := runBin(t, lean, args...), runBin(t, full, args...)
 		if args[0] == "sample" {
 			if f.code != exitOK || !strings.Contains(f.out, `"listeners"`) {
 				t.Fatalf("full %v: %+v", args, f)
@@ -122,7 +117,7 @@ func TestLeanBinary(t *testing.T) {
 	t.Run("fleet through the full binary", func(t *testing.T) {
 		seedFleet(t, 2) // sets SOCKWARDEN_FLEET_ETCD_ENDPOINTS
 		for _, args := range [][]string{{"proposals", "--fleet", "-o", "json"}, {"fleet", "hosts", "-o", "json"}} {
-			l, f := runBin(t, lean, nil, args...), runBin(t, full, nil, args...)
+			l, f := runBin(t, lean, args...), runBin(t, full, args...)
 			if f.code != exitOK || !strings.Contains(f.out, "web-2") {
 				t.Fatalf("full %v: %+v", args, f)
 			}
@@ -137,21 +132,35 @@ func TestLeanBinary(t *testing.T) {
 		if err := os.Link(lean, alone); err != nil {
 			t.Fatal(err)
 		}
-		if r := runBin(t, alone, nil, "sample", "--from", "../../testdata/bundles/"+firstBundle(t), "-o", "json"); r.code != exitOK {
+		if r := runBin(t, alone, "sample", "--from", "../../testdata/bundles/"+firstBundle(t), "-o", "json"); r.code != exitOK {
 			t.Errorf("sample without the full binary: %+v", r)
 		}
-		if r := runBin(t, alone, nil, "--help"); r.code != exitOK || !strings.Contains(r.out, "diagnose") {
+		if r := runBin(t, alone, "--help"); r.code != exitOK || !strings.Contains(r.out, "diagnose") {
 			t.Errorf("--help without the full binary: %+v", r)
 		}
 		for _, args := range [][]string{{"fleet", "status"}, {"--log-level", "debug", "agent"}, {"status"}} {
-			r := runBin(t, alone, nil, args...)
+			r := runBin(t, alone, args...)
 			if r.code != exitFailed || !strings.Contains(r.err, fullName) || !strings.Contains(r.err, "reinstall") {
 				t.Errorf("%v without the full binary: %+v, want exit %d naming %s", args, r, exitFailed, fullName)
 			}
 		}
 		t.Setenv("SOCKWARDEN_FLEET_ETCD_ENDPOINTS", "http://127.0.0.1:1")
-		if r := runBin(t, alone, nil, "proposals", "--fleet"); r.code != exitFailed || !strings.Contains(r.err, "fleet.etcd.endpoints is set") {
+		if r := runBin(t, alone, "proposals", "--fleet"); r.code != exitFailed || !strings.Contains(r.err, "fleet.etcd.endpoints is set") {
 			t.Errorf("proposals --fleet without the full binary: %+v", r)
+		}
+	})
+
+	// Run through a symlink elsewhere (/bin -> /usr/bin, an alternatives
+	// link), the lean binary still finds the full one beside its real
+	// file.
+	t.Run("through a symlink", func(t *testing.T) {
+		link := filepath.Join(t.TempDir(), "sockwarden")
+		if err := os.Symlink(lean, link); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"status", "--help"}
+		if l, f := runBin(t, link, args...), runBin(t, full, args...); l.code != exitOK || l != f {
+			t.Errorf("sockwarden %s through a symlink: %+v, want the full binary's %+v", strings.Join(args, " "), l, f)
 		}
 	})
 
@@ -163,7 +172,7 @@ func TestLeanBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.Chmod(full, 0o755)
-		r := runBin(t, lean, nil, "fleet", "status")
+		r := runBin(t, lean, "fleet", "status")
 		if r.code != exitFailed || !strings.Contains(r.err, "writable by group or others") {
 			t.Errorf("group-writable full binary: %+v", r)
 		}

@@ -75,8 +75,8 @@ type app struct {
 
 // fleetConn is what the commands both builds carry (propose, approve,
 // apply, ...) use of the fleet store: fleet.Store in the full build
-// (store_full.go); the lean build never opens one, it hands the command
-// to the full binary instead (lean.go).
+// (full.go); the lean build never opens one, it hands the command to the
+// full binary instead (lean.go).
 type fleetConn interface {
 	remediate.Store
 	remediate.Rollout
@@ -84,6 +84,11 @@ type fleetConn interface {
 	FleetProposals() ([]remediate.Pending, error)
 	Close() error
 }
+
+// fullName is the full build's file name, which the lean build looks for
+// (lean.go) and packaging/build.sh installs; here, not in lean.go, so that
+// the full build's tests name the same file.
+const fullName = "sockwarden-full"
 
 var version = "dev" // set with -ldflags "-X main.version=..."
 

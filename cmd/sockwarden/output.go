@@ -119,12 +119,14 @@ func jsonOutput(cmd *cobra.Command, asJSON *bool) {
 	}
 }
 
-// writeIndentedJSON writes v as a json.Encoder with SetIndent("", "  ")
-// does, byte for byte, in one write. json.MarshalIndent sizes its indent
-// buffer from the compact text where the Encoder grows its buffer from
-// nothing, page after fresh page: for a 60 KB census, 2.6 -> 1.7 ms
-// (median of 40 fresh processes) of a one-shot `sample -o json`.
-func writeIndentedJSON(w io.Writer, v any) error {
+// writeJSON writes v as a json.Encoder with SetIndent("", "  ") does, byte
+// for byte, in one write: every command's -o json but diagnose's (its
+// report is written by diagnose.WriteJSON) goes through it.
+// json.MarshalIndent sizes its indent buffer from the compact text where
+// the Encoder grows its buffer from nothing, page after fresh page: for a
+// 60 KB census, 2.6 -> 1.7 ms (median of 40 fresh processes) of a one-shot
+// `sample -o json`.
+func writeJSON(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err

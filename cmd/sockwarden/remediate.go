@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -85,12 +84,6 @@ func (a *app) resolve(ctx context.Context, e *remediate.Engine, w io.Writer) err
 		fmt.Fprintf(w, "resolved interrupted change %s (proposal %s): %s: %s\n", o.Change, o.Proposal, o.State, o.Reason)
 	}
 	return err
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func orDash(s string) string {

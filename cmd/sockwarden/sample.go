@@ -68,7 +68,7 @@ Exit status: 0 done, 2 usage error or unreadable bundle, 3 live sampling failed.
 			out := cmd.OutOrStdout()
 			for i, s := range series {
 				if asJSON {
-					if err := writeIndentedJSON(out, s); err != nil {
+					if err := writeJSON(out, s); err != nil {
 						return withCode(exitFailed, err)
 					}
 					continue

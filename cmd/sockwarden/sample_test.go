@@ -96,7 +96,7 @@ func TestSampleFromBundleJSON(t *testing.T) {
 }
 
 // The JSON stream is byte for byte what json.Encoder with a two-space
-// indent writes (what the command used before writeIndentedJSON): scripts
+// indent writes (what writeJSON was before it used MarshalIndent): scripts
 // and diffs of earlier output see no change.
 func TestSampleJSONBytes(t *testing.T) {
 	const bundle = "../../sample/testdata/bundle/ns"
@@ -118,6 +118,40 @@ func TestSampleJSONBytes(t *testing.T) {
 	}
 	if len(series) != 2 || want.String() != out {
 		t.Errorf("%d samples; output differs from json.Encoder's (-encoder +got):\n%s", len(series), cmp.Diff(want.String(), out))
+	}
+}
+
+// writeJSON, which every command's -o json goes through (status's with an
+// embedded struct, the lists' with listDoc), writes json.Encoder's bytes:
+// the same escaping of <, > and &, the same empty and nil values, the
+// final newline.
+func TestWriteJSONSameAsEncoder(t *testing.T) {
+	type inner struct {
+		A string `json:"a"`
+	}
+	for _, v := range []any{
+		struct {
+			inner
+			P *inner         `json:"p"`
+			M map[string]int `json:"m"`
+			L []string       `json:"l"`
+			E []string       `json:"e"`
+		}{inner{"<b> & \u2028"}, nil, map[string]int{"z": 1, "a": 2}, nil, []string{}},
+		docOf(schemaProposals, "proposals", []inner{{"x"}}),
+		"plain",
+	} {
+		var want, got bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeJSON(&got, v); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want.String(), got.String()); diff != "" {
+			t.Errorf("%T: (-encoder +writeJSON):\n%s", v, diff)
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,8 +59,6 @@ unreachable, 3 no agent answered.`,
 				}
 			}
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
 				v := any(st)
 				if slots != nil {
 					v = struct {
@@ -69,7 +66,7 @@ unreachable, 3 no agent answered.`,
 						Slots *fleetSlots `json:"fleet_slots"`
 					}{st, slots}
 				}
-				if err := enc.Encode(v); err != nil {
+				if err := writeJSON(out, v); err != nil {
 					return err
 				}
 			} else {
