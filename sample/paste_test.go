@@ -553,6 +553,9 @@ func TestNetstatToSS(t *testing.T) {
 		{"tcp        0      0 10.0.0.58:80            10.0.0.55:47529         SYN_RECV", "SYN-RECV 0 0 10.0.0.58:80 10.0.0.55:47529", true, ""},
 		{"tcp6       0      0 44.225.164.27:52673     44.224.57.198:53551     VERBUNDEN", "", true, `unknown state "VERBUNDEN"`},
 		{"udp        0      0 0.0.0.0:68              0.0.0.0:*                           567/dhclient", "", false, ""},
+		// A row pasted into GitHub markdown outside a code block keeps
+		// the escape of "*" (ardb issue 74, corpus 48).
+		{`tcp        0      0 192.168.1.207:16379         0.0.0.0:\*                   LISTEN      44667/./ardb-server `, `LISTEN 0 0 192.168.1.207:16379 0.0.0.0:* users:(("./ardb-server",pid=44667))`, true, ""},
 	}
 	for _, tt := range tests {
 		got, tcp, why := netstatToSS(tt.line)
