@@ -89,13 +89,20 @@ func destSubject(d sample.Destination) string {
 	return fmt.Sprintf("%s:%d from %s", dst, d.DstPort, d.Src)
 }
 
+// defaultPortPool is the size of the default ephemeral range, 32768-60999
+// (Linux since 4.x; KERNEL-NOTES "Ephemeral ports"): the pool a pile is
+// compared with when net.ipv4.ip_local_port_range was not read.
+const defaultPortPool = 60999 - 32768 + 1
+
 func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) []Observation {
 	var out []Observation
 	rng, okR := sysInts(s, kPortRange, 2)
+	pool, poolName := defaultPortPool, fmt.Sprintf("the %d ports of the default range 32768-60999 (%s not read)", defaultPortPool, kPortRange)
 	if okR && rng[0] <= rng[1] {
 		low, high := int(rng[0]), int(rng[1])
 		reserved := parsePortSet(s.Sysctls[kReserved])
 		usable := high - low + 1 - reserved.CountIn(low, high)
+		pool, poolName = usable, fmt.Sprintf("the %d usable ports of %s", usable, kPortRange)
 		for _, d := range s.Destinations {
 			if usable <= 0 || float64(d.Total) < cfg.PortUseRatio*float64(usable) {
 				continue
@@ -114,16 +121,41 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 	if okR {
 		ev = append(ev, fmt.Sprintf("%s = %d %d", kPortRange, rng[0], rng[1]))
 	}
-	if len(s.Destinations) > 0 {
-		d := s.Destinations[0]
-		ev = append(ev, fmt.Sprintf("busiest destination %s holds %d ports", destSubject(d), d.Total))
-	}
-	return []Observation{{
+	o := Observation{
 		Kind: KindTimeWaitPile, Subject: "host", Side: SideNone, Severity: SevInfo,
-		Title:       fmt.Sprintf("%d TIME-WAIT sockets: normal for a busy client", tw),
-		Explanation: "The side that closes a connection first keeps it in TIME-WAIT for 60 seconds (fixed in the kernel; tcp_fin_timeout does not change it). TIME-WAIT sockets hold no descriptor and little memory. They matter only when, with the other sockets to one destination, they near the ephemeral port range; no destination does, so nothing needs fixing.",
-		Evidence:    ev,
-	}}
+		Title:    fmt.Sprintf("%d TIME-WAIT sockets: normal for a busy client", tw),
+		Evidence: ev,
+	}
+	const why = "The side that closes a connection first keeps it in TIME-WAIT for 60 seconds (fixed in the kernel; tcp_fin_timeout does not change it). TIME-WAIT sockets hold no descriptor and little memory. They matter only when, with the other sockets to one destination, they near the ephemeral port range"
+	near := func(n int) bool { return pool > 0 && float64(n) >= cfg.PortUseRatio*float64(pool) }
+	switch {
+	case len(s.Destinations) > 0 && !near(s.Destinations[0].Total):
+		d := s.Destinations[0]
+		o.Evidence = append(o.Evidence, fmt.Sprintf("busiest destination %s holds %d ports", destSubject(d), d.Total))
+		o.Explanation = why + "; no destination does, so nothing needs fixing."
+		if !okR {
+			o.Explanation = fmt.Sprintf("%s; the busiest destination holds %d ports, well below %s, so nothing needs fixing.", why, d.Total, poolName)
+		}
+	case len(s.Destinations) > 0:
+		// Only without the range read: with it, portsObservation
+		// judged the destination above.
+		d := s.Destinations[0]
+		o.Side, o.Severity, o.Subject = SideUnknown, SevWarning, destSubject(d)
+		o.Title = fmt.Sprintf("%d TIME-WAIT sockets; %s holds %d ports, near the default ephemeral range", tw, destSubject(d), d.Total)
+		o.Explanation = fmt.Sprintf("%s. %s holds %d ports, near %s: if the range is the default, connect() to it is close to failing with EADDRNOTAVAIL. Read the range (sysctl %s) to judge it.", why, destSubject(d), d.Total, poolName, kPortRange)
+		o.Evidence = append(o.Evidence, fmt.Sprintf("busiest destination %s holds %d ports", destSubject(d), d.Total))
+	case near(tw):
+		// Counts without addresses: the destinations are unknown, and
+		// this many could fill one destination's pool.
+		o.Side, o.Severity = SideUnknown, SevWarning
+		o.Title = fmt.Sprintf("%d TIME-WAIT sockets, destinations not read: enough to use up one destination's ephemeral ports", tw)
+		o.Explanation = fmt.Sprintf("%s. Their destinations were not read (counts without addresses), and %d is near or above %s: if most go to one destination (a client opening a connection per request), connect() to it fails with EADDRNOTAVAIL. Capture `ss -tan state time-wait` to see where they go.", why, tw, poolName)
+		o.Evidence = append(o.Evidence, "destinations not read (counts without addresses)")
+	default:
+		o.Explanation = fmt.Sprintf("%s. Their destinations were not read (counts without addresses), but %d is well below %s, so no destination can be near it.", why, tw, poolName)
+		o.Evidence = append(o.Evidence, "destinations not read (counts without addresses)")
+	}
+	return []Observation{o}
 }
 
 func portsObservation(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved sample.PortSet, usable int) Observation {

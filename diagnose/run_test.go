@@ -396,6 +396,25 @@ func TestRules(t *testing.T) {
 			healthy: true,
 		},
 		{
+			// ardb issue 74 (corpus 48): counts from a pipeline, no
+			// addresses; "no destination does" would rest on nothing.
+			name: "TIME-WAIT counts without destinations, enough to fill a pool, are not called normal", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 49589
+				s.Destinations = nil
+			},
+			want: []verdict{{KindTimeWaitPile, "host", SideUnknown, false}},
+		},
+		{
+			name: "TIME-WAIT counts without destinations, well below the pool, are normal", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 12248
+				s.Destinations = nil
+			},
+			want:    []verdict{{KindTimeWaitPile, "host", SideNone, false}},
+			healthy: true,
+		},
+		{
 			name: "one destination near its port pool: reserve listeners, widen, tw_reuse", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Sysctls[kPortRange] = "40000 40199"
