@@ -737,3 +737,35 @@ func TestPasteOfBundleMatchesBundle(t *testing.T) {
 		}
 	}
 }
+
+// An application's log line that says connect() failed with EADDRNOTAVAIL
+// is read, with the destination it names; the same errno from bind() or
+// listen (an address the host does not have) is not a port exhaustion.
+func TestPasteConnectErrors(t *testing.T) {
+	text := `[root@TJHY-5T-207 ardb]# ./redis-benchmark -h 192.168.1.207 -p 16379 -n 10000 -c 20 --csv -k 0
+"LPUSH","13736.26"
+Could not connect to Redis at 192.168.1.207:16379: Cannot assign requested address
+[root@TJHY-5T-207 ardb]# netstat -na | grep 16379 | awk '/^tcp/ {++state[$NF]} END {for(key in state) print key,"\t",state[key]}'
+TIME_WAIT    49589
+LISTEN   1
+$ tail -n 3 app.log
+CRITICAL Uncaught Predis\Connection\ConnectionException: Cannot assign requested address [tcp://146.59.192.30:6379] in /var/www/x.php:146
+Error connectRedis: Cannot assign requested address
+2018/09/29 23:34:57 [crit] 4793#4793: *210641 connect() to [2001:db8::5]:80 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.0.0.9
+$ tail -n 1 other.log
+listen tcp 10.9.9.9:8844: bind: cannot assign requested address
+`
+	s := readPaste(t, text)[0]
+	want := []ConnectError{
+		{Dst: "192.168.1.207", Port: 16379, Line: "Could not connect to Redis at 192.168.1.207:16379: Cannot assign requested address"},
+		{Dst: "146.59.192.30", Port: 6379, Line: `CRITICAL Uncaught Predis\Connection\ConnectionException: Cannot assign requested address [tcp://146.59.192.30:6379] in /var/www/x.php:146`},
+		{Line: "Error connectRedis: Cannot assign requested address"},
+		{Dst: "2001:db8::5", Port: 80, Line: "2018/09/29 23:34:57 [crit] 4793#4793: *210641 connect() to [2001:db8::5]:80 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.0.0.9"},
+	}
+	if diff := cmp.Diff(want, s.ConnectErrors); diff != "" {
+		t.Errorf("connect errors (-want +got):\n%s", diff)
+	}
+	if s.States[StateTimeWait] != 49589 {
+		t.Errorf("TIME-WAIT %d, want 49589: the counts after the log line are read too", s.States[StateTimeWait])
+	}
+}

@@ -33,6 +33,7 @@ const (
 	shapeHostname   pasteShape = "hostname"
 	shapeProcesses  pasteShape = "processes"
 	shapeCount      pasteShape = "count"
+	shapeConnErr    pasteShape = "application log"
 	shapeUnreadable pasteShape = "not read"
 )
 
@@ -68,6 +69,8 @@ type pasteBlock struct {
 	// counts by state from a pipeline (ss | grep STATE | wc -l, ... |
 	// sort | uniq -c).
 	counts map[string]int
+	// connect() failures with EADDRNOTAVAIL an application logged.
+	connErrs []ConnectError
 
 	what string // filled when read
 }
@@ -271,7 +274,7 @@ func (p *splitter) recognise(n, to int, cmd *pasteCmd, cmds []pasteCmd, first bo
 	}
 	for _, rec := range []func(int, int, *pasteCmd) (*pasteBlock, int){
 		p.recSSSummary, p.recSockstat, p.recProcPairs, p.recNetstatS, p.recNstat, p.recSysctl,
-		p.recNetstatTable, p.recSSTable, p.recStateCounts, p.recLog, p.recProcesses, p.recDate, p.recUptime,
+		p.recNetstatTable, p.recSSTable, p.recStateCounts, p.recConnectError, p.recLog, p.recProcesses, p.recDate, p.recUptime,
 	} {
 		if b, next := rec(n, to, cmd); b != nil {
 			return b, next
