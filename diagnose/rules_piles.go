@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -113,6 +114,12 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 	if len(out) > 0 {
 		return out
 	}
+	// An application that logged EADDRNOTAVAIL from connect() says the
+	// ports ran out, whatever the table pasted next to it shows: the
+	// TIME-WAIT pile is then evidence of it, not "normal".
+	if out = connectErrorObservations(s, okR, poolName); len(out) > 0 {
+		return out
+	}
 	tw := s.States[sample.StateTimeWait]
 	if tw < cfg.TimeWaitMin {
 		return nil
@@ -156,6 +163,75 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 		o.Evidence = append(o.Evidence, "destinations not read (counts without addresses)")
 	}
 	return []Observation{o}
+}
+
+// connectErrorObservations turns the lines of a paste in which an
+// application says connect() failed with EADDRNOTAVAIL into one finding
+// per destination named. The kernel found no free local port for that
+// destination when the line was logged. Without the sockets to that
+// destination and the range together nothing can size a kernel change,
+// so the side is unknown; the application fix comes first either way.
+func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Observation {
+	type key struct {
+		dst  string
+		port uint16
+	}
+	var order []key
+	lines := map[key][]sample.ConnectError{}
+	for _, ce := range s.ConnectErrors {
+		k := key{ce.Dst, ce.Port}
+		if _, ok := lines[k]; !ok {
+			order = append(order, k)
+		}
+		lines[k] = append(lines[k], ce)
+	}
+	var out []Observation
+	for _, k := range order {
+		subject, dest := "host", "a destination the log line does not name"
+		if k.dst != "" {
+			subject = net.JoinHostPort(k.dst, fmt.Sprint(k.port))
+			dest = subject
+		}
+		ls := lines[k]
+		ev := []string{fmt.Sprintf("%s of connect() failing with EADDRNOTAVAIL, the first: %s", plural(len(ls), "application log line"), ls[0].Line)}
+		ev = append(ev, stateCountLine(s, sample.StateTimeWait))
+		for _, d := range s.Destinations {
+			if d.Dst == k.dst && d.DstPort == k.port {
+				ev = append(ev, fmt.Sprintf("%s holds %s (%s) in what was read", destSubject(d), plural(d.Total, "port"), statesLine(d.States)))
+				break
+			}
+		}
+		if okR {
+			ev = append(ev, fmt.Sprintf("%s = %s", kPortRange, s.Sysctls[kPortRange]))
+		} else {
+			ev = append(ev, kPortRange+" not read")
+		}
+		target := "that destination"
+		if k.dst != "" {
+			target = dest
+		}
+		out = append(out, Observation{
+			Kind: KindEphemeralPorts, Subject: subject, Side: SideUnknown, Severity: SevCritical,
+			Title: fmt.Sprintf("EADDRNOTAVAIL from connect() to %s: no free ephemeral port", dest),
+			Explanation: fmt.Sprintf("An application logged connect() failing with EADDRNOTAVAIL (\"Cannot assign requested address\"): the kernel found no free local port for %s. A source port must be unique per (source, destination, port), so the pool (%s) is per destination; the usual cause is a client that opens a connection per request and closes it first, leaving each port in TIME-WAIT for 60 seconds. The input does not hold both the sockets to %s and the port range, so no kernel change is sized here: capture `ss -tan dst %s` and `sysctl %s %s %s`. (connect() also fails with EADDRNOTAVAIL on a socket bound to an address the host does not have; then the ports are not the cause.)",
+				target, poolName, target, hostOf(k.dst), kPortRange, kReserved, kTwReuse),
+			Evidence: ev,
+			AppActions: []string{
+				fmt.Sprintf("Reuse connections to %s: a connection pool with keep-alive instead of a connection per request. This is the real fix; a wider range (%s) or tcp_tw_reuse only moves the wall.", target, kPortRange),
+				"If the client bind()s before connect(), set IP_BIND_ADDRESS_NO_PORT so the port is chosen per destination.",
+			},
+		})
+	}
+	return out
+}
+
+// hostOf is the address for an ss filter, or a placeholder when the line
+// named none.
+func hostOf(dst string) string {
+	if dst == "" {
+		return "DST"
+	}
+	return dst
 }
 
 func portsObservation(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved sample.PortSet, usable int) Observation {

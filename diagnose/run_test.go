@@ -415,6 +415,23 @@ func TestRules(t *testing.T) {
 			healthy: true,
 		},
 		{
+			// A pasted log line: the ports for that destination ran
+			// out, whatever TIME-WAIT count sits next to it.
+			name: "connect() EADDRNOTAVAIL logged by an application is port exhaustion of its destination", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 9000
+				s.Destinations = nil
+				s.ConnectErrors = []sample.ConnectError{
+					{Dst: "192.168.1.207", Port: 16379, Line: "Could not connect to Redis at 192.168.1.207:16379: Cannot assign requested address"},
+					{Line: "Error connectRedis: Cannot assign requested address"},
+				}
+			},
+			want: []verdict{
+				{KindEphemeralPorts, "192.168.1.207:16379", SideUnknown, false},
+				{KindEphemeralPorts, "host", SideUnknown, false},
+			},
+		},
+		{
 			name: "one destination near its port pool: reserve listeners, widen, tw_reuse", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Sysctls[kPortRange] = "40000 40199"
