@@ -217,6 +217,18 @@ func TestPasteSample(t *testing.T) {
 		missing   []string // substrings of Missing reasons that must be there
 	}{
 		{
+			// fastnetmon issue 685 (corpus 52): the poster cut the
+			// table; "no listening sockets" would rest on rows not
+			// pasted.
+			name: "a table the poster cut with an ellipsis line is partial",
+			text: `> tcp        0      0 11.1.1.1:52736          11.1.1.4:6379           TIME_WAIT   
+> tcp        0      0 11.1.1.1:40652          11.1.1.2:2003           TIME_WAIT   
+> .....
+`,
+			states:  map[string]int{StateTimeWait: 2},
+			missing: []string{`only part of the socket table (rows cut by the poster ("..."))`, "listeners unknown"},
+		},
+		{
 			name: "ss -tan state close-wait takes its state from the prompt",
 			text: `$ ss -tlnp
 State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process
