@@ -121,10 +121,17 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 		return out
 	}
 	tw := s.States[sample.StateTimeWait]
+	ev := []string{fmt.Sprintf("%d TIME-WAIT sockets of %d TCP sockets", tw, s.Total)}
+	// Without a socket table, ss -s (or /proc/net/sockstat) still
+	// counts them: "timewait 30288" pasted alone is a pile whose
+	// destinations were not read, judged as counts from a pipeline are.
+	if cov := coverageOf(s); !cov.sockets && !cov.socketsPart && cov.sockstat && s.Sockstat.TCPTimeWait > tw {
+		tw = s.Sockstat.TCPTimeWait
+		ev = []string{fmt.Sprintf("%d TIME-WAIT sockets counted by ss -s or /proc/net/sockstat (tw); no socket table", tw)}
+	}
 	if tw < cfg.TimeWaitMin {
 		return nil
 	}
-	ev := []string{fmt.Sprintf("%d TIME-WAIT sockets of %d TCP sockets", tw, s.Total)}
 	if okR {
 		ev = append(ev, fmt.Sprintf("%s = %d %d", kPortRange, rng[0], rng[1]))
 	}

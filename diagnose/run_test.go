@@ -406,6 +406,18 @@ func TestRules(t *testing.T) {
 			want: []verdict{{KindTimeWaitPile, "host", SideUnknown, false}},
 		},
 		{
+			// A pasted ss -s alone: "timewait 30288/0" and no table.
+			name: "TIME-WAIT counted by ss -s alone is judged against the pool", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States = map[string]int{}
+				s.Total = 0
+				s.Destinations = nil
+				s.Sockstat.TCPTimeWait = 30288
+				s.Missing = append(s.Missing, sample.Missing{Source: "ss-tan.txt", Reason: "absent: socket states, listeners, destinations and processes unknown"})
+			},
+			want: []verdict{{KindTimeWaitPile, "host", SideUnknown, false}},
+		},
+		{
 			name: "TIME-WAIT counts without destinations, well below the pool, are normal", n: 1,
 			mut: func(i int, s *sample.Sample) {
 				s.States[sample.StateTimeWait] = 12248
