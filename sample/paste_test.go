@@ -160,6 +160,18 @@ Feb 23 16:44:36 jobs kernel: [38775494.494836] nf_conntrack: table full, droppin
 			},
 		},
 		{
+			// hiredis issue 58 (corpus 49): the poster's "..." around
+			// the rows is neither output nor an ignored line.
+			name: "the poster's ellipsis lines around a table are not output",
+			text: `netstat -vatnl | grep 6399
+...  
+tcp        0      0 127.0.0.1:38690         127.0.0.1:6399          TIME_WAIT  
+tcp        0      0 127.0.0.1:35986         127.0.0.1:6399          TIME_WAIT  
+...
+`,
+			want: []ReadBlock{{Kind: "netstat -vatnl | grep 6399", Line: 3, Lines: 2, What: `2 sockets; partial: piped through grep 6399; rows cut by the poster ("...")`}},
+		},
+		{
 			name: "a comment is not a prompt",
 			text: `# Kernel sysctl configuration
 # sysctl settings are defined through files in

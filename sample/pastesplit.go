@@ -200,7 +200,9 @@ func (p *splitter) segment(cmds []pasteCmd, from, to int) {
 	n := from
 	first := true
 	for n <= to {
-		if p.blank(n) {
+		// The poster's "..." where they cut output is neither output
+		// nor prose: it is skipped (markCut reads it, next to a table).
+		if p.blank(n) || cutLineRE().MatchString(strings.TrimSpace(p.line(n))) {
 			n++
 			continue
 		}
