@@ -111,13 +111,20 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 			out = append(out, portsObservation(s, series, cfg, d, low, high, reserved, usable))
 		}
 	}
-	if len(out) > 0 {
-		return out
-	}
 	// An application that logged EADDRNOTAVAIL from connect() says the
 	// ports ran out, whatever the table pasted next to it shows: the
-	// TIME-WAIT pile is then evidence of it, not "normal".
-	if out = connectErrorObservations(s, okR, poolName); len(out) > 0 {
+	// TIME-WAIT pile is then evidence of it, not "normal". A destination
+	// judged above from its sockets is not named twice.
+	for _, o := range connectErrorObservations(s, okR, poolName) {
+		dup := false
+		for _, d := range out {
+			dup = dup || strings.HasPrefix(d.Subject, o.Subject+" from ")
+		}
+		if !dup {
+			out = append(out, o)
+		}
+	}
+	if len(out) > 0 {
 		return out
 	}
 	tw := s.States[sample.StateTimeWait]

@@ -444,6 +444,26 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{
+			// Another destination near its pool does not hide the one
+			// the application logged; the one judged from its sockets
+			// is not named twice.
+			name: "connect() EADDRNOTAVAIL to another destination than the one near its pool is its own finding", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls["net.ipv4.ip_local_port_range"] = "32768 60999"
+				s.States[sample.StateTimeWait] = 27000
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 443, Total: 27000, States: map[string]int{sample.StateTimeWait: 27000}}}
+				s.ConnectErrors = []sample.ConnectError{
+					{Dst: "10.0.0.5", Port: 443, Line: "connect() to 10.0.0.5:443 failed (99: Cannot assign requested address)"},
+					{Dst: "10.0.0.7", Port: 6379, Line: "Could not connect to Redis at 10.0.0.7:6379: Cannot assign requested address"},
+				}
+			},
+			want: []verdict{
+				{KindEphemeralPorts, "10.0.0.7:6379", SideUnknown, false},
+				{KindEphemeralPorts, "10.0.0.5:443 from 10.0.0.1", SideKernel, false},
+			},
+			proposals: []proposed{{KindEphemeralPorts, []Change{{kPortRange, "32768 60999", "10000 65535"}, {kTwReuse, "2", "1"}}, false}},
+		},
+		{
 			name: "one destination near its port pool: reserve listeners, widen, tw_reuse", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Sysctls[kPortRange] = "40000 40199"
