@@ -99,9 +99,9 @@ var Rules = []Rule{
 	},
 	{
 		Name: "ports", Kinds: []string{KindEphemeralPorts, KindTimeWaitPile},
-		Sides:     []Side{SideKernel, SideApp, SideNone},
-		Condition: "one destination holds at least diagnose.port_use_ratio of the usable ephemeral ports; otherwise at least diagnose.time_wait_min TIME-WAIT sockets",
-		Why:       "The ephemeral pool is per destination: pooling and keep-alive first, then a wider range that keeps listening ports out, and tcp_tw_reuse for outgoing TIME-WAIT. A TIME-WAIT pile with ports to spare is normal.",
+		Sides:     []Side{SideKernel, SideApp, SideNone, SideUnknown},
+		Condition: "one destination holds at least diagnose.port_use_ratio of the usable ephemeral ports, or a pasted application log line says connect() failed with EADDRNOTAVAIL; otherwise at least diagnose.time_wait_min TIME-WAIT sockets",
+		Why:       "The ephemeral pool is per destination: pooling and keep-alive first, then a wider range that keeps listening ports out, and tcp_tw_reuse for outgoing TIME-WAIT. A TIME-WAIT pile with ports to spare is normal; one whose destinations were not read is judged against the pool, not called normal.",
 		Confirm:   ConfirmPile, Pile: checkPorts,
 	},
 	{

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -89,13 +90,20 @@ func destSubject(d sample.Destination) string {
 	return fmt.Sprintf("%s:%d from %s", dst, d.DstPort, d.Src)
 }
 
+// defaultPortPool is the size of the default ephemeral range, 32768-60999
+// (Linux since 4.x; KERNEL-NOTES "Ephemeral ports"): the pool a pile is
+// compared with when net.ipv4.ip_local_port_range was not read.
+const defaultPortPool = 60999 - 32768 + 1
+
 func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) []Observation {
 	var out []Observation
 	rng, okR := sysInts(s, kPortRange, 2)
+	pool, poolName := defaultPortPool, fmt.Sprintf("the %d ports of the default range 32768-60999 (%s not read)", defaultPortPool, kPortRange)
 	if okR && rng[0] <= rng[1] {
 		low, high := int(rng[0]), int(rng[1])
 		reserved := parsePortSet(s.Sysctls[kReserved])
 		usable := high - low + 1 - reserved.CountIn(low, high)
+		pool, poolName = usable, fmt.Sprintf("the %d usable ports of %s", usable, kPortRange)
 		for _, d := range s.Destinations {
 			if usable <= 0 || float64(d.Total) < cfg.PortUseRatio*float64(usable) {
 				continue
@@ -103,27 +111,141 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 			out = append(out, portsObservation(s, series, cfg, d, low, high, reserved, usable))
 		}
 	}
+	// An application that logged EADDRNOTAVAIL from connect() says the
+	// ports ran out, whatever the table pasted next to it shows: the
+	// TIME-WAIT pile is then evidence of it, not "normal". A destination
+	// judged above from its sockets is not named twice.
+	for _, o := range connectErrorObservations(s, okR, poolName) {
+		dup := false
+		for _, d := range out {
+			dup = dup || strings.HasPrefix(d.Subject, o.Subject+" from ")
+		}
+		if !dup {
+			out = append(out, o)
+		}
+	}
 	if len(out) > 0 {
 		return out
 	}
 	tw := s.States[sample.StateTimeWait]
+	ev := []string{fmt.Sprintf("%d TIME-WAIT sockets of %d TCP sockets", tw, s.Total)}
+	// Without a socket table, ss -s (or /proc/net/sockstat) still
+	// counts them: "timewait 30288" pasted alone is a pile whose
+	// destinations were not read, judged as counts from a pipeline are.
+	if cov := coverageOf(s); !cov.sockets && !cov.socketsPart && cov.sockstat && s.Sockstat.TCPTimeWait > tw {
+		tw = s.Sockstat.TCPTimeWait
+		ev = []string{fmt.Sprintf("%d TIME-WAIT sockets counted by ss -s or /proc/net/sockstat (tw); no socket table", tw)}
+	}
 	if tw < cfg.TimeWaitMin {
 		return nil
 	}
-	ev := []string{fmt.Sprintf("%d TIME-WAIT sockets of %d TCP sockets", tw, s.Total)}
 	if okR {
 		ev = append(ev, fmt.Sprintf("%s = %d %d", kPortRange, rng[0], rng[1]))
 	}
-	if len(s.Destinations) > 0 {
-		d := s.Destinations[0]
-		ev = append(ev, fmt.Sprintf("busiest destination %s holds %d ports", destSubject(d), d.Total))
-	}
-	return []Observation{{
+	o := Observation{
 		Kind: KindTimeWaitPile, Subject: "host", Side: SideNone, Severity: SevInfo,
-		Title:       fmt.Sprintf("%d TIME-WAIT sockets: normal for a busy client", tw),
-		Explanation: "The side that closes a connection first keeps it in TIME-WAIT for 60 seconds (fixed in the kernel; tcp_fin_timeout does not change it). TIME-WAIT sockets hold no descriptor and little memory. They matter only when, with the other sockets to one destination, they near the ephemeral port range; no destination does, so nothing needs fixing.",
-		Evidence:    ev,
-	}}
+		Title:    fmt.Sprintf("%d TIME-WAIT sockets: normal for a busy client", tw),
+		Evidence: ev,
+	}
+	const why = "The side that closes a connection first keeps it in TIME-WAIT for 60 seconds (fixed in the kernel; tcp_fin_timeout does not change it). TIME-WAIT sockets hold no descriptor and little memory. They matter only when, with the other sockets to one destination, they near the ephemeral port range"
+	near := func(n int) bool { return pool > 0 && float64(n) >= cfg.PortUseRatio*float64(pool) }
+	switch {
+	case len(s.Destinations) > 0 && !near(s.Destinations[0].Total):
+		d := s.Destinations[0]
+		o.Evidence = append(o.Evidence, fmt.Sprintf("busiest destination %s holds %d ports", destSubject(d), d.Total))
+		o.Explanation = why + "; no destination does, so nothing needs fixing."
+		if !okR {
+			o.Explanation = fmt.Sprintf("%s; the busiest destination holds %d ports, well below %s, so nothing needs fixing.", why, d.Total, poolName)
+		}
+	case len(s.Destinations) > 0:
+		// Only without the range read: with it, portsObservation
+		// judged the destination above.
+		d := s.Destinations[0]
+		o.Side, o.Severity, o.Subject = SideUnknown, SevWarning, destSubject(d)
+		o.Title = fmt.Sprintf("%d TIME-WAIT sockets; %s holds %d ports, near the default ephemeral range", tw, destSubject(d), d.Total)
+		o.Explanation = fmt.Sprintf("%s. %s holds %d ports, near %s: if the range is the default, connect() to it is close to failing with EADDRNOTAVAIL. Read the range (sysctl %s) to judge it.", why, destSubject(d), d.Total, poolName, kPortRange)
+		o.Evidence = append(o.Evidence, fmt.Sprintf("busiest destination %s holds %d ports", destSubject(d), d.Total))
+	case near(tw):
+		// Counts without addresses: the destinations are unknown, and
+		// this many could fill one destination's pool.
+		o.Side, o.Severity = SideUnknown, SevWarning
+		o.Title = fmt.Sprintf("%d TIME-WAIT sockets, destinations not read: enough to use up one destination's ephemeral ports", tw)
+		o.Explanation = fmt.Sprintf("%s. Their destinations were not read (counts without addresses), and %d is near or above %s: if most go to one destination (a client opening a connection per request), connect() to it fails with EADDRNOTAVAIL. Capture `ss -tan state time-wait` to see where they go.", why, tw, poolName)
+		o.Evidence = append(o.Evidence, "destinations not read (counts without addresses)")
+	default:
+		o.Explanation = fmt.Sprintf("%s. Their destinations were not read (counts without addresses), but %d is well below %s, so no destination can be near it.", why, tw, poolName)
+		o.Evidence = append(o.Evidence, "destinations not read (counts without addresses)")
+	}
+	return []Observation{o}
+}
+
+// connectErrorObservations turns the lines of a paste in which an
+// application says connect() failed with EADDRNOTAVAIL into one finding
+// per destination named. The kernel found no free local port for that
+// destination when the line was logged. Without the sockets to that
+// destination and the range together nothing can size a kernel change,
+// so the side is unknown; the application fix comes first either way.
+func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Observation {
+	type key struct {
+		dst  string
+		port uint16
+	}
+	var order []key
+	lines := map[key][]sample.ConnectError{}
+	for _, ce := range s.ConnectErrors {
+		k := key{ce.Dst, ce.Port}
+		if _, ok := lines[k]; !ok {
+			order = append(order, k)
+		}
+		lines[k] = append(lines[k], ce)
+	}
+	var out []Observation
+	for _, k := range order {
+		subject, dest := "host", "a destination the log line does not name"
+		if k.dst != "" {
+			subject = net.JoinHostPort(k.dst, fmt.Sprint(k.port))
+			dest = subject
+		}
+		ls := lines[k]
+		ev := []string{fmt.Sprintf("%s of connect() failing with EADDRNOTAVAIL, the first: %s", plural(len(ls), "application log line"), ls[0].Line)}
+		ev = append(ev, stateCountLine(s, sample.StateTimeWait))
+		for _, d := range s.Destinations {
+			if d.Dst == k.dst && d.DstPort == k.port {
+				ev = append(ev, fmt.Sprintf("%s holds %s (%s) in what was read", destSubject(d), plural(d.Total, "port"), statesLine(d.States)))
+				break
+			}
+		}
+		if okR {
+			ev = append(ev, fmt.Sprintf("%s = %s", kPortRange, s.Sysctls[kPortRange]))
+		} else {
+			ev = append(ev, kPortRange+" not read")
+		}
+		target := "that destination"
+		if k.dst != "" {
+			target = dest
+		}
+		out = append(out, Observation{
+			Kind: KindEphemeralPorts, Subject: subject, Side: SideUnknown, Severity: SevCritical,
+			Title: fmt.Sprintf("EADDRNOTAVAIL from connect() to %s: no free ephemeral port", dest),
+			Explanation: fmt.Sprintf("An application logged connect() failing with EADDRNOTAVAIL (\"Cannot assign requested address\"): the kernel found no free local port for %s. A source port must be unique per (source, destination, port), so the pool (%s) is per destination; the usual cause is a client that opens a connection per request and closes it first, leaving each port in TIME-WAIT for 60 seconds. The input does not hold both the sockets to %s and the port range, so no kernel change is sized here: capture `ss -tan dst %s` and `sysctl %s %s %s`. (connect() also fails with EADDRNOTAVAIL on a socket bound to an address the host does not have; then the ports are not the cause.)",
+				target, poolName, target, hostOf(k.dst), kPortRange, kReserved, kTwReuse),
+			Evidence: ev,
+			AppActions: []string{
+				fmt.Sprintf("Reuse connections to %s: a connection pool with keep-alive instead of a connection per request. This is the real fix; a wider range (%s) or tcp_tw_reuse only moves the wall.", target, kPortRange),
+				"If the client bind()s before connect(), set IP_BIND_ADDRESS_NO_PORT so the port is chosen per destination.",
+			},
+		})
+	}
+	return out
+}
+
+// hostOf is the address for an ss filter, or a placeholder when the line
+// named none.
+func hostOf(dst string) string {
+	if dst == "" {
+		return "DST"
+	}
+	return dst
 }
 
 func portsObservation(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose, d sample.Destination, low, high int, reserved sample.PortSet, usable int) Observation {

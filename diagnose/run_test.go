@@ -396,6 +396,74 @@ func TestRules(t *testing.T) {
 			healthy: true,
 		},
 		{
+			// ardb issue 74 (corpus 48): counts from a pipeline, no
+			// addresses; "no destination does" would rest on nothing.
+			name: "TIME-WAIT counts without destinations, enough to fill a pool, are not called normal", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 49589
+				s.Destinations = nil
+			},
+			want: []verdict{{KindTimeWaitPile, "host", SideUnknown, false}},
+		},
+		{
+			// A pasted ss -s alone: "timewait 30288/0" and no table.
+			name: "TIME-WAIT counted by ss -s alone is judged against the pool", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States = map[string]int{}
+				s.Total = 0
+				s.Destinations = nil
+				s.Sockstat.TCPTimeWait = 30288
+				s.Missing = append(s.Missing, sample.Missing{Source: "ss-tan.txt", Reason: "absent: socket states, listeners, destinations and processes unknown"})
+			},
+			want: []verdict{{KindTimeWaitPile, "host", SideUnknown, false}},
+		},
+		{
+			name: "TIME-WAIT counts without destinations, well below the pool, are normal", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 12248
+				s.Destinations = nil
+			},
+			want:    []verdict{{KindTimeWaitPile, "host", SideNone, false}},
+			healthy: true,
+		},
+		{
+			// A pasted log line: the ports for that destination ran
+			// out, whatever TIME-WAIT count sits next to it.
+			name: "connect() EADDRNOTAVAIL logged by an application is port exhaustion of its destination", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 9000
+				s.Destinations = nil
+				s.ConnectErrors = []sample.ConnectError{
+					{Dst: "192.168.1.207", Port: 16379, Line: "Could not connect to Redis at 192.168.1.207:16379: Cannot assign requested address"},
+					{Line: "Error connectRedis: Cannot assign requested address"},
+				}
+			},
+			want: []verdict{
+				{KindEphemeralPorts, "192.168.1.207:16379", SideUnknown, false},
+				{KindEphemeralPorts, "host", SideUnknown, false},
+			},
+		},
+		{
+			// Another destination near its pool does not hide the one
+			// the application logged; the one judged from its sockets
+			// is not named twice.
+			name: "connect() EADDRNOTAVAIL to another destination than the one near its pool is its own finding", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Sysctls["net.ipv4.ip_local_port_range"] = "32768 60999"
+				s.States[sample.StateTimeWait] = 27000
+				s.Destinations = []sample.Destination{{Src: "10.0.0.1", Dst: "10.0.0.5", DstPort: 443, Total: 27000, States: map[string]int{sample.StateTimeWait: 27000}}}
+				s.ConnectErrors = []sample.ConnectError{
+					{Dst: "10.0.0.5", Port: 443, Line: "connect() to 10.0.0.5:443 failed (99: Cannot assign requested address)"},
+					{Dst: "10.0.0.7", Port: 6379, Line: "Could not connect to Redis at 10.0.0.7:6379: Cannot assign requested address"},
+				}
+			},
+			want: []verdict{
+				{KindEphemeralPorts, "10.0.0.7:6379", SideUnknown, false},
+				{KindEphemeralPorts, "10.0.0.5:443 from 10.0.0.1", SideKernel, false},
+			},
+			proposals: []proposed{{KindEphemeralPorts, []Change{{kPortRange, "32768 60999", "10000 65535"}, {kTwReuse, "2", "1"}}, false}},
+		},
+		{
 			name: "one destination near its port pool: reserve listeners, widen, tw_reuse", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Sysctls[kPortRange] = "40000 40199"

@@ -53,6 +53,11 @@ func netstatToSS(line string) (ss string, tcp bool, why string) {
 			return "", true, "Recv-Q/Send-Q not numbers"
 		}
 	}
+	// A table pasted into GitHub markdown outside a code block keeps
+	// the markdown escape of "*" ("0.0.0.0:\*"): it is the wildcard.
+	for i := 3; i <= 4; i++ {
+		f[i] = strings.ReplaceAll(f[i], `\*`, "*")
+	}
 	out := st + " " + f[1] + " " + f[2] + " " + f[3] + " " + f[4]
 	// PID/Program name ("1234/nginx: master", "-") after the state, or
 	// after User and Inode with -e.

@@ -273,6 +273,9 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 	ps.mergeCounters()
 	smp := ps.s.finish("paste:" + pr.name)
 	pr.applyCounts(smp, blocks, &ps.extra)
+	for _, b := range blocks {
+		smp.ConnectErrors = append(smp.ConnectErrors, b.connErrs...)
+	}
 	ps.markNoLimit(smp)
 	ps.noteAbsent(smp)
 	smp.Missing = append(smp.Missing, ps.extra...)

@@ -160,6 +160,18 @@ Feb 23 16:44:36 jobs kernel: [38775494.494836] nf_conntrack: table full, droppin
 			},
 		},
 		{
+			// hiredis issue 58 (corpus 49): the poster's "..." around
+			// the rows is neither output nor an ignored line.
+			name: "the poster's ellipsis lines around a table are not output",
+			text: `netstat -vatnl | grep 6399
+...  
+tcp        0      0 127.0.0.1:38690         127.0.0.1:6399          TIME_WAIT  
+tcp        0      0 127.0.0.1:35986         127.0.0.1:6399          TIME_WAIT  
+...
+`,
+			want: []ReadBlock{{Kind: "netstat -vatnl | grep 6399", Line: 3, Lines: 2, What: `2 sockets; partial: piped through grep 6399; rows cut by the poster ("...")`}},
+		},
+		{
 			name: "a comment is not a prompt",
 			text: `# Kernel sysctl configuration
 # sysctl settings are defined through files in
@@ -216,6 +228,18 @@ func TestPasteSample(t *testing.T) {
 		kernel    []string // kinds
 		missing   []string // substrings of Missing reasons that must be there
 	}{
+		{
+			// fastnetmon issue 685 (corpus 52): the poster cut the
+			// table; "no listening sockets" would rest on rows not
+			// pasted.
+			name: "a table the poster cut with an ellipsis line is partial",
+			text: `> tcp        0      0 11.1.1.1:52736          11.1.1.4:6379           TIME_WAIT   
+> tcp        0      0 11.1.1.1:40652          11.1.1.2:2003           TIME_WAIT   
+> .....
+`,
+			states:  map[string]int{StateTimeWait: 2},
+			missing: []string{`only part of the socket table (rows cut by the poster ("..."))`, "listeners unknown"},
+		},
 		{
 			name: "ss -tan state close-wait takes its state from the prompt",
 			text: `$ ss -tlnp
@@ -553,6 +577,9 @@ func TestNetstatToSS(t *testing.T) {
 		{"tcp        0      0 10.0.0.58:80            10.0.0.55:47529         SYN_RECV", "SYN-RECV 0 0 10.0.0.58:80 10.0.0.55:47529", true, ""},
 		{"tcp6       0      0 44.225.164.27:52673     44.224.57.198:53551     VERBUNDEN", "", true, `unknown state "VERBUNDEN"`},
 		{"udp        0      0 0.0.0.0:68              0.0.0.0:*                           567/dhclient", "", false, ""},
+		// A row pasted into GitHub markdown outside a code block keeps
+		// the escape of "*" (ardb issue 74, corpus 48).
+		{`tcp        0      0 192.168.1.207:16379         0.0.0.0:\*                   LISTEN      44667/./ardb-server `, `LISTEN 0 0 192.168.1.207:16379 0.0.0.0:* users:(("./ardb-server",pid=44667))`, true, ""},
 	}
 	for _, tt := range tests {
 		got, tcp, why := netstatToSS(tt.line)
@@ -732,5 +759,37 @@ func TestPasteOfBundleMatchesBundle(t *testing.T) {
 		if strings.HasPrefix(b.What, "not read") || strings.HasPrefix(b.What, "ignored") {
 			t.Errorf("block %+v", b)
 		}
+	}
+}
+
+// An application's log line that says connect() failed with EADDRNOTAVAIL
+// is read, with the destination it names; the same errno from bind() or
+// listen (an address the host does not have) is not a port exhaustion.
+func TestPasteConnectErrors(t *testing.T) {
+	text := `[root@TJHY-5T-207 ardb]# ./redis-benchmark -h 192.168.1.207 -p 16379 -n 10000 -c 20 --csv -k 0
+"LPUSH","13736.26"
+Could not connect to Redis at 192.168.1.207:16379: Cannot assign requested address
+[root@TJHY-5T-207 ardb]# netstat -na | grep 16379 | awk '/^tcp/ {++state[$NF]} END {for(key in state) print key,"\t",state[key]}'
+TIME_WAIT    49589
+LISTEN   1
+$ tail -n 3 app.log
+CRITICAL Uncaught Predis\Connection\ConnectionException: Cannot assign requested address [tcp://146.59.192.30:6379] in /var/www/x.php:146
+Error connectRedis: Cannot assign requested address
+2018/09/29 23:34:57 [crit] 4793#4793: *210641 connect() to [2001:db8::5]:80 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.0.0.9
+$ tail -n 1 other.log
+listen tcp 10.9.9.9:8844: bind: cannot assign requested address
+`
+	s := readPaste(t, text)[0]
+	want := []ConnectError{
+		{Dst: "192.168.1.207", Port: 16379, Line: "Could not connect to Redis at 192.168.1.207:16379: Cannot assign requested address"},
+		{Dst: "146.59.192.30", Port: 6379, Line: `CRITICAL Uncaught Predis\Connection\ConnectionException: Cannot assign requested address [tcp://146.59.192.30:6379] in /var/www/x.php:146`},
+		{Line: "Error connectRedis: Cannot assign requested address"},
+		{Dst: "2001:db8::5", Port: 80, Line: "2018/09/29 23:34:57 [crit] 4793#4793: *210641 connect() to [2001:db8::5]:80 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.0.0.9"},
+	}
+	if diff := cmp.Diff(want, s.ConnectErrors); diff != "" {
+		t.Errorf("connect errors (-want +got):\n%s", diff)
+	}
+	if s.States[StateTimeWait] != 49589 {
+		t.Errorf("TIME-WAIT %d, want 49589: the counts after the log line are read too", s.States[StateTimeWait])
 	}
 }

@@ -33,6 +33,7 @@ const (
 	shapeHostname   pasteShape = "hostname"
 	shapeProcesses  pasteShape = "processes"
 	shapeCount      pasteShape = "count"
+	shapeConnErr    pasteShape = "application log"
 	shapeUnreadable pasteShape = "not read"
 )
 
@@ -68,6 +69,8 @@ type pasteBlock struct {
 	// counts by state from a pipeline (ss | grep STATE | wc -l, ... |
 	// sort | uniq -c).
 	counts map[string]int
+	// connect() failures with EADDRNOTAVAIL an application logged.
+	connErrs []ConnectError
 
 	what string // filled when read
 }
@@ -197,7 +200,9 @@ func (p *splitter) segment(cmds []pasteCmd, from, to int) {
 	n := from
 	first := true
 	for n <= to {
-		if p.blank(n) {
+		// The poster's "..." where they cut output is neither output
+		// nor prose: it is skipped (markCut reads it, next to a table).
+		if p.blank(n) || cutLineRE().MatchString(strings.TrimSpace(p.line(n))) {
 			n++
 			continue
 		}
@@ -271,7 +276,7 @@ func (p *splitter) recognise(n, to int, cmd *pasteCmd, cmds []pasteCmd, first bo
 	}
 	for _, rec := range []func(int, int, *pasteCmd) (*pasteBlock, int){
 		p.recSSSummary, p.recSockstat, p.recProcPairs, p.recNetstatS, p.recNstat, p.recSysctl,
-		p.recNetstatTable, p.recSSTable, p.recStateCounts, p.recLog, p.recProcesses, p.recDate, p.recUptime,
+		p.recNetstatTable, p.recSSTable, p.recStateCounts, p.recConnectError, p.recLog, p.recProcesses, p.recDate, p.recUptime,
 	} {
 		if b, next := rec(n, to, cmd); b != nil {
 			return b, next

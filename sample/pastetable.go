@@ -161,6 +161,7 @@ done:
 			b.partial = "piped through " + strings.Join(cmd.pipes, " | ")
 		}
 	}
+	p.markCut(b)
 	b.feedHeader()
 	b.listenOnly = onlyServers || (b.sockets > 0 && b.sockets == b.listeners)
 	if b.listenOnly {
@@ -256,12 +257,45 @@ func (p *splitter) recSSTable(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 	if cmd != nil && cmd.tool == "ss" {
 		b.partial = ssPartial(sc, cmd.pipes)
 	}
+	p.markCut(b)
 	b.listenOnly = sc.listenOnly || (cmd == nil && b.sockets > 0 && b.sockets == b.listeners)
 	if b.listenOnly {
 		b.moveFeed(bfSSTan, bfSSTlnp)
 	}
 	tab.note(b)
 	return b, b.last + 1
+}
+
+// cutLineRE is a line a poster puts where they cut rows of a table:
+// "...", ".....", "…", "[...]", "(...)".
+var cutLineRE = lazyRE(`^[\[(]?(?:\.{2,}|…+)[\])]?$`)
+
+// markCut makes a socket table partial when the poster cut rows of it:
+// an ellipsis line right before or after its rows. The rows shown are an
+// excerpt, so "no listening sockets" or "no state pile" would rest on rows
+// nobody pasted.
+func (p *splitter) markCut(b *pasteBlock) {
+	cut := false
+	for _, m := range []int{b.first - 1, b.last + 1} {
+		for m >= 1 && m <= len(p.lines) && p.blank(m) {
+			if m < b.first {
+				m--
+			} else {
+				m++
+			}
+		}
+		if m >= 1 && m <= len(p.lines) && cutLineRE().MatchString(strings.TrimSpace(p.line(m))) {
+			cut = true
+		}
+	}
+	if !cut {
+		return
+	}
+	why := "rows cut by the poster (\"...\")"
+	if b.partial != "" {
+		why = b.partial + "; " + why
+	}
+	b.partial = why
 }
 
 // ssRowKind is what a line of a pasted ss table is.

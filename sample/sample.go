@@ -118,6 +118,13 @@ type Sample struct {
 	// out of memory, orphans, conntrack full) seen in the log.
 	Kernel []KernelEvent `json:"kernel_log"`
 
+	// ConnectErrors holds the lines of a paste in which an application
+	// says connect() failed with EADDRNOTAVAIL ("Cannot assign requested
+	// address"): the kernel found no free local port for that
+	// destination. Only pastes have them (a live sample reads no
+	// application log).
+	ConnectErrors []ConnectError `json:"connect_errors,omitempty"`
+
 	// Watch summarises the listener queues polled at a fine grain in the
 	// interval that ends with this sample (nil when nobody watched).
 	Watch *Watch `json:"watch,omitempty"`
@@ -213,6 +220,16 @@ type KernelEvent struct {
 	// Action is "cookies" or "drop" for SYN flooding.
 	Action string `json:"action,omitempty"`
 	Line   string `json:"line"`
+}
+
+// ConnectError is one application log line saying connect() failed with
+// EADDRNOTAVAIL. Dst and Port are the destination when the line names it
+// by address ("192.168.1.207:16379", "tcp://146.59.192.30:6379"), empty
+// otherwise.
+type ConnectError struct {
+	Dst  string `json:"dst,omitempty"`
+	Port uint16 `json:"port,omitempty"`
+	Line string `json:"line"`
 }
 
 // Watch is the result of polling the listeners' queues between two samples:
