@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -458,8 +457,7 @@ func (a *Agent) rolloutFinished(id string, res applyResult) {
 	}
 	// No load to judge by is no pass: the rollout pauses (kept or rolled
 	// back, the outcome carries the verification's verdict).
-	inconclusive := o.Verdict != nil && o.Verdict.Outcome == verify.Inconclusive &&
-		!strings.Contains(o.Reason, "verification interrupted")
+	inconclusive := o.Verdict != nil && o.Verdict.Outcome == verify.Inconclusive && !o.Interrupted
 	switch {
 	case o.State == remediate.StateVerified:
 		p.State = fleet.Verified

@@ -19,6 +19,7 @@ import (
 	"github.com/sockwarden/sockwarden/internal/etcdtest"
 	"github.com/sockwarden/sockwarden/remediate"
 	"github.com/sockwarden/sockwarden/sample"
+	"github.com/sockwarden/sockwarden/verify"
 )
 
 // fleetAgent is an agent with its state in a temporary directory and its
@@ -370,5 +371,48 @@ func TestFleetNotNowGivesPlaceBack(t *testing.T) {
 		Reason: other.Reason}, err: other})
 	if p, ok := mine(); !ok || p.State != fleet.Skipped {
 		t.Fatalf("after a lasting refusal: %+v (found %v), want skipped", p, ok)
+	}
+}
+
+// A verification cut short (the agent stopping) is reported as rolled
+// back, not as inconclusive: an inconclusive host pauses the rollout for
+// want of load, which an interruption says nothing about. Against a real
+// etcd, one rollout for each outcome.
+func TestFleetInterruptedVerifyIsRolledBack(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, _ := fleetAgent(t, srv, func(c *config.Config) { c.Fleet.Etcd.Prefix = "/interrupted/" })
+	ctx := context.Background()
+	r := a.rollouts
+	me := fleet.HostInfo{Host: r.f.Host(), Labels: map[string]string{}}
+	for _, tc := range []struct {
+		rollout     string
+		interrupted bool
+		want        string
+	}{
+		{"r-interrupted", true, fleet.RolledBack},
+		{"r-quiet", false, fleet.Inconclusive},
+	} {
+		now := time.Now().UTC()
+		ro := fleet.Rollout{ID: tc.rollout, GroupID: "g-" + tc.rollout, Canary: 1, WaveFactor: 2, MaxConcurrent: 2, HaltAfter: 1,
+			Created: now, Expires: now.Add(time.Hour), Events: []fleet.Event{}}
+		if err := r.f.CreateRollout(ctx, ro); err != nil {
+			t.Fatal(err)
+		}
+		pr, why, err := r.f.Claim(ctx, ro.ID, me, fleet.Progress{Proposal: "p-1"}, 0, time.Now())
+		if err != nil || why != "" {
+			t.Fatalf("%s: claim: %q, %v", tc.rollout, why, err)
+		}
+		r.claims.Hold(&fleet.Claim{Rollout: ro, Progress: pr})
+		a.rolloutFinished("p-1", applyResult{out: remediate.Outcome{Proposal: "p-1", Change: "c-1", State: remediate.StateRolledBack,
+			Reason:      "rolled back (inconclusive: ...)",
+			Verdict:     &verify.Verdict{Outcome: verify.Inconclusive, Reason: "no load"},
+			Interrupted: tc.interrupted}})
+		s, err := r.f.Snapshot(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := r.mine(s)[ro.ID]; !ok || p.State != tc.want {
+			t.Errorf("%s: progress %+v (found %v), want %s", tc.rollout, p, ok, tc.want)
+		}
 	}
 }

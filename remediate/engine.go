@@ -155,6 +155,10 @@ type Outcome struct {
 	Verdict *verify.Verdict `json:"verdict,omitempty"`
 	// Persisted is the sysctl.d file written for a verified change.
 	Persisted string `json:"persisted,omitempty"`
+	// Interrupted: the verification window was cut short (the agent
+	// stopping, a cancelled command), so the verdict is Inconclusive for
+	// want of time, not of load, and the change was rolled back.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // OK reports whether the outcome is a success (exit status 0).

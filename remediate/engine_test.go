@@ -688,4 +688,7 @@ func TestApplyInterruptedRollsBack(t *testing.T) {
 	if out.State != StateRolledBack || w.somaxconn() != "128" || time.Since(start) > 5*time.Second {
 		t.Fatalf("outcome %s (%s) after %s, somaxconn %s; want a prompt rollback to 128", out.State, out.Reason, time.Since(start), w.somaxconn())
 	}
+	if !out.Interrupted {
+		t.Errorf("outcome %+v: want interrupted set (the agent's rollout tells an interruption from a quiet window by it)", out)
+	}
 }

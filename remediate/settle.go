@@ -156,6 +156,7 @@ func (e *Engine) settle(ctx context.Context, s *settling, in verify.Input, notes
 	verdict := verify.Judge(in)
 	if ctx.Err() != nil {
 		verdict = verify.Verdict{Outcome: verify.Inconclusive, Reason: "verification interrupted: " + ctx.Err().Error()}
+		out.Interrupted = true
 	}
 	out.Verdict = &verdict
 	switch {
@@ -183,6 +184,7 @@ func (e *Engine) settle(ctx context.Context, s *settling, in verify.Input, notes
 	e.event(c.Proposal, s.change, StepRollback, "rolling back (%s)", why)
 	o, err := e.rollback(s.change, s.tgt, s.vals, why)
 	o.Verdict = &verdict // the rollback's outcome says why too, not only in its reason
+	o.Interrupted = out.Interrupted
 	return o, err
 }
 

@@ -62,11 +62,10 @@ const (
 // open files (fs.file-nr, 0 when unknown), both read by the sample already,
 // for procCheaper.
 func scanOwnersAuto(opts Options, netnsID uint64, nsSockets, hostFiles int) (ownersFound, error) {
-	bpf := opts.bpfAllowed()
-	if bpf && opts.OwnerScan != OwnerScanBPF && procCheaper(nsSockets, hostFiles) {
+	bpf := opts.ownersByBPF(nsSockets, hostFiles)
+	if !bpf && opts.bpfAllowed() {
 		opts.logger().Debug("owner scan: /proc, the namespace's processes first (few of the host's open files are its sockets)",
 			zap.Int("namespace_sockets", nsSockets), zap.Int("host_open_files", hostFiles))
-		bpf = false
 	}
 	if bpf {
 		x, err := scanOwnersBPF(opts.proc(), hostFiles)
@@ -80,6 +79,13 @@ func scanOwnersAuto(opts Options, netnsID uint64, nsSockets, hostFiles int) (own
 	}
 	x, sk, miss, err := scanOwnersScoped(opts.proc(), ownerScan{netns: netnsID})
 	return ownersFound{x: x, skipped: sk, miss: miss, via: ownersViaProc}, err
+}
+
+// ownersByBPF says whether scanOwnersAuto tries the BPF task_file
+// iterator first, for a namespace with nsSockets sockets in use on a host
+// with hostFiles open files.
+func (o Options) ownersByBPF(nsSockets, hostFiles int) bool {
+	return o.bpfAllowed() && (o.OwnerScan == OwnerScanBPF || !procCheaper(nsSockets, hostFiles))
 }
 
 // procCheaper says whether reading /proc/PID/fd of the sampled
@@ -326,7 +332,8 @@ func readNamespace(s *Sample, opts Options, cheap bool) (conn *netlink.Conn, tcp
 	err = netns.Do(opts.Netns, func() error {
 		readCounters(s, opts.proc(), filepath.Join(opts.proc(), "thread-self", "net"))
 		conn, dialErr = dialDiag()
-		if dialErr == nil && !cheap && opts.useTCPIter(s.Sockstat) {
+		ownersBPF := opts.Owners && opts.ownersByBPF(s.Sockstat.SocketsUsed, openFiles(s.Sysctls["fs.file-nr"]))
+		if dialErr == nil && !cheap && opts.useTCPIter(s.Sockstat, ownersBPF) {
 			var err error
 			if tcp, err = bpfiter.OpenTCP(); err != nil {
 				opts.logger().Debug("BPF tcp iterator unavailable; dumping through sock_diag", zap.Error(err))

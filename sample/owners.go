@@ -193,7 +193,7 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 	}
 	workers := max(1, min(ownerWorkers, runtime.NumCPU(), len(pids)))
 	results := make(chan procSockets, 64)
-	var denied atomic.Int32
+	var denied deniedPIDs
 	var wg sync.WaitGroup
 	// Workers take the next process from a shared counter: a few
 	// processes often hold most descriptors, and a fixed split would leave
@@ -207,7 +207,7 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 			for i := int(next.Add(1) - 1); i < len(pids); i = int(next.Add(1) - 1) {
 				ps, err := scanProcess(procRoot, pids[i], link, sc.only)
 				if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-					denied.Add(1)
+					denied.add(pids[i])
 				}
 				if len(ps.inodes) > 0 {
 					results <- ps
@@ -234,13 +234,52 @@ func scanOwnersScoped(procRoot string, sc ownerScan) (x *ownerIndex, skipped []i
 		}
 	}
 	completeShared(x)
-	if n := denied.Load(); n > 0 {
-		miss = &Missing{
-			Source: "process owners",
-			Reason: fmt.Sprintf("permission denied reading /proc/PID/fd of %d processes: their sockets show no owner (run as root)", n),
-		}
+	if len(denied.pids) > 0 {
+		miss = &Missing{Source: "process owners", Reason: denied.reason(procRoot, os.Geteuid() == 0)}
 	}
 	return x, skipped, miss, nil
+}
+
+// deniedPIDs collects, from the scan's workers, the processes whose
+// descriptors could not be read.
+type deniedPIDs struct {
+	mu   sync.Mutex
+	pids []int
+}
+
+func (d *deniedPIDs) add(pid int) {
+	d.mu.Lock()
+	d.pids = append(d.pids, pid)
+	d.mu.Unlock()
+}
+
+// reason says how many processes could not be read and names the first
+// few, so that an operator knows whose sockets show no owner. As root the
+// refusal is the kernel's ptrace check (a process made non-dumpable, a
+// security module, CAP_SYS_PTRACE dropped), not a missing privilege that
+// running as root would give.
+func (d *deniedPIDs) reason(procRoot string, root bool) string {
+	slices.Sort(d.pids)
+	var names []string
+	for _, pid := range d.pids[:min(len(d.pids), 3)] {
+		name := strconv.Itoa(pid)
+		if b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "comm")); err == nil {
+			name += " (" + strings.TrimSpace(string(b)) + ")"
+		}
+		names = append(names, name)
+	}
+	if len(d.pids) > len(names) {
+		names = append(names, fmt.Sprintf("%d more", len(d.pids)-len(names)))
+	}
+	what, whose := "1 process, pid ", "its"
+	if len(d.pids) > 1 {
+		what, whose = strconv.Itoa(len(d.pids))+" processes, pids ", "their"
+	}
+	why := "run as root"
+	if root {
+		why = "refused to root too, by the kernel's ptrace check: a non-dumpable process, a security module, or CAP_SYS_PTRACE not granted"
+	}
+	return fmt.Sprintf("permission denied reading /proc/PID/fd of %s%s: %s sockets show no owner (%s)", what, strings.Join(names, ", "), whose, why)
 }
 
 // scopePIDs lists the processes a scan reads: sc.pids, or every process
@@ -313,12 +352,22 @@ func scanProcess(procRoot string, pid int, link []byte, only map[uint64]bool) (p
 	}
 	f := os.NewFile(uintptr(dfd), dir)
 	defer f.Close()
+	// The directory may open while each link is refused: reading a link
+	// takes the kernel's ptrace check, listing the directory does not.
+	// Such a process is denied, not one without sockets.
+	var denied error
 	for {
 		names, err := f.Readdirnames(1024)
 		for _, name := range names {
 			ps.fds++
 			n, err := unix.Readlinkat(dfd, name, link)
-			if err != nil || n < 10 || n >= len(link) || string(link[:8]) != "socket:[" || link[n-1] != ']' {
+			if err != nil {
+				if denied == nil && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+					denied = fmt.Errorf("%s/%s: %w", dir, name, err)
+				}
+				continue
+			}
+			if n < 10 || n >= len(link) || string(link[:8]) != "socket:[" || link[n-1] != ']' {
 				continue
 			}
 			ino, err := strconv.ParseUint(string(link[8:n-1]), 10, 64)
@@ -331,7 +380,7 @@ func scanProcess(procRoot string, pid int, link []byte, only map[uint64]bool) (p
 			break
 		}
 	}
-	return ps, nil
+	return ps, denied
 }
 
 func (x *ownerIndex) add(ino uint32, idx int32) {

@@ -134,3 +134,24 @@ func TestProcCheaper(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnersByBPF: the choice scanOwnersAuto makes first, which the
+// census also uses to pick its tcp iterator threshold.
+func TestOwnersByBPF(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		opts           Options
+		sockets, files int
+		want           bool
+	}{
+		{"auto, the namespace holds the host's files", Options{}, 80_000, 80_500, true},
+		{"auto, a container on a busy host", Options{}, 200, 1_000_000, false},
+		{"bpf forced, a container on a busy host", Options{OwnerScan: OwnerScanBPF}, 200, 1_000_000, true},
+		{"owner_scan proc", Options{OwnerScan: OwnerScanProc}, 80_000, 80_500, false},
+		{"fixture /proc", Options{procRoot: "testdata"}, 80_000, 80_500, false},
+	} {
+		if got := tc.opts.ownersByBPF(tc.sockets, tc.files); got != tc.want {
+			t.Errorf("%s: ownersByBPF(%d, %d) = %v, want %v", tc.name, tc.sockets, tc.files, got, tc.want)
+		}
+	}
+}

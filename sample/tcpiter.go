@@ -18,16 +18,30 @@ import (
 // than the iterator saves (about 0.35 us a socket, docs/PERFORMANCE.md).
 const tcpIterMin = 20_000
 
+// tcpIterMinShared is tcpIterMin when the owner scan runs through the BPF
+// task_file iterator: that scan reads the kernel's BTF anyway (once per
+// process, for both programs), and what is left of the tcp iterator's
+// cost, the verifier's check of 60 instructions, is under a millisecond.
+// Measured with owners read by BPF (docs/PERFORMANCE.md, session 7): at
+// 1,000 and 3,000 sockets the census costs the same either way, at 10,000
+// the iterator saves ~4 ms of CPU.
+const tcpIterMinShared = 2_000
+
 // useTCPIter says whether a full census of a namespace with these socket
 // counts reads its sockets through the BPF tcp iterator: when BPF is
 // allowed at all (not with owner_scan proc, which asks for no BPF, nor
 // against a fixture /proc) and the namespace holds at least tcpIterMin
-// sockets.
-func (o Options) useTCPIter(st Sockstat) bool {
+// sockets, or tcpIterMinShared when ownersBPF (the owner scan will read
+// the BTF: Options.ownersByBPF).
+func (o Options) useTCPIter(st Sockstat, ownersBPF bool) bool {
 	if !o.bpfAllowed() || o.sockDiagOnly {
 		return false
 	}
-	return o.tcpIterAlways || st.TCPInUse+st.TCP6InUse+st.TCPTimeWait >= tcpIterMin
+	min := tcpIterMin
+	if ownersBPF {
+		min = tcpIterMinShared
+	}
+	return o.tcpIterAlways || st.TCPInUse+st.TCP6InUse+st.TCPTimeWait >= min
 }
 
 // ctxReader ends an iteration once ctx is done (at the next read of 32

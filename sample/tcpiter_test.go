@@ -112,20 +112,26 @@ func TestNetnsTCPIterMatchesSockDiag(t *testing.T) {
 func TestUseTCPIter(t *testing.T) {
 	many := Sockstat{TCPInUse: 15_000, TCP6InUse: 3_000, TCPTimeWait: 2_000}
 	few := Sockstat{TCPInUse: 15_000, TCP6InUse: 3_000, TCPTimeWait: 1_999}
+	shared := Sockstat{TCPInUse: 1_500, TCP6InUse: 300, TCPTimeWait: 200}
+	under := Sockstat{TCPInUse: 1_500, TCP6InUse: 300, TCPTimeWait: 199}
 	for _, c := range []struct {
-		name string
-		opts Options
-		st   Sockstat
-		want bool
+		name      string
+		opts      Options
+		st        Sockstat
+		ownersBPF bool
+		want      bool
 	}{
-		{"20,000 sockets", Options{}, many, true},
-		{"19,999 sockets", Options{}, few, false},
-		{"owner_scan proc: no BPF", Options{OwnerScan: OwnerScanProc}, many, false},
-		{"fixture /proc", Options{procRoot: "testdata"}, many, false},
-		{"sock_diag forced", Options{sockDiagOnly: true}, many, false},
-		{"iterator forced", Options{tcpIterAlways: true}, Sockstat{}, true},
+		{"20,000 sockets", Options{}, many, false, true},
+		{"19,999 sockets", Options{}, few, false, false},
+		{"2,000 sockets, owners by BPF", Options{}, shared, true, true},
+		{"1,999 sockets, owners by BPF", Options{}, under, true, false},
+		{"2,000 sockets, owners by /proc", Options{}, shared, false, false},
+		{"owner_scan proc: no BPF", Options{OwnerScan: OwnerScanProc}, many, true, false},
+		{"fixture /proc", Options{procRoot: "testdata"}, many, true, false},
+		{"sock_diag forced", Options{sockDiagOnly: true}, many, true, false},
+		{"iterator forced", Options{tcpIterAlways: true}, Sockstat{}, false, true},
 	} {
-		if got := c.opts.useTCPIter(c.st); got != c.want {
+		if got := c.opts.useTCPIter(c.st, c.ownersBPF); got != c.want {
 			t.Errorf("%s: useTCPIter = %v, want %v", c.name, got, c.want)
 		}
 	}

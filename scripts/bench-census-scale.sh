@@ -4,8 +4,10 @@
 # full census with owners on (`sockwarden sample -o json`, the default) is
 # timed against `sh -c 'ss -tan | wc -l'` over ROUNDS rounds, the order of
 # the commands rotated each round: median wall ratio census/ss, median CPU
-# ratio, and the census's peak RSS (max over rounds). Root only; every
-# namespace is deleted.
+# ratio, and the census's peak RSS (max over rounds). In the same rounds
+# it times scripts/census-floor (floor/ss): the Go runtime's start plus
+# one bare sock_diag dump, the least a Go census can cost. Root only;
+# every namespace is deleted.
 #
 #   sudo scripts/bench-census-scale.sh
 #   SIZES="10000 50000 150000 500000 1000000" LAYOUTS="one many" scripts/bench-census-scale.sh
@@ -57,6 +59,7 @@ trap 'teardown; rm -rf "$tmp"' EXIT
 scripts/build-shipped.sh "$tmp/sockwarden"
 go build -o "$tmp/census-load" ./scripts/census-load
 go build -o "$tmp/cmdstat" ./scripts/cmdstat
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/census-floor" ./scripts/census-floor
 
 # fill SIZE LAYOUT: a new namespace $NS holding the sockets.
 fill() {
@@ -108,18 +111,18 @@ fill() {
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 count() { ip netns exec "$NS" awk '/^TCP:/{print $3 + $7}' /proc/net/sockstat; }
 
-printf '%-8s %-5s %8s %10s %10s %8s %8s %10s %s\n' size layout sockets census_ms ss_ms wall/ss cpu/ss rss_KiB "old wall/ss, rss | alt wall/ss, rss"
+printf '%-8s %-5s %8s %10s %10s %8s %8s %10s %8s %s\n' size layout sockets census_ms ss_ms wall/ss cpu/ss rss_KiB floor/ss "old wall/ss, rss | alt wall/ss, rss"
 results=()
 for size in $SIZES; do
   for layout in $LAYOUTS; do
     fill "$size" "$layout" >&2
     have=$(count)
-    declare -a cw=() cc=() cr=() sw=() sc=() ratio=() cratio=() ow=() or=() oratio=() ar=() aratio=()
+    declare -a cw=() cc=() cr=() sw=() sc=() ratio=() cratio=() ow=() or=() oratio=() ar=() aratio=() fratio=()
     census=("$tmp/sockwarden" sample -o json --netns "/run/netns/$NS")
     ssc=(sh -c "ss -N $NS -tan | wc -l")
     # The commands of a round, rotated each round: none always runs first
     # or right after another (a census warms what the next one reads).
-    cmds=(new ss)
+    cmds=(new ss floor)
     [ -n "$OLD" ] && cmds+=(old)
     [ -n "$ALT_ENV" ] && cmds+=(alt)
     for r in $(seq "$ROUNDS"); do
@@ -128,6 +131,7 @@ for size in $SIZES; do
         case $c in
           new) read -r a b cm < <("$tmp/cmdstat" "${census[@]}") ;;
           ss) read -r d e _ < <("$tmp/cmdstat" "${ssc[@]}") ;;
+          floor) read -r fl _ < <("$tmp/cmdstat" "$tmp/census-floor" "/run/netns/$NS") ;;
           old) read -r g _ h < <("$tmp/cmdstat" "$OLD" sample -o json --netns "/run/netns/$NS") ;;
           alt) read -r x _ y < <("$tmp/cmdstat" env "$ALT_ENV" "${census[@]}") ;;
         esac
@@ -135,6 +139,7 @@ for size in $SIZES; do
       cw+=("$a"); cc+=("$b"); cr+=("$cm"); sw+=("$d"); sc+=("$e")
       ratio+=("$(awk -v a="$a" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
       cratio+=("$(awk -v a="$b" -v b="$e" 'BEGIN{printf "%.3f", a/b}')")
+      fratio+=("$(awk -v a="$fl" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
       if [ -n "$OLD" ]; then
         ow+=("$g"); or+=("$h"); oratio+=("$(awk -v a="$g" -v b="$d" 'BEGIN{printf "%.3f", a/b}')")
       fi
@@ -146,9 +151,9 @@ for size in $SIZES; do
     old="-"
     [ -n "$OLD" ] && old="$(median "${oratio[@]}"), $(printf '%s\n' "${or[@]}" | sort -n | tail -n1)"
     [ -n "$ALT_ENV" ] && old="$old | $ALT_ENV: $(median "${aratio[@]}"), $(printf '%s\n' "${ar[@]}" | sort -n | tail -n1)"
-    line=$(printf '%-8s %-5s %8s %10.1f %10.1f %8.3f %8.3f %10s %s' "$size" "$layout" "$have->$left" \
+    line=$(printf '%-8s %-5s %8s %10.1f %10.1f %8.3f %8.3f %10s %8.3f %s' "$size" "$layout" "$have->$left" \
       "$(median "${cw[@]}")" "$(median "${sw[@]}")" "$(median "${ratio[@]}")" "$(median "${cratio[@]}")" \
-      "$(printf '%s\n' "${cr[@]}" | sort -n | tail -n1)" "$old")
+      "$(printf '%s\n' "${cr[@]}" | sort -n | tail -n1)" "$(median "${fratio[@]}")" "$old")
     echo "$line"
     results+=("$line")
     teardown

@@ -18,6 +18,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/sockwarden/sockwarden/internal/fsperm"
 )
 
 // fullPath, set at link time (-ldflags "-X main.fullPath=/path"), is where
@@ -85,17 +89,18 @@ func execFull(path string, args []string) error {
 // errNoFull is the full binary not found.
 var errNoFull = errors.New("not installed")
 
-// fullBinary finds the full build. As root, a file that someone else could
-// have written is refused: this binary would run it with its privileges.
+// fullBinary finds the full build. A file that someone other than root
+// (or the user running this) could have written is refused: this binary
+// would run it with its privileges.
 func fullBinary() (string, error) {
 	var tried []string
 	for _, p := range fullCandidates() {
-		fi, err := os.Stat(p)
-		if err != nil {
+		err := checkFull(p)
+		if errors.Is(err, fs.ErrNotExist) {
 			tried = append(tried, p)
 			continue
 		}
-		if err := checkFull(p, fi); err != nil {
+		if err != nil {
 			return "", err
 		}
 		return p, nil
@@ -119,23 +124,27 @@ func fullCandidates() []string {
 	return []string{filepath.Join(dir, fullName), filepath.Join(filepath.Dir(dir), "libexec", "sockwarden", fullName)}
 }
 
-// checkFull refuses what is not an executable file, and, when this
-// process runs as root, a file not owned by root or writable by group or
-// others.
-func checkFull(p string, fi os.FileInfo) error {
-	m := fi.Mode()
-	if !m.IsRegular() || m&0o111 == 0 {
+// checkFull refuses what is not an executable file, and what
+// fsperm.File refuses of the files sockwarden trusts (the config, the
+// state): one not owned by root or this user, or that group or others may
+// write, itself or through a directory above it or a symlink on the way.
+// An absent file is an error wrapping fs.ErrNotExist.
+func checkFull(p string) error {
+	// O_PATH: the checks need no read permission, only the inode.
+	f, err := os.OpenFile(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if m := fi.Mode(); !m.IsRegular() || m&0o111 == 0 {
 		return fmt.Errorf("%s: not an executable file (%v)", p, m)
 	}
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if ok && st.Uid != 0 {
-		return fmt.Errorf("%s: owned by uid %d, not root: refusing to run it as root", p, st.Uid)
-	}
-	if m&0o022 != 0 {
-		return fmt.Errorf("%s: writable by group or others (%v): refusing to run it as root", p, m)
+	if err := fsperm.File(f, p); err != nil {
+		return fmt.Errorf("refusing to run it: %w", err)
 	}
 	return nil
 }

@@ -165,16 +165,31 @@ func TestLeanBinary(t *testing.T) {
 	})
 
 	t.Run("a full binary others may write is refused", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("the check applies to root")
-		}
 		if err := os.Chmod(full, 0o775); err != nil {
 			t.Fatal(err)
 		}
 		defer os.Chmod(full, 0o755)
 		r := runBin(t, lean, "fleet", "status")
-		if r.code != exitFailed || !strings.Contains(r.err, "writable by group or others") {
+		if r.code != exitFailed || !strings.Contains(r.err, "group or others may write it") {
 			t.Errorf("group-writable full binary: %+v", r)
+		}
+	})
+
+	t.Run("a full binary in a directory others may write is refused", func(t *testing.T) {
+		// Whoever can write the directory can swap the binary between
+		// the check and the exec.
+		open := t.TempDir()
+		if err := os.Chmod(open, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []string{lean, full} {
+			if err := os.Link(b, filepath.Join(open, filepath.Base(b))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := runBin(t, filepath.Join(open, "sockwarden"), "fleet", "status")
+		if r.code != exitFailed || !strings.Contains(r.err, open) || !strings.Contains(r.err, "group or others") {
+			t.Errorf("full binary in a world-writable directory: %+v", r)
 		}
 	})
 }

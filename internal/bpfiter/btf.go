@@ -17,7 +17,7 @@ import (
 // of 26 fields, not the 150,000 decoded types a general BTF library builds
 // (cilium/ebpf's btf.LoadKernelSpec took 20 to 35 ms and 10 MiB here, as
 // much as the iteration itself; this scan takes about 2 ms and allocates
-// one id-to-offset table). Format: Documentation/bpf/btf.rst.
+// an id-to-offset table of one entry per 32 types). Format: Documentation/bpf/btf.rst.
 
 // BTF kinds (BTF_KIND_*).
 const (
@@ -46,10 +46,15 @@ var errBTF = errors.New("kernel BTF")
 
 // btfTypes indexes the type section of one BTF blob.
 type btfTypes struct {
-	big   bool     // a big-endian blob (the kernel's own byte order)
-	types []byte   // the type section
-	strs  []byte   // the string section
-	offs  []uint32 // offs[id-1]: offset of type id in types (id 0 is void)
+	big   bool   // a big-endian blob (the kernel's own byte order)
+	types []byte // the type section
+	strs  []byte // the string section
+	// marks[k] is the offset in types of type id k*markEvery+1 (id 0 is
+	// void); offset walks from the nearest mark. A full id-to-offset
+	// table was 600 KB for 150,000 types: 150 fresh pages, each a page
+	// fault, and faults cost 6-12 us on a VM (docs/PERFORMANCE.md).
+	marks []uint32
+	n     int // the number of types
 	// found[i] is the id of the type want[i] given to indexBTF.
 	found []uint32
 }
@@ -117,43 +122,71 @@ func indexBTF(b []byte, want ...btfName) (*btfTypes, error) {
 		big:   bo == binary.BigEndian,
 		types: b[hdrLen+typeOff : hdrLen+typeOff+typeLen],
 		strs:  b[hdrLen+strOff : hdrLen+strOff+strLen],
-		offs:  make([]uint32, 0, typeLen/24),
+		marks: make([]uint32, 0, typeLen/24/markEvery+1),
 		found: make([]uint32, len(want)),
 	}
 	prefixes := wantPrefixes(want)
 	for off := 0; off < len(t.types); {
 		if off+12 > len(t.types) {
-			return nil, fmt.Errorf("%w: type %d truncated", errBTF, len(t.offs)+1)
+			return nil, fmt.Errorf("%w: type %d truncated", errBTF, t.n+1)
 		}
 		info := t.u32(t.types[off+4:])
-		vlen, kind := int(info&0xffff), (info>>24)&0x1f
-		var extra int
-		switch kind {
-		case btfKindInt, btfKindVar, btfKindDeclTag:
-			extra = 4
-		case btfKindArray:
-			extra = 12
-		case btfKindStruct, btfKindUnion, btfKindDatasec, btfKindEnum64:
-			extra = 12 * vlen
-		case btfKindEnum, btfKindFuncProt:
-			extra = 8 * vlen
-		case btfKindPtr, btfKindFwd, btfKindTypedef, btfKindVolatile, btfKindConst,
-			btfKindRestrict, btfKindFunc, btfKindFloat, btfKindTypeTag:
-		default:
-			return nil, fmt.Errorf("%w: type %d has unknown kind %d", errBTF, len(t.offs)+1, kind)
+		kind := (info >> 24) & 0x1f
+		extra, ok := trailer(info)
+		if !ok {
+			return nil, fmt.Errorf("%w: type %d has unknown kind %d", errBTF, t.n+1, kind)
 		}
-		t.offs = append(t.offs, uint32(off))
+		if t.n%markEvery == 0 {
+			t.marks = append(t.marks, uint32(off))
+		}
+		t.n++
 		if (kind == btfKindFunc || kind == btfKindStruct) && len(want) > 0 {
-			if err := t.match(want, prefixes, t.found, kind, uint32(off), uint32(len(t.offs))); err != nil {
+			if err := t.match(want, prefixes, t.found, kind, uint32(off), uint32(t.n)); err != nil {
 				return nil, err
 			}
 		}
 		off += 12 + extra
 		if off > len(t.types) {
-			return nil, fmt.Errorf("%w: type %d truncated", errBTF, len(t.offs))
+			return nil, fmt.Errorf("%w: type %d truncated", errBTF, t.n)
 		}
 	}
 	return t, nil
+}
+
+// markEvery is the spacing of btfTypes.marks: a lookup walks at most 31
+// types, and only ~60 lookups are made.
+const markEvery = 32
+
+// trailer returns how many bytes follow the 12-byte header of a type with
+// this info word; ok is false for an unknown kind.
+func trailer(info uint32) (extra int, ok bool) {
+	vlen := int(info & 0xffff)
+	switch (info >> 24) & 0x1f {
+	case btfKindInt, btfKindVar, btfKindDeclTag:
+		return 4, true
+	case btfKindArray:
+		return 12, true
+	case btfKindStruct, btfKindUnion, btfKindDatasec, btfKindEnum64:
+		return 12 * vlen, true
+	case btfKindEnum, btfKindFuncProt:
+		return 8 * vlen, true
+	case btfKindPtr, btfKindFwd, btfKindTypedef, btfKindVolatile, btfKindConst,
+		btfKindRestrict, btfKindFunc, btfKindFloat, btfKindTypeTag:
+		return 0, true
+	}
+	return 0, false
+}
+
+// offset returns where type id (1..n) starts in types. indexBTF checked
+// every record, so the walk cannot fail.
+func (t *btfTypes) offset(id uint32) uint32 {
+	i := int(id - 1)
+	off := t.marks[i/markEvery]
+	for range i % markEvery {
+		extra, _ := trailer(t.u32(t.types[off+4:]))
+		off += 12 + uint32(extra)
+	}
+	return off
 }
 
 // u32 reads a 32-bit field. A bool and two inlined calls, not a
@@ -169,10 +202,10 @@ func (t *btfTypes) u32(b []byte) uint32 {
 // header returns the kind, vlen, kind_flag and size/type field of type id
 // (1-based).
 func (t *btfTypes) header(id uint32) (kind uint32, vlen int, kflag bool, sizeType uint32, err error) {
-	if id == 0 || int(id) > len(t.offs) {
+	if id == 0 || int(id) > t.n {
 		return 0, 0, false, 0, fmt.Errorf("%w: no type id %d", errBTF, id)
 	}
-	b := t.types[t.offs[id-1]:]
+	b := t.types[t.offset(id):]
 	info := t.u32(b[4:])
 	return (info >> 24) & 0x1f, int(info & 0xffff), info>>31 == 1, t.u32(b[8:]), nil
 }
@@ -265,7 +298,7 @@ func (t *btfTypes) member(id uint32, name string, depth int) (off, typ uint32, o
 	if kind != btfKindStruct && kind != btfKindUnion {
 		return 0, 0, false, nil
 	}
-	ms := t.types[t.offs[id-1]+12:]
+	ms := t.types[t.offset(id)+12:]
 	bitOff := func(i int) uint32 {
 		o := t.u32(ms[12*i+8:])
 		if kflag {

@@ -385,7 +385,8 @@ func (t *btfTypes) find(kind uint32, names ...string) ([]uint32, error) {
 	}
 	ids := make([]uint32, len(names))
 	prefixes := wantPrefixes(want)
-	for i, off := range t.offs {
+	for i := range t.n {
+		off := t.offset(uint32(i + 1))
 		if k := (t.u32(t.types[off+4:]) >> 24) & 0x1f; k == kind {
 			if err := t.match(want, prefixes, ids, k, off, uint32(i+1)); err != nil {
 				return nil, err
