@@ -489,8 +489,12 @@ func (ps *pasteSnap) noteBlocks() {
 // every socket table of the paste leaves them out (ss without -a, a state
 // filter, a grep): "no listener full" would otherwise rest on a table that
 // cannot show one. A table of listeners (-l) or a whole table reads them.
+// A filtered table that still shows listener rows (netstat -anlp | grep
+// 8090) read those: only the others are unknown, and "listeners unknown"
+// under "1 listener; the fullest is ..." would contradict the report.
 func (ps *pasteSnap) noteListenersUnread() {
 	var partial []string
+	shown := 0
 	for _, b := range ps.blocks {
 		if b.shape != shapeSS && b.shape != shapeNetstat || b.sockets+b.listeners == 0 || strings.HasPrefix(b.what, "ignored") {
 			continue
@@ -499,8 +503,14 @@ func (ps *pasteSnap) noteListenersUnread() {
 			return
 		}
 		partial = append(partial, b.partial)
+		shown += b.listeners
 	}
-	if len(partial) > 0 {
+	switch {
+	case len(partial) == 0:
+	case shown > 0:
+		ps.extra = append(ps.extra, Missing{Source: "listeners", Reason: fmt.Sprintf("listeners other than the %d shown not read: the socket tables pasted are filtered (%s), so others may have been left out: their listen queues are not judged (capture ss -tlnp)",
+			shown, strings.Join(partial, "; "))})
+	default:
 		ps.extra = append(ps.extra, Missing{Source: "listeners", Reason: "listeners unknown: the socket tables pasted leave listening sockets out (" +
 			strings.Join(partial, "; ") + "): listen queues are not judged (capture ss -tlnp)"})
 	}

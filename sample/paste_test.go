@@ -227,6 +227,8 @@ func TestPasteSample(t *testing.T) {
 		sysctls   map[string]string
 		kernel    []string // kinds
 		missing   []string // substrings of Missing reasons that must be there
+		// notMissing: substrings no Missing reason may hold.
+		notMissing []string
 	}{
 		{
 			// fastnetmon issue 685 (corpus 52): the poster cut the
@@ -239,6 +241,21 @@ func TestPasteSample(t *testing.T) {
 `,
 			states:  map[string]int{StateTimeWait: 2},
 			missing: []string{`only part of the socket table (rows cut by the poster ("..."))`, "listeners unknown"},
+		},
+		{
+			// proxygen issue 265 (corpus 46): the grep kept the
+			// listener row, so the listener shown was read and only
+			// the others are unknown; "listeners unknown" under
+			// "1 listener; the fullest is ..." contradicted it.
+			name: "a grepped table with a listener row reads that listener",
+			text: `~# netstat -anlp | grep 8090
+tcp        0      0 10.165.181.1:8090       0.0.0.0:*               LISTEN      23576/server
+tcp        0      0 10.165.181.1:8090       10.37.8.47:58926        SYN_RECV    -
+`,
+			states:     map[string]int{StateListen: 1, StateSynRecv: 1},
+			listeners:  []lst{{"10.165.181.1:8090", 0, 0, true, "server"}},
+			missing:    []string{"listeners: listeners other than the 1 shown not read: the socket tables pasted are filtered (piped through grep 8090)"},
+			notMissing: []string{"listeners unknown"},
 		},
 		{
 			name: "ss -tan state close-wait takes its state from the prompt",
@@ -479,6 +496,11 @@ ESTAB       244     0        0.my.ip.0:https             23.96.35.227:60472
 			for _, w := range tt.missing {
 				if !strings.Contains(all, w) {
 					t.Errorf("missing lacks %q; it holds:\n%s", w, all)
+				}
+			}
+			for _, w := range tt.notMissing {
+				if strings.Contains(all, w) {
+					t.Errorf("missing holds %q, which the paste contradicts:\n%s", w, all)
 				}
 			}
 		})
