@@ -722,6 +722,9 @@ func (pr *pasteReader) applyCounts(smp *Sample, blocks []*pasteBlock, extra *[]M
 		if b.shape != shapeCount {
 			continue
 		}
+		if len(b.counts) > 0 {
+			countedStates(smp.Missing)
+		}
 		for st, v := range b.counts {
 			if smp.States[st] < v {
 				smp.States[st] = v
@@ -735,6 +738,32 @@ func (pr *pasteReader) applyCounts(smp *Sample, blocks []*pasteBlock, extra *[]M
 	}
 	smp.Total = sumStates(smp.States)
 	smp.StatesV4, smp.StatesV6 = nil, nil
+}
+
+// countedStates rewords the note on an absent socket table when a
+// pipeline counted states (netstat -na | grep 16379 | awk ...: 49589
+// TIME_WAIT): "states other than LISTEN ... unknown" beside "49589
+// TIME-WAIT" read from the paste would say that what was read was not.
+// The table is still absent: the addresses and owners of the counted
+// sockets, and any state the pipeline left out, are unknown. The reason
+// keeps "absent" and, when no table gave them, "listeners": coverage
+// reads both.
+func countedStates(miss []Missing) {
+	const counted = "absent: no socket table with addresses (the states a pipeline counted are read, and named below): "
+	for i := range miss {
+		m := &miss[i]
+		if filepath.Base(m.Source) != bfSSTan+".txt" {
+			continue
+		}
+		for old, now := range map[string]string{
+			"absent: states other than LISTEN, destinations and processes unknown": counted + "destinations and processes unknown",
+			"absent: socket states, listeners, destinations and processes unknown": counted + "listeners, destinations and processes unknown",
+		} {
+			if rest, ok := strings.CutPrefix(m.Reason, old); ok {
+				m.Reason = now + rest
+			}
+		}
+	}
 }
 
 // lazyRE compiles a regular expression on its first use. The paste

@@ -258,6 +258,32 @@ tcp        0      0 10.165.181.1:8090       10.37.8.47:58926        SYN_RECV    
 			notMissing: []string{"listeners unknown"},
 		},
 		{
+			// ardb issue 74 (corpus 48): the awk pipeline counted
+			// 49589 TIME_WAIT, so "states other than LISTEN unknown"
+			// said that what was read was not.
+			name: "states counted by a pipeline beside a listener table are read",
+			text: `[root@TJHY-5T-207 ardb]# netstat -nap | grep ardb 
+tcp        0      0 192.168.1.207:16379         0.0.0.0:*                   LISTEN      44667/./ardb-server 
+[root@TJHY-5T-207 ardb]# netstat -na | grep 16379 | awk '/^tcp/ {++state[$NF]} END {for(key in state) print key,"\t",state[key]}'
+TIME_WAIT    49589
+LISTEN   1
+`,
+			states:     map[string]int{StateTimeWait: 49589, StateListen: 1},
+			listeners:  []lst{{"192.168.1.207:16379", 0, 0, true, "./ardb-server"}},
+			missing:    []string{"ss-tan.txt: absent: no socket table with addresses (the states a pipeline counted are read, and named below): destinations and processes unknown (capture: ss -tanpe)", "state counts from a pipeline"},
+			notMissing: []string{"states other than LISTEN"},
+		},
+		{
+			name: "states counted by a pipeline alone are read, listeners not",
+			text: `$ netstat -an | awk '/^tcp/ {print $6}' | sort | uniq -c
+     41 TIME_WAIT
+    710 CLOSE_WAIT
+`,
+			states:     map[string]int{StateTimeWait: 41, StateCloseWait: 710},
+			missing:    []string{"ss-tan.txt: absent: no socket table with addresses (the states a pipeline counted are read, and named below): listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)"},
+			notMissing: []string{"socket states, listeners"},
+		},
+		{
 			name: "ss -tan state close-wait takes its state from the prompt",
 			text: `$ ss -tlnp
 State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process
