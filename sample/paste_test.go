@@ -702,6 +702,45 @@ func TestParsePrompt(t *testing.T) {
 	}
 }
 
+// A poster's note in parentheses after the command is prose: without
+// cutProse corpus 49's pipeline read "grep 6399 ( 6399 is my number port
+// for redis)". Parentheses the shell reads are kept.
+func TestSplitCommandsProse(t *testing.T) {
+	tests := []struct {
+		line  string
+		text  string
+		args  []string
+		pipes []string
+	}{
+		{"netstat -vatnl | grep 6399 ( 6399 is my number port for redis)", "netstat -vatnl | grep 6399", []string{"-vatnl"}, []string{"grep 6399"}},
+		{"ss -tan (the whole table)", "ss -tan", []string{"-tan"}, nil},
+		{"ss -tan '( sport = :80 )' | wc -l", "ss -tan '( sport = :80 )' | wc -l", []string{"-tan", "( sport = :80 )"}, []string{"wc -l"}},
+		{`ss -tan \( sport = :80 \)`, `ss -tan \( sport = :80 \)`, []string{"-tan", `\(`, "sport", "=", ":80", `\)`}, nil},
+		{"ss -tan | grep -c $(hostname -i)", "ss -tan | grep -c $(hostname -i)", []string{"-tan"}, []string{"grep -c $(hostname -i)"}},
+		{"netstat -an | awk '{print $6}' | sort | uniq -c", "netstat -an | awk '{print $6}' | sort | uniq -c", []string{"-an"}, []string{"awk '{print $6}'", "sort", "uniq -c"}},
+	}
+	for _, tt := range tests {
+		cmds := splitCommands(tt.line, 1)
+		if len(cmds) == 0 {
+			t.Errorf("splitCommands(%q): no command", tt.line)
+			continue
+		}
+		type cmd struct {
+			Text        string
+			Args, Pipes []string
+		}
+		want := cmd{tt.text, tt.args, tt.pipes}
+		got := cmd{cmds[0].text, cmds[0].args, cmds[0].pipes}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("splitCommands(%q) (-want +got):\n%s", tt.line, diff)
+		}
+	}
+	// A subshell after ; is shell, not prose.
+	if cmds := splitCommands("date; (cd /proc; cat net/sockstat)", 1); len(cmds) != 3 {
+		t.Errorf("subshell: %d commands, want 3: %+v", len(cmds), cmds)
+	}
+}
+
 func TestFromInputRoutes(t *testing.T) {
 	// A bundle file name is a bundle; any other name a paste.
 	if k := InputKind("testdata/bundle/ns"); k != "bundle" {
