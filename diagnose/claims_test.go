@@ -315,6 +315,31 @@ func TestPartialTableClaims(t *testing.T) {
 	}
 }
 
+// A filtered table that still shows a listener row (proxygen issue 265,
+// corpus 46: netstat -anlp | grep 8090) read that listener: the report
+// lists it, so "no listener table" beside it would contradict the list.
+// Only the listeners the grep may have removed are not judged.
+func TestFilteredTableListenersShown(t *testing.T) {
+	text := "~# netstat -anlp | grep 8090\n" +
+		"tcp        0      0 10.165.181.1:8090       0.0.0.0:*               LISTEN      23576/server\n" +
+		"tcp        0      0 10.165.181.1:8090       10.37.8.47:58926        SYN_RECV    -\n"
+	pasted, err := sample.FromPaste("t.txt", strings.NewReader(text), sample.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(pasted[0].Listeners); n != 1 {
+		t.Fatalf("%d listeners read, want 1", n)
+	}
+	_, notJudged := claims(pasted)
+	want := "listen queues beyond the listeners shown (the table was filtered: capture ss -tlnp)"
+	if !slices.Contains(notJudged, want) {
+		t.Errorf("not judged %q lacks %q", notJudged, want)
+	}
+	if slices.ContainsFunc(notJudged, func(s string) bool { return strings.Contains(s, "no listener table") }) {
+		t.Errorf("not judged %q says no listener table beside the listener read", notJudged)
+	}
+}
+
 // A kernel line pasted alone says nothing of the sockets by state: the
 // evidence of the SYN-flooding and TIME-WAIT-bucket findings says the
 // state was not read, not "0 SYN-RECV sockets"; with a socket table the

@@ -20,7 +20,9 @@ type coverage struct {
 	// counts from a pipeline).
 	socketsPart bool
 	// listeners: the LISTEN table (ss -tlnp, ss -tan, sock_diag).
-	listeners bool
+	// listenersPart: not the table, but listener rows of a filtered one
+	// (netstat -anlp | grep 8090): those shown were read, others not.
+	listeners, listenersPart bool
 	// owners: process owners with descriptor counts and limits.
 	owners bool
 	// tcpExt: the TcpExt counters (ListenOverflows ...); tcp: the Tcp ones
@@ -54,6 +56,7 @@ func coverageOf(s *sample.Sample) coverage {
 	// state filter, a grep) says so under "listeners".
 	if missing(s, "listeners") != nil {
 		c.listeners = false
+		c.listenersPart = len(s.Listeners) > 0
 	}
 	for _, m := range s.Missing {
 		// A paste of part of the table (one state, one port, a grep) or
@@ -114,6 +117,8 @@ func claims(series []*sample.Sample) (fine, notJudged []string) {
 	}
 	rates := len(series) > 1 && c.dated && !series[0].Time.IsZero()
 	switch {
+	case !c.listeners && c.listenersPart:
+		notJudged = append(notJudged, "listen queues beyond the listeners shown (the table was filtered: capture ss -tlnp)")
 	case !c.listeners:
 		notJudged = append(notJudged, "listen queues (no listener table: capture ss -tlnp)")
 	case rates && everywhere(cOverflows):

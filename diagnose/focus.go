@@ -146,6 +146,7 @@ func findingPort(subject string) uint16 {
 		return uint16(n)
 	}
 	addr, _, _ := strings.Cut(subject, " from ")
+	addr, _, _ = strings.Cut(addr, " (") // "127.0.0.1:6399 (inferred)"
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		return ap.Port()
 	}

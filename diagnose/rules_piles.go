@@ -118,7 +118,7 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 	for _, o := range connectErrorObservations(s, okR, poolName) {
 		dup := false
 		for _, d := range out {
-			dup = dup || strings.HasPrefix(d.Subject, o.Subject+" from ")
+			dup = dup || strings.HasPrefix(d.Subject, strings.TrimSuffix(o.Subject, inferredMark)+" from ")
 		}
 		if !dup {
 			out = append(out, o)
@@ -202,15 +202,29 @@ func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Obs
 	var out []Observation
 	for _, k := range order {
 		subject, dest := "host", "a destination the log line does not name"
+		target, inferred := "that destination", ""
+		failed := target // what the log line says ran out
+		dk := k
 		if k.dst != "" {
 			subject = net.JoinHostPort(k.dst, fmt.Sprint(k.port))
-			dest = subject
+			dest, target, failed = subject, subject, subject
+		} else if d, ok := onlyDestination(s); ok {
+			// The line names none, but every socket read goes to
+			// one destination (hiredis issue 58, corpus 49: ten
+			// TIME-WAIT rows to 127.0.0.1:6399): name it as the
+			// likely one, said to be inferred, since a grep may
+			// have chosen the rows. The sizing stays as without it.
+			dk = key{d.Dst, d.DstPort}
+			target = net.JoinHostPort(d.Dst, fmt.Sprint(d.DstPort))
+			subject = target + inferredMark
+			dest = fmt.Sprintf("a destination the log line does not name, likely %s (the pasted sockets all go there)", target)
+			inferred = fmt.Sprintf(" The log line names none; the sockets read all go to %s, so it is likely that one: inferred from the rows read (which a grep may have chosen), not from the log line.", target)
 		}
 		ls := lines[k]
 		ev := []string{fmt.Sprintf("%s of connect() failing with EADDRNOTAVAIL, the first: %s", plural(len(ls), "application log line"), ls[0].Line)}
 		ev = append(ev, stateCountLine(s, sample.StateTimeWait))
 		for _, d := range s.Destinations {
-			if d.Dst == k.dst && d.DstPort == k.port {
+			if d.Dst == dk.dst && d.DstPort == dk.port {
 				ev = append(ev, fmt.Sprintf("%s holds %s (%s) in what was read", destSubject(d), plural(d.Total, "port"), statesLine(d.States)))
 				break
 			}
@@ -220,15 +234,11 @@ func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Obs
 		} else {
 			ev = append(ev, kPortRange+" not read")
 		}
-		target := "that destination"
-		if k.dst != "" {
-			target = dest
-		}
 		out = append(out, Observation{
 			Kind: KindEphemeralPorts, Subject: subject, Side: SideUnknown, Severity: SevCritical,
 			Title: fmt.Sprintf("EADDRNOTAVAIL from connect() to %s: no free ephemeral port", dest),
-			Explanation: fmt.Sprintf("An application logged connect() failing with EADDRNOTAVAIL (\"Cannot assign requested address\"): the kernel found no free local port for %s. A source port must be unique per (source, destination, port), so the pool (%s) is per destination; the usual cause is a client that opens a connection per request and closes it first, leaving each port in TIME-WAIT for 60 seconds. The input does not hold both the sockets to %s and the port range, so no kernel change is sized here: capture `ss -tan dst %s` and `sysctl %s %s %s`. (connect() also fails with EADDRNOTAVAIL on a socket bound to an address the host does not have; then the ports are not the cause.)",
-				target, poolName, target, hostOf(k.dst), kPortRange, kReserved, kTwReuse),
+			Explanation: fmt.Sprintf("An application logged connect() failing with EADDRNOTAVAIL (\"Cannot assign requested address\"): the kernel found no free local port for %s.%s A source port must be unique per (source, destination, port), so the pool (%s) is per destination; the usual cause is a client that opens a connection per request and closes it first, leaving each port in TIME-WAIT for 60 seconds. The input does not hold both the sockets to %s and the port range, so no kernel change is sized here: capture `ss -tan dst %s` and `sysctl %s %s %s`. (connect() also fails with EADDRNOTAVAIL on a socket bound to an address the host does not have; then the ports are not the cause.)",
+				failed, inferred, poolName, target, hostOf(dk.dst), kPortRange, kReserved, kTwReuse),
 			Evidence: ev,
 			AppActions: []string{
 				fmt.Sprintf("Reuse connections to %s: a connection pool with keep-alive instead of a connection per request. This is the real fix; a wider range (%s) or tcp_tw_reuse only moves the wall.", target, kPortRange),
@@ -237,6 +247,26 @@ func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Obs
 		})
 	}
 	return out
+}
+
+// inferredMark ends the subject of an EADDRNOTAVAIL finding whose
+// destination the log line does not name but the sockets read suggest.
+const inferredMark = " (inferred)"
+
+// onlyDestination is the destination every port-holding socket read goes
+// to, when there is one: no group was dropped (sample.top_destinations)
+// and they share the destination address and port (sources may differ).
+func onlyDestination(s *sample.Sample) (sample.Destination, bool) {
+	if len(s.Destinations) == 0 || s.DestinationGroups > len(s.Destinations) {
+		return sample.Destination{}, false
+	}
+	d := s.Destinations[0]
+	for _, o := range s.Destinations[1:] {
+		if o.Dst != d.Dst || o.DstPort != d.DstPort {
+			return sample.Destination{}, false
+		}
+	}
+	return d, true
 }
 
 // hostOf is the address for an ss filter, or a placeholder when the line

@@ -444,6 +444,44 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{
+			// hiredis issue 58 (corpus 49): the line names no
+			// destination, every row pasted goes to 127.0.0.1:6399.
+			// Named as inferred; nothing is sized from a partial table.
+			name: "connect() EADDRNOTAVAIL naming no destination, every socket read to one: that one, inferred", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 10
+				s.Destinations = []sample.Destination{{Src: "127.0.0.1", Dst: "127.0.0.1", DstPort: 6399, Total: 10, States: map[string]int{sample.StateTimeWait: 10}}}
+				s.DestinationGroups = 1
+				s.ConnectErrors = []sample.ConnectError{{Line: "Error connectRedis: Cannot assign requested address"}}
+			},
+			want: []verdict{{KindEphemeralPorts, "127.0.0.1:6399 (inferred)", SideUnknown, false}},
+		},
+		{
+			name: "connect() EADDRNOTAVAIL naming no destination, sockets read to two: the host", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 13
+				s.Destinations = []sample.Destination{
+					{Src: "11.1.1.1", Dst: "11.1.1.4", DstPort: 6379, Total: 8, States: map[string]int{sample.StateTimeWait: 8}},
+					{Src: "11.1.1.1", Dst: "11.1.1.2", DstPort: 2003, Total: 5, States: map[string]int{sample.StateTimeWait: 5}},
+				}
+				s.DestinationGroups = 2
+				s.ConnectErrors = []sample.ConnectError{{Line: "Error connectRedis: Cannot assign requested address"}}
+			},
+			want: []verdict{{KindEphemeralPorts, "host", SideUnknown, false}},
+		},
+		{
+			// top_destinations dropped groups: the one kept may not be
+			// the only one.
+			name: "connect() EADDRNOTAVAIL naming no destination, destination groups dropped: the host", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.States[sample.StateTimeWait] = 10
+				s.Destinations = []sample.Destination{{Src: "127.0.0.1", Dst: "127.0.0.1", DstPort: 6399, Total: 10, States: map[string]int{sample.StateTimeWait: 10}}}
+				s.DestinationGroups = 2
+				s.ConnectErrors = []sample.ConnectError{{Line: "Error connectRedis: Cannot assign requested address"}}
+			},
+			want: []verdict{{KindEphemeralPorts, "host", SideUnknown, false}},
+		},
+		{
 			// Another destination near its pool does not hide the one
 			// the application logged; the one judged from its sockets
 			// is not named twice.
@@ -869,6 +907,23 @@ func TestKernelLogSummary(t *testing.T) {
 		})
 		if got := kernelLogLine(ser); got != tc.want {
 			t.Errorf("port %d: %q, want %q", tc.port, got, tc.want)
+		}
+	}
+}
+
+// findingPort reads the port of every subject form, the inferred one of
+// an EADDRNOTAVAIL finding included: --port 80 must not take a finding
+// about 127.0.0.1:6399 for one whose port is unknown.
+func TestFindingPort(t *testing.T) {
+	for subject, want := range map[string]uint16{
+		"port 80":                       80,
+		"10.0.0.5:443 from 10.0.0.1":    443,
+		"192.168.1.207:16379":           16379,
+		"127.0.0.1:6399" + inferredMark: 6399,
+		"host":                          0,
+	} {
+		if got := findingPort(subject); got != want {
+			t.Errorf("findingPort(%q) = %d, want %d", subject, got, want)
 		}
 	}
 }

@@ -489,8 +489,12 @@ func (ps *pasteSnap) noteBlocks() {
 // every socket table of the paste leaves them out (ss without -a, a state
 // filter, a grep): "no listener full" would otherwise rest on a table that
 // cannot show one. A table of listeners (-l) or a whole table reads them.
+// A filtered table that still shows listener rows (netstat -anlp | grep
+// 8090) read those: only the others are unknown, and "listeners unknown"
+// under "1 listener; the fullest is ..." would contradict the report.
 func (ps *pasteSnap) noteListenersUnread() {
 	var partial []string
+	shown := 0
 	for _, b := range ps.blocks {
 		if b.shape != shapeSS && b.shape != shapeNetstat || b.sockets+b.listeners == 0 || strings.HasPrefix(b.what, "ignored") {
 			continue
@@ -499,8 +503,14 @@ func (ps *pasteSnap) noteListenersUnread() {
 			return
 		}
 		partial = append(partial, b.partial)
+		shown += b.listeners
 	}
-	if len(partial) > 0 {
+	switch {
+	case len(partial) == 0:
+	case shown > 0:
+		ps.extra = append(ps.extra, Missing{Source: "listeners", Reason: fmt.Sprintf("listeners other than the %d shown not read: the socket tables pasted are filtered (%s), so others may have been left out: their listen queues are not judged (capture ss -tlnp)",
+			shown, strings.Join(partial, "; "))})
+	default:
 		ps.extra = append(ps.extra, Missing{Source: "listeners", Reason: "listeners unknown: the socket tables pasted leave listening sockets out (" +
 			strings.Join(partial, "; ") + "): listen queues are not judged (capture ss -tlnp)"})
 	}
@@ -712,6 +722,9 @@ func (pr *pasteReader) applyCounts(smp *Sample, blocks []*pasteBlock, extra *[]M
 		if b.shape != shapeCount {
 			continue
 		}
+		if len(b.counts) > 0 {
+			countedStates(smp.Missing)
+		}
 		for st, v := range b.counts {
 			if smp.States[st] < v {
 				smp.States[st] = v
@@ -725,6 +738,32 @@ func (pr *pasteReader) applyCounts(smp *Sample, blocks []*pasteBlock, extra *[]M
 	}
 	smp.Total = sumStates(smp.States)
 	smp.StatesV4, smp.StatesV6 = nil, nil
+}
+
+// countedStates rewords the note on an absent socket table when a
+// pipeline counted states (netstat -na | grep 16379 | awk ...: 49589
+// TIME_WAIT): "states other than LISTEN ... unknown" beside "49589
+// TIME-WAIT" read from the paste would say that what was read was not.
+// The table is still absent: the addresses and owners of the counted
+// sockets, and any state the pipeline left out, are unknown. The reason
+// keeps "absent" and, when no table gave them, "listeners": coverage
+// reads both.
+func countedStates(miss []Missing) {
+	const counted = "absent: no socket table with addresses (the states a pipeline counted are read, and named below): "
+	for i := range miss {
+		m := &miss[i]
+		if filepath.Base(m.Source) != bfSSTan+".txt" {
+			continue
+		}
+		for old, now := range map[string]string{
+			"absent: states other than LISTEN, destinations and processes unknown": counted + "destinations and processes unknown",
+			"absent: socket states, listeners, destinations and processes unknown": counted + "listeners, destinations and processes unknown",
+		} {
+			if rest, ok := strings.CutPrefix(m.Reason, old); ok {
+				m.Reason = now + rest
+			}
+		}
+	}
 }
 
 // lazyRE compiles a regular expression on its first use. The paste

@@ -227,6 +227,8 @@ func TestPasteSample(t *testing.T) {
 		sysctls   map[string]string
 		kernel    []string // kinds
 		missing   []string // substrings of Missing reasons that must be there
+		// notMissing: substrings no Missing reason may hold.
+		notMissing []string
 	}{
 		{
 			// fastnetmon issue 685 (corpus 52): the poster cut the
@@ -239,6 +241,47 @@ func TestPasteSample(t *testing.T) {
 `,
 			states:  map[string]int{StateTimeWait: 2},
 			missing: []string{`only part of the socket table (rows cut by the poster ("..."))`, "listeners unknown"},
+		},
+		{
+			// proxygen issue 265 (corpus 46): the grep kept the
+			// listener row, so the listener shown was read and only
+			// the others are unknown; "listeners unknown" under
+			// "1 listener; the fullest is ..." contradicted it.
+			name: "a grepped table with a listener row reads that listener",
+			text: `~# netstat -anlp | grep 8090
+tcp        0      0 10.165.181.1:8090       0.0.0.0:*               LISTEN      23576/server
+tcp        0      0 10.165.181.1:8090       10.37.8.47:58926        SYN_RECV    -
+`,
+			states:     map[string]int{StateListen: 1, StateSynRecv: 1},
+			listeners:  []lst{{"10.165.181.1:8090", 0, 0, true, "server"}},
+			missing:    []string{"listeners: listeners other than the 1 shown not read: the socket tables pasted are filtered (piped through grep 8090)"},
+			notMissing: []string{"listeners unknown"},
+		},
+		{
+			// ardb issue 74 (corpus 48): the awk pipeline counted
+			// 49589 TIME_WAIT, so "states other than LISTEN unknown"
+			// said that what was read was not.
+			name: "states counted by a pipeline beside a listener table are read",
+			text: `[root@TJHY-5T-207 ardb]# netstat -nap | grep ardb 
+tcp        0      0 192.168.1.207:16379         0.0.0.0:*                   LISTEN      44667/./ardb-server 
+[root@TJHY-5T-207 ardb]# netstat -na | grep 16379 | awk '/^tcp/ {++state[$NF]} END {for(key in state) print key,"\t",state[key]}'
+TIME_WAIT    49589
+LISTEN   1
+`,
+			states:     map[string]int{StateTimeWait: 49589, StateListen: 1},
+			listeners:  []lst{{"192.168.1.207:16379", 0, 0, true, "./ardb-server"}},
+			missing:    []string{"ss-tan.txt: absent: no socket table with addresses (the states a pipeline counted are read, and named below): destinations and processes unknown (capture: ss -tanpe)", "state counts from a pipeline"},
+			notMissing: []string{"states other than LISTEN"},
+		},
+		{
+			name: "states counted by a pipeline alone are read, listeners not",
+			text: `$ netstat -an | awk '/^tcp/ {print $6}' | sort | uniq -c
+     41 TIME_WAIT
+    710 CLOSE_WAIT
+`,
+			states:     map[string]int{StateTimeWait: 41, StateCloseWait: 710},
+			missing:    []string{"ss-tan.txt: absent: no socket table with addresses (the states a pipeline counted are read, and named below): listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)"},
+			notMissing: []string{"socket states, listeners"},
 		},
 		{
 			name: "ss -tan state close-wait takes its state from the prompt",
@@ -481,6 +524,11 @@ ESTAB       244     0        0.my.ip.0:https             23.96.35.227:60472
 					t.Errorf("missing lacks %q; it holds:\n%s", w, all)
 				}
 			}
+			for _, w := range tt.notMissing {
+				if strings.Contains(all, w) {
+					t.Errorf("missing holds %q, which the paste contradicts:\n%s", w, all)
+				}
+			}
 		})
 	}
 }
@@ -651,6 +699,45 @@ func TestParsePrompt(t *testing.T) {
 		if ok != tt.ok || tool != tt.tool {
 			t.Errorf("parsePrompt(%q) = %q, %v; want %q, %v", tt.line, tool, ok, tt.tool, tt.ok)
 		}
+	}
+}
+
+// A poster's note in parentheses after the command is prose: without
+// cutProse corpus 49's pipeline read "grep 6399 ( 6399 is my number port
+// for redis)". Parentheses the shell reads are kept.
+func TestSplitCommandsProse(t *testing.T) {
+	tests := []struct {
+		line  string
+		text  string
+		args  []string
+		pipes []string
+	}{
+		{"netstat -vatnl | grep 6399 ( 6399 is my number port for redis)", "netstat -vatnl | grep 6399", []string{"-vatnl"}, []string{"grep 6399"}},
+		{"ss -tan (the whole table)", "ss -tan", []string{"-tan"}, nil},
+		{"ss -tan '( sport = :80 )' | wc -l", "ss -tan '( sport = :80 )' | wc -l", []string{"-tan", "( sport = :80 )"}, []string{"wc -l"}},
+		{`ss -tan \( sport = :80 \)`, `ss -tan \( sport = :80 \)`, []string{"-tan", `\(`, "sport", "=", ":80", `\)`}, nil},
+		{"ss -tan | grep -c $(hostname -i)", "ss -tan | grep -c $(hostname -i)", []string{"-tan"}, []string{"grep -c $(hostname -i)"}},
+		{"netstat -an | awk '{print $6}' | sort | uniq -c", "netstat -an | awk '{print $6}' | sort | uniq -c", []string{"-an"}, []string{"awk '{print $6}'", "sort", "uniq -c"}},
+	}
+	for _, tt := range tests {
+		cmds := splitCommands(tt.line, 1)
+		if len(cmds) == 0 {
+			t.Errorf("splitCommands(%q): no command", tt.line)
+			continue
+		}
+		type cmd struct {
+			Text        string
+			Args, Pipes []string
+		}
+		want := cmd{tt.text, tt.args, tt.pipes}
+		got := cmd{cmds[0].text, cmds[0].args, cmds[0].pipes}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("splitCommands(%q) (-want +got):\n%s", tt.line, diff)
+		}
+	}
+	// A subshell after ; is shell, not prose.
+	if cmds := splitCommands("date; (cd /proc; cat net/sockstat)", 1); len(cmds) != 3 {
+		t.Errorf("subshell: %d commands, want 3: %+v", len(cmds), cmds)
 	}
 }
 

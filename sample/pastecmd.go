@@ -164,6 +164,7 @@ func plausibleCommand(c pasteCmd) bool {
 // honoured; nothing is expanded.
 func splitCommands(text string, n int) []pasteCmd {
 	var out []pasteCmd
+	text = cutProse(text)
 	for _, seq := range splitOutsideQuotes(text, []string{"&&", "||", ";"}) {
 		stages := splitOutsideQuotes(seq, []string{"|"})
 		if len(stages) == 0 {
@@ -213,6 +214,43 @@ func splitCommands(text string, n int) []pasteCmd {
 		out = append(out, c)
 	}
 	return out
+}
+
+// cutProse ends a command line where the poster's note in parentheses
+// starts: "netstat -vatnl | grep 6399 ( 6399 is my number port for redis)"
+// (hiredis issue 58, corpus 49) was taken whole, and "piped through grep
+// 6399 ( 6399 is my number port for redi..." was in the report. To a
+// shell an unquoted "(" after a command's word is a syntax error, so
+// there it is prose, not the pattern; a subshell ("(cd /; ss -s)", "if (
+// ... )"), $( ), <( ), a=( ), a quoted or escaped "(" (ss's "'( sport =
+// :80 )'", "\( ... \)") are shell and kept.
+func cutProse(text string) string {
+	var quote byte
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\\':
+			i++
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '(' && i > 0 && (text[i-1] == ' ' || text[i-1] == '\t'):
+			before := strings.TrimRight(text[:i], " \t")
+			words := strings.Fields(before)
+			if len(words) == 0 || strings.ContainsAny(before[len(before)-1:], "|&;<>$=(`!") {
+				continue
+			}
+			switch words[len(words)-1] {
+			case "if", "then", "else", "elif", "do", "while", "until", "time", "!":
+				continue
+			}
+			return before
+		}
+	}
+	return text
 }
 
 // splitOutsideQuotes splits s at any of seps that is not inside quotes or
