@@ -78,11 +78,16 @@ func (pr *proposals) forgetGone(path string, ready []diagnose.Proposal) {
 // forget drops a proposal that is pending no more (its condition gone, or
 // the apply done): when a later census proposes it again (a rolled-back
 // change, a problem that recurs after hours), it is announced again, with
-// the command that approves it. Callers hold a.mu.
+// the command that approves it. The rollouts' copy goes too: they only
+// look up pending proposals, and announce records it again. Callers hold
+// a.mu.
 func (pr *proposals) forget(id string) {
 	delete(pr.pending, id)
 	delete(pr.missed, id)
 	delete(pr.announced, id)
+	if pr.a.rollouts != nil {
+		delete(pr.a.rollouts.props, id)
+	}
 }
 
 // propose records the confirmed kernel proposals of a diagnosis as pending
