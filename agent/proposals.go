@@ -70,9 +70,23 @@ func (pr *proposals) forgetGone(path string, ready []diagnose.Proposal) {
 			pr.missed[id] = now
 		}
 		if now.Sub(first) >= pendingGrace {
-			delete(pr.pending, id)
-			delete(pr.missed, id)
+			pr.forget(id)
 		}
+	}
+}
+
+// forget drops a proposal that is pending no more (its condition gone, or
+// the apply done): when a later census proposes it again (a rolled-back
+// change, a problem that recurs after hours), it is announced again, with
+// the command that approves it. The rollouts' copy goes too: they only
+// look up pending proposals, and announce records it again. Callers hold
+// a.mu.
+func (pr *proposals) forget(id string) {
+	delete(pr.pending, id)
+	delete(pr.missed, id)
+	delete(pr.announced, id)
+	if pr.a.rollouts != nil {
+		delete(pr.a.rollouts.props, id)
 	}
 }
 

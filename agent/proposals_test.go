@@ -4,8 +4,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/sockwarden/sockwarden/diagnose"
 	"github.com/sockwarden/sockwarden/internal/fakeclock"
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
 // A pending proposal outlives the censuses that miss it for pendingGrace
@@ -43,5 +48,33 @@ func TestPendingOutlivesALull(t *testing.T) {
 	}
 	if !has(other.ID) {
 		t.Fatal("another namespace's proposal was dropped")
+	}
+}
+
+// A proposal is announced once while it stays pending, and again when it
+// comes back after it was dropped: the operator who approves from the
+// journal must see it the second time too.
+func TestProposalAnnouncedAgainAfterDropped(t *testing.T) {
+	clk := fakeclock.New()
+	core, logs := observer.New(zapcore.InfoLevel)
+	a := &Agent{clock: clk, log: zap.New(core)}
+	a.proposals = newProposals(a)
+	p := diagnose.Proposal{ID: "p1", Netns: "/run/netns/a", Ready: true, Finding: "accept-queue-overflow", Subject: "0.0.0.0:8080"}
+	announced := func() int { return logs.FilterMessage("proposal pending approval: sockwarden approve p1").Len() }
+
+	a.announce([]remediate.Pending{{Proposal: p, Recorded: clk.Now()}})
+	a.announce([]remediate.Pending{{Proposal: p, Recorded: clk.Now()}})
+	if n := announced(); n != 1 {
+		t.Fatalf("%d announcements while pending, want 1", n)
+	}
+	a.forgetGone(p.Netns, nil)
+	clk.Advance(pendingGrace + time.Second)
+	a.forgetGone(p.Netns, nil) // gone: dropped
+	if _, ok := a.pending[p.ID]; ok {
+		t.Fatal("still pending after the grace")
+	}
+	a.announce([]remediate.Pending{{Proposal: p, Recorded: clk.Now()}})
+	if n := announced(); n != 2 {
+		t.Fatalf("%d announcements after it came back, want 2", n)
 	}
 }

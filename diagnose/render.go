@@ -292,6 +292,14 @@ func findingCheck(r Report, f Finding) (string, string) {
 			pid := strings.Fields(f.Subject)[1]
 			return fmt.Sprintf("grep 'open files' /proc/%s/limits; ls /proc/%s/fd | wc -l", pid, pid), "the open descriptors stay below the configured share of the limit."
 		}
+		if p := findingPort(f.Subject); p != 0 { // EMFILE logged on a listener
+			return fmt.Sprintf("ss -tlnp 'sport = :%d'   # then, for its pid: ls /proc/PID/fd | wc -l; grep 'open files' /proc/PID/limits", p),
+				"its open descriptors stay well below its limit under the same load, and its log has no new \"too many open files\"."
+		}
+		if f.Subject == "application" {
+			return "grep 'open files' /proc/PID/limits; ls /proc/PID/fd | wc -l   # PID: the process that logged EMFILE",
+				"its open descriptors stay well below its limit under the same load, and its log has no new \"too many open files\"."
+		}
 		return "cat /proc/sys/fs/file-nr", "the first number stays well below the third."
 	case KindTCPMemoryPressure:
 		return pre + "cat /proc/net/sockstat", "TCP mem stays below the pressure value of net.ipv4.tcp_mem."

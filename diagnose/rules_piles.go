@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -526,21 +527,89 @@ func checkFDs(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Obser
 			AppActions: []string{fix + ".", fmt.Sprintf("Check for a descriptor leak first: `ls -l /proc/%d/fd | awk '{print $NF}' | sort | uniq -c | sort -rn | head`.", o.PID)},
 		})
 	}
+	var ev []string
+	title := "the system is near fs.file-max"
 	if nr, ok := sysInts(s, kFileNr, 3); ok && nr[2] > 0 && float64(nr[0]) >= cfg.FDUseRatio*float64(nr[2]) {
-		ev := []string{fmt.Sprintf("%s = %d %d %d (allocated, unused, max): %.0f%% of fs.file-max", kFileNr, nr[0], nr[1], nr[2], 100*float64(nr[0])/float64(nr[2]))}
+		ev = append(ev, fmt.Sprintf("%s = %d %d %d (allocated, unused, max): %.0f%% of fs.file-max", kFileNr, nr[0], nr[1], nr[2], 100*float64(nr[0])/float64(nr[2])))
+	}
+	// The kernel's own line, and applications' ENFILE: the limit was
+	// reached, whatever file-nr says now (or was not read).
+	reached := kernelLines(s, sample.KernelFileMax)
+	if e := fdErrorEvidence(s.FDErrors, "ENFILE", ""); e != "" {
+		reached = append(reached, e)
+	}
+	if len(reached) > 0 {
+		title = "the system reached fs.file-max"
+		ev = append(ev, reached...)
+	}
+	if len(ev) > 0 {
 		if len(s.Processes) > 0 {
 			p := s.Processes[0]
 			ev = append(ev, fmt.Sprintf("largest socket holder: %s with %d sockets, %d descriptors", ownerLong(p.Owner), p.Total, p.FDs))
 		}
 		out = append(out, Observation{
 			Kind: KindFDExhaustion, Subject: "host", Side: SideApp, Severity: SevCritical,
-			Title:       "the system is near fs.file-max",
+			Title:       title,
 			Explanation: "The whole system has nearly as many open files as fs.file-max allows; at the limit every open(), socket() and accept() fails with ENFILE. fs.file-max is large by default on current kernels, so reaching it means a process leaks descriptors: find it and fix it (or cap it with its unit's LimitNOFILE=). This is not a TCP sysctl problem and no TCP change is proposed.",
 			Evidence:    ev,
 			AppActions:  []string{"Find the holder: `for p in /proc/[0-9]*; do echo $(ls $p/fd 2>/dev/null | wc -l) $p; done | sort -rn | head`, then fix its leak or bound it with LimitNOFILE=."},
 		})
 	}
+	return append(out, emfileObservations(s)...)
+}
+
+// emfileObservations turns the lines of a paste in which an application
+// says a call failed with EMFILE into one finding per listener named
+// ("application" for lines that name none): the process was at its own
+// open-file limit when it logged them.
+func emfileObservations(s *sample.Sample) []Observation {
+	var order []string
+	for _, fe := range s.FDErrors {
+		if fe.Errno == "EMFILE" && !slices.Contains(order, fe.Listener) {
+			order = append(order, fe.Listener)
+		}
+	}
+	var out []Observation
+	for _, l := range order {
+		subject, what, find := "application", "an application", "Find the process that logged it"
+		if l != "" {
+			subject, what = l, "the application listening on "+l
+			find = fmt.Sprintf("Find the process: `ss -tlnp 'sport = :%d'`", findingPort(l))
+		}
+		out = append(out, Observation{
+			Kind: KindFDExhaustion, Subject: subject, Side: SideApp, Severity: SevCritical,
+			Title: fmt.Sprintf("%s logged EMFILE (too many open files): it is at its open-file limit", what),
+			Explanation: "A call failed with EMFILE: the process has as many descriptors open as its own limit (RLIMIT_NOFILE, the soft \"Max open files\" of /proc/PID/limits) allows. " +
+				"While it stays there it accepts no connection: the kernel still completes handshakes into the listen queue, which fills and then drops (TcpExtListenOverflows), so new clients time out while established connections keep working. " +
+				"The limit belongs to the process (its unit's LimitNOFILE=, ulimit -n, the container's nofile), not to a TCP sysctl, and no kernel change is proposed. A count that grows under steady load is a descriptor leak, which a higher limit only delays.",
+			Evidence: []string{fdErrorEvidence(s.FDErrors, "EMFILE", l)},
+			AppActions: []string{
+				find + ", then compare its descriptors with its limit: `ls /proc/PID/fd | wc -l; grep 'open files' /proc/PID/limits`.",
+				"If the count grows under steady load, find the leak first (`ls -l /proc/PID/fd | awk '{print $NF}' | sort | uniq -c | sort -rn | head`); if it follows the load, raise the limit where the process starts (`systemctl edit UNIT`: [Service] LimitNOFILE=N, or ulimit -n) and restart it.",
+			},
+		})
+	}
 	return out
+}
+
+// fdErrorEvidence is the evidence line of the logged calls with this errno
+// (and, for EMFILE, this listener): how many, and the first.
+func fdErrorEvidence(fes []sample.FDError, errno, listener string) string {
+	var first string
+	n := 0
+	for _, fe := range fes {
+		if fe.Errno != errno || (errno == "EMFILE" && fe.Listener != listener) {
+			continue
+		}
+		if n == 0 {
+			first = fe.Line
+		}
+		n++
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s of a call failing with %s, the first: %s", plural(n, "application log line"), errno, first)
 }
 
 func checkTCPMemory(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Observation {

@@ -502,6 +502,33 @@ func TestRules(t *testing.T) {
 			proposals: []proposed{{KindEphemeralPorts, []Change{{kPortRange, "32768 60999", "10000 65535"}, {kTwReuse, "2", "1"}}, false}},
 		},
 		{
+			// A pasted log line of EMFILE: the process was at its own
+			// open-file limit; one finding per listener named, the
+			// application's, and no kernel change.
+			name: "EMFILE logged by an application is its descriptor limit, per listener", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.FDErrors = []sample.FDError{
+					{Errno: "EMFILE", Listener: "127.0.0.1:9980", Line: "http: Accept error: accept tcp 127.0.0.1:9980: accept4: too many open files; retrying in 1s"},
+					{Errno: "EMFILE", Listener: "127.0.0.1:9980", Line: "http: Accept error: accept tcp 127.0.0.1:9980: accept4: too many open files; retrying in 1s"},
+					{Errno: "EMFILE", Line: "accept4() failed (24: Too many open files)"},
+				}
+			},
+			want: []verdict{
+				{KindFDExhaustion, "127.0.0.1:9980", SideApp, false},
+				{KindFDExhaustion, "application", SideApp, false},
+			},
+		},
+		{
+			// The kernel's line, or an application's ENFILE: the host
+			// reached fs.file-max, whatever file-nr says (not read).
+			name: "file-max reached, in the kernel log or as ENFILE, is the host's", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Kernel = []sample.KernelEvent{{Kind: sample.KernelFileMax, Line: "VFS: file-max limit 51200 reached"}}
+				s.FDErrors = []sample.FDError{{Errno: "ENFILE", Line: "socket: Too many open files in system"}}
+			},
+			want: []verdict{{KindFDExhaustion, "host", SideApp, false}},
+		},
+		{
 			name: "one destination near its port pool: reserve listeners, widen, tw_reuse", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Sysctls[kPortRange] = "40000 40199"

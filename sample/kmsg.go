@@ -25,6 +25,10 @@ const (
 	// net.ipv4.tcp_max_tw_buckets reached (the closing socket skips
 	// TIME-WAIT).
 	KernelTWBucketOverflow = "tw-bucket-overflow"
+	// KernelFileMax: "VFS: file-max limit N reached", the system's open
+	// files at fs.file-max (an unprivileged open, socket or accept failed
+	// with ENFILE).
+	KernelFileMax = "file-max"
 )
 
 var (
@@ -50,6 +54,7 @@ var kernelLineKinds = []struct{ substr, kind string }{
 	{"nf_conntrack: table full, dropping packet", KernelConntrackFull},
 	{"time wait bucket table overflow", KernelTWBucketOverflow},
 	{"ip_local_port_range: prefer different parity", KernelPortRangeParity},
+	{"VFS: file-max limit", KernelFileMax},
 }
 
 // kernelLineSubstrs are kernelLineKinds' substrings as bytes: converted

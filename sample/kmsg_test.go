@@ -43,6 +43,7 @@ func TestClassifyKernelLine(t *testing.T) {
 		{"conntrack 4.x", "nf_conntrack: table full, dropping packet", &KernelEvent{Kind: KernelConntrackFull}},
 		{"time wait buckets", "TCP: time wait bucket table overflow", &KernelEvent{Kind: KernelTWBucketOverflow}},
 		{"parity (captured)", "ip_local_port_range: prefer different parity for start/end values.", &KernelEvent{Kind: KernelPortRangeParity}},
+		{"file-max", "[240560.532035] VFS: file-max limit 51200 reached", &KernelEvent{Kind: KernelFileMax}},
 		{"unrelated", "EXT4-fs (vda): mounted filesystem r/w without journal.", nil},
 		{"flooding without port", "Possible SYN flooding on port", nil},
 		{"empty", "", nil},

@@ -275,6 +275,7 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 	pr.applyCounts(smp, blocks, &ps.extra)
 	for _, b := range blocks {
 		smp.ConnectErrors = append(smp.ConnectErrors, b.connErrs...)
+		smp.FDErrors = append(smp.FDErrors, b.fdErrs...)
 	}
 	ps.markNoLimit(smp)
 	ps.noteAbsent(smp)

@@ -13,6 +13,11 @@ import (
 // whatever a later snapshot of the table shows.
 
 var (
+	// The listener of a failed accept: Go's net/http ("accept tcp
+	// [::]:8080: accept4: too many open files") and nginx ("accept4()
+	// failed (24: Too many open files) while accepting new connection on
+	// 0.0.0.0:443").
+	fdErrListenerRE = lazyRE(`(?:accept tcp[46]? |new connection on )(\[[0-9A-Fa-f:.]+\]:\d{1,5}|[\d.*]+:\d{1,5})`)
 	// An IPv4 or bracketed IPv6 address with a port: the destination
 	// the line names ("at 192.168.1.207:16379:", "[tcp://10.0.0.1:6379]",
 	// "connect() to [2001:db8::1]:80 failed").
@@ -67,6 +72,75 @@ func (p *splitter) recConnectError(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 	b.what = plural(len(b.connErrs), "line") + " of connect() failing with EADDRNOTAVAIL"
 	if d := b.connErrs[0]; d.Dst != "" {
 		b.what += " to " + netip.AddrPortFrom(netip.MustParseAddr(d.Dst), d.Port).String()
+	}
+	return b, b.last + 1
+}
+
+// fdErrorLine reads one line in which an application says a call failed
+// with EMFILE or ENFILE. "Too many open files" alone is also what people
+// write about the error, so the line must carry a call or an errno as
+// programs log them: accept (Go, nginx), socket (Java's SocketException,
+// nginx's socket()), "(24:" (nginx), "Errno 24" (Python), EMFILE (Node).
+func fdErrorLine(t string) (FDError, bool) {
+	low := strings.ToLower(t)
+	var errno string
+	// glibc's strerror says "Too many open files" for EMFILE and "Too
+	// many open files in system" for ENFILE; musl's (Alpine images) "No
+	// file descriptors available" and "Too many open files in system".
+	switch {
+	case strings.Contains(low, "too many open files in system") || strings.Contains(low, "enfile") ||
+		strings.Contains(low, "(23: "):
+		errno = "ENFILE"
+	case strings.Contains(low, "too many open files") || strings.Contains(low, "emfile") ||
+		strings.Contains(low, "no file descriptors available") || strings.Contains(low, "(24: "):
+		errno = "EMFILE"
+	default:
+		return FDError{}, false
+	}
+	logged := false
+	for _, s := range []string{"accept", "socket", "(24:", "(23:", "errno 24", "errno 23", "emfile", "enfile"} {
+		if strings.Contains(low, s) {
+			logged = true
+			break
+		}
+	}
+	if !logged {
+		return FDError{}, false
+	}
+	fe := FDError{Errno: errno, Line: clip(strings.TrimSpace(t), 200)}
+	if m := fdErrListenerRE().FindStringSubmatch(t); m != nil {
+		if ap, err := netip.ParseAddrPort(strings.Replace(m[1], "*:", "0.0.0.0:", 1)); err == nil {
+			fe.Listener = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+		}
+	}
+	return fe, true
+}
+
+// recFDError reads consecutive application log lines of calls failing
+// with EMFILE or ENFILE.
+func (p *splitter) recFDError(n, to int, _ *pasteCmd) (*pasteBlock, int) {
+	b := &pasteBlock{shape: shapeConnErr, first: n}
+	for m := n; m <= to; m++ {
+		fe, ok := fdErrorLine(p.line(m))
+		if !ok {
+			break
+		}
+		b.fdErrs = append(b.fdErrs, fe)
+		b.lines++
+		b.last = m
+	}
+	if len(b.fdErrs) == 0 {
+		return nil, n
+	}
+	errno := b.fdErrs[0].Errno
+	for _, fe := range b.fdErrs {
+		if fe.Errno != errno {
+			errno = "EMFILE or ENFILE"
+		}
+	}
+	b.what = plural(len(b.fdErrs), "line") + " of calls failing with " + errno + " (too many open files)"
+	if l := b.fdErrs[0].Listener; l != "" {
+		b.what += " on " + l
 	}
 	return b, b.last + 1
 }

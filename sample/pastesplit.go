@@ -71,6 +71,8 @@ type pasteBlock struct {
 	counts map[string]int
 	// connect() failures with EADDRNOTAVAIL an application logged.
 	connErrs []ConnectError
+	// calls an application logged failing with EMFILE or ENFILE.
+	fdErrs []FDError
 
 	what string // filled when read
 }
@@ -276,7 +278,7 @@ func (p *splitter) recognise(n, to int, cmd *pasteCmd, cmds []pasteCmd, first bo
 	}
 	for _, rec := range []func(int, int, *pasteCmd) (*pasteBlock, int){
 		p.recSSSummary, p.recSockstat, p.recProcPairs, p.recNetstatS, p.recNstat, p.recSysctl,
-		p.recNetstatTable, p.recSSTable, p.recStateCounts, p.recConnectError, p.recLog, p.recProcesses, p.recDate, p.recUptime,
+		p.recNetstatTable, p.recSSTable, p.recStateCounts, p.recConnectError, p.recFDError, p.recLog, p.recProcesses, p.recDate, p.recUptime,
 	} {
 		if b, next := rec(n, to, cmd); b != nil {
 			return b, next

@@ -125,6 +125,13 @@ type Sample struct {
 	// application log).
 	ConnectErrors []ConnectError `json:"connect_errors,omitempty"`
 
+	// FDErrors holds the lines of a paste in which an application says a
+	// call failed for want of a descriptor: EMFILE ("too many open
+	// files", the process at its RLIMIT_NOFILE) or ENFILE ("too many open
+	// files in system", the host at fs.file-max). A server at its limit
+	// accepts nothing while it lasts. Only pastes have them.
+	FDErrors []FDError `json:"fd_errors,omitempty"`
+
 	// Watch summarises the listener queues polled at a fine grain in the
 	// interval that ends with this sample (nil when nobody watched).
 	Watch *Watch `json:"watch,omitempty"`
@@ -230,6 +237,19 @@ type ConnectError struct {
 	Dst  string `json:"dst,omitempty"`
 	Port uint16 `json:"port,omitempty"`
 	Line string `json:"line"`
+}
+
+// FDError is one application log line of a call that failed for want of
+// a file descriptor.
+type FDError struct {
+	// Errno is "EMFILE" (the process's own limit) or "ENFILE" (the
+	// system's, fs.file-max).
+	Errno string `json:"errno"`
+	// Listener is the address:port of a failed accept the line names
+	// ("accept tcp [::]:8080", "while accepting new connection on
+	// 0.0.0.0:443"), "" when it names none.
+	Listener string `json:"listener,omitempty"`
+	Line     string `json:"line"`
 }
 
 // Watch is the result of polling the listeners' queues between two samples:

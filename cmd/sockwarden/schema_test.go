@@ -139,6 +139,10 @@ func TestOutputSchemas(t *testing.T) {
 	run("diagnose of a pasted capture", exitFindings, "diagnose", "--from", "../../testdata/corpus/30-ufw-and-netstat-ltn-loopback-8000.txt", "--port", "8000", "-o", "json", "-q")
 	run("sample of a lab bundle", exitOK, "sample", "--from", bundles[0], "-o", "json")
 	run("sample of the sample package's bundle", exitOK, "sample", "--from", "../../sample/testdata/bundle/ns", "-o", "json")
+	// Pastes carry what bundles do not: the blocks read, and the
+	// application log lines of EADDRNOTAVAIL and EMFILE.
+	run("sample of a paste with EADDRNOTAVAIL lines", exitOK, "sample", "--from", "../../testdata/corpus/48-redis-benchmark-eaddrnotavail-awk-time-wait-ardb.txt", "-o", "json")
+	run("sample of a paste with EMFILE lines", exitOK, "sample", "--from", "../../testdata/corpus/57-go-accept4-emfile-sia.txt", "-o", "json")
 
 	run("version", exitOK, "version", "-o", "json")
 	t.Setenv("SOCKWARDEN_AGENT_MODE", "observe")
