@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/sockwarden/sockwarden/sample"
@@ -36,6 +37,13 @@ type coverage struct {
 	// dated: the sample has a time.
 	dated bool
 	s     *sample.Sample
+}
+
+// listenersOn says whether what listens on port is known: the listener
+// table was read, or a paste's tables filtered by that port alone
+// (Sample.ListenerPorts).
+func (c coverage) listenersOn(port uint16) bool {
+	return c.listeners || (port != 0 && slices.Contains(c.s.ListenerPorts, port))
 }
 
 func coverageOf(s *sample.Sample) coverage {

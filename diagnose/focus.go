@@ -91,7 +91,7 @@ func checkPort(s *sample.Sample, f Focus, _ config.Diagnose) []Observation {
 	if f.Port == 0 || (f.Symptom != SymptomRefused && f.Symptom != SymptomNone) {
 		return nil
 	}
-	if !coverageOf(s).listeners {
+	if !coverageOf(s).listenersOn(f.Port) {
 		return nil // not judged; the answer asks for ss -tlnp
 	}
 	var on []sample.Listener
@@ -210,7 +210,7 @@ func answerSymptom(series []*sample.Sample, r Report, f Focus) *SymptomAnswer {
 	a.Explained = len(a.ExplainedBy) > 0
 
 	var notes []string
-	if f.Port != 0 && cov.listeners {
+	if f.Port != 0 && cov.listenersOn(f.Port) {
 		var on []string
 		v6only := true
 		for _, l := range last.Listeners {
@@ -245,11 +245,11 @@ func answerSymptom(series []*sample.Sample, r Report, f Focus) *SymptomAnswer {
 	klog := "the kernel log (dmesg)"
 	switch f.Symptom {
 	case SymptomRefused, SymptomNone:
-		need(cov.listeners, listenTable)
+		need(cov.listenersOn(f.Port), listenTable)
 		need(cov.sysctl("net.ipv4.tcp_abort_on_overflow"), "net.ipv4.tcp_abort_on_overflow (sysctl)")
 		need(cov.tcpExt, counters)
 	case SymptomTimeout:
-		need(cov.listeners, listenTable)
+		need(cov.listenersOn(f.Port), listenTable)
 		need(cov.tcpExt, counters)
 		need(cov.sockets, sockets+" for SYN-SENT and SYN-RECV piles")
 		need(cov.kernelLog, klog+" for conntrack full and SYN flooding")

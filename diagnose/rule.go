@@ -142,7 +142,7 @@ var Rules = []Rule{
 	},
 	{
 		Name: "port", Kinds: []string{KindNoListener, KindListenerLocalOnly}, Sides: []Side{SideApp},
-		Condition: "with --port N (and --symptom refused, or none): the listener table was read and nothing listens on N, or every listener on N is bound to loopback",
+		Condition: "with --port N (and --symptom refused, or none): the listener table was read (or a paste's table filtered by port N alone) and nothing listens on N, or every listener on N is bound to loopback",
 		Why:       "Connection refused is the kernel's answer to a SYN for a port nobody listens on, in this namespace and on this address: the service, its bind address or its namespace is the cause, never a sysctl.",
 		Confirm:   ConfirmPile, Focused: checkPort,
 	},

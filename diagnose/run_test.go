@@ -745,6 +745,29 @@ func TestRules(t *testing.T) {
 			want:  []verdict{{KindNoListener, "port 8080", SideApp, false}},
 		},
 		{
+			// netstat -nap | grep ardb: the rows of one process, so
+			// nothing is known of what listens on 80.
+			name: "refused on a port a filtered table cannot show: not judged", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = []sample.Listener{listener("192.168.1.207:16379", 16379, 0, 0, nil)}
+				s.Missing = append(s.Missing, sample.Missing{Source: "listeners", Reason: "listeners other than the 1 shown not read: the socket tables pasted are filtered (piped through grep ardb)"})
+			},
+			focus:   Focus{SymptomRefused, 80},
+			healthy: true,
+		},
+		{
+			// ss -tln 'sport = :443' printing only its header: nothing
+			// listens on 443, whatever listens elsewhere.
+			name: "refused on the port a table was filtered by, nothing shown: no-listener", n: 1,
+			mut: func(i int, s *sample.Sample) {
+				s.Listeners = nil
+				s.Missing = append(s.Missing, sample.Missing{Source: "listeners", Reason: "listeners on ports other than 443 not read"})
+				s.ListenerPorts = []uint16{443}
+			},
+			focus: Focus{SymptomRefused, 443},
+			want:  []verdict{{KindNoListener, "port 443", SideApp, false}},
+		},
+		{
 			name: "refused on a port bound to loopback only: listener-local-only", n: 2,
 			mut: func(i int, s *sample.Sample) {
 				s.Listeners = []sample.Listener{listener("127.0.0.1:8080", 8080, 0, 4096, nginx)}

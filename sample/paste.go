@@ -280,6 +280,7 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 	ps.markNoLimit(smp)
 	ps.noteAbsent(smp)
 	smp.Missing = append(smp.Missing, ps.extra...)
+	smp.ListenerPorts = ps.listenerPorts
 	for _, b := range blocks {
 		smp.Read = append(smp.Read, ReadBlock{Kind: b.kind(), Line: b.first, Lines: b.lines, What: b.what})
 	}
@@ -297,6 +298,8 @@ type pasteSnap struct {
 	// noLimit holds the local addresses of listeners read from netstat,
 	// whose Send-Q is not a limit.
 	noLimit map[string]bool
+	// listenerPorts: Sample.ListenerPorts.
+	listenerPorts []uint16
 }
 
 // blocksByKind indexes the blocks by the bundle kinds they feed; a date or
@@ -488,26 +491,49 @@ func (ps *pasteSnap) noteBlocks() {
 
 // noteListenersUnread says that the listening sockets were not read when
 // every socket table of the paste leaves them out (ss without -a, a state
-// filter, a grep): "no listener full" would otherwise rest on a table that
-// cannot show one. A table of listeners (-l) or a whole table reads them.
-// A filtered table that still shows listener rows (netstat -anlp | grep
-// 8090) read those: only the others are unknown, and "listeners unknown"
-// under "1 listener; the fullest is ..." would contradict the report.
+// filter, a grep, rows cut): "no listener full", or "nothing listens on
+// port N", would otherwise rest on a table that cannot show one. A whole
+// table, of listeners (-l) or of every socket, reads them. A filtered
+// table that still shows listener rows (netstat -anlp | grep 8090) read
+// those: only the others are unknown, and "listeners unknown" under "1
+// listener; the fullest is ..." would contradict the report. A table
+// filtered by its local port alone (ss 'sport = :443', netstat -tlnp |
+// grep 8080) is whole for that port (Sample.ListenerPorts).
 func (ps *pasteSnap) noteListenersUnread() {
 	var partial []string
+	var ports []string
+	filtered := false // some table is filtered otherwise than by its port
 	shown := 0
 	for _, b := range ps.blocks {
-		if b.shape != shapeSS && b.shape != shapeNetstat || b.sockets+b.listeners == 0 || strings.HasPrefix(b.what, "ignored") {
+		if b.shape != shapeSS && b.shape != shapeNetstat || strings.HasPrefix(b.what, "ignored") {
 			continue
 		}
-		if b.listenOnly || b.partial == "" {
+		// A table without rows counts when its command says what it
+		// would have shown (ss -tln 'sport = :8080' printing only
+		// its header: nothing listens on 8080, and of other ports
+		// nothing is known).
+		if b.sockets+b.listeners == 0 && b.cmd == nil {
+			continue
+		}
+		if b.partial == "" {
 			return
 		}
 		partial = append(partial, b.partial)
 		shown += b.listeners
+		if b.portOnly == 0 {
+			filtered = true
+			continue
+		}
+		if !slices.Contains(ps.listenerPorts, b.portOnly) {
+			ps.listenerPorts = append(ps.listenerPorts, b.portOnly)
+			ports = append(ports, strconv.Itoa(int(b.portOnly)))
+		}
 	}
 	switch {
 	case len(partial) == 0:
+	case !filtered:
+		ps.extra = append(ps.extra, Missing{Source: "listeners", Reason: fmt.Sprintf("listeners on ports other than %s not read: the socket tables pasted are filtered by port (%s): their listen queues are not judged (capture ss -tlnp)",
+			strings.Join(ports, ", "), strings.Join(partial, "; "))})
 	case shown > 0:
 		ps.extra = append(ps.extra, Missing{Source: "listeners", Reason: fmt.Sprintf("listeners other than the %d shown not read: the socket tables pasted are filtered (%s), so others may have been left out: their listen queues are not judged (capture ss -tlnp)",
 			shown, strings.Join(partial, "; "))})

@@ -254,7 +254,7 @@ tcp        0      0 10.165.181.1:8090       10.37.8.47:58926        SYN_RECV    
 `,
 			states:     map[string]int{StateListen: 1, StateSynRecv: 1},
 			listeners:  []lst{{"10.165.181.1:8090", 0, 0, true, "server"}},
-			missing:    []string{"listeners: listeners other than the 1 shown not read: the socket tables pasted are filtered (piped through grep 8090)"},
+			missing:    []string{"listeners: listeners on ports other than 8090 not read: the socket tables pasted are filtered by port (piped through grep 8090)"},
 			notMissing: []string{"listeners unknown"},
 		},
 		{

@@ -55,25 +55,36 @@ func connectErrorLine(t string) (ConnectError, bool) {
 // recConnectError reads consecutive application log lines of connect()
 // failing with EADDRNOTAVAIL.
 func (p *splitter) recConnectError(n, to int, _ *pasteCmd) (*pasteBlock, int) {
-	b := &pasteBlock{shape: shapeConnErr, first: n}
-	m := n
-	for ; m <= to; m++ {
-		ce, ok := connectErrorLine(p.line(m))
-		if !ok {
-			break
-		}
-		b.connErrs = append(b.connErrs, ce)
-		b.lines++
-		b.last = m
-	}
-	if len(b.connErrs) == 0 {
+	b, ces := appLogBlock(p, n, to, connectErrorLine)
+	if b == nil {
 		return nil, n
 	}
-	b.what = plural(len(b.connErrs), "line") + " of connect() failing with EADDRNOTAVAIL"
-	if d := b.connErrs[0]; d.Dst != "" {
+	b.connErrs = ces
+	b.what = plural(len(ces), "line") + " of connect() failing with EADDRNOTAVAIL"
+	if d := ces[0]; d.Dst != "" {
 		b.what += " to " + netip.AddrPortFrom(netip.MustParseAddr(d.Dst), d.Port).String()
 	}
 	return b, b.last + 1
+}
+
+// appLogBlock reads, from line n, the consecutive lines read takes as one
+// block of an application's log; nil when line n is not one.
+func appLogBlock[T any](p *splitter, n, to int, read func(string) (T, bool)) (*pasteBlock, []T) {
+	b := &pasteBlock{shape: shapeConnErr, first: n}
+	var got []T
+	for m := n; m <= to; m++ {
+		v, ok := read(p.line(m))
+		if !ok {
+			break
+		}
+		got = append(got, v)
+		b.lines++
+		b.last = m
+	}
+	if len(got) == 0 {
+		return nil, nil
+	}
+	return b, got
 }
 
 // fdErrorLine reads one line in which an application says a call failed
@@ -119,27 +130,19 @@ func fdErrorLine(t string) (FDError, bool) {
 // recFDError reads consecutive application log lines of calls failing
 // with EMFILE or ENFILE.
 func (p *splitter) recFDError(n, to int, _ *pasteCmd) (*pasteBlock, int) {
-	b := &pasteBlock{shape: shapeConnErr, first: n}
-	for m := n; m <= to; m++ {
-		fe, ok := fdErrorLine(p.line(m))
-		if !ok {
-			break
-		}
-		b.fdErrs = append(b.fdErrs, fe)
-		b.lines++
-		b.last = m
-	}
-	if len(b.fdErrs) == 0 {
+	b, fes := appLogBlock(p, n, to, fdErrorLine)
+	if b == nil {
 		return nil, n
 	}
-	errno := b.fdErrs[0].Errno
-	for _, fe := range b.fdErrs {
+	b.fdErrs = fes
+	errno := fes[0].Errno
+	for _, fe := range fes {
 		if fe.Errno != errno {
 			errno = "EMFILE or ENFILE"
 		}
 	}
-	b.what = plural(len(b.fdErrs), "line") + " of calls failing with " + errno + " (too many open files)"
-	if l := b.fdErrs[0].Listener; l != "" {
+	b.what = plural(len(fes), "line") + " of calls failing with " + errno + " (too many open files)"
+	if l := fes[0].Listener; l != "" {
 		b.what += " on " + l
 	}
 	return b, b.last + 1

@@ -50,7 +50,10 @@ type pasteBlock struct {
 	// ss and netstat tables.
 	listenOnly bool   // a table of listeners only (-l)
 	partial    string // why the table is not the whole table ("" when it is)
-	sockets    int    // socket lines that parse
+	// portOnly is the port of a table filtered by its local port alone
+	// (ss 'sport = :N', netstat ... | grep N): whole for that port.
+	portOnly   uint16
+	sockets    int // socket lines that parse
 	listeners  int
 	badLines   int  // socket-shaped lines that do not parse
 	mended     int  // lines read with a redacted host or a service name

@@ -159,6 +159,7 @@ done:
 		pidColumn = pidColumn || strings.Contains(a, "p")
 		if len(cmd.pipes) > 0 {
 			b.partial = "piped through " + strings.Join(cmd.pipes, " | ")
+			b.portOnly = grepPort(cmd.pipes)
 		}
 	}
 	p.markCut(b)
@@ -256,6 +257,12 @@ func (p *splitter) recSSTable(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 	}
 	if cmd != nil && cmd.tool == "ss" {
 		b.partial = ssPartial(sc, cmd.pipes)
+		switch {
+		case sc.sport != 0 && len(cmd.pipes) == 0 && len(sc.states) == 0 && (sc.all || sc.listenOnly):
+			b.portOnly = sc.sport
+		case sc.filter == "" && len(sc.states) == 0 && (sc.all || sc.listenOnly):
+			b.portOnly = grepPort(cmd.pipes)
+		}
 	}
 	p.markCut(b)
 	b.listenOnly = sc.listenOnly || (cmd == nil && b.sockets > 0 && b.sockets == b.listeners)
@@ -264,6 +271,27 @@ func (p *splitter) recSSTable(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 	}
 	tab.note(b)
 	return b, b.last + 1
+}
+
+// grepPortRE is a grep stage that keeps the lines holding a port: "grep
+// 8080", "grep :8080", "grep -w ':443'".
+var grepPortRE = lazyRE(`^grep(?:\s+-[A-Za-z]+)*\s+['"]?:?(\d{1,5})['"]?$`)
+
+// grepPort is the port of a pipeline that is one grep of a port (every
+// line of a listener on it holds the number), 0 otherwise.
+func grepPort(pipes []string) uint16 {
+	if len(pipes) != 1 {
+		return 0
+	}
+	m := grepPortRE().FindStringSubmatch(strings.TrimSpace(pipes[0]))
+	if m == nil {
+		return 0
+	}
+	p, err := strconv.ParseUint(m[1], 10, 16)
+	if err != nil || p == 0 {
+		return 0
+	}
+	return uint16(p)
 }
 
 // cutLineRE is a line a poster puts where they cut rows of a table:
@@ -291,6 +319,7 @@ func (p *splitter) markCut(b *pasteBlock) {
 	if !cut {
 		return
 	}
+	b.portOnly = 0
 	why := "rows cut by the poster (\"...\")"
 	if b.partial != "" {
 		why = b.partial + "; " + why

@@ -125,6 +125,12 @@ type Sample struct {
 	// application log).
 	ConnectErrors []ConnectError `json:"connect_errors,omitempty"`
 
+	// ListenerPorts: in a paste whose socket tables are all filtered, the
+	// ports for which they are whole all the same (filtered by local port
+	// alone: ss 'sport = :443', netstat -tlnp | grep 8080): whether
+	// anything listens on one of them is known. Omitted otherwise.
+	ListenerPorts []uint16 `json:"listener_ports,omitempty"`
+
 	// FDErrors holds the lines of a paste in which an application says a
 	// call failed for want of a descriptor: EMFILE ("too many open
 	// files", the process at its RLIMIT_NOFILE) or ENFILE ("too many open

@@ -1,0 +1,41 @@
+package sample
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestPasteListenerPorts: a table filtered by its local port alone is
+// whole for that port, even empty; one filtered otherwise (a process
+// name) says nothing of the listeners it does not show.
+func TestPasteListenerPorts(t *testing.T) {
+	for _, tc := range []struct {
+		name, text  string
+		ports       []uint16
+		missingPart string // in the "listeners" missing reason
+	}{
+		{"ss filtered by port, empty", "$ ss -tln 'sport = :8080'\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\n",
+			[]uint16{8080}, "listeners on ports other than 8080 not read"},
+		{"netstat grepped for a port", "$ netstat -tlnp | grep 9000\ntcp6       0      0 :::9000                 :::*                    LISTEN      17706/docker-proxy-\n",
+			[]uint16{9000}, "listeners on ports other than 9000 not read"},
+		{"netstat grepped for a process", "$ netstat -nap | grep ardb\ntcp        0      0 192.168.1.207:16379     0.0.0.0:*               LISTEN      44667/./ardb-server\n",
+			nil, "listeners other than the 1 shown not read"},
+		{"ss grepped for a port, cut by the poster", "$ ss -tln | grep 443\nLISTEN 0 128 0.0.0.0:443 0.0.0.0:*\n...\n",
+			nil, "listeners other than the 1 shown not read"},
+	} {
+		s := readPaste(t, tc.text)[0]
+		if !slices.Equal(s.ListenerPorts, tc.ports) {
+			t.Errorf("%s: listener ports %v, want %v", tc.name, s.ListenerPorts, tc.ports)
+		}
+		var reason string
+		for _, m := range s.Missing {
+			if m.Source == "listeners" {
+				reason = m.Reason
+			}
+		}
+		if !strings.Contains(reason, tc.missingPart) {
+			t.Errorf("%s: listeners missing %q, want it to say %q", tc.name, reason, tc.missingPart)
+		}
+	}
+}
