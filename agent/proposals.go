@@ -75,16 +75,23 @@ func (pr *proposals) forgetGone(path string, ready []diagnose.Proposal) {
 	}
 }
 
-// forget drops a proposal that is pending no more (its condition gone, or
-// the apply done): when a later census proposes it again (a rolled-back
-// change, a problem that recurs after hours), it is announced again, with
-// the command that approves it. The rollouts' copy goes too: they only
-// look up pending proposals, and announce records it again. Callers hold
-// a.mu.
+// forget drops a proposal whose condition is gone (the censuses missed
+// it for pendingGrace): when a later census proposes it again (a problem
+// that recurs after hours), it is announced again, with the command that
+// approves it. Callers hold a.mu.
 func (pr *proposals) forget(id string) {
+	pr.dropPending(id)
+	delete(pr.announced, id)
+}
+
+// dropPending takes a proposal off the pending list, and the rollouts'
+// copy with it (they only look up pending proposals; announce records it
+// again). After an apply it stays announced: the scheduler does not try
+// an id twice in auto mode, and announcing it again would promise an
+// apply that will not come. Callers hold a.mu.
+func (pr *proposals) dropPending(id string) {
 	delete(pr.pending, id)
 	delete(pr.missed, id)
-	delete(pr.announced, id)
 	if pr.a.rollouts != nil {
 		delete(pr.a.rollouts.props, id)
 	}

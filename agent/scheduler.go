@@ -206,7 +206,7 @@ func (s *scheduler) finish(r applyResult) {
 	}
 	a.mu.Lock()
 	if !retry {
-		a.forget(w.proposal.ID)
+		a.dropPending(w.proposal.ID)
 	}
 	a.verifying = nil
 	a.mu.Unlock()

@@ -3,6 +3,7 @@ package diagnose
 import (
 	"bytes"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,6 +184,21 @@ func TestPartialSampleSummary(t *testing.T) {
 	r := Run(series(2, func(i int, s *sample.Sample) { s.Partial = true }), cfg())
 	if !strings.HasPrefix(r.Summary[0], "Cheap sample") {
 		t.Errorf("summary of a cheap sample: %q", r.Summary[0])
+	}
+}
+
+// A paste whose only table was filtered by a port and showed no listener
+// says so for that port, not "not read", nor "no listening sockets" at
+// large.
+func TestFilteredPortSummary(t *testing.T) {
+	r := Run(series(1, func(i int, s *sample.Sample) {
+		s.Listeners = nil
+		s.Missing = append(s.Missing, sample.Missing{Source: "listeners", Reason: "listeners on ports other than 443 not read"})
+		s.ListenerPorts = []uint16{443}
+	}), cfg())
+	want := "No listening sockets on port 443 (the tables pasted are filtered by port); listeners on other ports not read (capture: ss -tlnp)."
+	if !slices.Contains(r.Summary, want) {
+		t.Errorf("summary %q, want it to hold %q", r.Summary, want)
 	}
 }
 

@@ -529,6 +529,7 @@ func checkFDs(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Obser
 	}
 	var ev []string
 	title := "the system is near fs.file-max"
+	why := "The whole system has nearly as many open files as fs.file-max allows; at the limit every unprivileged open(), socket() and accept() fails with ENFILE (processes with CAP_SYS_ADMIN are exempt), and services stop accepting. "
 	if nr, ok := sysInts(s, kFileNr, 3); ok && nr[2] > 0 && float64(nr[0]) >= cfg.FDUseRatio*float64(nr[2]) {
 		ev = append(ev, fmt.Sprintf("%s = %d %d %d (allocated, unused, max): %.0f%% of fs.file-max", kFileNr, nr[0], nr[1], nr[2], 100*float64(nr[0])/float64(nr[2])))
 	}
@@ -540,6 +541,7 @@ func checkFDs(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Obser
 	}
 	if len(reached) > 0 {
 		title = "the system reached fs.file-max"
+		why = "The kernel refused new open files system-wide: the open files reached fs.file-max. While that lasts every unprivileged open(), socket() and accept() fails with ENFILE (processes with CAP_SYS_ADMIN are exempt, and the kernel logs \"VFS: file-max limit N reached\" for the others), so services stop accepting and connecting. "
 		ev = append(ev, reached...)
 	}
 	if len(ev) > 0 {
@@ -550,7 +552,7 @@ func checkFDs(s *sample.Sample, _ []*sample.Sample, cfg config.Diagnose) []Obser
 		out = append(out, Observation{
 			Kind: KindFDExhaustion, Subject: "host", Side: SideApp, Severity: SevCritical,
 			Title:       title,
-			Explanation: "The whole system has nearly as many open files as fs.file-max allows; at the limit every open(), socket() and accept() fails with ENFILE. fs.file-max is large by default on current kernels, so reaching it means a process leaks descriptors: find it and fix it (or cap it with its unit's LimitNOFILE=). This is not a TCP sysctl problem and no TCP change is proposed.",
+			Explanation: why + "The kernel's default fs.file-max is about a tenth of RAM in KiB (some 100 files per MiB: about 50,000 on a 512 MiB router; systemd 240 and later raise it to the maximum), so it is reached by a descriptor leak, or, on a small host, by a load it was not sized for. Find the holders first: a leak is fixed in the application (or capped with its unit's LimitNOFILE=); raising fs.file-max is a host limit, not a TCP sysctl, and no change is proposed.",
 			Evidence:    ev,
 			AppActions:  []string{"Find the holder: `for p in /proc/[0-9]*; do echo $(ls $p/fd 2>/dev/null | wc -l) $p; done | sort -rn | head`, then fix its leak or bound it with LimitNOFILE=."},
 		})

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
@@ -24,7 +25,10 @@ func summarize(series []*sample.Sample, wins []*window, r Report, cfg config.Dia
 		out = append(out, fmt.Sprintf("%s: %s.", plural(last.Total, "TCP socket"), statesLine(last.States)))
 	}
 
-	if n := len(last.Listeners); n == 0 && !cov.listeners {
+	if n := len(last.Listeners); n == 0 && !cov.listeners && len(last.ListenerPorts) > 0 {
+		out = append(out, fmt.Sprintf("No listening sockets on %s (the tables pasted are filtered by port); listeners on other ports not read (capture: ss -tlnp).",
+			portList(last.ListenerPorts)))
+	} else if n == 0 && !cov.listeners {
 		out = append(out, "Listeners not read (capture: ss -tlnp).")
 	} else if n == 0 {
 		out = append(out, "No listening sockets.")
@@ -219,4 +223,16 @@ func healthyLine(series []*sample.Sample) string {
 		line += " Not judged: " + strings.Join(notJudged, "; ") + "."
 	}
 	return line
+}
+
+// portList is "port 443" or "ports 80, 443".
+func portList(ports []uint16) string {
+	var ps []string
+	for _, p := range ports {
+		ps = append(ps, strconv.Itoa(int(p)))
+	}
+	if len(ps) == 1 {
+		return "port " + ps[0]
+	}
+	return "ports " + strings.Join(ps, ", ")
 }

@@ -157,7 +157,7 @@ func FromPaste(name string, r io.Reader, opts Options) ([]*Sample, error) {
 		if len(named) > 0 {
 			why = ": " + strings.Join(named, "; ")
 		}
-		return nil, fmt.Errorf("%w: %s: nothing sockwarden reads in %d lines%s (paste the output of ss -tanp, ss -tlnp, ss -s, nstat -az, netstat -s, sysctl -a or dmesg)", ErrParse, name, len(lines), why)
+		return nil, fmt.Errorf("%w: %s: nothing sockwarden reads in %d lines%s (paste the output of ss -tanp, ss -tlnp, ss -s, nstat -az, netstat -s, sysctl -a or dmesg, or an application's log lines of EMFILE or EADDRNOTAVAIL)", ErrParse, name, len(lines), why)
 	}
 	groups := groupPaste(sp.blocks)
 	pr := &pasteReader{name: name, opts: opts, lines: len(lines)}

@@ -13,6 +13,12 @@ import (
 // whatever a later snapshot of the table shows.
 
 var (
+	// A line of an application's log of a call failing with EMFILE (24)
+	// or ENFILE (23), as programs print it: the errno's name; nginx's
+	// "(24: Too many open files)" (musl: "(24: No file descriptors
+	// available)"); Python's "[Errno 24]"; or strerror's words right
+	// after a failed call or a Java exception.
+	fdErrRE = lazyRE(`\b(EMFILE|ENFILE)\b|\((2[34]): [A-Z][a-z]|\[Errno (2[34])\]|(?:\baccept4?(?:\(\))?:? |\bsocket(?:\(\)[^:]*)?:? |Exception: )(?i:too many open files|no file descriptors available)`)
 	// The listener of a failed accept: Go's net/http ("accept tcp
 	// [::]:8080: accept4: too many open files") and nginx ("accept4()
 	// failed (24: Too many open files) while accepting new connection on
@@ -88,35 +94,20 @@ func appLogBlock[T any](p *splitter, n, to int, read func(string) (T, bool)) (*p
 }
 
 // fdErrorLine reads one line in which an application says a call failed
-// with EMFILE or ENFILE. "Too many open files" alone is also what people
-// write about the error, so the line must carry a call or an errno as
-// programs log them: accept (Go, nginx), socket (Java's SocketException,
-// nginx's socket()), "(24:" (nginx), "Errno 24" (Python), EMFILE (Node).
+// with EMFILE or ENFILE. "Too many open files" is also what people write
+// about the error ("accept was returning too many open files"), so the
+// line must carry the error as programs print it: the errno's name
+// (Node's "EMFILE:"), nginx's "(24: ", Python's "[Errno 24]", a failed
+// call ("accept4: ", "accept4() ", Go's "socket: ") or a Java exception.
 func fdErrorLine(t string) (FDError, bool) {
+	m := fdErrRE().FindStringSubmatch(t)
+	if m == nil {
+		return FDError{}, false
+	}
 	low := strings.ToLower(t)
-	var errno string
-	// glibc's strerror says "Too many open files" for EMFILE and "Too
-	// many open files in system" for ENFILE; musl's (Alpine images) "No
-	// file descriptors available" and "Too many open files in system".
-	switch {
-	case strings.Contains(low, "too many open files in system") || strings.Contains(low, "enfile") ||
-		strings.Contains(low, "(23: "):
+	errno := "EMFILE"
+	if m[1] == "ENFILE" || m[2] == "23" || m[3] == "23" || strings.Contains(low, "too many open files in system") {
 		errno = "ENFILE"
-	case strings.Contains(low, "too many open files") || strings.Contains(low, "emfile") ||
-		strings.Contains(low, "no file descriptors available") || strings.Contains(low, "(24: "):
-		errno = "EMFILE"
-	default:
-		return FDError{}, false
-	}
-	logged := false
-	for _, s := range []string{"accept", "socket", "(24:", "(23:", "errno 24", "errno 23", "emfile", "enfile"} {
-		if strings.Contains(low, s) {
-			logged = true
-			break
-		}
-	}
-	if !logged {
-		return FDError{}, false
 	}
 	fe := FDError{Errno: errno, Line: clip(strings.TrimSpace(t), 200)}
 	if m := fdErrListenerRE().FindStringSubmatch(t); m != nil {

@@ -8,8 +8,9 @@ import (
 
 // TestPasteFDErrors: the lines of calls failing with EMFILE or ENFILE, as
 // Go, nginx (glibc and musl), Java, Python and Node log them, with the
-// listener a failed accept names; prose about the error, and the lines
-// around, are not taken.
+// listener a failed accept names. Prose about the error (even with
+// "socket" or "accept" in it), and lines with "tokenfile" or
+// "systemfile" (no errno name), are not taken.
 func TestPasteFDErrors(t *testing.T) {
 	text := `$ tail app.log
 2018/04/12 07:32:43 http: Accept error: accept tcp 127.0.0.1:9980: accept4: too many open files; retrying in 1s
@@ -21,6 +22,11 @@ OSError: [Errno 24] Too many open files
 Error: EMFILE: too many open files, open '/srv/app/data.json'
 socket: Too many open files in system
 we see too many open files every day
+Our server keeps crashing with too many open files on the socket layer, any idea?
+I raised ulimit -n because accept was returning too many open files, it did not help.
+2024-01-01 12:00:00 INFO loaded tokenfile /etc/app/tokenfile for accept handler
+2024-01-01 12:00:00 INFO reading systemfile /etc/app.conf from socket activation
+2024/03/01 10:00:00 dial tcp 10.0.0.7:6379: socket: too many open files
 `
 	s := readPaste(t, text)[0]
 	want := []FDError{
@@ -32,6 +38,7 @@ we see too many open files every day
 		{Errno: "EMFILE", Line: "OSError: [Errno 24] Too many open files"},
 		{Errno: "EMFILE", Line: "Error: EMFILE: too many open files, open '/srv/app/data.json'"},
 		{Errno: "ENFILE", Line: "socket: Too many open files in system"},
+		{Errno: "EMFILE", Line: "2024/03/01 10:00:00 dial tcp 10.0.0.7:6379: socket: too many open files"},
 	}
 	if diff := cmp.Diff(want, s.FDErrors); diff != "" {
 		t.Errorf("fd errors (-want +got):\n%s", diff)

@@ -358,8 +358,13 @@ type ssCmd struct {
 	states     []string // the states selected by "state X" (nil: no state filter)
 	filter     string   // the filter expression, "" for none
 	sport      uint16   // the port of a "sport = :N" filter, 0 for none
-	summary    bool     // -s
-	numeric    bool     // -n
+	// sportOnly is the port of a filter that is "sport = :N" and nothing
+	// else: every socket on N is shown.
+	sportOnly uint16
+	exclude   bool // an "exclude STATE": sockets of that state left out
+	oneFamily bool // -4, -6, -f, -A: sockets of other families left out
+	summary   bool // -s
+	numeric   bool // -n
 }
 
 // parseSSCmd reads the options and filter of an ss command.
@@ -380,6 +385,8 @@ func parseSSCmd(c pasteCmd) ssCmd {
 				sc.summary = true
 			case "--numeric":
 				sc.numeric = true
+			case "--ipv4", "--ipv6", "--family", "--query":
+				sc.oneFamily = true
 			}
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			if strings.Contains(a, "l") {
@@ -394,8 +401,12 @@ func parseSSCmd(c pasteCmd) ssCmd {
 			if strings.Contains(a, "n") {
 				sc.numeric = true
 			}
+			if strings.ContainsAny(a, "46fA") {
+				sc.oneFamily = true
+			}
 		case (a == "state" || a == "exclude") && i+1 < len(c.args):
 			i++
+			sc.exclude = sc.exclude || a == "exclude"
 			st := ssFilterStates[strings.ToLower(c.args[i])]
 			if a == "state" {
 				for _, s := range st {
@@ -418,7 +429,16 @@ func parseSSCmd(c pasteCmd) ssCmd {
 			sc.sport = uint16(p)
 		}
 	}
+	if m := sportOnlyRE().FindStringSubmatch(strings.NewReplacer("'", "", `"`, "").Replace(sc.filter)); m != nil {
+		if p, err := strconv.ParseUint(m[1], 10, 16); err == nil && p > 0 {
+			sc.sportOnly = uint16(p)
+		}
+	}
 	return sc
 }
 
-var sportRE = lazyRE(`sport\s*(?:=|==|eq)\s*:(\d{1,5})\b`)
+var (
+	sportRE = lazyRE(`sport\s*(?:=|==|eq)\s*:(\d{1,5})\b`)
+	// A filter of the local port and nothing else: "( sport = :443 )".
+	sportOnlyRE = lazyRE(`^\(?\s*sport\s*(?:=|==|eq)\s*:(\d{1,5})\s*\)?$`)
+)

@@ -23,6 +23,26 @@ func TestPasteListenerPorts(t *testing.T) {
 			nil, "listeners other than the 1 shown not read"},
 		{"ss grepped for a port, cut by the poster", "$ ss -tln | grep 443\nLISTEN 0 128 0.0.0.0:443 0.0.0.0:*\n...\n",
 			nil, "listeners other than the 1 shown not read"},
+		// Filters that do not keep every listener of the port: no
+		// listeners at all (netstat without -l or -a), the port left
+		// out (grep -v, "! sport"), another condition (and dst), an
+		// excluded state, one family, service names (no -n).
+		{"netstat without -l or -a", "$ netstat -ntp | grep 8080\ntcp        0      0 10.0.0.5:8080           10.0.0.9:51234          ESTABLISHED 1234/java\n",
+			nil, "listeners unknown"},
+		{"ss grep -v", "$ ss -tln | grep -v 8080\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0      128    0.0.0.0:22         0.0.0.0:*\n",
+			nil, "listeners other than the 1 shown not read"},
+		{"netstat grep -v", "$ netstat -tlnp | grep -v 8080\ntcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN      900/sshd\n",
+			nil, "listeners other than the 1 shown not read"},
+		{"ss not sport", "$ ss -tln '! sport = :8080'\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0      128    0.0.0.0:22         0.0.0.0:*\n",
+			nil, "listeners other than the 1 shown not read"},
+		{"ss sport and dst", "$ ss -tan 'sport = :8080 and dst 10.0.0.9'\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\nESTAB  0      0      10.0.0.5:8080      10.0.0.9:51234\n",
+			nil, "listeners unknown"},
+		{"ss exclude listening", "$ ss -tan exclude listening 'sport = :8080'\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\nESTAB  0      0      10.0.0.5:8080      10.0.0.9:51234\n",
+			nil, "listeners unknown"},
+		{"netstat without -n", "$ netstat -tlp | grep 80\ntcp        0      0 0.0.0.0:8080            0.0.0.0:*               LISTEN      1234/java\n",
+			nil, "listeners other than the 1 shown not read"},
+		{"ss of one family", "$ ss -4tln 'sport = :8080'\nState  Recv-Q Send-Q Local Address:Port Peer Address:Port\n",
+			nil, "listeners unknown"},
 	} {
 		s := readPaste(t, tc.text)[0]
 		if !slices.Equal(s.ListenerPorts, tc.ports) {

@@ -159,7 +159,12 @@ done:
 		pidColumn = pidColumn || strings.Contains(a, "p")
 		if len(cmd.pipes) > 0 {
 			b.partial = "piped through " + strings.Join(cmd.pipes, " | ")
-			b.portOnly = grepPort(cmd.pipes)
+			// Whole for the port only if the table holds listeners
+			// (-l, -a) and shows ports as numbers (-n: without it
+			// 80 prints as :http, which a grep of 80 misses).
+			if strings.Contains(a, "n") && strings.ContainsAny(a, "la") && !strings.ContainsAny(a, "46A") {
+				b.portOnly = grepPort(cmd.pipes)
+			}
 		}
 	}
 	p.markCut(b)
@@ -257,10 +262,16 @@ func (p *splitter) recSSTable(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 	}
 	if cmd != nil && cmd.tool == "ss" {
 		b.partial = ssPartial(sc, cmd.pipes)
+		// Whole for one port: every listener (-l, -a, or state
+		// listening alone; no exclude), of every family, filtered by
+		// that local port alone, or grepped for it with numeric ports.
+		allListeners := (sc.all || sc.listenOnly) && !sc.exclude && !sc.oneFamily &&
+			(len(sc.states) == 0 || (sc.listenOnly && len(sc.states) == 1))
 		switch {
-		case sc.sport != 0 && len(cmd.pipes) == 0 && len(sc.states) == 0 && (sc.all || sc.listenOnly):
-			b.portOnly = sc.sport
-		case sc.filter == "" && len(sc.states) == 0 && (sc.all || sc.listenOnly):
+		case !allListeners:
+		case sc.sportOnly != 0 && len(cmd.pipes) == 0:
+			b.portOnly = sc.sportOnly
+		case sc.filter == "" && sc.numeric:
 			b.portOnly = grepPort(cmd.pipes)
 		}
 	}
@@ -274,8 +285,9 @@ func (p *splitter) recSSTable(n, to int, cmd *pasteCmd) (*pasteBlock, int) {
 }
 
 // grepPortRE is a grep stage that keeps the lines holding a port: "grep
-// 8080", "grep :8080", "grep -w ':443'".
-var grepPortRE = lazyRE(`^grep(?:\s+-[A-Za-z]+)*\s+['"]?:?(\d{1,5})['"]?$`)
+// 8080", "grep :8080", "grep -w ':443'". Only options that keep every
+// matching line (-w, -F, -E, -i): not -v, -c, -o, -m.
+var grepPortRE = lazyRE(`^grep(?:\s+-[wFEi]+)*\s+['"]?:?(\d{1,5})['"]?$`)
 
 // grepPort is the port of a pipeline that is one grep of a port (every
 // line of a listener on it holds the number), 0 otherwise.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sockwarden/sockwarden/agent"
 	"github.com/sockwarden/sockwarden/config"
+	"github.com/sockwarden/sockwarden/remediate"
 )
 
 // schemas compiles every JSON Schema in docs/schema and returns them by
@@ -208,4 +210,60 @@ func TestSchemaRejects(t *testing.T) {
 			t.Errorf("%s: %s accepted", name, doc)
 		}
 	}
+}
+
+// TestOutcomeSchemasCoverFields: every JSON field of remediate.Outcome is
+// in the outcome of both schemas that carry one (apply's outcome.json and
+// resolve's outcomes.json), so a field set only on a rare path (an
+// interrupted verification) cannot fail a document its schema forbids.
+func TestOutcomeSchemasCoverFields(t *testing.T) {
+	var fields []string
+	rt := reflect.TypeFor[remediate.Outcome]()
+	for i := range rt.NumField() {
+		if name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			fields = append(fields, name)
+		}
+	}
+	for _, file := range []string{"outcome.json", "outcomes.json"} {
+		b, err := os.ReadFile(filepath.Join("../../docs/schema", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		props := outcomeProps(doc)
+		if props == nil {
+			t.Fatalf("%s: no object with the properties proposal and state", file)
+		}
+		for _, f := range fields {
+			if _, ok := props[f]; !ok {
+				t.Errorf("%s: remediate.Outcome's %q is not in its properties", file, f)
+			}
+		}
+	}
+}
+
+// outcomeProps finds, anywhere in a schema, the properties of an object
+// that has both "proposal" and "state": the outcome.
+func outcomeProps(v any) map[string]any {
+	switch v := v.(type) {
+	case map[string]any:
+		if p, ok := v["properties"].(map[string]any); ok && p["proposal"] != nil && p["state"] != nil {
+			return p
+		}
+		for _, x := range v {
+			if p := outcomeProps(x); p != nil {
+				return p
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if p := outcomeProps(x); p != nil {
+				return p
+			}
+		}
+	}
+	return nil
 }

@@ -51,8 +51,9 @@ type btfTypes struct {
 	strs  []byte // the string section
 	// marks[k] is the offset in types of type id k*markEvery+1 (id 0 is
 	// void); offset walks from the nearest mark. A full id-to-offset
-	// table was 600 KB for 150,000 types: 150 fresh pages, each a page
-	// fault, and faults cost 6-12 us on a VM (docs/PERFORMANCE.md).
+	// table was 534 KB for this kernel's types: about 130 fresh pages,
+	// each a page fault, and faults cost 6-17 us on a VM
+	// (docs/PERFORMANCE.md, session 7).
 	marks []uint32
 	n     int // the number of types
 	// found[i] is the id of the type want[i] given to indexBTF.

@@ -46,6 +46,9 @@ func statSources() error {
 	}
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if p != root && d != nil && d.IsDir() {
+				return filepath.SkipDir // an unreadable directory left in the tree
+			}
 			return err
 		}
 		if d.IsDir() {
