@@ -152,20 +152,8 @@ done:
 		return nil, n
 	}
 	if cmd != nil && cmd.tool == "netstat" {
-		a := strings.Join(cmd.args, " ")
-		if strings.Contains(a, "l") && !strings.Contains(a, "a") {
-			onlyServers = true
-		}
-		pidColumn = pidColumn || strings.Contains(a, "p")
-		if len(cmd.pipes) > 0 {
-			b.partial = "piped through " + strings.Join(cmd.pipes, " | ")
-			// Whole for the port only if the table holds listeners
-			// (-l, -a) and shows ports as numbers (-n: without it
-			// 80 prints as :http, which a grep of 80 misses).
-			if strings.Contains(a, "n") && strings.ContainsAny(a, "la") && !strings.ContainsAny(a, "46A") {
-				b.portOnly = grepPort(cmd.pipes)
-			}
-		}
+		servers, pids := b.netstatCommand(cmd)
+		onlyServers, pidColumn = onlyServers || servers, pidColumn || pids
 	}
 	p.markCut(b)
 	b.feedHeader()
@@ -181,6 +169,25 @@ done:
 	}
 	b.notes = append(b.notes, "netstat gives no fd limits: capture ss -tlnp and the processes loop")
 	return b, b.last + 1
+}
+
+// netstatCommand reads what the netstat command above a table says of
+// it: a table of listeners only (-l without -a), a PID column (-p), and a
+// pipeline that keeps part of it. A grep of one port keeps every
+// listener of that port only if the table holds listeners (-l, -a) and
+// shows ports as numbers (-n: without it 80 prints as :http, which a
+// grep of 80 misses).
+func (b *pasteBlock) netstatCommand(cmd *pasteCmd) (onlyServers, pidColumn bool) {
+	a := strings.Join(cmd.args, " ")
+	onlyServers = strings.Contains(a, "l") && !strings.Contains(a, "a")
+	pidColumn = strings.Contains(a, "p")
+	if len(cmd.pipes) > 0 {
+		b.partial = "piped through " + strings.Join(cmd.pipes, " | ")
+		if strings.Contains(a, "n") && strings.ContainsAny(a, "la") && !strings.ContainsAny(a, "46A") {
+			b.portOnly = grepPort(cmd.pipes)
+		}
+	}
+	return onlyServers, pidColumn
 }
 
 // feedHeader gives a socket table without an ss header one, on the line
