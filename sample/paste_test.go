@@ -865,6 +865,10 @@ Error connectRedis: Cannot assign requested address
 2018/09/29 23:34:57 [crit] 4793#4793: *210641 connect() to [2001:db8::5]:80 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.0.0.9
 $ tail -n 1 other.log
 listen tcp 10.9.9.9:8844: bind: cannot assign requested address
+$ tail -n 4 java.log
+java.net.NoRouteToHostException: Cannot assign requested address
+java.net.BindException: Cannot assign requested address (connect failed)
+java.net.BindException: Cannot assign requested address (Bind failed)
 `
 	s := readPaste(t, text)[0]
 	want := []ConnectError{
@@ -872,6 +876,8 @@ listen tcp 10.9.9.9:8844: bind: cannot assign requested address
 		{Dst: "146.59.192.30", Port: 6379, Line: `CRITICAL Uncaught Predis\Connection\ConnectionException: Cannot assign requested address [tcp://146.59.192.30:6379] in /var/www/x.php:146`},
 		{Line: "Error connectRedis: Cannot assign requested address"},
 		{Dst: "2001:db8::5", Port: 80, Line: "2018/09/29 23:34:57 [crit] 4793#4793: *210641 connect() to [2001:db8::5]:80 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.0.0.9"},
+		{Line: "java.net.NoRouteToHostException: Cannot assign requested address"},
+		{Line: "java.net.BindException: Cannot assign requested address (connect failed)"},
 	}
 	if diff := cmp.Diff(want, s.ConnectErrors); diff != "" {
 		t.Errorf("connect errors (-want +got):\n%s", diff)

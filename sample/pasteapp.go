@@ -39,7 +39,13 @@ func connectErrorLine(t string) (ConnectError, bool) {
 	if !strings.Contains(low, "assign requested address") && !strings.Contains(low, "eaddrnotavail") {
 		return ConnectError{}, false
 	}
-	if !strings.Contains(low, "connect") || strings.Contains(low, "bind") || strings.Contains(low, "listen") {
+	// Java names the call in the exception, not the line: a connect()
+	// that found no port throws NoRouteToHostException with the
+	// kernel's words (its stack, on the next lines, says socketConnect),
+	// and some JDKs BindException "... (connect failed)".
+	java := strings.Contains(low, "noroutetohostexception")
+	rest := strings.ReplaceAll(low, "bindexception", "")
+	if !java && !strings.Contains(low, "connect") || strings.Contains(rest, "bind") || strings.Contains(rest, "listen") {
 		return ConnectError{}, false
 	}
 	ce := ConnectError{Line: clip(strings.TrimSpace(t), 200)}
