@@ -24,10 +24,9 @@ const tcpIterMin = 20_000
 // cost, the verifier's check of 60 instructions, is under a millisecond.
 // Measured with owners read by BPF (docs/PERFORMANCE.md, session 7): at
 // 1,000 and 3,000 sockets the census costs the same either way; at 10,000
-// the iterator saves ~4 ms of CPU (45.6 -> 42.6), while wall time stayed
-// within the runs' noise (36.7 -> 39.2 ms in one run of 11 rounds, 0.93-
-// 0.95 x ss against main's 1.01-1.10 in the scaling run that has both
-// changes).
+// the iterator saves ~3 ms of CPU (45.6 -> 42.6) for the same wall time
+// (37.1 against 37.7 ms, 25 rounds; an earlier run of 11 rounds gave
+// 36.7 -> 39.2, inside its noise).
 const tcpIterMinShared = 2_000
 
 // useTCPIter says whether a full census of a namespace with these socket
