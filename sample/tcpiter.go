@@ -24,9 +24,9 @@ const tcpIterMin = 20_000
 // cost, the verifier's check of 60 instructions, is under a millisecond.
 // Measured with owners read by BPF (docs/PERFORMANCE.md, session 7): at
 // 1,000 and 3,000 sockets the census costs the same either way; at 10,000
-// the iterator saves ~3 ms of CPU (45.6 -> 42.6) for the same wall time
-// (37.1 against 37.7 ms, 25 rounds; an earlier run of 11 rounds gave
-// 36.7 -> 39.2, inside its noise).
+// the iterator saves ~3 ms of CPU (45.6 -> 42.6) for the same or a
+// slightly lower wall time (bench-census-scale.sh at 5k and 10k against
+// a build with 20,000: 0.955-0.970 x ss against 0.958-1.026 at 10k).
 const tcpIterMinShared = 2_000
 
 // useTCPIter says whether a full census of a namespace with these socket
