@@ -33,7 +33,7 @@ const (
 	shapeHostname   pasteShape = "hostname"
 	shapeProcesses  pasteShape = "processes"
 	shapeCount      pasteShape = "count"
-	shapeConnErr    pasteShape = "application log"
+	shapeAppLog     pasteShape = "application log"
 	shapeUnreadable pasteShape = "not read"
 )
 
