@@ -64,8 +64,6 @@ type pasteBlock struct {
 
 	// date, uptime, hostname.
 	value string
-	// counters read from netstat -s.
-	counters map[string]uint64
 	// notes on the kernel log: entries (a wrapped message is one),
 	// wrapped ones, recognised ones, ones with a -T stamp.
 	logEntries, logWrapped, logEvents, logTZ int
