@@ -173,8 +173,6 @@ func TestPropRandomSeries(t *testing.T) {
 	}
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/sockwarden/sockwarden/config"
@@ -84,11 +85,12 @@ func closeWaitActions(o sample.Owner) []string {
 }
 
 func destSubject(d sample.Destination) string {
-	dst := d.Dst
-	if strings.Contains(dst, ":") {
-		dst = "[" + dst + "]"
-	}
-	return fmt.Sprintf("%s:%d from %s", dst, d.DstPort, d.Src)
+	return dstPort(d.Dst, d.DstPort) + " from " + d.Src
+}
+
+// dstPort is "10.0.0.5:443", or "[2001:db8::5]:443".
+func dstPort(dst string, port uint16) string {
+	return net.JoinHostPort(dst, strconv.Itoa(int(port)))
 }
 
 // defaultPortPool is the size of the default ephemeral range, 32768-60999
@@ -98,6 +100,7 @@ const defaultPortPool = 60999 - 32768 + 1
 
 func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) []Observation {
 	var out []Observation
+	judged := map[dstKey]bool{} // destinations judged from their sockets
 	rng, okR := sysInts(s, kPortRange, 2)
 	pool, poolName := defaultPortPool, fmt.Sprintf("the %d ports of the default range 32768-60999 (%s not read)", defaultPortPool, kPortRange)
 	if okR && rng[0] <= rng[1] {
@@ -110,21 +113,14 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 				continue
 			}
 			out = append(out, portsObservation(s, series, cfg, d, low, high, reserved, usable))
+			judged[dstKey{d.Dst, d.DstPort}] = true
 		}
 	}
 	// An application that logged EADDRNOTAVAIL from connect() says the
 	// ports ran out, whatever the table pasted next to it shows: the
 	// TIME-WAIT pile is then evidence of it, not "normal". A destination
 	// judged above from its sockets is not named twice.
-	for _, o := range connectErrorObservations(s, okR, poolName) {
-		dup := false
-		for _, d := range out {
-			dup = dup || strings.HasPrefix(d.Subject, strings.TrimSuffix(o.Subject, inferredMark)+" from ")
-		}
-		if !dup {
-			out = append(out, o)
-		}
-	}
+	out = append(out, connectErrorObservations(s, okR, poolName, judged)...)
 	if len(out) > 0 {
 		return out
 	}
@@ -186,15 +182,11 @@ func checkPorts(s *sample.Sample, series []*sample.Sample, cfg config.Diagnose) 
 // destination when the line was logged. Without the sockets to that
 // destination and the range together nothing can size a kernel change,
 // so the side is unknown; the application fix comes first either way.
-func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Observation {
-	type key struct {
-		dst  string
-		port uint16
-	}
-	var order []key
-	lines := map[key][]sample.ConnectError{}
+func connectErrorObservations(s *sample.Sample, okR bool, poolName string, judged map[dstKey]bool) []Observation {
+	var order []dstKey
+	lines := map[dstKey][]sample.ConnectError{}
 	for _, ce := range s.ConnectErrors {
-		k := key{ce.Dst, ce.Port}
+		k := dstKey{ce.Dst, ce.Port}
 		if _, ok := lines[k]; !ok {
 			order = append(order, k)
 		}
@@ -207,7 +199,7 @@ func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Obs
 		failed := target // what the log line says ran out
 		dk := k
 		if k.dst != "" {
-			subject = net.JoinHostPort(k.dst, fmt.Sprint(k.port))
+			subject = dstPort(k.dst, k.port)
 			dest, target, failed = subject, subject, subject
 		} else if d, ok := onlyDestination(s); ok {
 			// The line names none, but every socket read goes to
@@ -215,11 +207,14 @@ func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Obs
 			// TIME-WAIT rows to 127.0.0.1:6399): name it as the
 			// likely one, said to be inferred, since a grep may
 			// have chosen the rows. The sizing stays as without it.
-			dk = key{d.Dst, d.DstPort}
-			target = net.JoinHostPort(d.Dst, fmt.Sprint(d.DstPort))
+			dk = dstKey{d.Dst, d.DstPort}
+			target = dstPort(d.Dst, d.DstPort)
 			subject = target + inferredMark
 			dest = fmt.Sprintf("a destination the log line does not name, likely %s (the pasted sockets all go there)", target)
 			inferred = fmt.Sprintf(" The log line names none; the sockets read all go to %s, so it is likely that one: inferred from the rows read (which a grep may have chosen), not from the log line.", target)
+		}
+		if judged[dk] {
+			continue // its sockets near the pool made a finding of it
 		}
 		ls := lines[k]
 		ev := []string{fmt.Sprintf("%s of connect() failing with EADDRNOTAVAIL, the first: %s", plural(len(ls), "application log line"), ls[0].Line)}
@@ -248,6 +243,12 @@ func connectErrorObservations(s *sample.Sample, okR bool, poolName string) []Obs
 		})
 	}
 	return out
+}
+
+// dstKey is a destination address and port.
+type dstKey struct {
+	dst  string
+	port uint16
 }
 
 // inferredMark ends the subject of an EADDRNOTAVAIL finding whose

@@ -513,6 +513,9 @@ type bundleSnap struct {
 	tlnp    *SSStats
 	tlnpBy  map[string][][]Owner // ss -tlnp owners by local address
 	tlnpAll []SSEntry
+	// stateCounts: a paste's pipeline counted states (ss | grep STATE |
+	// wc -l): without a table, the note on it says they were read.
+	stateCounts bool
 
 	date      time.Time
 	hasDate   bool
@@ -872,6 +875,15 @@ func (f *snapFinish) time() {
 	f.note(bfDate, "absent: the snapshot has no time; rates between snapshots cannot be computed (capture: date +%s.%N)")
 }
 
+// countedNote begins the note on an absent socket table when a paste's
+// pipeline counted states (netstat -na | awk ... TIME_WAIT): "states ...
+// unknown" beside "49589 TIME-WAIT" read from the paste would say that
+// what was read was not. The table is still absent: the addresses and
+// owners of the counted sockets, and any state the pipeline left out,
+// are unknown. The note keeps "absent" and, when no table gave them,
+// "listeners": coverage reads both.
+const countedNote = "no socket table with addresses (the states a pipeline counted are read, and named below): "
+
 // sockets fills the states, listeners, destinations and processes from
 // the census the socket table streamed through, or from ss -tlnp alone.
 func (f *snapFinish) sockets() {
@@ -884,10 +896,18 @@ func (f *snapFinish) sockets() {
 			s.census.Add(e.Socket, e.Owners)
 		}
 		s.census.InodesUnknown = true
-		f.note(bfSSTan, "absent: states other than LISTEN, destinations and processes unknown (capture: ss -tanpe)")
+		unknown := "states other than LISTEN, destinations and processes unknown"
+		if s.stateCounts {
+			unknown = countedNote + "destinations and processes unknown"
+		}
+		f.note(bfSSTan, "absent: "+unknown+" (capture: ss -tanpe)")
 	default:
 		s.census.InodesUnknown = true
-		f.note(bfSSTan, "absent: socket states, listeners, destinations and processes unknown (capture: ss -tanpe and ss -tlnp)")
+		unknown := "socket states, listeners, destinations and processes unknown"
+		if s.stateCounts {
+			unknown = countedNote + "listeners, destinations and processes unknown"
+		}
+		f.note(bfSSTan, "absent: "+unknown+" (capture: ss -tanpe and ss -tlnp)")
 	}
 	s.census.Fill(f.smp)
 }

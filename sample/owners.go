@@ -260,11 +260,16 @@ func (d *deniedPIDs) add(pid int) {
 // running as root would give.
 func (d *deniedPIDs) reason(procRoot string, root bool) string {
 	slices.Sort(d.pids)
+	fs, fsErr := procfs.NewFS(procRoot)
 	var names []string
 	for _, pid := range d.pids[:min(len(d.pids), 3)] {
 		name := strconv.Itoa(pid)
-		if b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "comm")); err == nil {
-			name += " (" + strings.TrimSpace(string(b)) + ")"
+		if fsErr == nil {
+			if p, err := fs.Proc(pid); err == nil {
+				if c, err := p.Comm(); err == nil {
+					name += " (" + c + ")"
+				}
+			}
 		}
 		names = append(names, name)
 	}

@@ -271,6 +271,7 @@ func (pr *pasteReader) snapshot(blocks []*pasteBlock) *Sample {
 	}
 	ps.noteBlocks()
 	ps.mergeCounters()
+	ps.s.stateCounts = slices.ContainsFunc(blocks, func(b *pasteBlock) bool { return b.shape == shapeCount && len(b.counts) > 0 })
 	smp := ps.s.finish("paste:" + pr.name)
 	pr.applyCounts(smp, blocks, &ps.extra)
 	for _, b := range blocks {
@@ -501,7 +502,6 @@ func (ps *pasteSnap) noteBlocks() {
 // grep 8080) is whole for that port (Sample.ListenerPorts).
 func (ps *pasteSnap) noteListenersUnread() {
 	var partial []string
-	var ports []string
 	filtered := false // some table is filtered otherwise than by its port
 	shown := 0
 	for _, b := range ps.blocks {
@@ -526,8 +526,11 @@ func (ps *pasteSnap) noteListenersUnread() {
 		}
 		if !slices.Contains(ps.listenerPorts, b.portOnly) {
 			ps.listenerPorts = append(ps.listenerPorts, b.portOnly)
-			ports = append(ports, strconv.Itoa(int(b.portOnly)))
 		}
+	}
+	var ports []string
+	for _, p := range ps.listenerPorts {
+		ports = append(ports, strconv.Itoa(int(p)))
 	}
 	switch {
 	case len(partial) == 0:
@@ -749,9 +752,6 @@ func (pr *pasteReader) applyCounts(smp *Sample, blocks []*pasteBlock, extra *[]M
 		if b.shape != shapeCount {
 			continue
 		}
-		if len(b.counts) > 0 {
-			countedStates(smp.Missing)
-		}
 		for st, v := range b.counts {
 			if smp.States[st] < v {
 				smp.States[st] = v
@@ -765,32 +765,6 @@ func (pr *pasteReader) applyCounts(smp *Sample, blocks []*pasteBlock, extra *[]M
 	}
 	smp.Total = sumStates(smp.States)
 	smp.StatesV4, smp.StatesV6 = nil, nil
-}
-
-// countedStates rewords the note on an absent socket table when a
-// pipeline counted states (netstat -na | grep 16379 | awk ...: 49589
-// TIME_WAIT): "states other than LISTEN ... unknown" beside "49589
-// TIME-WAIT" read from the paste would say that what was read was not.
-// The table is still absent: the addresses and owners of the counted
-// sockets, and any state the pipeline left out, are unknown. The reason
-// keeps "absent" and, when no table gave them, "listeners": coverage
-// reads both.
-func countedStates(miss []Missing) {
-	const counted = "absent: no socket table with addresses (the states a pipeline counted are read, and named below): "
-	for i := range miss {
-		m := &miss[i]
-		if filepath.Base(m.Source) != bfSSTan+".txt" {
-			continue
-		}
-		for old, now := range map[string]string{
-			"absent: states other than LISTEN, destinations and processes unknown": counted + "destinations and processes unknown",
-			"absent: socket states, listeners, destinations and processes unknown": counted + "listeners, destinations and processes unknown",
-		} {
-			if rest, ok := strings.CutPrefix(m.Reason, old); ok {
-				m.Reason = now + rest
-			}
-		}
-	}
 }
 
 // lazyRE compiles a regular expression on its first use. The paste

@@ -82,7 +82,7 @@ func (p *splitter) recConnectError(n, to int, _ *pasteCmd) (*pasteBlock, int) {
 // appLogBlock reads, from line n, the consecutive lines read takes as one
 // block of an application's log; nil when line n is not one.
 func appLogBlock[T any](p *splitter, n, to int, read func(string) (T, bool)) (*pasteBlock, []T) {
-	b := &pasteBlock{shape: shapeConnErr, first: n}
+	b := &pasteBlock{shape: shapeAppLog, first: n}
 	var got []T
 	for m := n; m <= to; m++ {
 		v, ok := read(p.line(m))

@@ -33,7 +33,7 @@ const (
 	shapeHostname   pasteShape = "hostname"
 	shapeProcesses  pasteShape = "processes"
 	shapeCount      pasteShape = "count"
-	shapeConnErr    pasteShape = "application log"
+	shapeAppLog     pasteShape = "application log"
 	shapeUnreadable pasteShape = "not read"
 )
 
@@ -64,8 +64,6 @@ type pasteBlock struct {
 
 	// date, uptime, hostname.
 	value string
-	// counters read from netstat -s.
-	counters map[string]uint64
 	// notes on the kernel log: entries (a wrapped message is one),
 	// wrapped ones, recognised ones, ones with a -T stamp.
 	logEntries, logWrapped, logEvents, logTZ int

@@ -119,8 +119,6 @@ func (n *notes) list() []Missing {
 	return out
 }
 
-func (n *notes) count() int { return len(n.kept) + n.extra }
-
 func clip(s string, max int) string {
 	if len(s) <= max {
 		return s

@@ -153,24 +153,33 @@ var ownerIterFields = []btfField{
 }
 
 func attachOwnerIter() (int, error) {
-	if !littleEndian64 {
-		return -1, fmt.Errorf("BPF owner scan: records are read as 64-bit little-endian (%s)", runtime.GOARCH)
-	}
 	// Only what the program needs is read from the kernel's BTF: one
 	// function's id and nine field offsets (btf.go).
 	spec, _ := itersBTF()
+	return attachIter("sw_owners", "task_file iterator", spec, ownerIterFields, math.MaxInt16, func(offs []int16) ([]byte, error) {
+		return ownerIterProgram([9]int16(offs))
+	})
+}
+
+// attachIter builds and attaches one iterator program from what the
+// kernel's BTF says of it: the fields' offsets, each at most limit, as
+// the displacements build assembles the program with.
+func attachIter(name, what string, spec iterBTF, fields []btfField, limit uint32, build func([]int16) ([]byte, error)) (int, error) {
+	if !littleEndian64 {
+		return -1, fmt.Errorf("%s: records are read as 64-bit little-endian (%s)", what, runtime.GOARCH)
+	}
 	if spec.err != nil {
-		return -1, fmt.Errorf("task_file iterator: %w", spec.err)
+		return -1, fmt.Errorf("%s: %w", what, spec.err)
 	}
-	offs, err := spec.displacements(ownerIterFields, math.MaxInt16)
+	offs, err := spec.displacements(fields, limit)
 	if err != nil {
 		return -1, err
 	}
-	insns, err := ownerIterProgram([9]int16(offs))
+	insns, err := build(offs)
 	if err != nil {
 		return -1, err
 	}
-	return loadLink("sw_owners", insns, spec.target, "task_file iterator")
+	return loadLink(name, insns, spec.target, what)
 }
 
 // ownerIterProgram assembles the iterator program:

@@ -163,24 +163,12 @@ var tcpIterFields = []btfField{
 }
 
 func attachTCPIter() (int, error) {
-	if !littleEndian64 {
-		return -1, fmt.Errorf("BPF tcp iterator: records are read as 64-bit little-endian")
-	}
 	_, spec := itersBTF()
-	if spec.err != nil {
-		return -1, fmt.Errorf("tcp iterator: %w", spec.err)
-	}
 	// 1<<14, not MaxInt16: the program adds up to 12 to the IPv6
 	// addresses' offsets.
-	offs, err := spec.displacements(tcpIterFields, 1<<14)
-	if err != nil {
-		return -1, err
-	}
-	insns, err := tcpIterProgram([13]int16(offs))
-	if err != nil {
-		return -1, err
-	}
-	return loadLink("sw_tcp", insns, spec.target, "tcp iterator")
+	return attachIter("sw_tcp", "tcp iterator", spec, tcpIterFields, 1<<14, func(offs []int16) ([]byte, error) {
+		return tcpIterProgram([13]int16(offs))
+	})
 }
 
 // tcpIterProgram assembles the census program. In C:
