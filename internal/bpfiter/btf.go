@@ -409,21 +409,13 @@ func (r iterBTF) displacements(fields []btfField, limit uint32) ([]int16, error)
 	return offs, nil
 }
 
-// kernelIters holds both programs' offsets, read in one pass over the
+// itersBTF returns both programs' offsets, read in one pass over the
 // kernel's BTF: the first iterator a process loads pays for the pass
 // (about 6 ms), the second finds its offsets ready.
-var kernelIters struct {
-	once       sync.Once
-	owner, tcp iterBTF
-}
-
-func itersBTF() (owner, tcp iterBTF) {
-	kernelIters.once.Do(func() {
-		r := resolveIters([]string{"bpf_iter_task_file", "bpf_iter_tcp"}, ownerIterFields, tcpIterFields)
-		kernelIters.owner, kernelIters.tcp = r[0], r[1]
-	})
-	return kernelIters.owner, kernelIters.tcp
-}
+var itersBTF = sync.OnceValues(func() (owner, tcp iterBTF) {
+	r := resolveIters([]string{"bpf_iter_task_file", "bpf_iter_tcp"}, ownerIterFields, tcpIterFields)
+	return r[0], r[1]
+})
 
 // resolveIters finds, in one pass over the kernel's BTF, the attach
 // function targets[i] and the fields fields[i] of each program i. A type

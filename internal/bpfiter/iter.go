@@ -127,21 +127,11 @@ func ReadRecords(r io.Reader, self int, each func(Record)) error {
 	return nil
 }
 
-var bpfIter struct {
-	once sync.Once
-	link int // the iterator link's descriptor, kept for the process's life
-	err  error
-}
-
-// loadOwnerIter builds and attaches the iterator program once per process.
-// Field offsets come from the running kernel's BTF, so no compiler and no
-// per-kernel object are needed.
-func loadOwnerIter() (int, error) {
-	bpfIter.once.Do(func() {
-		bpfIter.link, bpfIter.err = attachOwnerIter()
-	})
-	return bpfIter.link, bpfIter.err
-}
+// loadOwnerIter builds and attaches the iterator program once per process
+// (the link's descriptor is kept for the process's life). Field offsets
+// come from the running kernel's BTF, so no compiler and no per-kernel
+// object are needed.
+var loadOwnerIter = sync.OnceValues(attachOwnerIter)
 
 // ownerIterFields are the kernel fields the program reads, with the size
 // each load assumes; a kernel whose BTF says otherwise gets the /proc scan.

@@ -57,12 +57,6 @@ type TCPSocket struct {
 	Src, Dst [16]byte
 }
 
-var tcpIter struct {
-	once sync.Once
-	link int
-	err  error
-}
-
 // TCPAvailable loads and attaches the census iterator (once per process;
 // later calls return the first one's result). nil means OpenTCP can run.
 func TCPAvailable() error {
@@ -139,12 +133,8 @@ func ReadTCP(r io.Reader, each func(*TCPSocket)) error {
 	return nil
 }
 
-func loadTCPIter() (int, error) {
-	tcpIter.once.Do(func() {
-		tcpIter.link, tcpIter.err = attachTCPIter()
-	})
-	return tcpIter.link, tcpIter.err
-}
+// loadTCPIter builds and attaches the census program once per process.
+var loadTCPIter = sync.OnceValues(attachTCPIter)
 
 // tcpIterFields are the kernel fields the census program reads, with the
 // size each load assumes. The last four (size 0) must be at offset 0 (a tcp_sock
