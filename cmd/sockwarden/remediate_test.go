@@ -83,15 +83,19 @@ func TestNetnsRemediateCLI(t *testing.T) {
 
 	// Guard 3's fresh samples come before the approval: on a loaded
 	// machine the lab's overflow can miss an interval and guard 3 refuses
-	// first (also exit 3, nothing written). Sample again, as applyLive does.
-	for try := 1; ; try++ {
-		out, _, code = runCLI(t, append([]string{"apply", id, "--interval", "1s"}, common...)...)
-		if try < 3 && code == exitFailed && strings.Contains(out, "3-fresh-samples") {
-			t.Logf("try %d refused by guard 3; sampling again", try)
-			continue
+	// first (also exit 3, nothing written). Sample again, as applyLive
+	// does, for each apply below.
+	apply := func(args ...string) (string, string, int) {
+		for try := 1; ; try++ {
+			out, errOut, code := runCLI(t, append(append([]string{"apply", id}, args...), common...)...)
+			if try < 3 && code == exitFailed && strings.Contains(out+errOut, "3-fresh-samples") {
+				t.Logf("try %d refused by guard 3; sampling again", try)
+				continue
+			}
+			return out, errOut, code
 		}
-		break
 	}
+	out, _, code = apply("--interval", "1s")
 	if code != exitFailed || !strings.Contains(out, "4-approval") {
 		t.Fatalf("apply without approval: exit %d, %q; want 3 and guard 4", code, out)
 	}
@@ -101,7 +105,7 @@ func TestNetnsRemediateCLI(t *testing.T) {
 	if _, errOut, code := runCLI(t, append([]string{"approve", id, "--ttl", "5m", "--comment", "cli test"}, common...)...); code != exitOK {
 		t.Fatalf("approve: exit %d: %s", code, errOut)
 	}
-	out, errOut, code = runCLI(t, append([]string{"apply", id, "--dry-run", "-o", "json", "--interval", "1s"}, common...)...)
+	out, errOut, code = apply("--dry-run", "-o", "json", "--interval", "1s")
 	var o remediate.Outcome
 	if err := json.Unmarshal([]byte(out), &o); err != nil {
 		t.Fatalf("apply --dry-run --json: %v: %q", err, out)
